@@ -1,0 +1,64 @@
+//! The ACS error shape: `{"error":{"code","message","target","details"}}` with a fitting status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An API error as ACS clients expect it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcsError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// The request field or parameter at fault, when there is one.
+    pub target: Option<String>,
+}
+
+impl AcsError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), target: None }
+    }
+
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>, target: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message).with_target(target)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+    }
+
+    /// A server-side failure; the detail goes to the log, not to the client.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "the server could not complete the request")
+    }
+}
+
+impl IntoResponse for AcsError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "target": self.target,
+                "details": [],
+            }
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for AcsError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AcsError::internal(e)
+    }
+}

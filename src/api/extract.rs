@@ -1,0 +1,74 @@
+//! Request extractors with ACS-shaped errors: JSON bodies whose errors name the bad field, and
+//! the `api-version` query parameter.
+
+use super::error::AcsError;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// A JSON body. An empty body reads as `{}`; an error names the field it found wrong.
+pub struct AcsJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AcsJson<T> {
+    type Rejection = AcsError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| AcsError::new(e.status(), "BadRequest", e.body_text()))?;
+        let value = parse_json(&bytes)?;
+        Ok(AcsJson(value))
+    }
+}
+
+/// Parse a JSON body; an empty body reads as `{}`; errors name the offending field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AcsError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let target = if path == "." { "body".to_owned() } else { path };
+        AcsError::bad_request(format!("invalid request body: {}", e.inner()), target)
+    })?;
+    de.end().map_err(|e| AcsError::bad_request(format!("invalid request body: {e}"), "body"))?;
+    Ok(value)
+}
+
+/// The `api-version` query parameter, checked against the versions a route family supports.
+pub struct ApiVersion(pub String);
+
+/// Routes declare which versions they accept by implementing this on a marker type.
+pub trait SupportedVersions {
+    const VERSIONS: &'static [&'static str];
+}
+
+/// Extracts and checks `api-version` for the marker `V`.
+pub struct Versioned<V>(pub ApiVersion, std::marker::PhantomData<V>);
+
+impl<S: Send + Sync, V: SupportedVersions> FromRequestParts<S> for Versioned<V> {
+    type Rejection = AcsError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let version = form_urlencoded_pairs(query).find(|(k, _)| k == "api-version").map(|(_, v)| v);
+        match version {
+            None => Err(AcsError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "MissingApiVersionParameter",
+                format!("the api-version query parameter is required; supported: {}", V::VERSIONS.join(", ")),
+            )
+            .with_target("api-version")),
+            Some(v) if V::VERSIONS.contains(&v.as_str()) => Ok(Versioned(ApiVersion(v), std::marker::PhantomData)),
+            Some(v) => Err(AcsError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "UnsupportedApiVersion",
+                format!("api-version '{v}' is not supported; supported: {}", V::VERSIONS.join(", ")),
+            )
+            .with_target("api-version")),
+        }
+    }
+}
+
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap_or_default().into_iter()
+}

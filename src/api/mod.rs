@@ -1,0 +1,57 @@
+//! The HTTPS API: ACS-compatible management routes (HMAC-signed) and the public operational
+//! routes. Handlers are thin: they parse, call a service, and shape the ACS response.
+
+pub mod error;
+pub mod extract;
+pub mod identities;
+pub mod ops;
+pub mod signed;
+pub mod state;
+
+pub use error::AcsError;
+pub use state::{AppState, Health, Services};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+/// Build the router for every HTTP route.
+pub fn router(state: AppState) -> Router {
+    let management = Router::new()
+        .route("/identities", post(identities::create))
+        .route("/identities/{id}", get(identities::get).delete(identities::delete))
+        .route("/identities/{id}/{action}", post(identities::action))
+        .route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
+
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .merge(management)
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+async fn not_found() -> AcsError {
+    AcsError::not_found("NotFound", "no such route")
+}
+
+/// Count every request by matched route pattern (bounded cardinality) and status class.
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let class = match response.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    state.metrics.http.requests.with_label_values(&[route.as_str(), class]).inc();
+    response
+}

@@ -1,0 +1,41 @@
+//! Shared state handed to every HTTP handler.
+
+use crate::auth::{HmacVerifier, KeyRing, TokenIssuer, TokenLifetime, TokenVerifier};
+use crate::identity::IdentityDirectory;
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Cheap to clone: everything behind one `Arc`.
+pub type AppState = Arc<Services>;
+
+/// The services the HTTP layer reaches.
+pub struct Services {
+    pub directory: Arc<IdentityDirectory>,
+    pub issuer: TokenIssuer,
+    pub verifier: Arc<TokenVerifier>,
+    pub keys: Arc<KeyRing>,
+    pub hmac: HmacVerifier,
+    pub metrics: Arc<Metrics>,
+    pub resource_id: String,
+    pub default_lifetime: TokenLifetime,
+    pub max_body_bytes: usize,
+    pub health: Health,
+}
+
+/// Liveness is implied by answering at all; readiness is set once every listener is up and
+/// cleared when a graceful stop begins.
+#[derive(Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}

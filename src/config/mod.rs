@@ -1,0 +1,127 @@
+//! The configuration tree. Every key has a default (the same one `config.toml` documents), unknown
+//! keys are refused, and ranges are checked while parsing (`Bounded`), so the rest of the server
+//! receives values it can use without re-validating them.
+
+mod bounded;
+mod load;
+
+pub use bounded::{Bounded, OutOfRange};
+pub use load::{ConfigError, LoadedConfig, load, load_from_str};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole configuration (`config.toml`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub http: HttpSection,
+    pub auth: AuthSection,
+    pub tokens: TokenSection,
+}
+
+/// `[server]`: where state lives and how the process behaves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Directory for the SQLite store and generated secrets. Relative paths are resolved against
+    /// the directory of the config file.
+    pub data_dir: PathBuf,
+    /// The ACS resource ID that appears in identity raw IDs (`8:acs:<resource_id>_<uuid>`).
+    /// Empty: generate a UUID on first start and keep it in `<data_dir>/resource-id`.
+    pub resource_id: String,
+    /// `tracing` filter directive, overridden by `RUST_LOG` when that is set.
+    pub log: String,
+    /// How long a graceful stop waits for open requests and calls to finish.
+    pub shutdown_grace_seconds: Bounded<0, 300>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            resource_id: String::new(),
+            log: "info".to_owned(),
+            shutdown_grace_seconds: Bounded::new_const(10),
+        }
+    }
+}
+
+/// `[http]`: the HTTPS listener (REST API, WebSocket signaling, metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Address and port of the HTTPS listener. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// The URL clients use to reach the listener, used in connection strings.
+    /// Empty: `https://<listen address>/`.
+    pub public_url: String,
+    /// PEM certificate chain. Empty: generate a self-signed one in `<data_dir>/tls/`.
+    pub tls_cert: PathBuf,
+    /// PEM private key for `tls_cert`. Must be set exactly when `tls_cert` is.
+    pub tls_key: PathBuf,
+    /// Extra DNS names or IP addresses for the generated certificate (it always covers
+    /// `localhost`, `127.0.0.1` and `::1`).
+    pub tls_names: Vec<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: Bounded<1024, 16_777_216>,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_url: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_names: Vec::new(),
+            max_body_bytes: Bounded::new_const(1_048_576),
+        }
+    }
+}
+
+/// `[auth]`: how trusted backends authenticate management calls (ACS HMAC-SHA256).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Base64 access keys; any of them signs a valid request (list several to rotate).
+    /// Empty: generate one on first start and keep it in `<data_dir>/access-key`.
+    pub access_keys: Vec<String>,
+    /// How far `x-ms-date` may be from the server clock.
+    pub max_clock_skew_seconds: Bounded<1, 3600>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self { access_keys: Vec::new(), max_clock_skew_seconds: Bounded::new_const(300) }
+    }
+}
+
+/// `[tokens]`: access tokens handed to clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSection {
+    /// PKCS#8 PEM file of the ES256 (P-256) key that signs tokens and webhooks.
+    /// Empty: generate one in `<data_dir>/keys/token-signing.pem`.
+    pub signing_key: PathBuf,
+    /// PKCS#8 PEM files of earlier signing keys: tokens they signed still verify (until they
+    /// expire) and their public halves stay in the JWKS, but they sign nothing new.
+    pub retired_signing_keys: Vec<PathBuf>,
+    /// Lifetime of a token when the request names none.
+    pub default_lifetime_minutes: Bounded<60, 1440>,
+    /// Clock leeway when checking `exp` and `iat`.
+    pub verify_leeway_seconds: Bounded<0, 300>,
+}
+
+impl Default for TokenSection {
+    fn default() -> Self {
+        Self {
+            signing_key: PathBuf::new(),
+            retired_signing_keys: Vec::new(),
+            default_lifetime_minutes: Bounded::new_const(1440),
+            verify_leeway_seconds: Bounded::new_const(30),
+        }
+    }
+}

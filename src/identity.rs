@@ -1,0 +1,185 @@
+//! Communication identities: their raw IDs (`8:acs:<resourceId>_<uuid>`) and the
+//! `IdentityDirectory`, the in-memory view of which identities exist and which token generation
+//! is current, in front of the store. Every join path asks the directory, so revoking or deleting
+//! takes effect at once; open connections learn of it through `IdentityEvent`s.
+
+use crate::store::{IdentityRecord, Store, StoreError};
+use dashmap::DashMap;
+use std::fmt;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// Prefix of a communication user raw ID.
+pub const RAW_ID_PREFIX: &str = "8:acs:";
+
+/// The UUID part of a communication identity; the resource ID is the same for the whole server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdentityId(pub Uuid);
+
+/// Why a raw ID was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RawIdError {
+    #[error("not a communication user ID (expected 8:acs:<resourceId>_<uuid>)")]
+    Malformed,
+    #[error("the ID belongs to another resource")]
+    ForeignResource,
+}
+
+impl IdentityId {
+    /// The raw ID clients and SDKs see.
+    pub fn raw(&self, resource_id: &str) -> String {
+        format!("{RAW_ID_PREFIX}{resource_id}_{}", self.0)
+    }
+
+    /// Parse a raw ID that must belong to `resource_id`.
+    pub fn parse_raw(raw: &str, resource_id: &str) -> Result<Self, RawIdError> {
+        let rest = raw.strip_prefix(RAW_ID_PREFIX).ok_or(RawIdError::Malformed)?;
+        let (resource, uuid) = rest.rsplit_once('_').ok_or(RawIdError::Malformed)?;
+        let uuid = Uuid::parse_str(uuid).map_err(|_| RawIdError::Malformed)?;
+        if !resource.eq_ignore_ascii_case(resource_id) {
+            return Err(RawIdError::ForeignResource);
+        }
+        Ok(Self(uuid))
+    }
+}
+
+impl fmt::Display for IdentityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Something that changed an identity's right to stay connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityEvent {
+    /// Tokens issued under a generation below `generation` are no longer valid.
+    TokensRevoked { id: IdentityId, generation: u32 },
+    /// The identity is gone; none of its tokens are valid.
+    Deleted { id: IdentityId },
+}
+
+impl IdentityEvent {
+    pub fn id(&self) -> IdentityId {
+        match self {
+            IdentityEvent::TokensRevoked { id, .. } | IdentityEvent::Deleted { id } => *id,
+        }
+    }
+}
+
+/// The live view of identities. Token generations are cached; a miss reads the store (an
+/// identity created by the CLI on the same data directory is found that way).
+pub struct IdentityDirectory {
+    store: Store,
+    generations: DashMap<IdentityId, u32>,
+    events: broadcast::Sender<IdentityEvent>,
+}
+
+impl IdentityDirectory {
+    pub fn new(store: Store) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self { store, generations: DashMap::new(), events }
+    }
+
+    /// Subscribe to revocations and deletions (connection handlers disconnect on them).
+    pub fn subscribe(&self) -> broadcast::Receiver<IdentityEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Create an identity (idempotent by `external_id`).
+    pub fn create(&self, external_id: Option<&str>, now_ms: i64) -> Result<(IdentityRecord, bool), StoreError> {
+        let (record, created) = self.store.create_identity(external_id, now_ms)?;
+        self.generations.insert(IdentityId(record.id), record.token_generation);
+        Ok((record, created))
+    }
+
+    pub fn get(&self, id: IdentityId) -> Result<Option<IdentityRecord>, StoreError> {
+        self.store.identity(id.0)
+    }
+
+    /// Delete an identity; its tokens stop verifying before this returns.
+    pub fn delete(&self, id: IdentityId) -> Result<bool, StoreError> {
+        let existed = self.store.delete_identity(id.0)?;
+        self.generations.remove(&id);
+        if existed {
+            // No receivers is fine: nobody is connected.
+            let _ = self.events.send(IdentityEvent::Deleted { id });
+        }
+        Ok(existed)
+    }
+
+    /// Revoke every token issued so far; they stop verifying before this returns.
+    pub fn revoke_tokens(&self, id: IdentityId) -> Result<bool, StoreError> {
+        match self.store.revoke_tokens(id.0)? {
+            Some(generation) => {
+                self.generations.insert(id, generation);
+                let _ = self.events.send(IdentityEvent::TokensRevoked { id, generation });
+                Ok(true)
+            }
+            None => {
+                self.generations.remove(&id);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Record a token issue; returns the generation the token must carry (`None`: unknown).
+    pub fn note_token_issued(&self, id: IdentityId, now_ms: i64) -> Result<Option<u32>, StoreError> {
+        let generation = self.store.note_token_issued(id.0, now_ms)?;
+        if let Some(g) = generation {
+            self.generations.insert(id, g);
+        }
+        Ok(generation)
+    }
+
+    /// The current token generation of a live identity, `None` when it does not exist.
+    pub fn current_generation(&self, id: IdentityId) -> Result<Option<u32>, StoreError> {
+        if let Some(g) = self.generations.get(&id) {
+            return Ok(Some(*g));
+        }
+        let generation = self.store.identity(id.0)?.map(|r| r.token_generation);
+        if let Some(g) = generation {
+            self.generations.insert(id, g);
+        }
+        Ok(generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RES: &str = "1b2c3d4e-0000-4000-8000-000000000001";
+
+    #[test]
+    fn raw_id_round_trip_and_errors() {
+        let id = IdentityId(Uuid::new_v4());
+        let raw = id.raw(RES);
+        assert!(raw.starts_with("8:acs:1b2c3d4e-"));
+        assert_eq!(IdentityId::parse_raw(&raw, RES), Ok(id));
+        assert_eq!(IdentityId::parse_raw("8:acs:x", RES), Err(RawIdError::Malformed));
+        assert_eq!(IdentityId::parse_raw("", RES), Err(RawIdError::Malformed));
+        assert_eq!(IdentityId::parse_raw("8:acs:a_b", RES), Err(RawIdError::Malformed));
+        let foreign = format!("8:acs:other_{}", id.0);
+        assert_eq!(IdentityId::parse_raw(&foreign, RES), Err(RawIdError::ForeignResource));
+    }
+
+    #[test]
+    fn revocation_is_visible_immediately_and_announced() {
+        let dir = IdentityDirectory::new(Store::open_in_memory().expect("db"));
+        let mut events = dir.subscribe();
+        let (rec, _) = dir.create(None, 0).expect("create");
+        let id = IdentityId(rec.id);
+        assert_eq!(dir.current_generation(id).expect("gen"), Some(0));
+        assert!(dir.revoke_tokens(id).expect("revoke"));
+        assert_eq!(dir.current_generation(id).expect("gen"), Some(1));
+        assert_eq!(events.try_recv().expect("event"), IdentityEvent::TokensRevoked { id, generation: 1 });
+        assert!(dir.delete(id).expect("delete"));
+        assert_eq!(dir.current_generation(id).expect("gen"), None);
+        assert_eq!(events.try_recv().expect("event"), IdentityEvent::Deleted { id });
+    }
+}

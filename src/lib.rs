@@ -1,0 +1,15 @@
+//! Switchboard: a self-hosted communications server — an SFU plus the identity, call and meeting
+//! services around it, wire-compatible with the Azure Communication Services data-plane API.
+//!
+//! See `ARCHITECTURE.md` for the map of modules and the invariants they keep.
+
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod https;
+pub mod identity;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,176 @@
+//! Start-up and shutdown of the whole server: prepare the data directory, open the store, build
+//! the services, bind the listeners, and stop gracefully.
+
+use crate::api::{self, Health, Services};
+use crate::auth::{HmacVerifier, TokenIssuer, TokenLifetime, TokenVerifier};
+use crate::bootstrap::{self, BootstrapError};
+use crate::config::Config;
+use crate::identity::IdentityDirectory;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::tls::{self, TlsError};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+/// A started server. Drop does not stop it; call `stop`.
+pub struct RunningServer {
+    pub https_addr: SocketAddr,
+    /// The base URL clients use, e.g. `https://127.0.0.1:8443/`.
+    pub endpoint: String,
+    /// The certificate file clients should trust.
+    pub trust_cert: PathBuf,
+    /// Where the connection string was written.
+    pub connection_string_file: PathBuf,
+    access_key_b64: String,
+    services: api::AppState,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningServer {
+    /// `endpoint=...;accesskey=...` for the primary access key.
+    pub fn connection_string(&self) -> String {
+        connection_string(&self.endpoint, &self.access_key_b64)
+    }
+
+    /// The line printed when the server is ready to take requests.
+    pub fn ready_line(&self) -> String {
+        format!(
+            "switchboard ready: {} (trust {}; connection string in {}, or run `switchboard connection-string`)",
+            self.endpoint,
+            self.trust_cert.display(),
+            self.connection_string_file.display()
+        )
+    }
+
+    /// Stop taking new work, let open work finish (within the configured grace), and return.
+    pub async fn stop(mut self) {
+        self.services.health.set_ready(false);
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// `endpoint=<url>;accesskey=<base64>`.
+pub fn connection_string(endpoint: &str, access_key_b64: &str) -> String {
+    format!("endpoint={endpoint};accesskey={access_key_b64}")
+}
+
+/// The base URL for a listener: the configured public URL, or one derived from the bound address
+/// (an unspecified address is reached through loopback).
+pub fn endpoint_for(public_url: &str, addr: SocketAddr) -> String {
+    if !public_url.is_empty() {
+        let trimmed = public_url.trim_end_matches('/');
+        return format!("{trimmed}/");
+    }
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("https://{}/", SocketAddr::new(ip, addr.port()))
+}
+
+/// Start every part of the server described by `config`.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let prepared = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || bootstrap::prepare(&config))
+            .await
+            .expect("bootstrap does not panic; a panic there is a bug to surface")?
+    };
+    for note in &prepared.generated {
+        tracing::info!("generated {note}");
+    }
+    let access_key_b64 = prepared.primary_access_key_b64();
+    let store = Store::open(&prepared.db_path)?;
+    let metrics = Arc::new(Metrics::new());
+    let directory = Arc::new(IdentityDirectory::new(store));
+    let keys = Arc::new(prepared.keys);
+    let verifier = Arc::new(TokenVerifier::new(
+        keys.clone(),
+        directory.clone(),
+        prepared.resource_id.clone(),
+        config.tokens.verify_leeway_seconds.get(),
+        &metrics.tokens,
+    ));
+    let default_lifetime =
+        TokenLifetime::from_minutes(i64::try_from(config.tokens.default_lifetime_minutes.get()).unwrap_or(i64::MAX))
+            .expect("the config bounds default_lifetime_minutes to 60..=1440, the token lifetime range");
+    let services = Arc::new(Services {
+        issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone()),
+        directory,
+        verifier,
+        keys,
+        hmac: HmacVerifier::new(&prepared.access_keys, Duration::from_secs(config.auth.max_clock_skew_seconds.get())),
+        metrics,
+        resource_id: prepared.resource_id.clone(),
+        default_lifetime,
+        max_body_bytes: usize::try_from(config.http.max_body_bytes.get()).unwrap_or(usize::MAX),
+        health: Health::default(),
+    });
+
+    let certs = tls::load_certs(&prepared.tls_chain)?;
+    let key = tls::load_key(&prepared.tls_key)?;
+    let tls_config = Arc::new(tls::server_config(certs, key, &[b"h2", b"http/1.1"])?);
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
+    let https_addr =
+        listener.local_addr().map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds.get());
+    tasks.spawn(crate::https::serve(listener, tls_config, api::router(services.clone()), shutdown.clone(), grace));
+
+    let endpoint = endpoint_for(&config.http.public_url, https_addr);
+    let connection_string_file = prepared.data_dir.join("connection-string");
+    bootstrap::write_private(&connection_string_file, &format!("{}\n", connection_string(&endpoint, &access_key_b64)))?;
+
+    services.health.set_ready(true);
+    Ok(RunningServer {
+        https_addr,
+        endpoint,
+        trust_cert: prepared.tls_trust,
+        connection_string_file,
+        access_key_b64,
+        services,
+        shutdown,
+        tasks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_derivation() {
+        assert_eq!(endpoint_for("", "127.0.0.1:8443".parse().expect("addr")), "https://127.0.0.1:8443/");
+        assert_eq!(endpoint_for("", "0.0.0.0:1".parse().expect("addr")), "https://127.0.0.1:1/");
+        assert_eq!(endpoint_for("", "[::]:2".parse().expect("addr")), "https://[::1]:2/");
+        assert_eq!(
+            endpoint_for("https://sfu.example.com", "0.0.0.0:1".parse().expect("addr")),
+            "https://sfu.example.com/"
+        );
+    }
+}
