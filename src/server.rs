@@ -51,6 +51,11 @@ impl RunningServer {
         connection_string(&self.endpoint, &self.access_key_b64)
     }
 
+    /// The verifier every join path uses (tests check revocation through it).
+    pub fn token_verifier(&self) -> Arc<crate::auth::TokenVerifier> {
+        self.services.verifier.clone()
+    }
+
     /// The line printed when the server is ready to take requests.
     pub fn ready_line(&self) -> String {
         format!(

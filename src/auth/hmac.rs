@@ -187,6 +187,46 @@ pub fn sign_request(
     [("x-ms-date", date), ("x-ms-content-sha256", hash), ("authorization", authorization)]
 }
 
+/// A parsed ACS connection string: `endpoint=https://HOST:PORT/;accesskey=BASE64`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionString {
+    /// The endpoint without a trailing slash, e.g. `https://127.0.0.1:8443`.
+    pub endpoint: String,
+    /// `HOST:PORT` as it goes into the string to sign.
+    pub host: String,
+    /// The raw (decoded) access key.
+    pub key: Vec<u8>,
+}
+
+/// A connection string that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid connection string: {0} (expected endpoint=https://HOST:PORT/;accesskey=BASE64)")]
+pub struct ConnectionStringError(&'static str);
+
+impl std::str::FromStr for ConnectionString {
+    type Err = ConnectionStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut endpoint = None;
+        let mut key = None;
+        for part in s.trim().split(';').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or(ConnectionStringError("a part has no '='"))?;
+            if k.eq_ignore_ascii_case("endpoint") {
+                endpoint = Some(v.trim_end_matches('/').to_owned());
+            } else if k.eq_ignore_ascii_case("accesskey") {
+                key = Some(B64.decode(v).map_err(|_| ConnectionStringError("accesskey is not base64"))?);
+            }
+        }
+        let endpoint = endpoint.ok_or(ConnectionStringError("no endpoint"))?;
+        let key = key.ok_or(ConnectionStringError("no accesskey"))?;
+        let host = endpoint.split_once("://").map_or(endpoint.as_str(), |(_, h)| h).to_owned();
+        if host.is_empty() || host.contains('/') {
+            return Err(ConnectionStringError("endpoint has no host or has a path"));
+        }
+        Ok(Self { endpoint, host, key })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +290,17 @@ mod tests {
         assert_eq!(check(&v, &h, b"{}", PATH, now), Err(HmacError::MalformedAuthorization));
         h.insert("authorization", HeaderValue::from_static("HMAC-SHA256 junk"));
         assert_eq!(check(&v, &h, b"{}", PATH, now), Err(HmacError::MalformedAuthorization));
+    }
+
+    #[test]
+    fn connection_string_parses() {
+        let cs: ConnectionString = "endpoint=https://127.0.0.1:8443/;accesskey=AAEC".parse().expect("valid");
+        assert_eq!(cs.endpoint, "https://127.0.0.1:8443");
+        assert_eq!(cs.host, "127.0.0.1:8443");
+        assert_eq!(cs.key, vec![0, 1, 2]);
+        assert!("endpoint=https://x/".parse::<ConnectionString>().is_err());
+        assert!("accesskey=AAEC".parse::<ConnectionString>().is_err());
+        assert!("endpoint=https://x/;accesskey=!!".parse::<ConnectionString>().is_err());
     }
 
     #[test]
