@@ -10,6 +10,8 @@ pub mod config;
 pub mod https;
 pub mod identity;
 pub mod metrics;
+pub mod rtp;
 pub mod server;
+pub mod sfu;
 pub mod store;
 pub mod tls;

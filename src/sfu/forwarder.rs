@@ -1,0 +1,544 @@
+//! `TrackForwarder`: one published track as seen by one media worker. It keeps per-layer
+//! history and liveness, and every local subscription of the track (its `StreamRewriter` and, for
+//! video, its `SimulcastSelector`). For each arriving packet it decides per subscription whether
+//! to forward and with which rewrite, and hands that to the caller's `emit`, which writes the
+//! bytes wherever the transport wants them. No I/O, no clock reads, no allocation per packet.
+
+use super::nack::PacketHistory;
+use super::packet::{Codec, MediaKind, MediaPacket};
+use super::rewriter::{Outcome, Rewrite, StreamRewriter};
+use super::simulcast::{Decision, KEYFRAME_REQUEST_INTERVAL, LayerStatus, LayerWish, MAX_LAYERS, SimulcastSelector};
+use super::speakers::AudioLevelMeter;
+use super::stats::RateMeter;
+use std::time::{Duration, Instant};
+
+/// A layer with no packets for this long is considered stopped.
+pub const LAYER_STALE: Duration = Duration::from_millis(500);
+/// Packets kept per layer for retransmissions (about 1 s of 2.5 Mbit/s video).
+const VIDEO_HISTORY: usize = 512;
+const AUDIO_HISTORY: usize = 128;
+
+/// Per-layer state shared by the local subscriptions.
+#[derive(Debug)]
+struct LayerState {
+    history: PacketHistory<MediaPacket>,
+    last_packet_at: Option<Instant>,
+    rate: RateMeter,
+    height: u32,
+}
+
+/// One subscriber's subscription to this track on this worker.
+#[derive(Debug)]
+pub struct Subscription<S> {
+    pub id: u64,
+    /// Where the transport sends this subscription's packets.
+    pub sink: S,
+    pub out_ssrc: u32,
+    rewriter: StreamRewriter,
+    selector: Option<SimulcastSelector>,
+    pub packets: u64,
+    pub octets: u64,
+}
+
+impl<S> Subscription<S> {
+    /// The layer being forwarded to this subscriber.
+    pub fn layer(&self) -> Option<u8> {
+        self.rewriter.layer()
+    }
+
+    pub fn target_layer(&self) -> Option<u8> {
+        self.selector.as_ref().and_then(SimulcastSelector::target)
+    }
+}
+
+/// What to create a subscription with.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSpec<S> {
+    pub id: u64,
+    pub sink: S,
+    pub out_ssrc: u32,
+    /// First output sequence number / timestamp / picture IDs (random in production).
+    pub initial: Rewrite,
+    pub wish: LayerWish,
+}
+
+/// A subscription's forwarded layer changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerChange {
+    pub subscription: u64,
+    pub from: Option<u8>,
+    pub to: u8,
+}
+
+/// Counts from one `on_packet` call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardReport {
+    pub forwarded: u32,
+    pub dropped: u32,
+    pub switched_up: u32,
+    pub switched_down: u32,
+}
+
+/// One published track on one worker.
+#[derive(Debug)]
+pub struct TrackForwarder<S> {
+    codec: Codec,
+    layers: Vec<LayerState>,
+    subs: Vec<Subscription<S>>,
+    last_request: [Option<Instant>; MAX_LAYERS],
+    changes: Vec<LayerChange>,
+    /// Smoothed loudness (audio tracks with the RFC 6464 extension).
+    pub audio_level: AudioLevelMeter,
+}
+
+impl<S: Copy> TrackForwarder<S> {
+    /// `heights` has one entry per simulcast layer, lowest first (0 when unknown); audio and
+    /// non-simulcast video have one layer.
+    pub fn new(codec: Codec, heights: &[u32]) -> Self {
+        let history = if codec.kind() == MediaKind::Video { VIDEO_HISTORY } else { AUDIO_HISTORY };
+        let count = heights.len().clamp(1, MAX_LAYERS);
+        let layers = (0..count)
+            .map(|i| LayerState {
+                history: PacketHistory::new(history),
+                last_packet_at: None,
+                rate: RateMeter::new(Duration::from_secs(1)),
+                height: heights.get(i).copied().unwrap_or(0),
+            })
+            .collect();
+        Self {
+            codec,
+            layers,
+            subs: Vec::new(),
+            last_request: [None; MAX_LAYERS],
+            changes: Vec::new(),
+            audio_level: AudioLevelMeter::default(),
+        }
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn subscriptions(&self) -> &[Subscription<S>] {
+        &self.subs
+    }
+
+    pub fn add_subscription(&mut self, spec: SubscriptionSpec<S>) {
+        let selector = (self.codec.kind() == MediaKind::Video).then(|| SimulcastSelector::new(spec.wish));
+        self.subs.push(Subscription {
+            id: spec.id,
+            sink: spec.sink,
+            out_ssrc: spec.out_ssrc,
+            rewriter: StreamRewriter::new(self.codec.clock_rate(), spec.initial),
+            selector,
+            packets: 0,
+            octets: 0,
+        });
+    }
+
+    pub fn remove_subscription(&mut self, id: u64) -> Option<Subscription<S>> {
+        let i = self.subs.iter().position(|s| s.id == id)?;
+        Some(self.subs.swap_remove(i))
+    }
+
+    /// Change what a subscriber wants; takes effect at the next `tick`.
+    pub fn set_wish(&mut self, id: u64, wish: LayerWish) {
+        if let Some(sel) = self.subs.iter_mut().find(|s| s.id == id).and_then(|s| s.selector.as_mut()) {
+            sel.set_wish(wish);
+        }
+    }
+
+    /// The bandwidth a subscription may use (`None`: unconstrained).
+    pub fn set_bandwidth(&mut self, id: u64, bps: Option<u64>) {
+        if let Some(sel) = self.subs.iter_mut().find(|s| s.id == id).and_then(|s| s.selector.as_mut()) {
+            sel.set_available_bandwidth(bps);
+        }
+    }
+
+    /// Forward one packet of `layer` to every subscription that should get it.
+    pub fn on_packet(
+        &mut self,
+        now: Instant,
+        layer: u8,
+        pkt: &MediaPacket,
+        mut emit: impl FnMut(&Subscription<S>, &Rewrite),
+    ) -> ForwardReport {
+        let mut report = ForwardReport::default();
+        let Some(state) = self.layers.get_mut(usize::from(layer)) else {
+            report.dropped = 1;
+            return report;
+        };
+        state.history.insert(pkt.seq, pkt.clone());
+        state.last_packet_at = Some(now);
+        state.rate.add(now, pkt.data.len());
+        if let Some(size) = pkt.vp8.and_then(|d| d.keyframe_size) {
+            state.height = u32::from(size.1);
+        }
+        if let Some(level) = pkt.audio_level {
+            self.audio_level.on_level(now, level);
+        }
+        let len = pkt.data.len() as u64;
+        for sub in &mut self.subs {
+            let rewrite = match sub.selector.as_mut() {
+                None => Some(if sub.rewriter.layer().is_none() {
+                    sub.rewriter.start_segment(now, layer, pkt.seq, pkt.timestamp, pkt.vp8.as_ref())
+                } else {
+                    match sub.rewriter.rewrite(now, pkt.seq, pkt.timestamp, pkt.vp8.as_ref()) {
+                        Outcome::Forward(rw) => rw,
+                        Outcome::Stale => {
+                            report.dropped += 1;
+                            continue;
+                        }
+                    }
+                }),
+                Some(sel) => match sel.on_packet(layer, pkt.keyframe_start) {
+                    Decision::Drop => None,
+                    Decision::Forward { switched: true } => {
+                        let from = sub.rewriter.layer();
+                        match from {
+                            Some(f) if f < layer => report.switched_up += 1,
+                            Some(f) if f > layer => report.switched_down += 1,
+                            _ => {}
+                        }
+                        self.changes.push(LayerChange { subscription: sub.id, from, to: layer });
+                        Some(sub.rewriter.start_segment(now, layer, pkt.seq, pkt.timestamp, pkt.vp8.as_ref()))
+                    }
+                    Decision::Forward { switched: false } => {
+                        match sub.rewriter.rewrite(now, pkt.seq, pkt.timestamp, pkt.vp8.as_ref()) {
+                            Outcome::Forward(rw) => Some(rw),
+                            Outcome::Stale => {
+                                report.dropped += 1;
+                                continue;
+                            }
+                        }
+                    }
+                },
+            };
+            if let Some(rw) = rewrite {
+                sub.packets += 1;
+                sub.octets += len;
+                report.forwarded += 1;
+                emit(sub, &rw);
+            }
+        }
+        report
+    }
+
+    /// Answer a subscriber's NACK from the history. Returns (retransmitted, not available).
+    pub fn on_nack(
+        &mut self,
+        subscription: u64,
+        seqs: impl Iterator<Item = u16>,
+        mut emit: impl FnMut(&Subscription<S>, &MediaPacket, &Rewrite),
+    ) -> (u32, u32) {
+        let Some(sub) = self.subs.iter().find(|s| s.id == subscription) else { return (0, 0) };
+        let (mut sent, mut missed) = (0, 0);
+        for out_seq in seqs {
+            let found = sub.rewriter.source_of(out_seq).and_then(|(segment, src)| {
+                let pkt = self.layers.get(usize::from(segment.layer))?.history.get(src)?;
+                Some((pkt, StreamRewriter::rewrite_retransmission(&segment, src, pkt.timestamp, pkt.vp8.as_ref())))
+            });
+            match found {
+                Some((pkt, rw)) => {
+                    sent += 1;
+                    emit(sub, pkt, &rw);
+                }
+                None => missed += 1,
+            }
+        }
+        (sent, missed)
+    }
+
+    /// A subscriber lost its picture (PLI/FIR): the layer to request a keyframe for, if the
+    /// per-layer throttle allows one now.
+    pub fn on_picture_loss(&mut self, now: Instant, subscription: u64) -> Option<u8> {
+        let sub = self.subs.iter().find(|s| s.id == subscription)?;
+        let layer = sub.rewriter.layer().or_else(|| sub.target_layer())?;
+        self.request_keyframe(now, layer).then_some(layer)
+    }
+
+    /// Throttle upstream keyframe requests to one per layer per second. Returns whether a
+    /// request for `layer` may be sent now (and records it).
+    pub fn request_keyframe(&mut self, now: Instant, layer: u8) -> bool {
+        let Some(slot) = self.last_request.get_mut(usize::from(layer)) else { return false };
+        if slot.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+            return false;
+        }
+        *slot = Some(now);
+        true
+    }
+
+    /// What each layer is doing now.
+    pub fn layer_statuses(&mut self, now: Instant) -> [LayerStatus; MAX_LAYERS] {
+        let mut out = [LayerStatus::default(); MAX_LAYERS];
+        for (o, l) in out.iter_mut().zip(self.layers.iter_mut()) {
+            *o = LayerStatus {
+                active: l.last_packet_at.is_some_and(|t| now.saturating_duration_since(t) < LAYER_STALE),
+                bitrate_bps: l.rate.bps(now),
+                height: l.height,
+            };
+        }
+        out
+    }
+
+    /// Periodic work (every ~50 ms): re-select layers and collect the layers that need a keyframe
+    /// from the publisher (already throttled) into `keyframes`.
+    pub fn tick(&mut self, now: Instant, keyframes: &mut Vec<u8>) {
+        if self.codec.kind() != MediaKind::Video {
+            return;
+        }
+        let statuses = self.layer_statuses(now);
+        let statuses = &statuses[..self.layers.len()];
+        let mut wanted = [false; MAX_LAYERS];
+        for sub in &mut self.subs {
+            if let Some(sel) = sub.selector.as_mut() {
+                sel.update_target(statuses);
+                if let Some(layer) = sel.poll_keyframe_request(now) {
+                    wanted[usize::from(layer)] = true;
+                }
+            }
+        }
+        for (layer, want) in wanted.iter().enumerate() {
+            let layer = layer as u8;
+            if *want && self.request_keyframe(now, layer) {
+                keyframes.push(layer);
+            }
+        }
+    }
+
+    /// Layer changes since the last call.
+    pub fn drain_layer_changes(&mut self) -> std::vec::Drain<'_, LayerChange> {
+        self.changes.drain(..)
+    }
+
+    /// Values for a sender report on `subscription`: (SSRC, RTP timestamp for `now`, packets,
+    /// octets). `None` before anything was sent.
+    pub fn sender_report(&self, subscription: u64, now: Instant) -> Option<(u32, u32, u32, u32)> {
+        let sub = self.subs.iter().find(|s| s.id == subscription)?;
+        let (_, ts, at) = sub.rewriter.last_output()?;
+        let elapsed = now.saturating_duration_since(at);
+        let ticks = (elapsed.as_micros() * u128::from(self.codec.clock_rate()) / 1_000_000) as u32;
+        Some((sub.out_ssrc, ts.wrapping_add(ticks), sub.packets as u32, sub.octets as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::{RtpBuilder, vp8};
+    use bytes::Bytes;
+
+    /// A synthetic 3-layer VP8 publisher: packet `i` of layer `l` has seq `base[l] + i`.
+    struct Publisher {
+        seq: [u16; 3],
+        ts: [u32; 3],
+        pic: [u16; 3],
+    }
+
+    impl Publisher {
+        fn new() -> Self {
+            Self { seq: [100, 20_000, 65_000], ts: [0, 5_000, 90_000], pic: [1, 500, 32_000] }
+        }
+
+        /// One single-packet frame on `layer`.
+        fn frame(&mut self, now: Instant, layer: usize, key: bool) -> MediaPacket {
+            let mut payload = Vec::new();
+            vp8::synthetic_payload(self.pic[layer], 0, true, key, (320 << layer, 180 << layer), 100, &mut payload);
+            let raw = RtpBuilder {
+                payload_type: 96,
+                seq: self.seq[layer],
+                timestamp: self.ts[layer],
+                ssrc: layer as u32 + 1,
+                marker: true,
+                ..Default::default()
+            }
+            .build(&payload);
+            self.seq[layer] = self.seq[layer].wrapping_add(1);
+            self.ts[layer] = self.ts[layer].wrapping_add(3000);
+            self.pic[layer] = (self.pic[layer] + 1) & 0x7fff;
+            MediaPacket::parse(Bytes::from(raw), Codec::Vp8, None, now).expect("valid")
+        }
+    }
+
+    fn spec(id: u64, wish: LayerWish) -> SubscriptionSpec<u64> {
+        SubscriptionSpec {
+            id,
+            sink: id,
+            out_ssrc: 1000 + id as u32,
+            initial: Rewrite { seq: 65_530, timestamp: 0, picture_id: Some(0), tl0_pic_idx: Some(0) },
+            wish,
+        }
+    }
+
+    fn low() -> LayerWish {
+        LayerWish { max_layer: Some(0), max_height: None }
+    }
+
+    /// Send one frame on each layer; return what each subscription got: (sub, layer, seq).
+    fn round(f: &mut TrackForwarder<u64>, p: &mut Publisher, now: Instant, key: [bool; 3]) -> Vec<(u64, u8, u16)> {
+        let mut got = Vec::new();
+        for (layer, key) in key.into_iter().enumerate() {
+            let pkt = p.frame(now, layer, key);
+            f.on_packet(now, layer as u8, &pkt, |sub, rw| got.push((sub.sink, layer as u8, rw.seq)));
+        }
+        got
+    }
+
+    #[test]
+    fn each_subscriber_gets_its_layer_from_a_keyframe_on() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+        let mut p = Publisher::new();
+        f.add_subscription(spec(1, low()));
+        f.add_subscription(spec(2, LayerWish::default()));
+        round(&mut f, &mut p, t0, [false; 3]);
+        let mut kf = Vec::new();
+        f.tick(t0, &mut kf);
+        assert_eq!(kf, vec![0, 2], "both targets need a keyframe");
+        assert!(round(&mut f, &mut p, t0, [false; 3]).is_empty(), "nothing before a keyframe");
+        let got = round(&mut f, &mut p, t0, [true; 3]);
+        assert_eq!(got, vec![(1, 0, 65_530), (2, 2, 65_530)]);
+        let got = round(&mut f, &mut p, t0, [false; 3]);
+        assert_eq!(got, vec![(1, 0, 65_531), (2, 2, 65_531)]);
+    }
+
+    #[test]
+    fn low_to_high_switch_happens_at_the_high_keyframe_with_contiguous_sequence() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+        let mut p = Publisher::new();
+        f.add_subscription(spec(1, low()));
+        let mut kf = Vec::new();
+        round(&mut f, &mut p, t0, [false; 3]);
+        f.tick(t0, &mut kf);
+        let mut seqs: Vec<u16> = round(&mut f, &mut p, t0, [true, false, false]).iter().map(|g| g.2).collect();
+        for _ in 0..5 {
+            seqs.extend(round(&mut f, &mut p, t0, [false; 3]).iter().map(|g| g.2));
+        }
+        f.set_wish(1, LayerWish::default());
+        kf.clear();
+        let t1 = t0 + Duration::from_millis(100);
+        f.tick(t1, &mut kf);
+        assert_eq!(kf, vec![2], "a keyframe of the high layer is requested");
+        // Until that keyframe, the low layer keeps flowing.
+        let got = round(&mut f, &mut p, t1, [false; 3]);
+        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![0]);
+        seqs.extend(got.iter().map(|g| g.2));
+        // A low-layer keyframe does not switch; the high keyframe does, exactly there.
+        let got = round(&mut f, &mut p, t1, [true, false, true]);
+        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![0, 2]);
+        seqs.extend(got.iter().map(|g| g.2));
+        let got = round(&mut f, &mut p, t1, [false; 3]);
+        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![2]);
+        seqs.extend(got.iter().map(|g| g.2));
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0].wrapping_add(1), "contiguous: {seqs:?}");
+        }
+        let changes: Vec<_> = f.drain_layer_changes().collect();
+        assert_eq!(changes.last(), Some(&LayerChange { subscription: 1, from: Some(0), to: 2 }));
+    }
+
+    #[test]
+    fn stopped_top_layer_moves_subscribers_down() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+        let mut p = Publisher::new();
+        f.add_subscription(spec(1, LayerWish::default()));
+        let mut kf = Vec::new();
+        round(&mut f, &mut p, t0, [true; 3]);
+        f.tick(t0, &mut kf);
+        round(&mut f, &mut p, t0, [true; 3]);
+        assert_eq!(f.subscriptions()[0].layer(), Some(2));
+        // The top layer stops; the others go on at 30 fps.
+        let mut now = t0;
+        let mut requested_at = None;
+        for i in 0..30 {
+            now += Duration::from_millis(33);
+            for layer in 0..2 {
+                let pkt = p.frame(now, layer, false);
+                f.on_packet(now, layer as u8, &pkt, |_, _| {});
+            }
+            kf.clear();
+            f.tick(now, &mut kf);
+            if kf.contains(&1) && requested_at.is_none() {
+                requested_at = Some(i);
+                // The publisher answers with a keyframe on layer 1.
+                let pkt = p.frame(now, 1, true);
+                let mut got = Vec::new();
+                f.on_packet(now, 1, &pkt, |_, rw| got.push(rw.seq));
+                assert_eq!(got.len(), 1);
+            }
+        }
+        let at = requested_at.expect("a keyframe of layer 1 was requested");
+        assert!(Duration::from_millis(33 * (at as u64 + 1)) < Duration::from_secs(1), "within 1 s");
+        assert_eq!(f.subscriptions()[0].layer(), Some(1));
+    }
+
+    #[test]
+    fn nacks_are_answered_from_history_with_the_original_rewrite() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+        let mut p = Publisher::new();
+        f.add_subscription(spec(1, low()));
+        let mut kf = Vec::new();
+        round(&mut f, &mut p, t0, [false; 3]);
+        f.tick(t0, &mut kf);
+        let mut sent = Vec::new();
+        for i in 0..10 {
+            for (_, _, seq) in round(&mut f, &mut p, t0, [i == 0, false, false]) {
+                sent.push(seq);
+            }
+        }
+        let mut again = Vec::new();
+        let (ok, missing) =
+            f.on_nack(1, [sent[3], sent[7], 12_345].into_iter(), |_, pkt, rw| again.push((pkt.seq, rw.seq)));
+        assert_eq!((ok, missing), (2, 1));
+        assert_eq!(again.iter().map(|a| a.1).collect::<Vec<_>>(), vec![sent[3], sent[7]]);
+        assert_eq!(again[0].0, 100 + 1 + 3, "source packet of layer 0");
+    }
+
+    #[test]
+    fn audio_forwards_every_packet_and_meters_level() {
+        let t0 = Instant::now();
+        let mut f: TrackForwarder<u64> = TrackForwarder::new(Codec::Opus, &[0]);
+        f.add_subscription(spec(1, LayerWish::default()));
+        let mut out = Vec::new();
+        for i in 0..50u16 {
+            let raw = RtpBuilder {
+                payload_type: 111,
+                seq: i,
+                timestamp: u32::from(i) * 960,
+                extensions: vec![(1, vec![30])],
+                ..Default::default()
+            }
+            .build(&[0; 80]);
+            let pkt = MediaPacket::parse(Bytes::from(raw), Codec::Opus, Some(1), t0).expect("valid");
+            f.on_packet(t0 + Duration::from_millis(u64::from(i) * 20), 0, &pkt, |_, rw| out.push(rw.seq));
+        }
+        assert_eq!(out.len(), 50);
+        assert!(f.audio_level.loudness(t0 + Duration::from_secs(1)) > 50.0);
+        let mut kf = Vec::new();
+        f.tick(t0, &mut kf);
+        assert!(kf.is_empty());
+    }
+
+    #[test]
+    fn picture_loss_requests_are_throttled() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+        let mut p = Publisher::new();
+        f.add_subscription(spec(1, low()));
+        round(&mut f, &mut p, t0, [true; 3]);
+        let mut kf = Vec::new();
+        f.tick(t0, &mut kf);
+        round(&mut f, &mut p, t0, [true; 3]);
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(f.on_picture_loss(later, 1), Some(0));
+        assert_eq!(f.on_picture_loss(later + Duration::from_millis(100), 1), None);
+        assert_eq!(f.on_picture_loss(later + Duration::from_secs(1), 1), Some(0));
+    }
+}
