@@ -6,12 +6,16 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod client;
 pub mod config;
 pub mod https;
 pub mod identity;
+pub mod media;
 pub mod metrics;
+pub mod rooms;
 pub mod rtp;
 pub mod server;
 pub mod sfu;
+pub mod signaling;
 pub mod store;
 pub mod tls;

@@ -6,7 +6,11 @@ use crate::auth::{HmacVerifier, TokenIssuer, TokenLifetime, TokenVerifier};
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::Config;
 use crate::identity::IdentityDirectory;
+use crate::media::metrics::MediaMetrics;
+use crate::media::plane::{MediaPlane, MediaSettings};
 use crate::metrics::Metrics;
+use crate::rooms::{RoomLimits, RoomMetrics, Rooms};
+use crate::signaling::context::{JoinLimiter, SignalingContext};
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 use std::net::SocketAddr;
@@ -28,11 +32,15 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Media(#[from] crate::media::plane::MediaError),
 }
 
 /// A started server. Drop does not stop it; call `stop`.
 pub struct RunningServer {
     pub https_addr: SocketAddr,
+    /// The QUIC endpoint (UDP) for native clients.
+    pub quic_addr: SocketAddr,
     /// The base URL clients use, e.g. `https://127.0.0.1:8443/`.
     pub endpoint: String,
     /// The certificate file clients should trust.
@@ -42,6 +50,8 @@ pub struct RunningServer {
     access_key_b64: String,
     services: api::AppState,
     shutdown: CancellationToken,
+    signaling_shutdown: CancellationToken,
+    media: MediaPlane,
     tasks: JoinSet<()>,
 }
 
@@ -49,6 +59,11 @@ impl RunningServer {
     /// `endpoint=...;accesskey=...` for the primary access key.
     pub fn connection_string(&self) -> String {
         connection_string(&self.endpoint, &self.access_key_b64)
+    }
+
+    /// The issuer of access tokens (tests mint tokens with chosen times through it).
+    pub fn token_issuer(&self) -> &crate::auth::TokenIssuer {
+        &self.services.issuer
     }
 
     /// The verifier every join path uses (tests check revocation through it).
@@ -59,8 +74,9 @@ impl RunningServer {
     /// The line printed when the server is ready to take requests.
     pub fn ready_line(&self) -> String {
         format!(
-            "switchboard ready: {} (trust {}; connection string in {}, or run `switchboard connection-string`)",
+            "switchboard ready: {} quic={} (trust {}; connection string in {}, or run `switchboard connection-string`)",
             self.endpoint,
+            self.quic_addr,
             self.trust_cert.display(),
             self.connection_string_file.display()
         )
@@ -69,9 +85,18 @@ impl RunningServer {
     /// Stop taking new work, let open work finish (within the configured grace), and return.
     pub async fn stop(mut self) {
         self.services.health.set_ready(false);
+        // Tell every connected client first, give the notices a moment to leave, then close
+        // the media connections and the HTTP listener.
+        self.signaling_shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.media.shutdown().await;
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
 }
 
 /// `endpoint=<url>;accesskey=<base64>`.
@@ -135,7 +160,49 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 
     let certs = tls::load_certs(&prepared.tls_chain)?;
     let key = tls::load_key(&prepared.tls_key)?;
-    let tls_config = Arc::new(tls::server_config(certs, key, &[b"h2", b"http/1.1"])?);
+    let tls_config = Arc::new(tls::server_config(certs.clone(), key.clone_key(), &[b"h2", b"http/1.1"])?);
+
+    // The media plane and the signaling control loop.
+    let limits = &config.limits;
+    let workers = match config.media.workers.get() {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => usize::try_from(n).unwrap_or(1),
+    };
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(4096);
+    let media_metrics = MediaMetrics::new(services.metrics.registry());
+    let media = MediaPlane::start(
+        &MediaSettings {
+            workers,
+            quic_listen: config.quic.listen,
+            idle_timeout: Duration::from_secs(config.quic.idle_timeout_seconds.get()),
+            max_message_bytes: to_usize(limits.max_message_bytes.get()),
+            max_sessions_per_worker: to_usize(config.media.max_sessions_per_worker.get()),
+        },
+        tls::server_config(certs, key, &[])?,
+        &media_metrics,
+        control_tx,
+    )?;
+    let rooms = Arc::new(Rooms::new(
+        RoomLimits {
+            max_rooms: to_usize(limits.max_rooms.get()),
+            max_participants: to_usize(limits.max_participants_per_room.get()),
+            max_publishers: to_usize(limits.max_publishers_per_room.get()),
+            max_tracks_per_participant: to_usize(limits.max_tracks_per_participant.get()),
+        },
+        RoomMetrics::new(services.metrics.registry()),
+    ));
+    let signaling_shutdown = CancellationToken::new();
+    let signaling = Arc::new(SignalingContext {
+        verifier: services.verifier.clone(),
+        directory: services.directory.clone(),
+        rooms,
+        workers: media.workers().to_vec(),
+        join_limiter: JoinLimiter::new(u32::try_from(limits.joins_per_second_per_address.get()).unwrap_or(u32::MAX)),
+        messages_per_second: u32::try_from(limits.messages_per_second_per_session.get()).unwrap_or(u32::MAX),
+        shutdown: signaling_shutdown.clone(),
+        messages: SignalingContext::messages_metric(services.metrics.registry()),
+    });
+    let quic_addr = media.quic_addr();
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
@@ -146,6 +213,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut tasks = JoinSet::new();
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds.get());
     tasks.spawn(crate::https::serve(listener, tls_config, api::router(services.clone()), shutdown.clone(), grace));
+    tasks.spawn(crate::signaling::quic_session::run_control(signaling, control_rx));
 
     let endpoint = endpoint_for(&config.http.public_url, https_addr);
     let connection_string_file = prepared.data_dir.join("connection-string");
@@ -154,6 +222,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     services.health.set_ready(true);
     Ok(RunningServer {
         https_addr,
+        quic_addr,
+        signaling_shutdown,
+        media,
         endpoint,
         trust_cert: prepared.tls_trust,
         connection_string_file,

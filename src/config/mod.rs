@@ -20,6 +20,9 @@ pub struct Config {
     pub http: HttpSection,
     pub auth: AuthSection,
     pub tokens: TokenSection,
+    pub quic: QuicSection,
+    pub media: MediaSection,
+    pub limits: LimitsSection,
 }
 
 /// `[server]`: where state lives and how the process behaves.
@@ -122,6 +125,70 @@ impl Default for TokenSection {
             retired_signing_keys: Vec::new(),
             default_lifetime_minutes: Bounded::new_const(1440),
             verify_leeway_seconds: Bounded::new_const(30),
+        }
+    }
+}
+
+/// `[quic]`: the QUIC endpoint for native clients and the load tester.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicSection {
+    /// UDP address of the QUIC endpoint (ALPN `switchboard/1`). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout_seconds: Bounded<1, 600>,
+}
+
+impl Default for QuicSection {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 4433)), idle_timeout_seconds: Bounded::new_const(30) }
+    }
+}
+
+/// `[media]`: the media workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// Number of media workers; 0 means one per CPU core.
+    pub workers: Bounded<0, 255>,
+    /// Most sessions one worker accepts.
+    pub max_sessions_per_worker: Bounded<1, 1_000_000>,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        Self { workers: Bounded::new_const(0), max_sessions_per_worker: Bounded::new_const(20_000) }
+    }
+}
+
+/// `[limits]`: protection against overload and abuse.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Most live rooms (calls, rooms and meetings together).
+    pub max_rooms: Bounded<1, 10_000_000>,
+    pub max_participants_per_room: Bounded<1, 100_000>,
+    /// Most participants publishing at once in one room.
+    pub max_publishers_per_room: Bounded<1, 100_000>,
+    pub max_tracks_per_participant: Bounded<1, 64>,
+    /// Largest signaling message, bytes.
+    pub max_message_bytes: Bounded<1024, 1_048_576>,
+    /// Join attempts per second from one client IP address.
+    pub joins_per_second_per_address: Bounded<1, 100_000>,
+    /// Signaling messages per second one session may send (bursts of twice this are allowed).
+    pub messages_per_second_per_session: Bounded<1, 100_000>,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_rooms: Bounded::new_const(100_000),
+            max_participants_per_room: Bounded::new_const(1_000),
+            max_publishers_per_room: Bounded::new_const(100),
+            max_tracks_per_participant: Bounded::new_const(8),
+            max_message_bytes: Bounded::new_const(65_536),
+            joins_per_second_per_address: Bounded::new_const(50),
+            messages_per_second_per_session: Bounded::new_const(200),
         }
     }
 }

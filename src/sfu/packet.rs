@@ -49,6 +49,7 @@ pub struct MediaPacket {
     pub data: Bytes,
     pub seq: u16,
     pub timestamp: u32,
+    pub ssrc: u32,
     pub marker: bool,
     pub payload_type: u8,
     /// Where the payload starts in `data`.
@@ -79,6 +80,7 @@ impl MediaPacket {
         Ok(Self {
             seq: header.seq,
             timestamp: header.timestamp,
+            ssrc: header.ssrc,
             marker: header.marker,
             payload_type: header.payload_type,
             payload_offset: header.payload.start,

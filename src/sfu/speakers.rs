@@ -35,9 +35,15 @@ impl AudioLevelMeter {
 }
 
 /// Ranks speakers by loudness; reports a new ranking only when it changed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SpeakerRanking<K> {
     last: Vec<K>,
+}
+
+impl<K> Default for SpeakerRanking<K> {
+    fn default() -> Self {
+        Self { last: Vec::new() }
+    }
 }
 
 /// Loudness below this is not speaking.

@@ -2,6 +2,8 @@
 //! `switchboard` process on an ephemeral loopback port, and an ACS-signing HTTPS client.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod media;
+
 use reqwest::Method;
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader};

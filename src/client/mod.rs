@@ -1,0 +1,409 @@
+//! `switchboard::client`: a Rust client for Switchboard's QUIC transport, used by the tests and
+//! the load tester. Connect with the server's CA, join with an access token, publish tracks from
+//! RTP you produce, subscribe with a preferred layer, and receive RTP and events.
+//!
+//! The client does what a media client should: it answers the server's NACKs from a send history
+//! (retransmitting the original packet), reports keyframe requests as events, and NACKs packets
+//! it misses on its subscriptions.
+
+mod shared;
+pub mod synthetic;
+
+use crate::media::quic::ALPN;
+use crate::rtp::{rtcp, varint};
+use crate::sfu::packet::{Codec, MediaKind};
+use crate::signaling::messages::{
+    ClientEnvelope, ClientMessage, ErrorCode, LayerFlow, LayerRequest, ParticipantInfo, ServerMessage,
+};
+use bytes::{BufMut, Bytes, BytesMut};
+use shared::Shared;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Client failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("connection lost: {0}")]
+    Closed(String),
+    #[error("the server refused: {code:?}: {message}")]
+    Server { code: ErrorCode, message: String },
+    #[error("unexpected response: {0}")]
+    Unexpected(String),
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub server: SocketAddr,
+    /// Name the server certificate must match (the generated one covers `localhost`).
+    pub server_name: String,
+    /// PEM of the CA to trust (the server's `data/tls/ca.pem`).
+    pub ca_pem: Vec<u8>,
+    /// How long to wait for a response to a request.
+    pub request_timeout: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(server: SocketAddr, ca_pem: Vec<u8>) -> Self {
+        Self { server, server_name: "localhost".into(), ca_pem, request_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// What the client hears.
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    /// A server message that is not the response to a request (participant and track events,
+    /// layer changes, active speakers, call state changes).
+    Signal(ServerMessage),
+    /// An RTP packet on a subscription.
+    Rtp { subscription: u64, packet: Bytes },
+    /// The server wants a keyframe of a published layer.
+    KeyframeRequest { track: u64, layer: u8 },
+    /// The connection ended.
+    Closed { reason: String },
+}
+
+/// A published track and its flows.
+#[derive(Debug, Clone)]
+pub struct PublishedTrack {
+    pub track_id: u64,
+    pub flows: Vec<LayerFlow>,
+}
+
+/// A subscription.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionInfo {
+    pub subscription_id: u64,
+    pub track_id: u64,
+    pub flow_id: u64,
+    pub ssrc: u32,
+}
+
+/// The result of joining.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub participant_id: u64,
+    pub room: String,
+    pub participants: Vec<ParticipantInfo>,
+}
+
+type Pending = Arc<Mutex<std::collections::HashMap<u64, oneshot::Sender<ServerMessage>>>>;
+
+/// A connected client.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    signal: tokio::sync::Mutex<quinn::SendStream>,
+    pending: Pending,
+    next_id: AtomicU64,
+    shared: Arc<Mutex<Shared>>,
+    events: mpsc::Receiver<ClientEvent>,
+    request_timeout: Duration,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Client {
+    /// Connect and open the signaling stream.
+    pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
+        let tls = crate::tls::client_config(&opts.ca_pem, &[ALPN]).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let crypto =
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = crate::media::quic::transport_config(Duration::from_secs(30));
+        transport.keep_alive_interval(Some(Duration::from_secs(5)));
+        config.transport_config(Arc::new(transport));
+        let bind: SocketAddr = if opts.server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+            .parse()
+            .expect("constant socket addresses parse");
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let conn = endpoint
+            .connect(opts.server, &opts.server_name)
+            .map_err(|e| ClientError::Connect(e.to_string()))?
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (events_tx, events) = mpsc::channel(65_536);
+        let pending: Pending = Arc::default();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let tasks = vec![
+            tokio::spawn(read_signaling(recv, pending.clone(), shared.clone(), events_tx.clone())),
+            tokio::spawn(read_datagrams(conn.clone(), shared.clone(), events_tx.clone())),
+            tokio::spawn(send_nacks(conn.clone(), shared.clone())),
+        ];
+        Ok(Client {
+            endpoint,
+            conn,
+            signal: tokio::sync::Mutex::new(send),
+            pending,
+            next_id: AtomicU64::new(1),
+            shared,
+            events,
+            request_timeout: opts.request_timeout,
+            tasks,
+        })
+    }
+
+    /// Send a request and wait for its response; error responses become `ClientError::Server`.
+    pub async fn request(&self, message: ClientMessage) -> Result<ServerMessage, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending map lock is never held across a panic").insert(id, tx);
+        let json = serde_json::to_vec(&ClientEnvelope { id: Some(id), message }).expect("client messages serialize");
+        self.send_frame(&json).await?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Err(_) => Err(ClientError::Timeout(self.request_timeout)),
+            Ok(Err(_)) => Err(ClientError::Closed("connection closed while waiting".into())),
+            Ok(Ok(ServerMessage::Error { code, message, .. })) => Err(ClientError::Server { code, message }),
+            Ok(Ok(msg)) => Ok(msg),
+        }
+    }
+
+    /// Write raw bytes as one signaling frame (tests send malformed ones).
+    pub async fn send_frame(&self, payload: &[u8]) -> Result<(), ClientError> {
+        let mut out = Vec::with_capacity(4 + payload.len());
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        self.send_raw_signal(&out).await
+    }
+
+    /// Write raw bytes on the signaling stream, framing included.
+    pub async fn send_raw_signal(&self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.signal.lock().await.write_all(bytes).await.map_err(|e| ClientError::Closed(e.to_string()))
+    }
+
+    /// Join a group call.
+    pub async fn join_group(&self, token: &str, group_id: &str) -> Result<Joined, ClientError> {
+        let msg = ClientMessage::Join { token: token.into(), group_id: Some(group_id.into()), display_name: None };
+        match self.request(msg).await? {
+            ServerMessage::Joined { participant_id, room, participants, .. } => {
+                Ok(Joined { participant_id, room, participants })
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Publish a track. `layers` lists simulcast layers lowest first (empty: one layer).
+    pub async fn publish(
+        &self,
+        kind: MediaKind,
+        codec: Codec,
+        layers: Vec<LayerRequest>,
+    ) -> Result<PublishedTrack, ClientError> {
+        let msg = ClientMessage::Publish { kind, codec, layers, audio_level_ext_id: Some(1) };
+        match self.request(msg).await? {
+            ServerMessage::Published { track_id, flows, .. } => {
+                let mut shared = self.shared.lock().expect("client state lock");
+                for f in &flows {
+                    shared.add_publish_flow(f.flow_id, track_id, f.layer);
+                }
+                Ok(PublishedTrack { track_id, flows })
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Send one RTP packet on a published layer (kept for retransmission on NACK).
+    pub fn send_rtp(&self, track: &PublishedTrack, layer: usize, packet: Bytes) -> Result<(), ClientError> {
+        let flow = track.flows.get(layer).ok_or_else(|| ClientError::Unexpected(format!("no layer {layer}")))?.flow_id;
+        if let Ok(h) = crate::rtp::RtpHeader::parse(&packet) {
+            self.shared.lock().expect("client state lock").remember_sent(flow, h.seq, packet.clone());
+        }
+        self.send_on_flow(flow, &packet)
+    }
+
+    /// Record a packet as sent without sending it: the server will notice the gap and NACK it,
+    /// and the client then retransmits it from its history (tests of publisher-side loss).
+    pub fn lose_rtp(&self, track: &PublishedTrack, layer: usize, packet: Bytes) {
+        if let (Some(flow), Ok(h)) = (track.flows.get(layer), crate::rtp::RtpHeader::parse(&packet)) {
+            self.shared.lock().expect("client state lock").remember_sent(flow.flow_id, h.seq, packet);
+        }
+    }
+
+    /// Send `payload` prefixed with `flow` as one datagram.
+    pub fn send_on_flow(&self, flow: u64, payload: &[u8]) -> Result<(), ClientError> {
+        let mut d = BytesMut::with_capacity(payload.len() + 8);
+        varint::write(flow, &mut d);
+        d.put_slice(payload);
+        self.conn.send_datagram(d.freeze()).map_err(|e| ClientError::Closed(e.to_string()))
+    }
+
+    /// Send an arbitrary datagram (tests send malformed ones).
+    pub fn send_raw_datagram(&self, bytes: Bytes) -> Result<(), ClientError> {
+        self.conn.send_datagram(bytes).map_err(|e| ClientError::Closed(e.to_string()))
+    }
+
+    /// Subscribe to a track.
+    pub async fn subscribe(
+        &self,
+        track_id: u64,
+        preferred_layer: Option<u8>,
+        max_height: Option<u32>,
+    ) -> Result<SubscriptionInfo, ClientError> {
+        match self.request(ClientMessage::Subscribe { track_id, preferred_layer, max_height }).await? {
+            ServerMessage::Subscribed { subscription_id, track_id, flow_id, ssrc, .. } => {
+                self.shared.lock().expect("client state lock").add_subscription(flow_id, subscription_id, ssrc);
+                Ok(SubscriptionInfo { subscription_id, track_id, flow_id, ssrc })
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn set_preferences(
+        &self,
+        subscription_id: u64,
+        preferred_layer: Option<u8>,
+        max_height: Option<u32>,
+    ) -> Result<(), ClientError> {
+        self.request(ClientMessage::SetPreferences { subscription_id, preferred_layer, max_height }).await.map(drop)
+    }
+
+    pub async fn unsubscribe(&self, subscription_id: u64) -> Result<(), ClientError> {
+        self.request(ClientMessage::Unsubscribe { subscription_id }).await.map(drop)
+    }
+
+    /// Ask for a keyframe on a subscription (PLI).
+    pub fn request_keyframe(&self, sub: &SubscriptionInfo) -> Result<(), ClientError> {
+        let mut buf = Vec::new();
+        rtcp::write_pli(&mut buf, 1, sub.ssrc);
+        self.send_on_flow(sub.flow_id, &buf)
+    }
+
+    /// Pretend the next `count` RTP packets of a subscription were lost on the way (tests).
+    pub fn drop_incoming(&self, subscription_id: u64, count: u32) {
+        self.shared.lock().expect("client state lock").drop_incoming(subscription_id, count);
+    }
+
+    /// The next event, or `None` after the connection closed and all events were read.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+
+    /// The next event within `limit`.
+    pub async fn next_event_timeout(&mut self, limit: Duration) -> Option<ClientEvent> {
+        tokio::time::timeout(limit, self.events.recv()).await.ok().flatten()
+    }
+
+    /// How many NACKed sequence numbers this client sent, and retransmissions it answered.
+    pub fn nack_stats(&self) -> (u64, u64) {
+        let s = self.shared.lock().expect("client state lock");
+        (s.nacks_sent, s.retransmissions_sent)
+    }
+
+    /// The QUIC path's round-trip time.
+    pub fn rtt(&self) -> Duration {
+        self.conn.rtt()
+    }
+
+    /// Leave the call and close the connection.
+    pub async fn leave(self) {
+        let _ = self.request(ClientMessage::Leave {}).await;
+        self.close().await;
+    }
+
+    /// Close the connection without leaving first.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// The id a response carries, if the message is a response.
+fn response_id(msg: &ServerMessage) -> Option<u64> {
+    match msg {
+        ServerMessage::Joined { id, .. }
+        | ServerMessage::Published { id, .. }
+        | ServerMessage::Subscribed { id, .. }
+        | ServerMessage::Ok { id }
+        | ServerMessage::Pong { id }
+        | ServerMessage::Error { id, .. } => *id,
+        _ => None,
+    }
+}
+
+async fn read_signaling(
+    mut recv: quinn::RecvStream,
+    pending: Pending,
+    shared: Arc<Mutex<Shared>>,
+    events: mpsc::Sender<ClientEvent>,
+) {
+    let reason = loop {
+        let mut len = [0u8; 4];
+        if let Err(e) = recv.read_exact(&mut len).await {
+            break e.to_string();
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > 16 * 1024 * 1024 {
+            break format!("server frame of {len} bytes");
+        }
+        let mut body = vec![0u8; len];
+        if let Err(e) = recv.read_exact(&mut body).await {
+            break e.to_string();
+        }
+        let msg: ServerMessage = match serde_json::from_slice(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "unparseable server message");
+                continue;
+            }
+        };
+        if let ServerMessage::TrackUnpublished { track_id, .. } = &msg {
+            shared.lock().expect("client state lock").forget_track(*track_id);
+        }
+        let waiter = response_id(&msg).and_then(|id| pending.lock().expect("pending map lock").remove(&id));
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(msg);
+            }
+            None => {
+                let _ = events.send(ClientEvent::Signal(msg)).await;
+            }
+        }
+    };
+    pending.lock().expect("pending map lock").clear();
+    let _ = events.send(ClientEvent::Closed { reason }).await;
+}
+
+async fn read_datagrams(conn: quinn::Connection, shared: Arc<Mutex<Shared>>, events: mpsc::Sender<ClientEvent>) {
+    while let Ok(d) = conn.read_datagram().await {
+        let outcome = shared.lock().expect("client state lock").on_datagram(d, std::time::Instant::now());
+        for action in outcome {
+            match action {
+                shared::Action::Event(e) => {
+                    if events.try_send(e).is_err() {
+                        tracing::debug!("client event queue full; event dropped");
+                    }
+                }
+                shared::Action::Send(bytes) => {
+                    let _ = conn.send_datagram(bytes);
+                }
+            }
+        }
+    }
+}
+
+/// NACK missing packets of subscriptions every 10 ms.
+async fn send_nacks(conn: quinn::Connection, shared: Arc<Mutex<Shared>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        tick.tick().await;
+        let rtt = conn.rtt();
+        let datagrams = shared.lock().expect("client state lock").poll_nacks(std::time::Instant::now(), rtt);
+        for d in datagrams {
+            let _ = conn.send_datagram(d);
+        }
+    }
+}

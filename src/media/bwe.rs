@@ -1,0 +1,115 @@
+//! Available-bandwidth estimate for a QUIC subscriber, from the connection's own path statistics
+//! (quinn's congestion controller already paces the connection; this only decides how much media
+//! the simulcast selectors should aim for). Sans-IO: it is fed snapshots.
+//!
+//! The estimate starts unconstrained. Loss, congestion events or a growing queue (RTT above the
+//! minimum) cut it to a little below what was actually delivered; a clean interval raises it by
+//! 8 %, and after a long clean stretch it becomes unconstrained again.
+
+use std::time::{Duration, Instant};
+
+/// One sample of the connection's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathSample {
+    pub sent_bytes: u64,
+    pub sent_packets: u64,
+    pub lost_packets: u64,
+    pub congestion_events: u64,
+    pub rtt: Duration,
+    pub min_rtt: Duration,
+}
+
+/// Loss rate above which the estimate is cut.
+const LOSS_CUT: f64 = 0.03;
+/// Queueing delay above which the estimate is cut.
+const QUEUE_CUT: Duration = Duration::from_millis(80);
+/// Clean intervals after which the estimate is lifted entirely.
+const CLEAN_TO_UNCONSTRAINED: u32 = 50;
+/// Lowest estimate (enough for audio and the lowest video layer).
+const FLOOR_BPS: u64 = 100_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct QuicBandwidthEstimator {
+    last: Option<(Instant, PathSample)>,
+    estimate: Option<u64>,
+    clean: u32,
+}
+
+impl QuicBandwidthEstimator {
+    /// Feed a sample; returns the current estimate (`None`: unconstrained).
+    pub fn update(&mut self, now: Instant, s: PathSample) -> Option<u64> {
+        let Some((then, prev)) = self.last.replace((now, s)) else { return self.estimate };
+        let dt = now.saturating_duration_since(then).as_secs_f64();
+        if dt <= 0.0 {
+            return self.estimate;
+        }
+        let sent = s.sent_packets.saturating_sub(prev.sent_packets);
+        let lost = s.lost_packets.saturating_sub(prev.lost_packets);
+        let congested = s.congestion_events > prev.congestion_events;
+        let delivered_bps = (s.sent_bytes.saturating_sub(prev.sent_bytes) as f64 * 8.0 / dt) as u64;
+        let loss = if sent == 0 { 0.0 } else { lost as f64 / sent as f64 };
+        let queue = s.rtt.saturating_sub(s.min_rtt);
+        if loss > LOSS_CUT || queue > QUEUE_CUT || (congested && loss > 0.0) {
+            self.clean = 0;
+            let cut = (delivered_bps as f64 * 0.85) as u64;
+            self.estimate = Some(self.estimate.map_or(cut, |e| e.min(cut)).max(FLOOR_BPS));
+        } else if let Some(e) = self.estimate {
+            self.clean += 1;
+            self.estimate = if self.clean >= CLEAN_TO_UNCONSTRAINED { None } else { Some((e as f64 * 1.08) as u64) };
+        }
+        self.estimate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(bytes: u64, packets: u64, lost: u64, rtt_ms: u64) -> PathSample {
+        PathSample {
+            sent_bytes: bytes,
+            sent_packets: packets,
+            lost_packets: lost,
+            congestion_events: lost,
+            rtt: Duration::from_millis(rtt_ms),
+            min_rtt: Duration::from_millis(10),
+        }
+    }
+
+    #[test]
+    fn unconstrained_until_loss_then_recovers() {
+        let t0 = Instant::now();
+        let mut e = QuicBandwidthEstimator::default();
+        assert_eq!(e.update(t0, sample(0, 0, 0, 10)), None);
+        // 1 Mbit/s delivered, clean.
+        assert_eq!(e.update(t0 + Duration::from_secs(1), sample(125_000, 100, 0, 12)), None);
+        // 10 % loss: cut to 85 % of delivered.
+        let cut = e.update(t0 + Duration::from_secs(2), sample(250_000, 200, 10, 12)).expect("constrained");
+        assert_eq!(cut, 850_000);
+        // Queueing delay also cuts.
+        let later = e.update(t0 + Duration::from_secs(3), sample(300_000, 300, 10, 200)).expect("constrained");
+        assert!(later <= cut);
+        // Clean intervals raise it, then lift the constraint.
+        let mut last = later;
+        let mut t = t0 + Duration::from_secs(3);
+        let mut bytes = 300_000;
+        let mut packets = 300;
+        for _ in 0..CLEAN_TO_UNCONSTRAINED - 1 {
+            t += Duration::from_millis(200);
+            bytes += 25_000;
+            packets += 20;
+            let v = e.update(t, sample(bytes, packets, 10, 11)).expect("still constrained");
+            assert!(v > last);
+            last = v;
+        }
+        assert_eq!(e.update(t + Duration::from_millis(200), sample(bytes + 1, packets + 1, 10, 11)), None);
+    }
+
+    #[test]
+    fn never_below_the_floor() {
+        let t0 = Instant::now();
+        let mut e = QuicBandwidthEstimator::default();
+        e.update(t0, sample(0, 0, 0, 10));
+        assert_eq!(e.update(t0 + Duration::from_secs(1), sample(10, 10, 5, 10)), Some(FLOOR_BPS));
+    }
+}

@@ -1,0 +1,209 @@
+//! Media-plane metrics. Workers count into thread-local handles and flush them about once a
+//! second, so the per-packet cost is a plain add with no shared cache line.
+
+use crate::metrics::counter_vec;
+use prometheus::local::{LocalHistogram, LocalIntCounter};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// The shared metric families (registered once).
+pub struct MediaMetrics {
+    pub packets: IntCounterVec,
+    pub bytes: IntCounterVec,
+    pub forwarded: IntCounterVec,
+    pub drops: IntCounterVec,
+    pub nacks: IntCounterVec,
+    pub retransmissions: IntCounterVec,
+    pub keyframe_requests: IntCounterVec,
+    pub layer_switches: IntCounterVec,
+    pub forwarding_latency: Histogram,
+    pub sessions: IntGaugeVec,
+}
+
+/// Drop reasons, each a label value of `switchboard_media_drops_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Drop {
+    MalformedDatagram,
+    UnknownFlow,
+    NotJoined,
+    MalformedRtp,
+    MalformedRtcp,
+    DatagramTooLarge,
+    DatagramUnsupported,
+    PeerQueueFull,
+    SocketBusy,
+    StalePacket,
+    NotForwarded,
+    MalformedSignal,
+    InboxFull,
+}
+
+const DROP_NAMES: [&str; 13] = [
+    "malformed_datagram",
+    "unknown_flow",
+    "not_joined",
+    "malformed_rtp",
+    "malformed_rtcp",
+    "datagram_too_large",
+    "datagram_unsupported",
+    "peer_queue_full",
+    "socket_busy",
+    "stale_packet",
+    "not_forwarded",
+    "malformed_signal",
+    "inbox_full",
+];
+
+impl MediaMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "forwarding_latency_seconds",
+                "Time from a media packet's arrival to its forwarding, per forwarded packet",
+            )
+            .buckets(vec![0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05]),
+        )
+        .expect("constant histogram options are valid");
+        registry.register(Box::new(latency.clone())).expect("registered once");
+        let sessions = IntGaugeVec::new(Opts::new("media_sessions", "Media sessions by transport"), &["transport"])
+            .expect("constant gauge options are valid");
+        registry.register(Box::new(sessions.clone())).expect("registered once");
+        Self {
+            packets: counter_vec(
+                registry,
+                "media_packets_total",
+                "Media packets by direction, kind and transport",
+                &["direction", "kind", "transport"],
+            ),
+            bytes: counter_vec(
+                registry,
+                "media_bytes_total",
+                "Media bytes by direction, kind and transport",
+                &["direction", "kind", "transport"],
+            ),
+            forwarded: counter_vec(
+                registry,
+                "forwarded_packets_total",
+                "RTP packets forwarded to subscribers",
+                &["kind"],
+            ),
+            drops: counter_vec(
+                registry,
+                "media_drops_total",
+                "Media packets and frames dropped, by reason",
+                &["reason"],
+            ),
+            nacks: counter_vec(
+                registry,
+                "nacks_total",
+                "NACKed packets: received from subscribers or sent to publishers",
+                &["direction"],
+            ),
+            retransmissions: counter_vec(
+                registry,
+                "retransmissions_total",
+                "Retransmissions to subscribers, by result",
+                &["result"],
+            ),
+            keyframe_requests: counter_vec(
+                registry,
+                "keyframe_requests_total",
+                "PLI/FIR: received from subscribers or sent to publishers",
+                &["direction"],
+            ),
+            layer_switches: counter_vec(registry, "layer_switches_total", "Simulcast layer switches", &["direction"]),
+            forwarding_latency: latency,
+            sessions,
+        }
+    }
+}
+
+/// One worker's local counters for one transport.
+pub struct WorkerCounters {
+    pub packets_in: [LocalIntCounter; 2],
+    pub bytes_in: [LocalIntCounter; 2],
+    pub packets_out: [LocalIntCounter; 2],
+    pub bytes_out: [LocalIntCounter; 2],
+    pub forwarded: [LocalIntCounter; 2],
+    drops: Vec<LocalIntCounter>,
+    pub nacks_received: LocalIntCounter,
+    pub nacks_sent: LocalIntCounter,
+    pub retransmitted: LocalIntCounter,
+    pub retransmit_missed: LocalIntCounter,
+    pub keyframes_received: LocalIntCounter,
+    pub keyframes_sent: LocalIntCounter,
+    pub switches_up: LocalIntCounter,
+    pub switches_down: LocalIntCounter,
+    pub latency: LocalHistogram,
+}
+
+/// Index into the `[audio, video]` counter pairs.
+pub fn kind_index(kind: crate::sfu::packet::MediaKind) -> usize {
+    match kind {
+        crate::sfu::packet::MediaKind::Audio => 0,
+        crate::sfu::packet::MediaKind::Video => 1,
+    }
+}
+
+impl WorkerCounters {
+    pub fn new(m: &MediaMetrics, transport: &str) -> Self {
+        let pair = |vec: &IntCounterVec, direction: &str| -> [LocalIntCounter; 2] {
+            [
+                vec.with_label_values(&[direction, "audio", transport]).local(),
+                vec.with_label_values(&[direction, "video", transport]).local(),
+            ]
+        };
+        Self {
+            packets_in: pair(&m.packets, "in"),
+            bytes_in: pair(&m.bytes, "in"),
+            packets_out: pair(&m.packets, "out"),
+            bytes_out: pair(&m.bytes, "out"),
+            forwarded: [
+                m.forwarded.with_label_values(&["audio"]).local(),
+                m.forwarded.with_label_values(&["video"]).local(),
+            ],
+            drops: DROP_NAMES.iter().map(|r| m.drops.with_label_values(&[r]).local()).collect(),
+            nacks_received: m.nacks.with_label_values(&["from_subscriber"]).local(),
+            nacks_sent: m.nacks.with_label_values(&["to_publisher"]).local(),
+            retransmitted: m.retransmissions.with_label_values(&["sent"]).local(),
+            retransmit_missed: m.retransmissions.with_label_values(&["not_in_history"]).local(),
+            keyframes_received: m.keyframe_requests.with_label_values(&["from_subscriber"]).local(),
+            keyframes_sent: m.keyframe_requests.with_label_values(&["to_publisher"]).local(),
+            switches_up: m.layer_switches.with_label_values(&["up"]).local(),
+            switches_down: m.layer_switches.with_label_values(&["down"]).local(),
+            latency: m.forwarding_latency.local(),
+        }
+    }
+
+    pub fn drop(&mut self, reason: Drop) {
+        self.drops[reason as usize].inc();
+    }
+
+    /// Publish the local counts to the shared registry.
+    pub fn flush(&mut self) {
+        for c in self
+            .packets_in
+            .iter_mut()
+            .chain(self.bytes_in.iter_mut())
+            .chain(self.packets_out.iter_mut())
+            .chain(self.bytes_out.iter_mut())
+            .chain(self.forwarded.iter_mut())
+            .chain(self.drops.iter_mut())
+        {
+            c.flush();
+        }
+        for c in [
+            &mut self.nacks_received,
+            &mut self.nacks_sent,
+            &mut self.retransmitted,
+            &mut self.retransmit_missed,
+            &mut self.keyframes_received,
+            &mut self.keyframes_sent,
+            &mut self.switches_up,
+            &mut self.switches_down,
+        ] {
+            c.flush();
+        }
+        self.latency.flush();
+    }
+}

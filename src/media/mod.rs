@@ -1,0 +1,11 @@
+//! The media plane: media workers (one per core) that own sockets, connections and forwarding
+//! state, and the handles the control plane uses to command them.
+
+pub mod bwe;
+pub mod cid;
+pub mod command;
+pub mod ids;
+pub mod metrics;
+pub mod plane;
+pub mod quic;
+pub mod worker;

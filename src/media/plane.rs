@@ -1,0 +1,151 @@
+//! `MediaPlane`: starts the media workers (one OS thread each), binds their shared QUIC port, and
+//! gives the control plane a handle per worker.
+
+use super::cid::WorkerCidGenerator;
+use super::command::{Command, ControlEvent, PeerMsg};
+use super::metrics::{MediaMetrics, WorkerCounters};
+use super::quic;
+use super::worker::{Worker, WorkerSetup};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Capacity of each worker's command channel.
+const COMMAND_QUEUE: usize = 4096;
+/// Capacity of each worker's peer channel (batches of packets).
+const PEER_QUEUE: usize = 8192;
+
+/// Why the media plane could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    #[error("cannot bind the QUIC port {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot start media worker thread: {0}")]
+    Thread(String),
+}
+
+/// Settings for the media plane.
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// Number of workers (at least 1, at most 255).
+    pub workers: usize,
+    pub quic_listen: SocketAddr,
+    pub idle_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub max_sessions_per_worker: usize,
+}
+
+/// The control plane's handle on one worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    pub index: usize,
+    pub commands: mpsc::Sender<Command>,
+}
+
+/// The running workers.
+pub struct MediaPlane {
+    workers: Vec<WorkerHandle>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    quic_addr: SocketAddr,
+}
+
+impl MediaPlane {
+    /// Bind the QUIC port and start the workers. `tls` is the server's certificate config.
+    pub fn start(
+        settings: &MediaSettings,
+        tls: rustls::ServerConfig,
+        metrics: &MediaMetrics,
+        control: mpsc::Sender<ControlEvent>,
+    ) -> Result<Self, MediaError> {
+        let n = settings.workers.clamp(1, 255);
+        let bind_err = |addr, e: std::io::Error| MediaError::Bind { addr, reason: e.to_string() };
+        let first = quic::bind_shared(settings.quic_listen).map_err(|e| bind_err(settings.quic_listen, e))?;
+        let quic_addr = first.local_addr().map_err(|e| bind_err(settings.quic_listen, e))?;
+        let mut sockets = vec![first];
+        for _ in 1..n {
+            sockets.push(quic::bind_shared(quic_addr).map_err(|e| bind_err(quic_addr, e))?);
+        }
+        let server_config = Arc::new(quic::server_config(tls, settings.idle_timeout)?);
+        let (peer_txs, peer_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<PeerMsg>(PEER_QUEUE)).unzip();
+        let mut workers = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for (index, (socket, peer_rx)) in sockets.into_iter().zip(peer_rxs).enumerate() {
+            let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+            let mut endpoint_config = quinn_proto::EndpointConfig::default();
+            let worker_id = index as u8;
+            endpoint_config.cid_generator(move || Box::new(WorkerCidGenerator::new(worker_id)));
+            let setup = WorkerSetup {
+                index,
+                workers: n,
+                socket,
+                endpoint_config: Arc::new(endpoint_config),
+                server_config: server_config.clone(),
+                commands,
+                peer_rx,
+                peers: peer_txs.clone(),
+                control: control.clone(),
+                counters: WorkerCounters::new(metrics, "quic"),
+                sessions_gauge: metrics.sessions.with_label_values(&["quic"]),
+                max_message_bytes: settings.max_message_bytes,
+                max_sessions: settings.max_sessions_per_worker,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("media-worker-{index}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(worker = index, error = %e, "cannot build the worker runtime");
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        match Worker::new(setup) {
+                            Ok(worker) => worker.run().await,
+                            Err(e) => tracing::error!(worker = index, error = %e, "media worker failed to start"),
+                        }
+                    });
+                })
+                .map_err(|e| MediaError::Thread(e.to_string()))?;
+            workers.push(WorkerHandle { index, commands: tx });
+            threads.push(thread);
+        }
+        tracing::info!(workers = n, %quic_addr, "media workers started");
+        Ok(Self { workers, threads, quic_addr })
+    }
+
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    pub fn workers(&self) -> &[WorkerHandle] {
+        &self.workers
+    }
+
+    /// Send a command to every worker.
+    pub fn broadcast(&self, make: impl Fn() -> Command) {
+        for w in &self.workers {
+            if w.commands.try_send(make()).is_err() {
+                tracing::warn!(worker = w.index, "worker command queue full; command dropped");
+            }
+        }
+    }
+
+    /// Stop every worker (connections are closed) and wait for the threads.
+    pub async fn shutdown(self) {
+        for w in &self.workers {
+            let _ = w.commands.send(Command::Shutdown).await;
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}

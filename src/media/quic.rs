@@ -1,0 +1,181 @@
+//! QUIC on a media worker: the worker drives `quinn-proto` itself (no task per connection), so
+//! forwarding a packet to a subscriber queues a datagram on that connection and marks it dirty;
+//! one `poll_transmit` pass per loop turn sends everything. Signaling arrives on the first
+//! bidirectional stream as `u32` big-endian length-prefixed JSON frames; media is RoQ datagrams
+//! (flow ID varint, then an RTP or RTCP packet).
+
+use super::bwe::QuicBandwidthEstimator;
+use super::command::SessionInput;
+use super::ids::{SessionId, SubscriptionId, TrackId};
+use bytes::Bytes;
+use quinn_proto::{ConnectionHandle, StreamId};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The ALPN protocol of Switchboard's QUIC transport.
+pub const ALPN: &[u8] = b"switchboard/1";
+/// Application error codes used when the server closes a QUIC connection.
+pub mod close_code {
+    pub const NORMAL: u32 = 0;
+    pub const PROTOCOL_ERROR: u32 = 1;
+    pub const MESSAGE_TOO_LARGE: u32 = 2;
+    pub const OVERLOADED: u32 = 3;
+    pub const TOKEN_REVOKED: u32 = 4;
+    pub const SERVER_SHUTDOWN: u32 = 5;
+    pub const POLICY: u32 = 6;
+}
+
+/// Which media a flow ID of a session carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The client publishes layer `layer` of `track` on this flow.
+    Publish { track: TrackId, layer: u8 },
+    /// The server sends `subscription` (of `track`) on this flow.
+    Subscribe { track: TrackId, subscription: SubscriptionId },
+}
+
+/// One QUIC connection on a worker.
+pub struct QuicConn {
+    pub conn: quinn_proto::Connection,
+    pub handle: ConnectionHandle,
+    pub remote: SocketAddr,
+    pub session: Option<SessionId>,
+    pub signal: Option<StreamId>,
+    /// Bytes of the signaling stream not yet assembled into frames.
+    pub frame_buf: Vec<u8>,
+    /// Signaling bytes waiting for stream flow control.
+    pub pending_out: Vec<u8>,
+    pub inbox: Option<mpsc::Sender<SessionInput>>,
+    pub flows: HashMap<u64, Flow>,
+    /// The deadline currently registered in the worker's timer heap.
+    pub timeout: Option<Instant>,
+    pub dirty: bool,
+    pub bwe: QuicBandwidthEstimator,
+    pub estimate_bps: Option<u64>,
+}
+
+impl QuicConn {
+    pub fn new(conn: quinn_proto::Connection, handle: ConnectionHandle) -> Self {
+        Self {
+            remote: conn.remote_address(),
+            conn,
+            handle,
+            session: None,
+            signal: None,
+            frame_buf: Vec::new(),
+            pending_out: Vec::new(),
+            inbox: None,
+            flows: HashMap::new(),
+            timeout: None,
+            dirty: false,
+            bwe: QuicBandwidthEstimator::default(),
+            estimate_bps: None,
+        }
+    }
+}
+
+/// A signaling frame whose declared length exceeds the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("signaling frame of {0} bytes exceeds the limit")]
+pub struct FrameTooLarge(pub usize);
+
+/// Split complete `u32`-length-prefixed frames off the front of `buf`.
+pub fn take_frames(buf: &mut Vec<u8>, max: usize, mut on_frame: impl FnMut(Bytes)) -> Result<(), FrameTooLarge> {
+    let mut start = 0;
+    while buf.len() - start >= 4 {
+        let len = u32::from_be_bytes([buf[start], buf[start + 1], buf[start + 2], buf[start + 3]]) as usize;
+        if len > max {
+            return Err(FrameTooLarge(len));
+        }
+        if buf.len() - start - 4 < len {
+            break;
+        }
+        on_frame(Bytes::copy_from_slice(&buf[start + 4..start + 4 + len]));
+        start += 4 + len;
+    }
+    buf.drain(..start);
+    Ok(())
+}
+
+/// Prefix `json` with its length.
+pub fn frame(json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(4 + json.len());
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(json);
+    Bytes::from(out)
+}
+
+/// Server-side QUIC configuration.
+pub fn server_config(
+    mut tls: rustls::ServerConfig,
+    idle_timeout: Duration,
+) -> Result<quinn_proto::ServerConfig, crate::tls::TlsError> {
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| crate::tls::TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+    let mut config = quinn_proto::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config(idle_timeout)));
+    Ok(config)
+}
+
+/// Transport settings shared by the server and the client library.
+pub fn transport_config(idle_timeout: Duration) -> quinn_proto::TransportConfig {
+    let mut t = quinn_proto::TransportConfig::default();
+    t.max_idle_timeout(quinn_proto::IdleTimeout::try_from(idle_timeout).ok());
+    t.max_concurrent_bidi_streams(quinn_proto::VarInt::from_u32(1));
+    t.max_concurrent_uni_streams(quinn_proto::VarInt::from_u32(0));
+    t.datagram_receive_buffer_size(Some(1 << 20));
+    // About 100 ms of a busy subscriber's media: older datagrams are dropped, not delayed.
+    t.datagram_send_buffer_size(256 * 1024);
+    t.enable_segmentation_offload(false);
+    t
+}
+
+/// A UDP socket on `addr` that other workers can bind too (`SO_REUSEPORT`).
+pub fn bind_shared(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    // Bigger buffers absorb the bursts of a large fan-out (the kernel may cap them).
+    let _ = socket.set_send_buffer_size(4 << 20);
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_across_reads_and_limits() {
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        let one = frame(b"{\"a\":1}");
+        let two = frame(b"{}");
+        buf.extend_from_slice(&one[..3]);
+        take_frames(&mut buf, 100, |f| got.push(f)).expect("ok");
+        assert!(got.is_empty());
+        buf.extend_from_slice(&one[3..]);
+        buf.extend_from_slice(&two);
+        buf.extend_from_slice(&[0, 0]);
+        take_frames(&mut buf, 100, |f| got.push(f)).expect("ok");
+        assert_eq!(got, vec![Bytes::from_static(b"{\"a\":1}"), Bytes::from_static(b"{}")]);
+        assert_eq!(buf, vec![0, 0]);
+        buf.extend_from_slice(&[1, 0]);
+        assert_eq!(take_frames(&mut buf, 100, |_| {}), Err(FrameTooLarge(256)));
+    }
+
+    #[test]
+    fn reuseport_sockets_share_a_port() {
+        let a = bind_shared("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let port = a.local_addr().expect("addr").port();
+        let b = bind_shared(SocketAddr::from(([127, 0, 0, 1], port))).expect("second bind on the same port");
+        assert_eq!(b.local_addr().expect("addr").port(), port);
+    }
+}

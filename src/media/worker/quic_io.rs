@@ -1,0 +1,309 @@
+//! The worker's QUIC I/O: reading the socket, driving `quinn-proto` connections, the signaling
+//! stream, and flushing queued transmits.
+
+use super::{RECV_BATCH, Worker};
+use crate::media::cid;
+use crate::media::command::{ControlEvent, PeerMsg, SessionInput};
+use crate::media::ids::SessionId;
+use crate::media::metrics::Drop;
+use crate::media::quic::{QuicConn, close_code, take_frames};
+use bytes::{Bytes, BytesMut};
+use quinn_proto::{DatagramEvent, Dir, Event, StreamEvent, VarInt};
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Largest UDP datagram read.
+const MAX_UDP: usize = 2048;
+/// Signaling frames a session may have queued for its control-plane task.
+const INBOX_CAPACITY: usize = 128;
+
+impl Worker {
+    pub(super) fn drain_socket(&mut self) {
+        let now = Instant::now();
+        for _ in 0..RECV_BATCH {
+            // `recv` is an arena: each datagram is split off its front, so reads allocate only
+            // when the arena is used up.
+            if self.recv.capacity() < MAX_UDP {
+                self.recv.reserve(256 * 1024);
+            }
+            self.recv.resize(MAX_UDP, 0);
+            match self.socket.try_recv_from(&mut self.recv[..]) {
+                Ok((n, from)) => {
+                    let data = self.recv.split_to(n);
+                    self.recv.clear();
+                    self.on_udp(now, from, data);
+                }
+                Err(e) => {
+                    self.recv.clear();
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        tracing::debug!(worker = self.index, error = %e, "UDP receive failed");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_udp(&mut self, now: Instant, from: SocketAddr, data: BytesMut) {
+        if let Some(owner) = cid::owning_worker(&data, self.workers)
+            && owner != self.index
+        {
+            if self.peers[owner].try_send(PeerMsg::QuicDatagram { from, data }).is_err() {
+                self.counters.drop(Drop::PeerQueueFull);
+            }
+            return;
+        }
+        match self.endpoint.handle(now, from, None, None, data, &mut self.transmit) {
+            Some(DatagramEvent::ConnectionEvent(ch, event)) => {
+                if let Some(c) = self.conns.get_mut(ch.0).and_then(Option::as_mut) {
+                    c.conn.handle_event(event);
+                    self.drive(ch.0, now);
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                if self.stopping || self.sessions.len() >= self.max_sessions {
+                    let t = self.endpoint.refuse(incoming, &mut self.transmit);
+                    self.send_transmit(t.destination, t.size);
+                    return;
+                }
+                match self.endpoint.accept(incoming, now, &mut self.transmit, None) {
+                    Ok((ch, conn)) => {
+                        if self.conns.len() <= ch.0 {
+                            self.conns.resize_with(ch.0 + 1, || None);
+                        }
+                        self.conns[ch.0] = Some(QuicConn::new(conn, ch));
+                        self.drive(ch.0, now);
+                    }
+                    Err(e) => {
+                        if let Some(t) = e.response {
+                            self.send_transmit(t.destination, t.size);
+                        }
+                    }
+                }
+            }
+            Some(DatagramEvent::Response(t)) => self.send_transmit(t.destination, t.size),
+            None => {}
+        }
+    }
+
+    /// Process everything a connection has to say after an input.
+    pub(super) fn drive(&mut self, idx: usize, now: Instant) {
+        loop {
+            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+            let Some(event) = c.conn.poll_endpoint_events() else { break };
+            if let Some(back) = self.endpoint.handle_event(c.handle, event) {
+                c.conn.handle_event(back);
+            }
+        }
+        loop {
+            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+            let Some(event) = c.conn.poll() else { break };
+            match event {
+                Event::Connected => self.on_connected(idx),
+                Event::ConnectionLost { reason } => {
+                    tracing::debug!(worker = self.index, %reason, "QUIC connection lost");
+                    self.end_session(idx);
+                }
+                Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => self.accept_streams(idx),
+                Event::Stream(StreamEvent::Readable { id }) => self.read_signal(idx, id),
+                Event::Stream(StreamEvent::Writable { .. }) => self.write_pending(idx),
+                Event::DatagramReceived => {
+                    let mut received: Vec<Bytes> = Vec::new();
+                    while let Some(d) = c.conn.datagrams().recv() {
+                        received.push(d);
+                    }
+                    for d in received {
+                        self.on_datagram(idx, d, now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.mark_dirty(idx);
+    }
+
+    fn on_connected(&mut self, idx: usize) {
+        let Some(c) = self.conns[idx].as_mut() else { return };
+        let session = SessionId::next();
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let opened = ControlEvent::SessionOpened { session, worker: self.index, remote: c.remote, inbox: rx };
+        if self.control.try_send(opened).is_err() {
+            c.conn.close(Instant::now(), VarInt::from_u32(close_code::OVERLOADED), "server overloaded".into());
+            return;
+        }
+        c.session = Some(session);
+        c.inbox = Some(tx);
+        self.sessions.insert(session, idx);
+        self.sessions_gauge.inc();
+    }
+
+    fn accept_streams(&mut self, idx: usize) {
+        let Some(c) = self.conns[idx].as_mut() else { return };
+        while let Some(id) = c.conn.streams().accept(Dir::Bi) {
+            if c.signal.is_none() {
+                c.signal = Some(id);
+                self.read_signal(idx, id);
+                return;
+            }
+            // Only one signaling stream per connection.
+            let _ = c.conn.recv_stream(id).stop(VarInt::from_u32(close_code::PROTOCOL_ERROR));
+        }
+    }
+
+    fn read_signal(&mut self, idx: usize, id: quinn_proto::StreamId) {
+        let max = self.max_message_bytes;
+        let Some(c) = self.conns[idx].as_mut() else { return };
+        if c.signal != Some(id) {
+            return;
+        }
+        let mut finished = false;
+        {
+            let mut stream = c.conn.recv_stream(id);
+            let Ok(mut chunks) = stream.read(true) else { return };
+            loop {
+                match chunks.next(usize::MAX) {
+                    Ok(Some(chunk)) => {
+                        c.frame_buf.extend_from_slice(&chunk.bytes);
+                        if c.frame_buf.len() > max + 4 + 64 * 1024 {
+                            break; // the frame check below closes the connection
+                        }
+                    }
+                    Ok(None) => {
+                        finished = true;
+                        break;
+                    }
+                    Err(quinn_proto::ReadError::Blocked) => break,
+                    Err(_) => {
+                        finished = true;
+                        break;
+                    }
+                }
+            }
+            let _ = chunks.finalize();
+        }
+        let mut frames = Vec::new();
+        let result = take_frames(&mut c.frame_buf, max, |f| frames.push(f));
+        let inbox = c.inbox.clone();
+        for f in frames {
+            match &inbox {
+                Some(tx) if tx.try_send(SessionInput::Frame(f)).is_ok() => {}
+                Some(_) => {
+                    self.counters.drop(Drop::InboxFull);
+                    self.close(idx, close_code::OVERLOADED, "too many signaling messages pending");
+                    return;
+                }
+                None => self.counters.drop(Drop::NotJoined),
+            }
+        }
+        if let Err(e) = result {
+            self.counters.drop(Drop::MalformedSignal);
+            if let Some(tx) = &inbox {
+                let _ = tx.try_send(SessionInput::Malformed { reason: e.to_string() });
+            }
+            self.close(idx, close_code::MESSAGE_TOO_LARGE, "signaling frame too large");
+        } else if finished {
+            self.end_session(idx);
+        }
+    }
+
+    pub(super) fn close(&mut self, idx: usize, code: u32, reason: &str) {
+        if let Some(c) = self.conns[idx].as_mut() {
+            c.conn.close(Instant::now(), VarInt::from_u32(code), Bytes::copy_from_slice(reason.as_bytes()));
+        }
+        self.end_session(idx);
+        self.mark_dirty(idx);
+    }
+
+    pub(super) fn write_pending(&mut self, idx: usize) {
+        let Some(c) = self.conns[idx].as_mut() else { return };
+        let Some(id) = c.signal else { return };
+        if c.pending_out.is_empty() {
+            return;
+        }
+        match c.conn.send_stream(id).write(&c.pending_out) {
+            Ok(n) => {
+                c.pending_out.drain(..n);
+            }
+            Err(quinn_proto::WriteError::Blocked) => {}
+            Err(_) => c.pending_out.clear(),
+        }
+        self.mark_dirty(idx);
+    }
+
+    pub(super) fn mark_dirty(&mut self, idx: usize) {
+        if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut)
+            && !c.dirty
+        {
+            c.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, idx))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
+            if c.timeout != Some(at) {
+                continue; // superseded
+            }
+            c.timeout = None;
+            c.conn.handle_timeout(now);
+            self.drive(idx, now);
+        }
+    }
+
+    /// Send everything queued: media batches to peers and QUIC packets of dirty connections.
+    pub(super) fn flush(&mut self, now: Instant) {
+        for w in 0..self.outgoing.len() {
+            if self.outgoing[w].is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(&mut self.outgoing[w]);
+            let n = batch.len();
+            if self.peers[w].try_send(PeerMsg::Media(batch)).is_err() {
+                for _ in 0..n {
+                    self.counters.drop(Drop::PeerQueueFull);
+                }
+            }
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        for idx in dirty {
+            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
+            c.dirty = false;
+            loop {
+                self.transmit.clear();
+                let Some(t) = c.conn.poll_transmit(now, 1, &mut self.transmit) else { break };
+                match self.socket.try_send_to(&self.transmit[..t.size], t.destination) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.counters.drop(Drop::SocketBusy),
+                    Err(e) => tracing::debug!(error = %e, "UDP send failed"),
+                }
+            }
+            let timeout = c.conn.poll_timeout();
+            if timeout != c.timeout {
+                c.timeout = timeout;
+                if let Some(t) = timeout {
+                    self.timers.push(Reverse((t, idx)));
+                }
+            }
+            if c.conn.is_drained() {
+                self.end_session(idx);
+                self.conns[idx] = None;
+            }
+        }
+    }
+
+    /// Send `self.transmit[..size]` (an endpoint-level response).
+    fn send_transmit(&mut self, to: SocketAddr, size: usize) {
+        if let Err(e) = self.socket.try_send_to(&self.transmit[..size], to)
+            && e.kind() == std::io::ErrorKind::WouldBlock
+        {
+            self.counters.drop(Drop::SocketBusy);
+        }
+    }
+}

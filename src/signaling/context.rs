@@ -1,0 +1,113 @@
+//! What every signaling session needs from the rest of the server.
+
+use crate::auth::TokenVerifier;
+use crate::identity::IdentityDirectory;
+use crate::media::plane::WorkerHandle;
+use crate::metrics::counter_vec;
+use crate::rooms::Rooms;
+use dashmap::DashMap;
+use prometheus::IntCounterVec;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Shared by all signaling sessions.
+pub struct SignalingContext {
+    pub verifier: Arc<TokenVerifier>,
+    pub directory: Arc<IdentityDirectory>,
+    pub rooms: Arc<Rooms>,
+    pub workers: Vec<WorkerHandle>,
+    pub join_limiter: JoinLimiter,
+    pub messages_per_second: u32,
+    /// Cancelled when the server begins a graceful stop.
+    pub shutdown: CancellationToken,
+    /// `switchboard_signaling_messages_total{result}`.
+    pub messages: IntCounterVec,
+}
+
+impl SignalingContext {
+    pub fn messages_metric(registry: &prometheus::Registry) -> IntCounterVec {
+        counter_vec(registry, "signaling_messages_total", "Signaling messages from clients, by result", &["result"])
+    }
+}
+
+/// Join attempts per second per client address.
+pub struct JoinLimiter {
+    per_second: u32,
+    windows: DashMap<IpAddr, (Instant, u32)>,
+}
+
+impl JoinLimiter {
+    pub fn new(per_second: u32) -> Self {
+        Self { per_second, windows: DashMap::new() }
+    }
+
+    /// Record an attempt; false when the address is over its budget.
+    pub fn allow(&self, addr: IpAddr, now: Instant) -> bool {
+        if self.windows.len() > 100_000 {
+            self.windows.retain(|_, (start, _)| now.saturating_duration_since(*start) < Duration::from_secs(1));
+        }
+        let mut entry = self.windows.entry(addr).or_insert((now, 0));
+        let (start, count) = &mut *entry;
+        if now.saturating_duration_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        *count <= self.per_second
+    }
+}
+
+/// A token bucket for messages per session.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(per_second: u32, now: Instant) -> Self {
+        let rate = f64::from(per_second.max(1));
+        Self { rate, capacity: rate * 2.0, tokens: rate * 2.0, last: now }
+    }
+
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_limiter_resets_each_second() {
+        let l = JoinLimiter::new(2);
+        let t0 = Instant::now();
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert!(l.allow(ip, t0) && l.allow(ip, t0));
+        assert!(!l.allow(ip, t0));
+        assert!(l.allow("127.0.0.2".parse().expect("ip"), t0), "per address");
+        assert!(l.allow(ip, t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn bucket_allows_bursts_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, t0);
+        assert_eq!((0..30).filter(|_| b.take(t0)).count(), 20);
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        assert!(!b.take(t0 + Duration::from_millis(100)));
+    }
+}

@@ -1,0 +1,330 @@
+//! The signaling protocol: JSON messages with a `type` field, the same on every carrier (a
+//! length-prefixed QUIC stream, a WebSocket). Requests may carry an `id`; the response to a
+//! request echoes it. `docs/PROTOCOL.md` documents each message with an example.
+
+use crate::sfu::packet::{Codec, MediaKind};
+use serde::{Deserialize, Serialize};
+
+/// A client request with its optional correlation ID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientEnvelope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(flatten)]
+    pub message: ClientMessage,
+}
+
+/// Messages from clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum ClientMessage {
+    /// Join a call. Exactly one locator (`groupId`, ...) must be given.
+    Join {
+        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display_name: Option<String>,
+    },
+    /// Start sending a track. Simulcast video lists its layers lowest first.
+    Publish {
+        kind: MediaKind,
+        codec: Codec,
+        #[serde(default)]
+        layers: Vec<LayerRequest>,
+        /// Header extension ID of the RFC 6464 audio level (QUIC; default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audio_level_ext_id: Option<u8>,
+    },
+    Unpublish {
+        track_id: u64,
+    },
+    Subscribe {
+        track_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preferred_layer: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_height: Option<u32>,
+    },
+    Unsubscribe {
+        subscription_id: u64,
+    },
+    /// Change the preferred layer / maximum height of a subscription.
+    SetPreferences {
+        subscription_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preferred_layer: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_height: Option<u32>,
+    },
+    Mute {
+        track_id: u64,
+        muted: bool,
+    },
+    Leave {},
+    Ping {},
+}
+
+/// One layer of a published track.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bitrate: Option<u64>,
+}
+
+/// Messages from the server. Responses carry the request's `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum ServerMessage {
+    Joined {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        participant_id: u64,
+        room: String,
+        state: CallState,
+        participants: Vec<ParticipantInfo>,
+    },
+    Published {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        track_id: u64,
+        /// QUIC: the RoQ flow ID for each layer, lowest first.
+        flows: Vec<LayerFlow>,
+    },
+    Subscribed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        subscription_id: u64,
+        track_id: u64,
+        kind: MediaKind,
+        codec: Codec,
+        /// QUIC: the RoQ flow ID the media arrives on.
+        flow_id: u64,
+        /// The SSRC the subscriber sees (fixed for the subscription).
+        ssrc: u32,
+    },
+    /// Generic success for requests without a specific answer.
+    Ok {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: u64,
+        reason: String,
+    },
+    TrackPublished {
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        track_id: u64,
+        participant_id: u64,
+    },
+    TrackMuted {
+        track_id: u64,
+        participant_id: u64,
+        muted: bool,
+    },
+    /// The layer forwarded on a subscription changed.
+    LayerChanged {
+        subscription_id: u64,
+        layer: u8,
+    },
+    ActiveSpeakers {
+        speakers: Vec<Speaker>,
+    },
+    CallStateChanged {
+        state: CallState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<ErrorCode>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// The RoQ flow of one published layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerFlow {
+    pub layer: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    pub flow_id: u64,
+}
+
+/// A participant as other participants see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantInfo {
+    pub participant_id: u64,
+    /// The identity's raw ID.
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// A published track as subscribers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackInfo {
+    pub track_id: u64,
+    pub participant_id: u64,
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub layers: Vec<LayerRequest>,
+    pub muted: bool,
+}
+
+/// One active speaker, loudest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Speaker {
+    pub participant_id: u64,
+    /// Smoothed loudness, 0 (silent) to 127.
+    pub level: f32,
+}
+
+/// Call states a client goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallState {
+    Connecting,
+    Ringing,
+    InLobby,
+    Connected,
+    Disconnected,
+}
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    TokenInvalid,
+    TokenExpired,
+    TokenRevoked,
+    TokenScopeInsufficient,
+    BadRequest,
+    NotJoined,
+    AlreadyJoined,
+    CallNotFound,
+    RoomFull,
+    LimitExceeded,
+    TrackNotFound,
+    SubscriptionNotFound,
+    NotAllowed,
+    RateLimited,
+    MessageTooLarge,
+    ServerShutdown,
+    ServiceUnavailable,
+    InternalError,
+}
+
+impl ErrorCode {
+    /// Map a token failure to the code a client sees.
+    pub fn from_token_error(e: &crate::auth::TokenError) -> Self {
+        match e.code() {
+            "TokenExpired" => ErrorCode::TokenExpired,
+            "TokenRevoked" => ErrorCode::TokenRevoked,
+            "TokenScopeInsufficient" => ErrorCode::TokenScopeInsufficient,
+            "ServiceUnavailable" => ErrorCode::ServiceUnavailable,
+            _ => ErrorCode::TokenInvalid,
+        }
+    }
+}
+
+/// Why a frame could not be turned into a `ClientEnvelope`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedMessage(pub String);
+
+/// Parse one message.
+pub fn parse_client(bytes: &[u8]) -> Result<ClientEnvelope, MalformedMessage> {
+    serde_json::from_slice(bytes).map_err(|e| MalformedMessage(e.to_string()))
+}
+
+impl ServerMessage {
+    pub fn error(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error { id, code, message: message.into() }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages contain only serializable values")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests_with_ids() {
+        let m = parse_client(br#"{"type":"join","id":1,"token":"t","groupId":"g"}"#).expect("valid");
+        assert_eq!(m.id, Some(1));
+        assert_eq!(
+            m.message,
+            ClientMessage::Join { token: "t".into(), group_id: Some("g".into()), display_name: None }
+        );
+        let m = parse_client(br#"{"type":"publish","kind":"video","codec":"VP8","layers":[{"rid":"q","height":180}]}"#)
+            .expect("valid");
+        assert!(matches!(m.message, ClientMessage::Publish { kind: MediaKind::Video, codec: Codec::Vp8, .. }));
+        let m = parse_client(br#"{"type":"leave"}"#).expect("valid");
+        assert_eq!(m.message, ClientMessage::Leave {});
+    }
+
+    #[test]
+    fn both_directions_round_trip() {
+        let req = ClientEnvelope { id: Some(3), message: ClientMessage::Mute { track_id: 1, muted: true } };
+        let text = serde_json::to_string(&req).expect("json");
+        assert_eq!(parse_client(text.as_bytes()).expect("valid").message, req.message);
+        let resp = ServerMessage::LayerChanged { subscription_id: 2, layer: 1 };
+        let back: ServerMessage = serde_json::from_str(&resp.to_json()).expect("json");
+        assert_eq!(back, resp);
+    }
+
+    #[test]
+    fn refuses_garbage_with_a_message() {
+        for bad in [&b"{"[..], b"[]", br#"{"type":"fly"}"#, br#"{"type":"subscribe"}"#, b"\xff\xfe", b""] {
+            assert!(parse_client(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn serializes_server_messages_with_type_tags() {
+        let m = ServerMessage::Subscribed {
+            id: Some(4),
+            subscription_id: 9,
+            track_id: 3,
+            kind: MediaKind::Video,
+            codec: Codec::Vp8,
+            flow_id: 12,
+            ssrc: 77,
+        };
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).expect("json");
+        assert_eq!(v["type"], "subscribed");
+        assert_eq!(v["subscriptionId"], 9);
+        assert_eq!(v["codec"], "VP8");
+        let e = ServerMessage::error(None, ErrorCode::TokenRevoked, "revoked");
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).expect("json");
+        assert_eq!(v["code"], "TokenRevoked");
+        assert!(v.get("id").is_none());
+    }
+}
