@@ -15,6 +15,7 @@ pub struct MediaMetrics {
     pub retransmissions: IntCounterVec,
     pub keyframe_requests: IntCounterVec,
     pub layer_switches: IntCounterVec,
+    pub handoffs: prometheus::IntCounter,
     pub forwarding_latency: Histogram,
     pub sessions: IntGaugeVec,
 }
@@ -65,8 +66,11 @@ impl MediaMetrics {
         )
         .expect("constant histogram options are valid");
         registry.register(Box::new(latency.clone())).expect("registered once");
-        let sessions = IntGaugeVec::new(Opts::new("media_sessions", "Media sessions by transport"), &["transport"])
-            .expect("constant gauge options are valid");
+        let sessions = IntGaugeVec::new(
+            Opts::new("media_sessions", "Media sessions by transport and worker"),
+            &["transport", "worker"],
+        )
+        .expect("constant gauge options are valid");
         registry.register(Box::new(sessions.clone())).expect("registered once");
         Self {
             packets: counter_vec(
@@ -112,6 +116,15 @@ impl MediaMetrics {
                 &["direction"],
             ),
             layer_switches: counter_vec(registry, "layer_switches_total", "Simulcast layer switches", &["direction"]),
+            handoffs: {
+                let c = prometheus::IntCounter::new(
+                    "worker_handoffs_total",
+                    "Media packets handed from the publisher's worker to a subscriber's worker",
+                )
+                .expect("constant counter options are valid");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             forwarding_latency: latency,
             sessions,
         }
@@ -134,6 +147,7 @@ pub struct WorkerCounters {
     pub keyframes_sent: LocalIntCounter,
     pub switches_up: LocalIntCounter,
     pub switches_down: LocalIntCounter,
+    pub handoffs: LocalIntCounter,
     pub latency: LocalHistogram,
 }
 
@@ -171,6 +185,7 @@ impl WorkerCounters {
             keyframes_sent: m.keyframe_requests.with_label_values(&["to_publisher"]).local(),
             switches_up: m.layer_switches.with_label_values(&["up"]).local(),
             switches_down: m.layer_switches.with_label_values(&["down"]).local(),
+            handoffs: m.handoffs.local(),
             latency: m.forwarding_latency.local(),
         }
     }
@@ -201,6 +216,7 @@ impl WorkerCounters {
             &mut self.keyframes_sent,
             &mut self.switches_up,
             &mut self.switches_down,
+            &mut self.handoffs,
         ] {
             c.flush();
         }

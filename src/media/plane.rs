@@ -89,7 +89,7 @@ impl MediaPlane {
                 peers: peer_txs.clone(),
                 control: control.clone(),
                 counters: WorkerCounters::new(metrics, "quic"),
-                sessions_gauge: metrics.sessions.with_label_values(&["quic"]),
+                sessions_gauge: metrics.sessions.with_label_values(&["quic", &index.to_string()]),
                 max_message_bytes: settings.max_message_bytes,
                 max_sessions: settings.max_sessions_per_worker,
             };

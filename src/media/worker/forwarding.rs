@@ -65,6 +65,7 @@ impl Worker {
         for (w, attached) in origin.sinks.iter().enumerate() {
             if *attached && w != self.index {
                 self.outgoing[w].push((track_id, layer, pkt.clone()));
+                self.counters.handoffs.inc();
             }
         }
         let changes =

@@ -1,0 +1,363 @@
+//! The media core over QUIC, end to end: a real server on loopback and real QUIC clients.
+
+mod common;
+
+use common::media::{Participant, TestServer, contiguous, group, subscribe};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use switchboard::sfu::packet::MediaKind;
+use switchboard::signaling::messages::{CallState, ErrorCode, ServerMessage};
+
+/// Three participants, each publishing audio and 3-layer simulcast video; each subscribes to the
+/// other two. Everyone receives everyone else's streams without a single hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_receive_each_other_without_loss() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    // Participants on different workers, so packets also cross between workers.
+    let mut ps = Vec::new();
+    for (i, client) in ts.clients_on_both_workers(3).await.into_iter().enumerate() {
+        let (_, token) = ts.identity(&["voip"]).await;
+        client.join_group(&token, &g).await.expect("join");
+        ps.push(Participant::new(client, i as u32 + 1));
+    }
+    for p in &mut ps {
+        p.publish_audio_video().await;
+    }
+    // Those who were there first hear of the later tracks as events.
+    for (i, p) in ps.iter_mut().enumerate() {
+        let later = 2 * (2 - i);
+        assert!(
+            p.wait_until(Duration::from_secs(5), |p| p.announced_tracks().len() >= later).await,
+            "participant {i} was told about {later} tracks"
+        );
+    }
+    // Everyone subscribes to every track that is not theirs (highest layer).
+    let mut subs: Vec<HashMap<u64, (u64, MediaKind)>> = vec![HashMap::new(); 3];
+    let all: Vec<(u64, MediaKind, usize)> = ps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            [
+                (p.audio.as_ref().expect("audio").track_id, MediaKind::Audio, i),
+                (p.video.as_ref().expect("video").track_id, MediaKind::Video, i),
+            ]
+        })
+        .collect();
+    for (i, p) in ps.iter().enumerate() {
+        for &(track, kind, owner) in &all {
+            if owner != i {
+                let s = subscribe(p, track, None).await;
+                subs[i].insert(s.subscription_id, (track, kind));
+            }
+        }
+    }
+    let handles: Vec<_> = ps
+        .into_iter()
+        .map(|mut p| {
+            tokio::spawn(async move {
+                p.run(Duration::from_secs(3)).await;
+                p
+            })
+        })
+        .collect();
+    let mut ps = Vec::new();
+    for h in handles {
+        ps.push(h.await.expect("participant task"));
+    }
+    for (i, p) in ps.iter().enumerate() {
+        assert_eq!(p.received.len(), 4, "participant {i} receives 4 streams: {:?}", p.received.keys());
+        for (sub, arrivals) in &p.received {
+            let (_, kind) = subs[i][sub];
+            match kind {
+                MediaKind::Audio => {
+                    assert!(arrivals.len() >= 120, "participant {i} audio: only {} packets in 3 s", arrivals.len());
+                    let frames: Vec<u32> = arrivals.iter().map(|a| a.marker.frame).collect();
+                    let (min, max) =
+                        (frames.iter().min().copied().unwrap_or(0), frames.iter().max().copied().unwrap_or(0));
+                    assert_eq!((max - min + 1) as usize, frames.len(), "participant {i}: audio packets missing");
+                }
+                MediaKind::Video => {
+                    assert!(arrivals.iter().all(|a| a.marker.layer == 2), "participant {i} gets the top layer");
+                    assert!(arrivals[0].marker.keyframe, "the stream starts with a keyframe");
+                    assert!(arrivals.len() >= 300, "participant {i} video: only {} packets", arrivals.len());
+                }
+            }
+            assert!(contiguous(arrivals.iter().map(|a| a.seq)), "participant {i}: holes in the output sequence");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await; // worker metrics flush once a second
+    let forwarded = ts.metric("switchboard_forwarded_packets_total{kind=\"video\"}").await;
+    assert!(forwarded > 1000.0, "forwarded video packets: {forwarded}");
+    let handoffs = ts.metric("switchboard_worker_handoffs_total").await;
+    assert!(handoffs > 100.0, "packets crossed between workers: {handoffs}");
+    ts.stop().await;
+}
+
+/// A subscriber on the low layer asks for the high layer: the publisher is asked for a keyframe
+/// of the high layer, and the switch happens exactly at that keyframe with contiguous sequence
+/// numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_up_happens_at_the_next_high_keyframe() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let (mut publisher, mut subscriber) = ts.pair_on_different_workers(&g).await;
+    // Like a real encoder, the publisher needs a few frames to produce a requested keyframe;
+    // high-layer delta frames keep arriving meanwhile and must not be forwarded.
+    publisher.keyframe_delay = 4;
+    publisher.publish_audio_video().await;
+    let video = publisher.video.clone().expect("video").track_id;
+    let sub = subscribe(&subscriber, video, Some(0)).await;
+
+    let pub_task = tokio::spawn(async move {
+        publisher.run(Duration::from_millis(1500)).await;
+        publisher
+    });
+    subscriber.run(Duration::from_millis(1000)).await;
+    subscriber.client.set_preferences(sub.subscription_id, None, None).await.expect("prefer high");
+    let asked_at = Instant::now();
+    subscriber.run(Duration::from_millis(1200)).await;
+    let publisher = pub_task.await.expect("publisher");
+
+    let arrivals = &subscriber.received[&sub.subscription_id];
+    let first_high = arrivals.iter().position(|a| a.marker.layer == 2).expect("the high layer arrived");
+    assert!(first_high > 10, "low layer first");
+    assert!(arrivals[..first_high].iter().all(|a| a.marker.layer == 0), "only the low layer before the switch");
+    assert!(arrivals[first_high..].iter().all(|a| a.marker.layer == 2), "only the high layer after it");
+    // The publisher was asked for a keyframe of layer 2 after the preference changed...
+    let request = publisher
+        .keyframe_requests
+        .iter()
+        .find(|(l, at)| *l == 2 && *at >= asked_at)
+        .expect("keyframe request for layer 2");
+    // ... and the switch happened exactly at the first layer-2 keyframe sent after it.
+    let keyframe =
+        publisher.keyframes_sent.iter().find(|(l, _, at)| *l == 2 && *at >= request.1).expect("keyframe sent");
+    let m = arrivals[first_high].marker;
+    assert!(m.keyframe, "the first high packet starts a keyframe");
+    assert_eq!(m.frame, keyframe.1, "switched at the requested keyframe, not later");
+    assert!(contiguous(arrivals.iter().map(|a| a.seq)), "sequence numbers stay contiguous across the switch");
+    let seqs: Vec<u16> = arrivals.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs[first_high], seqs[first_high - 1].wrapping_add(1));
+    assert!(
+        subscriber.signals.iter().any(|s| matches!(s, ServerMessage::LayerChanged { subscription_id, layer: 2 } if *subscription_id == sub.subscription_id)),
+        "the subscriber is told about the layer change"
+    );
+    ts.stop().await;
+}
+
+/// The publisher stops its top layer: a subscriber on it is moved down within one second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_top_layer_moves_subscribers_down_within_a_second() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let mut publisher = Participant::new(ts.joined(&g).await.0, 1);
+    let mut subscriber = Participant::new(ts.joined(&g).await.0, 2);
+    publisher.publish_audio_video().await;
+    let sub = subscribe(&subscriber, publisher.video.as_ref().expect("video").track_id, None).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pub_task = tokio::spawn(async move {
+        publisher.run(Duration::from_millis(1000)).await;
+        publisher.sending[2] = false;
+        let _ = tx.send(Instant::now());
+        publisher.run(Duration::from_millis(2000)).await;
+        publisher
+    });
+    subscriber.run(Duration::from_millis(3000)).await;
+    let stopped_at = rx.await.expect("stop time");
+    let _publisher = pub_task.await.expect("publisher");
+    let arrivals = &subscriber.received[&sub.subscription_id];
+    assert!(arrivals.iter().any(|a| a.marker.layer == 2), "was on the top layer");
+    let first_lower =
+        arrivals.iter().find(|a| a.marker.layer < 2 && a.at > stopped_at).expect("moved to a lower layer");
+    let took = first_lower.at - stopped_at;
+    assert!(took < Duration::from_secs(1), "moved down after {took:?}");
+    assert_eq!(first_lower.marker.layer, 1, "to the next layer down");
+    assert!(contiguous(arrivals.iter().map(|a| a.seq)));
+    ts.stop().await;
+}
+
+/// A packet lost on the way to a subscriber is NACKed by it and retransmitted by the SFU; a
+/// packet lost on the way from the publisher is NACKed by the SFU and repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_packets_are_nacked_and_retransmitted_both_ways() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let (mut publisher, mut subscriber) = ts.pair_on_different_workers(&g).await;
+    publisher.publish_audio_video().await;
+    let audio = subscribe(&subscriber, publisher.audio.as_ref().expect("audio").track_id, None).await;
+    let video = subscribe(&subscriber, publisher.video.as_ref().expect("video").track_id, Some(0)).await;
+    // Publisher-side loss: the first packet of frame 20 on layer 0 is never sent by itself.
+    publisher.lose_frame = Some((0, 20));
+    let pub_task = tokio::spawn(async move {
+        publisher.run(Duration::from_millis(2500)).await;
+        publisher
+    });
+    subscriber.run(Duration::from_millis(500)).await;
+    // Subscriber-side loss: the next two audio packets "vanish" on the way.
+    subscriber.client.drop_incoming(audio.subscription_id, 2);
+    subscriber.run(Duration::from_millis(2000)).await;
+    let publisher = pub_task.await.expect("publisher");
+
+    let got_audio = &subscriber.received[&audio.subscription_id];
+    assert!(contiguous(got_audio.iter().map(|a| a.seq)), "audio repaired by retransmission");
+    let (nacked, _) = subscriber.client.nack_stats();
+    assert!(nacked >= 2, "the subscriber NACKed the dropped packets ({nacked})");
+    let got_video = &subscriber.received[&video.subscription_id];
+    assert!(got_video.iter().any(|a| a.marker.frame == 20), "the withheld frame arrived after the SFU's NACK");
+    assert!(contiguous(got_video.iter().map(|a| a.seq)), "video has no holes");
+    let (_, retransmitted) = publisher.client.nack_stats();
+    assert!(retransmitted >= 1, "the publisher answered the SFU's NACK");
+    tokio::time::sleep(Duration::from_millis(1100)).await; // worker metrics flush once a second
+    assert!(ts.metric("switchboard_retransmissions_total{result=\"sent\"}").await >= 2.0);
+    assert!(ts.metric("switchboard_nacks_total{direction=\"to_publisher\"}").await >= 1.0);
+    assert!(ts.metric("switchboard_nacks_total{direction=\"from_subscriber\"}").await >= 2.0);
+    ts.stop().await;
+}
+
+/// Bad, expired, revoked and wrong-scope tokens are refused with a clear code; voip.join may
+/// join but not start a call; revoking a connected participant disconnects it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_on_join_and_revocation_disconnects() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let code = |r: Result<switchboard::client::Joined, switchboard::client::ClientError>| match r {
+        Err(switchboard::client::ClientError::Server { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let c = ts.client().await;
+    assert_eq!(code(c.join_group("not-a-token", &g).await), ErrorCode::TokenInvalid);
+    let (raw, _) = ts.identity(&["voip"]).await;
+    let id =
+        switchboard::identity::IdentityId(uuid::Uuid::parse_str(raw.rsplit('_').next().expect("uuid")).expect("uuid"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let expired = ts
+        .server
+        .token_issuer()
+        .issue(
+            id,
+            switchboard::auth::Scopes::VOIP,
+            switchboard::auth::TokenLifetime::from_minutes(60).expect("valid"),
+            now - 7200,
+        )
+        .expect("issue")
+        .token;
+    assert_eq!(code(c.join_group(&expired, &g).await), ErrorCode::TokenExpired);
+    let (_, chat) = ts.identity(&["chat"]).await;
+    assert_eq!(code(c.join_group(&chat, &g).await), ErrorCode::TokenScopeInsufficient);
+    let (join_raw, join_only) = ts.identity(&["voip.join"]).await;
+    assert_eq!(code(c.join_group(&join_only, &g).await), ErrorCode::CallNotFound, "voip.join cannot start a call");
+    let revoked_path =
+        format!("/identities/{}/:revokeAccessTokens?api-version=2023-10-01", common::encode_id(&join_raw));
+    let (starter, _) = ts.joined(&g).await;
+    c.join_group(&join_only, &g).await.expect("voip.join joins an existing call");
+    assert_eq!(ts.api.call(reqwest::Method::POST, &revoked_path, None).await.0, 204);
+    let c2 = ts.client().await;
+    assert_eq!(code(c2.join_group(&join_only, &g).await), ErrorCode::TokenRevoked, "revoked before joining");
+
+    // The connected session with the revoked token is disconnected.
+    let mut c = c;
+    let m = common::media::wait_signal(&mut c, Duration::from_secs(5), |m| {
+        matches!(m, ServerMessage::CallStateChanged { .. })
+    })
+    .await
+    .expect("disconnect notice");
+    assert_eq!(
+        m,
+        ServerMessage::CallStateChanged {
+            state: CallState::Disconnected,
+            code: Some(ErrorCode::TokenRevoked),
+            reason: Some("the access token was revoked".into())
+        }
+    );
+    let closed = loop {
+        match c.next_event_timeout(Duration::from_secs(5)).await {
+            Some(switchboard::client::ClientEvent::Closed { reason }) => break Some(reason),
+            Some(_) => continue,
+            None => break None,
+        }
+    };
+    assert!(closed.is_some(), "the connection is closed");
+    // The participant who was not revoked is still there and sees the other leave.
+    let mut starter = starter;
+    assert!(
+        common::media::wait_signal(&mut starter, Duration::from_secs(5), |m| matches!(
+            m,
+            ServerMessage::ParticipantLeft { .. }
+        ))
+        .await
+        .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(ts.metric("switchboard_joins_total{result=\"expired\"}").await >= 1.0);
+    assert!(ts.metric("switchboard_joins_total{result=\"revoked\"}").await >= 1.0);
+    ts.stop().await;
+}
+
+/// Malformed datagrams and signaling frames are dropped and counted; the call continues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_is_dropped_and_counted_and_the_call_continues() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let mut publisher = Participant::new(ts.joined(&g).await.0, 1);
+    let mut subscriber = Participant::new(ts.joined(&g).await.0, 2);
+    let (bystander, _) = ts.joined(&g).await;
+    publisher.publish_audio_video().await;
+    let audio = publisher.audio.clone().expect("audio");
+    let sub = subscribe(&subscriber, audio.track_id, None).await;
+    let flow = audio.flows[0].flow_id;
+
+    // Garbage datagrams: empty, a bad varint, an unknown flow, truncated RTP and RTCP.
+    let c = &publisher.client;
+    for d in [&b""[..], &[0xff], &[0x3f, 0x80, 0x60], &[flow as u8, 0x80, 0x60, 0, 1], &[flow as u8, 0x80, 200, 0, 50]]
+    {
+        c.send_raw_datagram(bytes::Bytes::copy_from_slice(d)).expect("send");
+    }
+    let mut junk = vec![flow as u8];
+    junk.extend(std::iter::repeat_n(0x41, 300));
+    c.send_raw_datagram(junk.into()).expect("send");
+    // Garbage signaling: not JSON, unknown type, missing fields.
+    for frame in [&b"{nope"[..], br#"{"type":"teleport"}"#, br#"{"type":"subscribe"}"#] {
+        c.send_frame(frame).await.expect("frame");
+    }
+    let pong = c.request(switchboard::signaling::messages::ClientMessage::Ping {}).await.expect("still answering");
+    assert!(matches!(pong, ServerMessage::Pong { .. }));
+
+    let pub_task = tokio::spawn(async move {
+        publisher.run(Duration::from_millis(1500)).await;
+        publisher
+    });
+    subscriber.run(Duration::from_millis(1500)).await;
+    let publisher = pub_task.await.expect("publisher");
+    let errors = publisher
+        .signals
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Error { code: ErrorCode::BadRequest, .. }))
+        .count();
+    assert_eq!(errors, 3, "one error per malformed frame");
+    let got = &subscriber.received[&sub.subscription_id];
+    assert!(got.len() >= 60, "audio kept flowing: {}", got.len());
+    assert!(contiguous(got.iter().map(|a| a.seq)));
+
+    // An oversized frame cannot be skipped: that session is closed; the others carry on.
+    let mut bystander = bystander;
+    bystander.send_raw_signal(&(10_000_000u32).to_be_bytes()).await.expect("write");
+    let closed = loop {
+        match bystander.next_event_timeout(Duration::from_secs(5)).await {
+            Some(switchboard::client::ClientEvent::Closed { reason }) => break reason,
+            Some(_) => continue,
+            None => panic!("bystander connection was not closed"),
+        }
+    };
+    assert!(!closed.is_empty());
+    let pong = publisher.client.request(switchboard::signaling::messages::ClientMessage::Ping {}).await;
+    assert!(pong.is_ok(), "the publisher's session is unaffected");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for reason in ["malformed_datagram", "unknown_flow", "malformed_rtp", "malformed_rtcp", "malformed_signal"] {
+        let v = ts.metric(&format!("switchboard_media_drops_total{{reason=\"{reason}\"}}")).await;
+        assert!(v >= 1.0, "{reason} counted: {v}");
+    }
+    assert!(ts.metric("switchboard_signaling_messages_total{result=\"malformed\"}").await >= 3.0);
+    ts.stop().await;
+}
