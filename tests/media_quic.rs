@@ -18,12 +18,16 @@ async fn three_participants_receive_each_other_without_loss() {
     let mut ps = Vec::new();
     for (i, client) in ts.clients_on_both_workers(3).await.into_iter().enumerate() {
         let (_, token) = ts.identity(&["voip"]).await;
-        client.join_group(&token, &g).await.expect("join");
-        ps.push(Participant::new(client, i as u32 + 1));
+        let joined = client.join_group(&token, &g).await.expect("join");
+        let mut p = Participant::new(client, i as u32 + 1);
+        p.client_participant_id = joined.participant_id;
+        ps.push(p);
     }
     for p in &mut ps {
         p.publish_audio_video().await;
     }
+    // The first participant talks loudly, the others quietly.
+    ps[0].audio_level = 10;
     // Those who were there first hear of the later tracks as events.
     for (i, p) in ps.iter_mut().enumerate() {
         let later = 2 * (2 - i);
@@ -85,6 +89,27 @@ async fn three_participants_receive_each_other_without_loss() {
             }
             assert!(contiguous(arrivals.iter().map(|a| a.seq)), "participant {i}: holes in the output sequence");
         }
+    }
+    // Audio levels become an active-speaker ranking with the loud participant first.
+    let loud = ps[0].client_participant_id;
+    for (i, p) in ps.iter().enumerate() {
+        let ranking = p
+            .signals
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::ActiveSpeakers { speakers } => Some(speakers),
+                _ => None,
+            })
+            .next_back()
+            .unwrap_or_else(|| panic!("participant {i} got an active speaker ranking"));
+        assert_eq!(ranking.first().map(|s| s.participant_id), Some(loud), "participant {i}: {ranking:?}");
+        assert_eq!(ranking.len(), 3, "everyone is audible");
+    }
+    // RTCP: sender reports reach subscribers, receiver reports reach publishers.
+    for (i, p) in ps.iter().enumerate() {
+        let (sr, rr) = p.client.report_stats();
+        assert!(sr >= 4, "participant {i} received sender reports on its subscriptions: {sr}");
+        assert!(rr >= 2, "participant {i} received receiver reports on its published layers: {rr}");
     }
     tokio::time::sleep(Duration::from_millis(1100)).await; // worker metrics flush once a second
     let forwarded = ts.metric("switchboard_forwarded_packets_total{kind=\"video\"}").await;
@@ -360,4 +385,28 @@ async fn malformed_input_is_dropped_and_counted_and_the_call_continues() {
     }
     assert!(ts.metric("switchboard_signaling_messages_total{result=\"malformed\"}").await >= 3.0);
     ts.stop().await;
+}
+
+/// A graceful stop tells connected clients why they are being disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_tells_clients() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let (mut a, _) = ts.joined(&g).await;
+    let (b, _) = ts.joined(&g).await;
+    let stop = tokio::spawn(async move { ts.stop().await });
+    let notice = common::media::wait_signal(&mut a, Duration::from_secs(5), |m| {
+        matches!(m, ServerMessage::CallStateChanged { .. })
+    })
+    .await;
+    assert_eq!(
+        notice,
+        Some(ServerMessage::CallStateChanged {
+            state: CallState::Disconnected,
+            code: Some(ErrorCode::ServerShutdown),
+            reason: Some("the server is shutting down".into())
+        })
+    );
+    stop.await.expect("stopped");
+    drop(b);
 }

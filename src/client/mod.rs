@@ -300,6 +300,13 @@ impl Client {
         (s.nacks_sent, s.retransmissions_sent)
     }
 
+    /// RTCP reports received: (sender reports on subscriptions, receiver reports on published
+    /// flows).
+    pub fn report_stats(&self) -> (u64, u64) {
+        let s = self.shared.lock().expect("client state lock");
+        (s.sender_reports, s.receiver_reports)
+    }
+
     /// The QUIC path's round-trip time.
     pub fn rtt(&self) -> Duration {
         self.conn.rtt()

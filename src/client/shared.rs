@@ -33,6 +33,10 @@ pub struct Shared {
     subscriptions: HashMap<u64, SubscriptionFlow>,
     pub nacks_sent: u64,
     pub retransmissions_sent: u64,
+    /// Sender reports received on subscriptions.
+    pub sender_reports: u64,
+    /// Receiver reports received on published flows.
+    pub receiver_reports: u64,
 }
 
 fn datagram(flow: u64, payload: &[u8]) -> Bytes {
@@ -87,9 +91,14 @@ impl Shared {
                         rtcp::Rtcp::Pli { .. } | rtcp::Rtcp::Fir { .. } => {
                             out.push(Action::Event(ClientEvent::KeyframeRequest { track: p.track, layer: p.layer }));
                         }
+                        rtcp::Rtcp::ReceiverReport { .. } => self.receiver_reports += 1,
                         _ => {}
                     }
                 }
+            } else if self.subscriptions.contains_key(&flow) {
+                let srs =
+                    rtcp::parse(&packet).flatten().filter(|p| matches!(p, rtcp::Rtcp::SenderReport { .. })).count();
+                self.sender_reports += srs as u64;
             }
             return out;
         }

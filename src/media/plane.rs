@@ -63,12 +63,9 @@ impl MediaPlane {
     ) -> Result<Self, MediaError> {
         let n = settings.workers.clamp(1, 255);
         let bind_err = |addr, e: std::io::Error| MediaError::Bind { addr, reason: e.to_string() };
-        let first = quic::bind_shared(settings.quic_listen).map_err(|e| bind_err(settings.quic_listen, e))?;
-        let quic_addr = first.local_addr().map_err(|e| bind_err(settings.quic_listen, e))?;
-        let mut sockets = vec![first];
-        for _ in 1..n {
-            sockets.push(quic::bind_shared(quic_addr).map_err(|e| bind_err(quic_addr, e))?);
-        }
+        let sockets =
+            quic::bind_worker_sockets(settings.quic_listen, n).map_err(|e| bind_err(settings.quic_listen, e))?;
+        let quic_addr = sockets[0].local_addr().map_err(|e| bind_err(settings.quic_listen, e))?;
         let server_config = Arc::new(quic::server_config(tls, settings.idle_timeout)?);
         let (peer_txs, peer_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<PeerMsg>(PEER_QUEUE)).unzip();
         let mut workers = Vec::with_capacity(n);

@@ -135,6 +135,16 @@ pub fn transport_config(idle_timeout: Duration) -> quinn_proto::TransportConfig 
     t
 }
 
+/// `count` UDP sockets sharing one port (`SO_REUSEPORT`), one per worker. The port is first
+/// bound exclusively for a moment: if another process (say a second Switchboard run by the
+/// same user) already holds it, binding fails instead of silently splitting the clients.
+pub fn bind_worker_sockets(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    let probe = std::net::UdpSocket::bind(addr)?;
+    let addr = probe.local_addr()?;
+    drop(probe);
+    (0..count.max(1)).map(|_| bind_shared(addr)).collect()
+}
+
 /// A UDP socket on `addr` that other workers can bind too (`SO_REUSEPORT`).
 pub fn bind_shared(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
@@ -169,6 +179,15 @@ mod tests {
         assert_eq!(buf, vec![0, 0]);
         buf.extend_from_slice(&[1, 0]);
         assert_eq!(take_frames(&mut buf, 100, |_| {}), Err(FrameTooLarge(256)));
+    }
+
+    #[test]
+    fn a_port_held_by_another_process_is_refused() {
+        let sockets = bind_worker_sockets("127.0.0.1:0".parse().expect("addr"), 2).expect("bind");
+        let addr = sockets[0].local_addr().expect("addr");
+        assert_eq!(sockets[1].local_addr().expect("addr"), addr);
+        // A second server on the same port must not share it.
+        assert!(bind_worker_sockets(addr, 2).is_err());
     }
 
     #[test]

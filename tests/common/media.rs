@@ -26,7 +26,6 @@ impl TestServer {
             .try_init();
         let dir = tempfile::tempdir().expect("tmp");
         let mut config = test_config(dir.path());
-        config.quic.listen = "127.0.0.1:0".parse().expect("addr");
         config.media.workers = switchboard::config::Bounded::try_from(i64::from(workers)).expect("valid worker count");
         let server = server::start(config).await.expect("server starts");
         let ca = std::fs::read(&server.trust_cert).expect("CA");
@@ -200,6 +199,10 @@ pub struct Participant {
     pub closed: Option<String>,
     /// Packets to withhold (publisher-side loss) by (layer, frame) — sent only on NACK.
     pub lose_frame: Option<(u8, u32)>,
+    /// Audio level sent, in -dBov (0 loudest).
+    pub audio_level: u8,
+    /// The participant ID the server gave this client (when known).
+    pub client_participant_id: u64,
 }
 
 impl Participant {
@@ -219,6 +222,8 @@ impl Participant {
             signals: Vec::new(),
             closed: None,
             lose_frame: None,
+            audio_level: 40,
+            client_participant_id: 0,
         }
     }
 
@@ -262,7 +267,7 @@ impl Participant {
 
     pub fn send_audio(&mut self) {
         if let Some(track) = self.audio.clone() {
-            let p = self.agen.packet(30, now_us());
+            let p = self.agen.packet(self.audio_level, now_us());
             self.client.send_rtp(&track, 0, p).expect("send audio");
         }
     }
