@@ -66,6 +66,11 @@ impl RunningServer {
         &self.services.issuer
     }
 
+    /// The WebRTC UDP address of each media worker.
+    pub fn webrtc_addrs(&self) -> &[SocketAddr] {
+        self.media.webrtc_addrs()
+    }
+
     /// The verifier every join path uses (tests check revocation through it).
     pub fn token_verifier(&self) -> Arc<crate::auth::TokenVerifier> {
         self.services.verifier.clone()
@@ -145,19 +150,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let default_lifetime =
         TokenLifetime::from_minutes(i64::try_from(config.tokens.default_lifetime_minutes.get()).unwrap_or(i64::MAX))
             .expect("the config bounds default_lifetime_minutes to 60..=1440, the token lifetime range");
-    let services = Arc::new(Services {
-        issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone()),
-        directory,
-        verifier,
-        keys,
-        hmac: HmacVerifier::new(&prepared.access_keys, Duration::from_secs(config.auth.max_clock_skew_seconds.get())),
-        metrics,
-        resource_id: prepared.resource_id.clone(),
-        default_lifetime,
-        max_body_bytes: usize::try_from(config.http.max_body_bytes.get()).unwrap_or(usize::MAX),
-        health: Health::default(),
-    });
-
     let certs = tls::load_certs(&prepared.tls_chain)?;
     let key = tls::load_key(&prepared.tls_key)?;
     let tls_config = Arc::new(tls::server_config(certs.clone(), key.clone_key(), &[b"h2", b"http/1.1"])?);
@@ -169,7 +161,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         n => usize::try_from(n).unwrap_or(1),
     };
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(4096);
-    let media_metrics = MediaMetrics::new(services.metrics.registry());
+    let media_metrics = MediaMetrics::new(metrics.registry());
     let media = MediaPlane::start(
         &MediaSettings {
             workers,
@@ -177,6 +169,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             idle_timeout: Duration::from_secs(config.quic.idle_timeout_seconds.get()),
             max_message_bytes: to_usize(limits.max_message_bytes.get()),
             max_sessions_per_worker: to_usize(config.media.max_sessions_per_worker.get()),
+            webrtc_ip: config.webrtc.listen_ip,
+            webrtc_port_start: u16::try_from(config.webrtc.port_start.get()).unwrap_or(0),
+            webrtc_public_ips: config.webrtc.public_ips.clone(),
+            webrtc_initial_bitrate_bps: config.webrtc.initial_bitrate_kbps.get() * 1000,
         },
         tls::server_config(certs, key, &[])?,
         &media_metrics,
@@ -189,19 +185,39 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             max_publishers: to_usize(limits.max_publishers_per_room.get()),
             max_tracks_per_participant: to_usize(limits.max_tracks_per_participant.get()),
         },
-        RoomMetrics::new(services.metrics.registry()),
+        RoomMetrics::new(metrics.registry()),
     ));
     let signaling_shutdown = CancellationToken::new();
     let signaling = Arc::new(SignalingContext {
-        verifier: services.verifier.clone(),
-        directory: services.directory.clone(),
+        verifier: verifier.clone(),
+        directory: directory.clone(),
         rooms,
         workers: media.workers().to_vec(),
         join_limiter: JoinLimiter::new(u32::try_from(limits.joins_per_second_per_address.get()).unwrap_or(u32::MAX)),
         messages_per_second: u32::try_from(limits.messages_per_second_per_session.get()).unwrap_or(u32::MAX),
         shutdown: signaling_shutdown.clone(),
-        messages: SignalingContext::messages_metric(services.metrics.registry()),
+        messages: SignalingContext::messages_metric(metrics.registry()),
+        max_message_bytes: to_usize(limits.max_message_bytes.get()),
+        placement: std::sync::atomic::AtomicUsize::new(0),
     });
+    let services = Arc::new(Services {
+        issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone()),
+        directory: directory.clone(),
+        verifier: verifier.clone(),
+        keys,
+        hmac: HmacVerifier::new(&prepared.access_keys, Duration::from_secs(config.auth.max_clock_skew_seconds.get())),
+        metrics,
+        resource_id: prepared.resource_id.clone(),
+        default_lifetime,
+        max_body_bytes: usize::try_from(config.http.max_body_bytes.get()).unwrap_or(usize::MAX),
+        health: Health::default(),
+        signaling: signaling.clone(),
+        dev_token_endpoint: config.dev.token_endpoint,
+    });
+
+    if config.dev.token_endpoint {
+        tracing::warn!("dev.token_endpoint is on: POST /dev/token hands out tokens to anyone");
+    }
     let quic_addr = media.quic_addr();
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

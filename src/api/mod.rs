@@ -1,12 +1,15 @@
 //! The HTTPS API: ACS-compatible management routes (HMAC-signed) and the public operational
 //! routes. Handlers are thin: they parse, call a service, and shape the ACS response.
 
+pub mod dev;
 pub mod error;
 pub mod extract;
 pub mod identities;
 pub mod ops;
+pub mod signal;
 pub mod signed;
 pub mod state;
+pub mod web;
 
 pub use error::AcsError;
 pub use state::{AppState, Health, Services};
@@ -30,6 +33,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/signal", get(signal::upgrade))
+        .route("/", get(web::index))
+        .route("/switchboard.js", get(web::sdk))
+        .route("/demo.js", get(web::demo))
+        .route("/demo.css", get(web::css))
+        .route("/dev/token", post(dev::token))
         .merge(management)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))

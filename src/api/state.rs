@@ -21,6 +21,10 @@ pub struct Services {
     pub default_lifetime: TokenLifetime,
     pub max_body_bytes: usize,
     pub health: Health,
+    /// Signaling sessions started by `/signal`.
+    pub signaling: Arc<crate::signaling::context::SignalingContext>,
+    /// Whether `POST /dev/token` is served.
+    pub dev_token_endpoint: bool,
 }
 
 /// Liveness is implied by answering at all; readiness is set once every listener is up and

@@ -251,7 +251,9 @@ impl Client {
         max_height: Option<u32>,
     ) -> Result<SubscriptionInfo, ClientError> {
         match self.request(ClientMessage::Subscribe { track_id, preferred_layer, max_height }).await? {
-            ServerMessage::Subscribed { subscription_id, track_id, flow_id, ssrc, .. } => {
+            ServerMessage::Subscribed {
+                subscription_id, track_id, flow_id: Some(flow_id), ssrc: Some(ssrc), ..
+            } => {
                 self.shared.lock().expect("client state lock").add_subscription(flow_id, subscription_id, ssrc);
                 Ok(SubscriptionInfo { subscription_id, track_id, flow_id, ssrc })
             }

@@ -198,6 +198,15 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     if c.http.tls_cert.as_os_str().is_empty() != c.http.tls_key.as_os_str().is_empty() {
         return Err(("http.tls_key", "set both http.tls_cert and http.tls_key, or neither".to_owned()));
     }
+    if c.webrtc.public_ips.is_empty() && c.webrtc.listen_ip.is_unspecified() {
+        return Err((
+            "webrtc.public_ips",
+            "set the IPs browsers reach when webrtc.listen_ip is unspecified".to_owned(),
+        ));
+    }
+    if let Some(ip) = c.webrtc.public_ips.iter().find(|ip| ip.is_unspecified() || ip.is_multicast()) {
+        return Err(("webrtc.public_ips", format!("{ip} cannot be an ICE candidate")));
+    }
     for (i, key) in c.auth.access_keys.iter().enumerate() {
         match base64::engine::general_purpose::STANDARD.decode(key) {
             Ok(bytes) if bytes.len() >= 16 => {}

@@ -21,8 +21,10 @@ pub struct Config {
     pub auth: AuthSection,
     pub tokens: TokenSection,
     pub quic: QuicSection,
+    pub webrtc: WebRtcSection,
     pub media: MediaSection,
     pub limits: LimitsSection,
+    pub dev: DevSection,
 }
 
 /// `[server]`: where state lives and how the process behaves.
@@ -143,6 +145,41 @@ impl Default for QuicSection {
     fn default() -> Self {
         Self { listen: SocketAddr::from(([127, 0, 0, 1], 4433)), idle_timeout_seconds: Bounded::new_const(30) }
     }
+}
+
+/// `[webrtc]`: WebRTC media for browsers (one UDP port per media worker, ICE-lite).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcSection {
+    /// IP the WebRTC UDP sockets bind to.
+    pub listen_ip: std::net::IpAddr,
+    /// UDP port of the first media worker; worker `i` uses `port_start + i`. 0 picks free ports.
+    pub port_start: Bounded<0, 65_000>,
+    /// IPs announced to browsers as ICE host candidates (with each worker's port). Empty: the
+    /// `listen_ip` (which then must not be unspecified).
+    pub public_ips: Vec<std::net::IpAddr>,
+    /// Starting bandwidth estimate toward a browser, kbit/s (the TWCC estimator adapts it).
+    pub initial_bitrate_kbps: Bounded<50, 100_000>,
+}
+
+impl Default for WebRtcSection {
+    fn default() -> Self {
+        Self {
+            listen_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            port_start: Bounded::new_const(50_000),
+            public_ips: Vec::new(),
+            initial_bitrate_kbps: Bounded::new_const(1_000),
+        }
+    }
+}
+
+/// `[dev]`: conveniences for development. Never enable them on a server others can reach.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevSection {
+    /// Serve `POST /dev/token`, which creates an identity and a `voip` token for anyone who
+    /// asks (the demo page's "get a token" button).
+    pub token_endpoint: bool,
 }
 
 /// `[media]`: the media workers.

@@ -4,9 +4,10 @@
 use super::ids::{RoomId, SessionId, SubscriptionId, TrackId};
 use crate::sfu::packet::{Codec, MediaPacket};
 use crate::sfu::simulcast::LayerWish;
+use crate::signaling::messages::ServerMessage;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Control plane → worker.
 #[derive(Debug)]
@@ -41,8 +42,65 @@ pub enum Command {
         subscription: SubscriptionId,
         wish: LayerWish,
     },
+    /// A WebSocket session will use WebRTC on this worker; worker events go to `inbox`.
+    WebRtcOpen {
+        session: SessionId,
+        inbox: mpsc::Sender<SessionInput>,
+    },
+    /// The client's SDP offer; the reply carries the answer and the media it offers to send.
+    WebRtcOffer {
+        session: SessionId,
+        sdp: String,
+        reply: oneshot::Sender<Result<OfferAccepted, String>>,
+    },
+    /// The client's SDP answer to the server's last offer.
+    WebRtcAnswer {
+        session: SessionId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Close every session and stop.
     Shutdown,
+}
+
+/// The outcome of a client's offer.
+#[derive(Debug, Clone)]
+pub struct OfferAccepted {
+    pub answer: String,
+    /// Media lines the client newly sends.
+    pub media: Vec<OfferedMedia>,
+}
+
+/// A media line the client sends.
+#[derive(Debug, Clone)]
+pub struct OfferedMedia {
+    pub mid: String,
+    pub codec: Codec,
+    /// Simulcast rids in the order offered (empty without simulcast).
+    pub rids: Vec<String>,
+}
+
+/// Where a published track's RTP comes from.
+#[derive(Debug, Clone)]
+pub enum PublishIngress {
+    /// QUIC: one flow ID per layer.
+    Quic { flows: Vec<u64> },
+    /// WebRTC: a media line, with one rid per layer (or none).
+    WebRtc { mid: String, rids: Vec<String> },
+}
+
+/// How a subscription reaches its session.
+#[derive(Debug)]
+pub enum SinkSpec {
+    Quic {
+        flow: u64,
+        ssrc: u32,
+    },
+    /// WebRTC: the worker adds a send m-line and renegotiates (the track arrives with stream ID
+    /// `t<trackId>`); the reply says whether that could start.
+    WebRtc {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// What the origin worker needs to accept a published track.
@@ -54,13 +112,12 @@ pub struct PublishSpec {
     pub codec: Codec,
     /// Height per layer, lowest first (0 when unknown); one entry without simulcast.
     pub heights: Vec<u32>,
-    /// QUIC flow ID per layer.
-    pub flows: Vec<u64>,
+    pub ingress: PublishIngress,
     pub audio_level_ext: Option<u8>,
 }
 
 /// What the subscriber's worker needs to forward a track to a session.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SubscribeSpec {
     pub session: SessionId,
     pub subscription: SubscriptionId,
@@ -68,8 +125,7 @@ pub struct SubscribeSpec {
     pub room: RoomId,
     pub codec: Codec,
     pub heights: Vec<u32>,
-    pub flow: u64,
-    pub ssrc: u32,
+    pub sink: SinkSpec,
     pub wish: LayerWish,
     /// The worker where the publisher is.
     pub origin: usize,
@@ -108,6 +164,8 @@ pub enum SessionInput {
     Frame(Bytes),
     /// The layer forwarded on a subscription changed.
     LayerChanged { subscription: SubscriptionId, layer: u8 },
+    /// A message for the client originating in the worker (e.g. a renegotiation offer).
+    Signal(ServerMessage),
     /// The signaling frame was malformed or too large; the worker counted it.
     Malformed { reason: String },
     /// The connection is gone.

@@ -223,3 +223,66 @@ impl WorkerCounters {
         self.latency.flush();
     }
 }
+
+/// One worker's local counters for the WebRTC transport.
+pub struct RtcCounters {
+    pub packets_in: [LocalIntCounter; 2],
+    pub bytes_in: [LocalIntCounter; 2],
+    pub packets_out: [LocalIntCounter; 2],
+    pub bytes_out: [LocalIntCounter; 2],
+    drops: Vec<LocalIntCounter>,
+}
+
+/// WebRTC drop reasons, label values of `switchboard_media_drops_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum RtcDrop {
+    /// Neither STUN, DTLS, RTP nor RTCP.
+    MalformedUdp,
+    /// From an address no peer uses, and not a STUN request naming one of our peers.
+    UnknownSource,
+    /// The peer's WebRTC stack refused the input (bad DTLS, SRTP authentication, RTP).
+    RejectedInput,
+    /// RTP on an m-line or SSRC that is not published.
+    UnboundRtp,
+    /// A subscription's m-line is not negotiated yet.
+    NotNegotiated,
+}
+
+const RTC_DROP_NAMES: [&str; 5] =
+    ["malformed_udp", "unknown_source", "rejected_input", "unbound_rtp", "not_negotiated"];
+
+impl RtcCounters {
+    pub fn new(m: &MediaMetrics) -> Self {
+        let pair = |vec: &IntCounterVec, direction: &str| -> [LocalIntCounter; 2] {
+            [
+                vec.with_label_values(&[direction, "audio", "webrtc"]).local(),
+                vec.with_label_values(&[direction, "video", "webrtc"]).local(),
+            ]
+        };
+        Self {
+            packets_in: pair(&m.packets, "in"),
+            bytes_in: pair(&m.bytes, "in"),
+            packets_out: pair(&m.packets, "out"),
+            bytes_out: pair(&m.bytes, "out"),
+            drops: RTC_DROP_NAMES.iter().map(|r| m.drops.with_label_values(&[r]).local()).collect(),
+        }
+    }
+
+    pub fn drop(&mut self, reason: RtcDrop) {
+        self.drops[reason as usize].inc();
+    }
+
+    pub fn flush(&mut self) {
+        for c in self
+            .packets_in
+            .iter_mut()
+            .chain(self.bytes_in.iter_mut())
+            .chain(self.packets_out.iter_mut())
+            .chain(self.bytes_out.iter_mut())
+            .chain(self.drops.iter_mut())
+        {
+            c.flush();
+        }
+    }
+}

@@ -8,4 +8,5 @@ pub mod ids;
 pub mod metrics;
 pub mod plane;
 pub mod quic;
+pub mod webrtc;
 pub mod worker;

@@ -3,9 +3,12 @@
 
 use super::cid::WorkerCidGenerator;
 use super::command::{Command, ControlEvent, PeerMsg};
+use super::metrics::RtcCounters;
 use super::metrics::{MediaMetrics, WorkerCounters};
 use super::quic;
+use super::webrtc::{RtcSettings, dtls_certificate};
 use super::worker::{Worker, WorkerSetup};
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,8 @@ pub enum MediaError {
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot start media worker thread: {0}")]
     Thread(String),
+    #[error("cannot generate the DTLS certificate")]
+    DtlsCertificate,
 }
 
 /// Settings for the media plane.
@@ -37,6 +42,13 @@ pub struct MediaSettings {
     pub idle_timeout: Duration,
     pub max_message_bytes: usize,
     pub max_sessions_per_worker: usize,
+    /// IP the WebRTC UDP sockets bind to.
+    pub webrtc_ip: IpAddr,
+    /// First WebRTC port (worker `i` binds `port_start + i`); 0 picks free ports.
+    pub webrtc_port_start: u16,
+    /// IPs announced as ICE host candidates (empty: `webrtc_ip`).
+    pub webrtc_public_ips: Vec<IpAddr>,
+    pub webrtc_initial_bitrate_bps: u64,
 }
 
 /// The control plane's handle on one worker.
@@ -51,6 +63,7 @@ pub struct MediaPlane {
     workers: Vec<WorkerHandle>,
     threads: Vec<std::thread::JoinHandle<()>>,
     quic_addr: SocketAddr,
+    webrtc_addrs: Vec<SocketAddr>,
 }
 
 impl MediaPlane {
@@ -67,10 +80,39 @@ impl MediaPlane {
             quic::bind_worker_sockets(settings.quic_listen, n).map_err(|e| bind_err(settings.quic_listen, e))?;
         let quic_addr = sockets[0].local_addr().map_err(|e| bind_err(settings.quic_listen, e))?;
         let server_config = Arc::new(quic::server_config(tls, settings.idle_timeout)?);
+        let cert = dtls_certificate().ok_or(MediaError::DtlsCertificate)?;
+        let mut rtc_sockets = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = if settings.webrtc_port_start == 0 {
+                0
+            } else {
+                settings.webrtc_port_start.saturating_add(u16::try_from(i).unwrap_or(u16::MAX))
+            };
+            let addr = SocketAddr::new(settings.webrtc_ip, port);
+            let socket = std::net::UdpSocket::bind(addr).map_err(|e| bind_err(addr, e))?;
+            socket.set_nonblocking(true).map_err(|e| bind_err(addr, e))?;
+            rtc_sockets.push(socket);
+        }
+        let webrtc_addrs: Vec<SocketAddr> = rtc_sockets
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bind_err(settings.quic_listen, e))?;
+        let public_ips = if settings.webrtc_public_ips.is_empty() {
+            vec![settings.webrtc_ip]
+        } else {
+            settings.webrtc_public_ips.clone()
+        };
         let (peer_txs, peer_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<PeerMsg>(PEER_QUEUE)).unzip();
         let mut workers = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        for (index, (socket, peer_rx)) in sockets.into_iter().zip(peer_rxs).enumerate() {
+        for (index, ((socket, peer_rx), rtc_socket)) in sockets.into_iter().zip(peer_rxs).zip(rtc_sockets).enumerate() {
+            let port = webrtc_addrs[index].port();
+            let rtc_settings = RtcSettings {
+                cert: cert.clone(),
+                candidates: public_ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+                initial_bitrate: str0m::bwe::Bitrate::bps(settings.webrtc_initial_bitrate_bps),
+            };
             let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
             let mut endpoint_config = quinn_proto::EndpointConfig::default();
             let worker_id = index as u8;
@@ -79,6 +121,10 @@ impl MediaPlane {
                 index,
                 workers: n,
                 socket,
+                rtc_socket,
+                rtc_settings,
+                rtc_counters: RtcCounters::new(metrics),
+                rtc_sessions_gauge: metrics.sessions.with_label_values(&["webrtc", &index.to_string()]),
                 endpoint_config: Arc::new(endpoint_config),
                 server_config: server_config.clone(),
                 commands,
@@ -111,12 +157,17 @@ impl MediaPlane {
             workers.push(WorkerHandle { index, commands: tx });
             threads.push(thread);
         }
-        tracing::info!(workers = n, %quic_addr, "media workers started");
-        Ok(Self { workers, threads, quic_addr })
+        tracing::info!(workers = n, %quic_addr, webrtc = ?webrtc_addrs, "media workers started");
+        Ok(Self { workers, threads, quic_addr, webrtc_addrs })
     }
 
     pub fn quic_addr(&self) -> SocketAddr {
         self.quic_addr
+    }
+
+    /// The WebRTC UDP address of each worker.
+    pub fn webrtc_addrs(&self) -> &[SocketAddr] {
+        &self.webrtc_addrs
     }
 
     pub fn workers(&self) -> &[WorkerHandle] {

@@ -4,6 +4,7 @@
 pub mod h264;
 pub mod packet;
 pub mod rtcp;
+pub mod stun;
 pub mod varint;
 pub mod vp8;
 

@@ -5,6 +5,7 @@ use super::rewriter::Rewrite;
 use crate::rtp::{self, RtpError, RtpHeader, vp8::Vp8Descriptor};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Audio or video.
@@ -60,6 +61,9 @@ pub struct MediaPacket {
     /// RFC 6464 level in -dBov, when the extension is present.
     pub audio_level: Option<u8>,
     pub received_at: Instant,
+    /// The payload as a shared slice, for transports that take one (WebRTC via str0m). Made
+    /// at most once per packet per worker, and only when a WebRTC subscriber needs it.
+    pub shared_payload: Option<Arc<[u8]>>,
 }
 
 impl MediaPacket {
@@ -88,8 +92,18 @@ impl MediaPacket {
             keyframe_start,
             audio_level,
             received_at: now,
+            shared_payload: None,
             data,
         })
+    }
+
+    /// A copy whose payload is also held as a shared slice.
+    pub fn with_shared_payload(&self) -> MediaPacket {
+        let mut p = self.clone();
+        if p.shared_payload.is_none() {
+            p.shared_payload = Some(Arc::from(self.payload()));
+        }
+        p
     }
 
     /// The payload bytes (after the RTP header, before padding).

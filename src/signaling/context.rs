@@ -24,9 +24,18 @@ pub struct SignalingContext {
     pub shutdown: CancellationToken,
     /// `switchboard_signaling_messages_total{result}`.
     pub messages: IntCounterVec,
+    /// Largest signaling message.
+    pub max_message_bytes: usize,
+    /// Round-robin counter for placing WebRTC sessions on workers.
+    pub placement: std::sync::atomic::AtomicUsize,
 }
 
 impl SignalingContext {
+    /// The worker for the next WebRTC session.
+    pub fn next_worker(&self) -> usize {
+        self.placement.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.workers.len().max(1)
+    }
+
     pub fn messages_metric(registry: &prometheus::Registry) -> IntCounterVec {
         counter_vec(registry, "signaling_messages_total", "Signaling messages from clients, by result", &["result"])
     }

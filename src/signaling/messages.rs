@@ -63,6 +63,21 @@ pub enum ClientMessage {
     },
     Leave {},
     Ping {},
+    /// WebRTC (WebSocket carrier): the client's SDP offer. Its send-only media become published
+    /// tracks; the server answers with `answer` and one `published` per new track.
+    Offer {
+        sdp: String,
+    },
+    /// WebRTC: the client's answer to a server `offer` (sent when subscriptions change).
+    Answer {
+        sdp: String,
+    },
+    /// WebRTC: a trickled ICE candidate. The server is ICE-lite and learns the client's address
+    /// from its connectivity checks, so candidates are accepted and not needed.
+    Candidate {
+        #[serde(default)]
+        candidate: String,
+    },
 }
 
 /// One layer of a published track.
@@ -96,7 +111,15 @@ pub enum ServerMessage {
         id: Option<u64>,
         track_id: u64,
         /// QUIC: the RoQ flow ID for each layer, lowest first.
+        #[serde(default)]
         flows: Vec<LayerFlow>,
+        /// WebRTC: the media line of the track.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<MediaKind>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        codec: Option<Codec>,
     },
     Subscribed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,9 +129,24 @@ pub enum ServerMessage {
         kind: MediaKind,
         codec: Codec,
         /// QUIC: the RoQ flow ID the media arrives on.
-        flow_id: u64,
-        /// The SSRC the subscriber sees (fixed for the subscription).
-        ssrc: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow_id: Option<u64>,
+        /// QUIC: the SSRC the subscriber sees (fixed for the subscription).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssrc: Option<u32>,
+        /// WebRTC: the media stream ID the track arrives with (after the server's next `offer`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_id: Option<String>,
+    },
+    /// WebRTC: the server's answer to the client's offer.
+    Answer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        sdp: String,
+    },
+    /// WebRTC: a server offer (subscriptions changed); the client replies with `answer`.
+    Offer {
+        sdp: String,
     },
     /// Generic success for requests without a specific answer.
     Ok {
@@ -315,8 +353,9 @@ mod tests {
             track_id: 3,
             kind: MediaKind::Video,
             codec: Codec::Vp8,
-            flow_id: 12,
-            ssrc: 77,
+            flow_id: Some(12),
+            ssrc: Some(77),
+            stream_id: None,
         };
         let v: serde_json::Value = serde_json::from_str(&m.to_json()).expect("json");
         assert_eq!(v["type"], "subscribed");

@@ -4,4 +4,6 @@
 pub mod context;
 pub mod messages;
 pub mod quic_session;
+pub mod runner;
 pub mod session;
+pub mod ws_session;

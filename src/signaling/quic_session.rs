@@ -1,19 +1,16 @@
-//! The control-plane task of one QUIC session: frames from the worker go to the
-//! `SessionHandler`; its outbox goes back to the worker as length-prefixed frames.
+//! QUIC sessions: the worker delivers signaling frames of a connection's first stream; replies go
+//! back to it as length-prefixed frames. Also the control loop that starts them.
 
 use super::context::SignalingContext;
-use super::messages::{CallState, ErrorCode, ServerMessage};
-use super::session::{CloseRequest, SessionHandler};
+use super::messages::ServerMessage;
+use super::runner::{Carrier, Incoming, OUTBOX, run_session};
+use super::session::{CloseRequest, SessionHandler, Transport};
 use crate::media::command::{Command, ControlEvent, SessionInput};
 use crate::media::ids::{RoomId, SessionId, TrackId};
-use crate::media::quic::{close_code, frame};
+use crate::media::quic::frame;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
-
-/// Messages queued for one client before it counts as not keeping up.
-const OUTBOX: usize = 512;
+use tokio::sync::mpsc;
 
 /// Run the control loop: start a session task per opened QUIC connection, and feed audio levels
 /// to their rooms.
@@ -21,7 +18,10 @@ pub async fn run_control(ctx: Arc<SignalingContext>, mut events: mpsc::Receiver<
     while let Some(event) = events.recv().await {
         match event {
             ControlEvent::SessionOpened { session, worker, remote, inbox } => {
-                tokio::spawn(run_quic_session(ctx.clone(), session, worker, remote, inbox));
+                let (outbox, outgoing) = mpsc::channel(OUTBOX);
+                let handler = SessionHandler::new(ctx.clone(), session, worker, remote, outbox, Transport::Quic);
+                let carrier = QuicCarrier { inbox, commands: ctx.workers[worker].commands.clone(), session };
+                tokio::spawn(run_session(ctx.clone(), handler, carrier, outgoing));
             }
             ControlEvent::AudioLevels(levels) => {
                 let mut by_room: HashMap<RoomId, Vec<(TrackId, f32)>> = HashMap::new();
@@ -38,84 +38,34 @@ pub async fn run_control(ctx: Arc<SignalingContext>, mut events: mpsc::Receiver<
     }
 }
 
-async fn run_quic_session(
-    ctx: Arc<SignalingContext>,
+/// Signaling over a QUIC connection, relayed by the worker that owns it.
+struct QuicCarrier {
+    inbox: mpsc::Receiver<SessionInput>,
+    commands: mpsc::Sender<Command>,
     session: SessionId,
-    worker: usize,
-    remote: SocketAddr,
-    mut inbox: mpsc::Receiver<SessionInput>,
-) {
-    let (outbox, mut outgoing) = mpsc::channel(OUTBOX);
-    let mut handler = SessionHandler::new(ctx.clone(), session, worker, remote, outbox);
-    let mut identity_events = ctx.directory.subscribe();
-    let commands = ctx.workers[worker].commands.clone();
-    let mut close: Option<CloseRequest> = None;
-    let mut connection_gone = false;
-    loop {
-        tokio::select! {
-            biased;
-            input = inbox.recv() => match input {
-                Some(SessionInput::Frame(bytes)) => {
-                    if let Some(c) = handler.on_frame(&bytes) {
-                        close = Some(c);
-                        break;
-                    }
-                }
-                Some(SessionInput::LayerChanged { subscription, layer }) => {
-                    handler.send(ServerMessage::LayerChanged { subscription_id: subscription.0, layer });
-                }
-                Some(SessionInput::Malformed { reason }) => {
-                    ctx.messages.with_label_values(&["malformed"]).inc();
-                    handler.send(ServerMessage::error(None, ErrorCode::MessageTooLarge, reason));
-                }
-                Some(SessionInput::Closed { .. }) | None => {
-                    connection_gone = true;
-                    break;
-                }
-            },
-            Some(msg) = outgoing.recv() => {
-                handler.observe_outgoing(&msg);
-                send(&commands, session, &msg).await;
-            }
-            event = identity_events.recv() => {
-                let revoked = match event {
-                    Ok(event) => handler.revoked_by(&event),
-                    Err(broadcast::error::RecvError::Lagged(_)) => handler.revoked_now(),
-                    Err(broadcast::error::RecvError::Closed) => false,
-                };
-                if revoked {
-                    handler.send(ServerMessage::CallStateChanged {
-                        state: CallState::Disconnected,
-                        code: Some(ErrorCode::TokenRevoked),
-                        reason: Some("the access token was revoked".into()),
-                    });
-                    close = Some(CloseRequest { code: close_code::TOKEN_REVOKED, reason: "token revoked".into() });
-                    break;
-                }
-            }
-            () = ctx.shutdown.cancelled() => {
-                handler.send(ServerMessage::CallStateChanged {
-                    state: CallState::Disconnected,
-                    code: Some(ErrorCode::ServerShutdown),
-                    reason: Some("the server is shutting down".into()),
-                });
-                close = Some(CloseRequest { code: close_code::SERVER_SHUTDOWN, reason: "server shutting down".into() });
-                break;
-            }
-        }
-    }
-    handler.leave(if connection_gone { "disconnected" } else { "left" });
-    if !connection_gone {
-        while let Ok(msg) = outgoing.try_recv() {
-            send(&commands, session, &msg).await;
-        }
-        if let Some(c) = close {
-            let _ = commands.send(Command::CloseSession { session, code: c.code, reason: c.reason }).await;
-        }
-    }
 }
 
-async fn send(commands: &mpsc::Sender<Command>, session: SessionId, msg: &ServerMessage) {
-    let frame = frame(msg.to_json().as_bytes());
-    let _ = commands.send(Command::SendSignal { session, frame }).await;
+impl Carrier for QuicCarrier {
+    async fn next(&mut self) -> Incoming {
+        match self.inbox.recv().await {
+            Some(SessionInput::Frame(bytes)) => Incoming::Frame(bytes),
+            // The connection itself is gone: nothing to tell the client.
+            Some(SessionInput::Closed { .. }) | None => Incoming::Gone,
+            Some(other) => Incoming::Worker(other),
+        }
+    }
+
+    async fn send(&mut self, msg: &ServerMessage) -> bool {
+        let frame = frame(msg.to_json().as_bytes());
+        self.commands.send(Command::SendSignal { session: self.session, frame }).await.is_ok()
+    }
+
+    async fn close(&mut self, reason: Option<CloseRequest>) {
+        if let Some(c) = reason {
+            let _ = self
+                .commands
+                .send(Command::CloseSession { session: self.session, code: c.code, reason: c.reason })
+                .await;
+        }
+    }
 }

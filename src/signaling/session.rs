@@ -6,15 +6,25 @@ use super::context::{SignalingContext, TokenBucket};
 use super::messages::{CallState, ClientEnvelope, ClientMessage, ErrorCode, LayerFlow, ServerMessage, parse_client};
 use crate::auth::Action;
 use crate::identity::{IdentityEvent, IdentityId};
-use crate::media::command::{Command, PublishSpec, SubscribeSpec};
+use crate::media::command::{Command, PublishIngress, PublishSpec, SinkSpec, SubscribeSpec};
 use crate::media::ids::{ParticipantId, SessionId, SubscriptionId, TrackId};
 use crate::rooms::{JoinRequest, PublishRequest, Room, RoomError, RoomKey};
 use crate::sfu::simulcast::{LayerWish, MAX_LAYERS};
+use crate::signaling::messages::LayerRequest;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
+
+/// How the session's media travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// QUIC datagrams on the session's connection (flows).
+    Quic,
+    /// WebRTC negotiated over the session's WebSocket.
+    WebRtc,
+}
 
 /// Why the handler wants the session closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +48,7 @@ pub struct SessionHandler {
     worker: usize,
     remote: SocketAddr,
     outbox: mpsc::Sender<ServerMessage>,
+    transport: Transport,
     joined: Option<Joined>,
     next_flow: u64,
     bucket: TokenBucket,
@@ -50,9 +61,10 @@ impl SessionHandler {
         worker: usize,
         remote: SocketAddr,
         outbox: mpsc::Sender<ServerMessage>,
+        transport: Transport,
     ) -> Self {
         let bucket = TokenBucket::new(ctx.messages_per_second, Instant::now());
-        Self { ctx, session, worker, remote, outbox, joined: None, next_flow: 0, bucket }
+        Self { ctx, session, worker, remote, outbox, transport, joined: None, next_flow: 0, bucket }
     }
 
     /// Queue a message for the client. A client that does not read its messages is dropped.
@@ -67,7 +79,7 @@ impl SessionHandler {
     }
 
     /// Handle one raw message. Returns a close request when the session must end.
-    pub fn on_frame(&mut self, bytes: &[u8]) -> Option<CloseRequest> {
+    pub async fn on_frame(&mut self, bytes: &[u8]) -> Option<CloseRequest> {
         if !self.bucket.take(Instant::now()) {
             self.count("rate_limited");
             self.send(ServerMessage::error(None, ErrorCode::RateLimited, "too many messages"));
@@ -82,20 +94,28 @@ impl SessionHandler {
             }
         };
         self.count("ok");
-        self.on_message(envelope)
+        self.on_message(envelope).await
     }
 
-    fn on_message(&mut self, ClientEnvelope { id, message }: ClientEnvelope) -> Option<CloseRequest> {
+    async fn on_message(&mut self, ClientEnvelope { id, message }: ClientEnvelope) -> Option<CloseRequest> {
+        // `Ok(None)`: the handler already sent its messages (in order).
         let result = match message {
-            ClientMessage::Join { token, group_id, display_name } => self.join(id, &token, group_id, display_name),
-            ClientMessage::Ping {} => Ok(ServerMessage::Pong { id }),
-            other => match self.joined.as_ref() {
-                None => Err((ErrorCode::NotJoined, "join first".to_owned())),
-                Some(_) => self.on_joined_message(id, other),
-            },
+            ClientMessage::Join { token, group_id, display_name } => {
+                self.join(id, &token, group_id, display_name).map(Some)
+            }
+            ClientMessage::Ping {} => Ok(Some(ServerMessage::Pong { id })),
+            _ if self.joined.is_none() => Err((ErrorCode::NotJoined, "join first".to_owned())),
+            ClientMessage::Offer { sdp } => self.offer(id, sdp).await,
+            ClientMessage::Answer { sdp } => self.answer(id, sdp).await.map(Some),
+            ClientMessage::Candidate { .. } => Ok(Some(ServerMessage::Ok { id })),
+            ClientMessage::Subscribe { track_id, preferred_layer, max_height } => {
+                self.subscribe(id, track_id, LayerWish { max_layer: preferred_layer, max_height }).await.map(Some)
+            }
+            other => self.on_joined_message(id, other).map(Some),
         };
         match result {
-            Ok(msg) => {
+            Ok(None) => None,
+            Ok(Some(msg)) => {
                 let leaving = matches!(msg, ServerMessage::CallStateChanged { state: CallState::Disconnected, .. });
                 self.send(msg);
                 leaving.then(|| CloseRequest { code: crate::media::quic::close_code::NORMAL, reason: "left".into() })
@@ -178,6 +198,9 @@ impl SessionHandler {
         let joined = self.joined.as_mut().expect("on_joined_message is only called after a join");
         match message {
             ClientMessage::Publish { kind, codec, layers, audio_level_ext_id } => {
+                if self.transport == Transport::WebRtc {
+                    return Err((ErrorCode::BadRequest, "over WebRTC, publish by sending an SDP offer".into()));
+                }
                 if codec.kind() != kind {
                     return Err((ErrorCode::BadRequest, format!("codec {codec:?} is not {kind:?}")));
                 }
@@ -204,7 +227,7 @@ impl SessionHandler {
                     track: entry.id,
                     codec,
                     heights: entry.heights(),
-                    flows: flows.clone(),
+                    ingress: PublishIngress::Quic { flows: flows.clone() },
                     audio_level_ext: Some(audio_level_ext_id.unwrap_or(1)),
                 };
                 command(&self.ctx, worker, Command::Publish(spec))?;
@@ -217,47 +240,19 @@ impl SessionHandler {
                         flow_id,
                     })
                     .collect();
-                Ok(ServerMessage::Published { id, track_id: entry.id.0, flows })
+                Ok(ServerMessage::Published {
+                    id,
+                    track_id: entry.id.0,
+                    flows,
+                    mid: None,
+                    kind: Some(kind),
+                    codec: Some(codec),
+                })
             }
             ClientMessage::Unpublish { track_id } => {
                 joined.room.unpublish(joined.participant, TrackId(track_id)).map_err(|e| room_error(&e))?;
                 self.remove_track_everywhere(TrackId(track_id));
                 Ok(ServerMessage::Ok { id })
-            }
-            ClientMessage::Subscribe { track_id, preferred_layer, max_height } => {
-                let track = joined
-                    .room
-                    .track(TrackId(track_id))
-                    .ok_or((ErrorCode::TrackNotFound, format!("no track {track_id} in this call")))?;
-                let subscription = SubscriptionId::next();
-                self.next_flow += 1;
-                let flow = self.next_flow;
-                let mut ssrc = [0u8; 4];
-                let _ = aws_lc_rs::rand::fill(&mut ssrc);
-                let ssrc = u32::from_be_bytes(ssrc);
-                let spec = SubscribeSpec {
-                    session,
-                    subscription,
-                    track: track.id,
-                    room: joined.room.id,
-                    codec: track.codec,
-                    heights: track.heights(),
-                    flow,
-                    ssrc,
-                    wish: LayerWish { max_layer: preferred_layer, max_height },
-                    origin: track.worker,
-                };
-                command(&self.ctx, worker, Command::Subscribe(spec))?;
-                joined.subscriptions.insert(subscription, track.id);
-                Ok(ServerMessage::Subscribed {
-                    id,
-                    subscription_id: subscription.0,
-                    track_id,
-                    kind: track.kind,
-                    codec: track.codec,
-                    flow_id: flow,
-                    ssrc,
-                })
             }
             ClientMessage::Unsubscribe { subscription_id } => {
                 let subscription = SubscriptionId(subscription_id);
@@ -290,10 +285,145 @@ impl SessionHandler {
                     reason: Some("left".into()),
                 })
             }
-            ClientMessage::Join { .. } | ClientMessage::Ping {} => {
-                unreachable!("join and ping are handled before on_joined_message")
+            ClientMessage::Join { .. }
+            | ClientMessage::Ping {}
+            | ClientMessage::Subscribe { .. }
+            | ClientMessage::Offer { .. }
+            | ClientMessage::Answer { .. }
+            | ClientMessage::Candidate { .. } => {
+                unreachable!("handled in on_message before on_joined_message")
             }
         }
+    }
+
+    async fn subscribe(
+        &mut self,
+        id: Option<u64>,
+        track_id: u64,
+        wish: LayerWish,
+    ) -> Result<ServerMessage, (ErrorCode, String)> {
+        let worker = self.worker;
+        let session = self.session;
+        let joined = self.joined.as_mut().expect("subscribe is only handled after a join");
+        let track = joined
+            .room
+            .track(TrackId(track_id))
+            .ok_or((ErrorCode::TrackNotFound, format!("no track {track_id} in this call")))?;
+        let subscription = SubscriptionId::next();
+        let (sink, flow, ssrc, reply) = match self.transport {
+            Transport::Quic => {
+                self.next_flow += 1;
+                let mut ssrc = [0u8; 4];
+                let _ = aws_lc_rs::rand::fill(&mut ssrc);
+                let ssrc = u32::from_be_bytes(ssrc);
+                (SinkSpec::Quic { flow: self.next_flow, ssrc }, Some(self.next_flow), Some(ssrc), None)
+            }
+            Transport::WebRtc => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (SinkSpec::WebRtc { reply: tx }, None, None, Some(rx))
+            }
+        };
+        let spec = SubscribeSpec {
+            session,
+            subscription,
+            track: track.id,
+            room: joined.room.id,
+            codec: track.codec,
+            heights: track.heights(),
+            sink,
+            wish,
+            origin: track.worker,
+        };
+        command(&self.ctx, worker, Command::Subscribe(spec))?;
+        if let Some(rx) = reply {
+            rx.await
+                .map_err(|_| (ErrorCode::ServiceUnavailable, "media worker did not answer".to_owned()))?
+                .map_err(|e| (ErrorCode::BadRequest, e))?;
+        }
+        joined.subscriptions.insert(subscription, track.id);
+        Ok(ServerMessage::Subscribed {
+            id,
+            subscription_id: subscription.0,
+            track_id,
+            kind: track.kind,
+            codec: track.codec,
+            flow_id: flow,
+            ssrc,
+            stream_id: (self.transport == Transport::WebRtc).then(|| format!("t{track_id}")),
+        })
+    }
+
+    /// A WebRTC offer: accept it on the worker, publish what it sends, answer.
+    async fn offer(&mut self, id: Option<u64>, sdp: String) -> Result<Option<ServerMessage>, (ErrorCode, String)> {
+        if self.transport != Transport::WebRtc {
+            return Err((ErrorCode::BadRequest, "SDP offers are for WebRTC sessions (wss://HOST/signal)".into()));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        command(&self.ctx, self.worker, Command::WebRtcOffer { session: self.session, sdp, reply: tx })?;
+        let accepted = rx
+            .await
+            .map_err(|_| (ErrorCode::ServiceUnavailable, "media worker did not answer".to_owned()))?
+            .map_err(|e| (ErrorCode::BadRequest, e))?;
+        let limits = self.ctx.rooms.limits();
+        let joined = self.joined.as_ref().expect("offer is only handled after a join");
+        let mut published = Vec::new();
+        for m in accepted.media {
+            let kind = m.codec.kind();
+            let layers: Vec<LayerRequest> =
+                m.rids.iter().map(|r| LayerRequest { rid: Some(r.clone()), ..LayerRequest::default() }).collect();
+            let entry = match joined.room.publish(
+                joined.participant,
+                PublishRequest { kind, codec: m.codec, layers },
+                limits,
+            ) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.send(ServerMessage::error(
+                        None,
+                        room_error(&e).0,
+                        format!("media {} not published: {e}", m.mid),
+                    ));
+                    continue;
+                }
+            };
+            let spec = PublishSpec {
+                session: self.session,
+                room: joined.room.id,
+                track: entry.id,
+                codec: m.codec,
+                heights: entry.heights(),
+                ingress: PublishIngress::WebRtc { mid: m.mid.clone(), rids: m.rids },
+                audio_level_ext: None,
+            };
+            command(&self.ctx, self.worker, Command::Publish(spec))?;
+            published.push(ServerMessage::Published {
+                id: None,
+                track_id: entry.id.0,
+                flows: Vec::new(),
+                mid: Some(m.mid),
+                kind: Some(kind),
+                codec: Some(m.codec),
+            });
+        }
+        // The answer responds to the offer; the tracks it published follow as events.
+        self.send(ServerMessage::Answer { id, sdp: accepted.answer });
+        for p in published {
+            self.send(p);
+        }
+        Ok(None)
+    }
+
+    /// A WebRTC answer to the server's offer.
+    async fn answer(&mut self, id: Option<u64>, sdp: String) -> Result<ServerMessage, (ErrorCode, String)> {
+        if self.transport != Transport::WebRtc {
+            return Err((ErrorCode::BadRequest, "SDP answers are for WebRTC sessions".into()));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        command(&self.ctx, self.worker, Command::WebRtcAnswer { session: self.session, sdp, reply: tx })?;
+        rx.await
+            .map_err(|_| (ErrorCode::ServiceUnavailable, "media worker did not answer".to_owned()))?
+            .map_err(|e| (ErrorCode::BadRequest, e))?;
+        Ok(ServerMessage::Ok { id })
     }
 
     /// Keep local state in step with what the room tells the client.

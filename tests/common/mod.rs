@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod media;
+pub mod webrtc;
 
 use reqwest::Method;
 use serde_json::Value;
@@ -19,6 +20,7 @@ pub fn test_config(dir: &Path) -> Config {
         ("SWITCHBOARD__SERVER__DATA_DIR".to_owned(), dir.join("data").display().to_string()),
         ("SWITCHBOARD__HTTP__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("SWITCHBOARD__QUIC__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("SWITCHBOARD__WEBRTC__PORT_START".to_owned(), "0".to_owned()),
         ("SWITCHBOARD__SERVER__SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
     ];
     config::load_from_str("", env, dir).expect("test config is valid")
@@ -43,6 +45,7 @@ impl ServerProcess {
             .env("SWITCHBOARD__SERVER__DATA_DIR", dir.join("data"))
             .env("SWITCHBOARD__HTTP__LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD__QUIC__LISTEN", "127.0.0.1:0")
+            .env("SWITCHBOARD__WEBRTC__PORT_START", "0")
             .env("SWITCHBOARD__SERVER__SHUTDOWN_GRACE_SECONDS", "2")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())

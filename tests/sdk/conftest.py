@@ -36,6 +36,7 @@ def server():
         SWITCHBOARD__SERVER__DATA_DIR=os.path.join(workdir, "data"),
         SWITCHBOARD__HTTP__LISTEN="127.0.0.1:0",
         SWITCHBOARD__QUIC__LISTEN="127.0.0.1:0",
+        SWITCHBOARD__WEBRTC__PORT_START="0",
     )
     env.pop("RUST_LOG", None)
     log = open(os.path.join(workdir, "server.log"), "wb")

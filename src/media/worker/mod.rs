@@ -1,16 +1,18 @@
-//! A media worker: one OS thread with a single-threaded runtime that owns its UDP socket, its
-//! QUIC connections and the forwarding state of the tracks its sessions publish or receive. The
-//! control plane reaches it only through bounded channels of `Command`s; other workers through
-//! `PeerMsg`s. Nothing here is shared or locked: a packet never waits on a lock or a task wake-up
-//! per subscriber.
+//! A media worker: one OS thread with a single-threaded runtime that owns its UDP sockets (QUIC
+//! and WebRTC), its QUIC connections and WebRTC peers, and the forwarding state of the tracks its
+//! sessions publish or receive. The control plane reaches it only through bounded channels of
+//! `Command`s; other workers through `PeerMsg`s. Nothing here is shared or locked: a packet never
+//! waits on a lock or a task wake-up per subscriber.
 
 mod forwarding;
 mod quic_io;
+mod rtc_io;
 
-use super::command::{Command, ControlEvent, PeerMsg, SessionInput, SubscribeSpec};
+use super::command::{Command, ControlEvent, PeerMsg, PublishIngress, SessionInput, SinkSpec, SubscribeSpec};
 use super::ids::{RoomId, SessionId, SubscriptionId, TrackId};
-use super::metrics::WorkerCounters;
+use super::metrics::{RtcCounters, WorkerCounters};
 use super::quic::{Flow, QuicConn, close_code};
+use super::webrtc::{Peer, RtcSettings};
 use crate::sfu::forwarder::{SubscriptionSpec, TrackForwarder};
 use crate::sfu::nack::LossDetector;
 use crate::sfu::packet::{Codec, MediaPacket};
@@ -19,8 +21,10 @@ use crate::sfu::stats::ReceiveStats;
 use bytes::BytesMut;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use str0m::media::{Mid, Rid};
 use tokio::sync::mpsc;
 
 /// How often forwarders re-select layers and loss detectors send NACKs.
@@ -28,22 +32,43 @@ const TICK: Duration = Duration::from_millis(20);
 const BWE_INTERVAL: Duration = Duration::from_millis(200);
 const AUDIO_LEVEL_INTERVAL: Duration = Duration::from_millis(250);
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
-/// Datagrams read from the socket before other work gets a turn.
+/// Datagrams read from a socket before other work gets a turn.
 const RECV_BATCH: usize = 256;
 
 /// Where a subscription's packets go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sink {
-    pub session: SessionId,
-    /// Index of the QUIC connection on this worker.
-    pub conn: usize,
-    pub flow: u64,
+pub enum Sink {
+    /// A QUIC connection (index on this worker) and the subscription's flow.
+    Quic { session: SessionId, conn: usize, flow: u64 },
+    /// A WebRTC peer (index on this worker); the subscription's m-line is in the peer.
+    WebRtc { session: SessionId, peer: usize, subscription: SubscriptionId },
+}
+
+impl Sink {
+    pub fn session(&self) -> SessionId {
+        match self {
+            Sink::Quic { session, .. } | Sink::WebRtc { session, .. } => *session,
+        }
+    }
+}
+
+/// A deadline of a connection or peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Quic(usize),
+    Rtc(usize),
+}
+
+/// Where a published layer's packets come from.
+#[derive(Debug, Clone)]
+enum LayerSource {
+    Quic { conn: usize, flow: u64 },
+    WebRtc { peer: usize, mid: Mid, rid: Option<Rid> },
 }
 
 /// The publishing side of a track whose publisher is on this worker.
 struct Origin {
     publisher: SessionId,
-    conn: usize,
     layers: Vec<OriginLayer>,
     /// Workers (by index) with subscribers of this track.
     sinks: Vec<bool>,
@@ -51,8 +76,9 @@ struct Origin {
 }
 
 struct OriginLayer {
-    flow: u64,
+    source: LayerSource,
     ssrc: Option<u32>,
+    /// QUIC only: the server detects loss and NACKs (str0m does it for WebRTC).
     loss: LossDetector,
     stats: ReceiveStats,
 }
@@ -63,6 +89,32 @@ struct LocalTrack {
     origin_worker: usize,
     forwarder: TrackForwarder<Sink>,
     origin: Option<Origin>,
+    /// Local WebRTC subscribers need the payload as a shared `Arc<[u8]>`.
+    webrtc_sinks: usize,
+    /// WebRTC subscriptions whose m-line is still being negotiated.
+    pending: Vec<PendingSub>,
+}
+
+/// A WebRTC subscription waiting for the client's answer.
+#[derive(Debug, Clone, Copy)]
+struct PendingSub {
+    subscription: SubscriptionId,
+    session: SessionId,
+    wish: crate::sfu::simulcast::LayerWish,
+}
+
+/// The worker's egress side: everything forwarding writes to.
+struct Outputs {
+    conns: Vec<Option<QuicConn>>,
+    /// QUIC connections with queued packets.
+    dirty: Vec<usize>,
+    peers: Vec<Option<Peer>>,
+    rtc_socket: tokio::net::UdpSocket,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Egress arena: QUIC datagrams are split off it, so a packet costs no allocation of its own.
+    arena: BytesMut,
+    counters: WorkerCounters,
+    rtc_counters: RtcCounters,
 }
 
 /// Everything a worker needs to start.
@@ -70,6 +122,8 @@ pub struct WorkerSetup {
     pub index: usize,
     pub workers: usize,
     pub socket: std::net::UdpSocket,
+    pub rtc_socket: std::net::UdpSocket,
+    pub rtc_settings: RtcSettings,
     pub endpoint_config: Arc<quinn_proto::EndpointConfig>,
     pub server_config: Arc<quinn_proto::ServerConfig>,
     pub commands: mpsc::Receiver<Command>,
@@ -77,7 +131,9 @@ pub struct WorkerSetup {
     pub peers: Vec<mpsc::Sender<PeerMsg>>,
     pub control: mpsc::Sender<ControlEvent>,
     pub counters: WorkerCounters,
+    pub rtc_counters: RtcCounters,
     pub sessions_gauge: prometheus::IntGauge,
+    pub rtc_sessions_gauge: prometheus::IntGauge,
     pub max_message_bytes: usize,
     pub max_sessions: usize,
 }
@@ -87,24 +143,25 @@ pub struct Worker {
     workers: usize,
     socket: tokio::net::UdpSocket,
     endpoint: quinn_proto::Endpoint,
-    conns: Vec<Option<QuicConn>>,
+    rtc_addr: SocketAddr,
+    rtc_settings: RtcSettings,
+    out: Outputs,
     sessions: HashMap<SessionId, usize>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
-    dirty: Vec<usize>,
+    rtc_sessions: HashMap<SessionId, RtcSession>,
+    peer_by_addr: HashMap<SocketAddr, usize>,
+    peer_by_ufrag: HashMap<String, usize>,
     tracks: HashMap<TrackId, LocalTrack>,
     /// Subscribers' workers that attached before the track's `Publish` arrived.
     pending_sinks: HashMap<TrackId, Vec<usize>>,
-    peers: Vec<mpsc::Sender<PeerMsg>>,
+    peer_txs: Vec<mpsc::Sender<PeerMsg>>,
     outgoing: Vec<Vec<(TrackId, u8, MediaPacket)>>,
     commands: mpsc::Receiver<Command>,
     peer_rx: mpsc::Receiver<PeerMsg>,
     control: mpsc::Sender<ControlEvent>,
-    counters: WorkerCounters,
     sessions_gauge: prometheus::IntGauge,
+    rtc_sessions_gauge: prometheus::IntGauge,
     max_message_bytes: usize,
     max_sessions: usize,
-    /// Egress arena: datagrams are split off it, so a packet costs no allocation of its own.
-    arena: BytesMut,
     /// Ingress arena for received UDP datagrams.
     recv: BytesMut,
     transmit: Vec<u8>,
@@ -117,10 +174,18 @@ pub struct Worker {
     stopping: bool,
 }
 
+/// A WebSocket session on this worker (its peer exists once media is negotiated).
+struct RtcSession {
+    inbox: mpsc::Sender<SessionInput>,
+    peer: Option<usize>,
+}
+
 impl Worker {
-    /// Build the worker. Must run inside the worker's runtime (the socket registers with it).
+    /// Build the worker. Must run inside the worker's runtime (the sockets register with it).
     pub fn new(s: WorkerSetup) -> std::io::Result<Self> {
         let socket = tokio::net::UdpSocket::from_std(s.socket)?;
+        let rtc_socket = tokio::net::UdpSocket::from_std(s.rtc_socket)?;
+        let rtc_addr = rtc_socket.local_addr()?;
         let endpoint = quinn_proto::Endpoint::new(s.endpoint_config, Some(s.server_config), true, None);
         let now = Instant::now();
         let mut ssrc = [0u8; 4];
@@ -130,22 +195,33 @@ impl Worker {
             workers: s.workers,
             socket,
             endpoint,
-            conns: Vec::new(),
+            rtc_addr,
+            rtc_settings: s.rtc_settings,
+            out: Outputs {
+                conns: Vec::new(),
+                dirty: Vec::new(),
+                peers: Vec::new(),
+                rtc_socket,
+                timers: BinaryHeap::new(),
+                arena: BytesMut::with_capacity(256 * 1024),
+                counters: s.counters,
+                rtc_counters: s.rtc_counters,
+            },
             sessions: HashMap::new(),
-            timers: BinaryHeap::new(),
-            dirty: Vec::new(),
+            rtc_sessions: HashMap::new(),
+            peer_by_addr: HashMap::new(),
+            peer_by_ufrag: HashMap::new(),
             tracks: HashMap::new(),
             pending_sinks: HashMap::new(),
             outgoing: (0..s.workers).map(|_| Vec::new()).collect(),
-            peers: s.peers,
+            peer_txs: s.peers,
             commands: s.commands,
             peer_rx: s.peer_rx,
             control: s.control,
-            counters: s.counters,
             sessions_gauge: s.sessions_gauge,
+            rtc_sessions_gauge: s.rtc_sessions_gauge,
             max_message_bytes: s.max_message_bytes,
             max_sessions: s.max_sessions,
-            arena: BytesMut::with_capacity(256 * 1024),
             recv: BytesMut::with_capacity(256 * 1024),
             transmit: Vec::with_capacity(2048),
             rtcp: Vec::with_capacity(1500),
@@ -163,7 +239,7 @@ impl Worker {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
+            let next_timer = self.out.timers.peek().map(|Reverse((t, _))| *t);
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
@@ -183,6 +259,11 @@ impl Worker {
                         self.drain_socket();
                     }
                 }
+                ready = self.out.rtc_socket.readable() => {
+                    if ready.is_ok() {
+                        self.drain_rtc_socket();
+                    }
+                }
                 _ = tick.tick() => self.on_tick(Instant::now()),
                 () = sleep_until(next_timer) => {}
             }
@@ -192,32 +273,51 @@ impl Worker {
         }
     }
 
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.out.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.out.timers.pop();
+            match key {
+                Timer::Quic(idx) => self.quic_timeout(idx, at, now),
+                Timer::Rtc(idx) => self.rtc_timeout(idx, at, now),
+            }
+        }
+    }
+
     async fn shutdown(&mut self) {
         self.stopping = true;
         let now = Instant::now();
-        for conn in self.conns.iter_mut().flatten() {
+        for conn in self.out.conns.iter_mut().flatten() {
             conn.conn.close(
                 now,
                 quinn_proto::VarInt::from_u32(close_code::SERVER_SHUTDOWN),
                 "server shutting down".into(),
             );
-            conn.dirty = true;
         }
-        self.dirty = (0..self.conns.len()).filter(|i| self.conns[*i].is_some()).collect();
+        self.out.dirty = (0..self.out.conns.len()).filter(|i| self.out.conns[*i].is_some()).collect();
+        for c in self.out.conns.iter_mut().flatten() {
+            c.dirty = true;
+        }
+        for idx in 0..self.out.peers.len() {
+            self.close_peer(idx);
+        }
         self.flush(now);
         // Give CONNECTION_CLOSE a moment to leave and be retransmitted once if needed.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = Instant::now();
         self.fire_timers(now);
         self.flush(now);
-        self.counters.flush();
+        self.out.counters.flush();
+        self.out.rtc_counters.flush();
     }
 
     fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::SendSignal { session, frame } => {
                 if let Some(&idx) = self.sessions.get(&session)
-                    && let Some(c) = self.conns[idx].as_mut()
+                    && let Some(c) = self.out.conns[idx].as_mut()
                 {
                     c.pending_out.extend_from_slice(&frame);
                     self.write_pending(idx);
@@ -227,67 +327,28 @@ impl Worker {
                 if let Some(&idx) = self.sessions.get(&session) {
                     // Send what is queued (the last signaling message) before closing.
                     self.write_pending(idx);
-                    if let Some(c) = self.conns[idx].as_mut() {
+                    if let Some(c) = self.out.conns[idx].as_mut() {
                         c.conn.close(now, quinn_proto::VarInt::from_u32(code), reason.into_bytes().into());
                     }
                     self.mark_dirty(idx);
                     self.end_session(idx);
-                }
-            }
-            Command::Publish(spec) => {
-                let Some(&conn) = self.sessions.get(&spec.session) else { return };
-                let Some(c) = self.conns[conn].as_mut() else { return };
-                for (layer, flow) in spec.flows.iter().enumerate() {
-                    c.flows.insert(*flow, Flow::Publish { track: spec.track, layer: layer as u8 });
-                }
-                let mut sinks = vec![false; self.workers];
-                for w in self.pending_sinks.remove(&spec.track).unwrap_or_default() {
-                    if let Some(s) = sinks.get_mut(w) {
-                        *s = true;
+                } else if let Some(rs) = self.rtc_sessions.remove(&session) {
+                    self.rtc_sessions_gauge.dec();
+                    if let Some(peer) = rs.peer {
+                        self.close_peer(peer);
                     }
                 }
-                let layers = spec
-                    .flows
-                    .iter()
-                    .map(|&flow| OriginLayer {
-                        flow,
-                        ssrc: None,
-                        loss: LossDetector::new(),
-                        stats: ReceiveStats::default(),
-                    })
-                    .collect();
-                let existing = self.tracks.remove(&spec.track);
-                let mut forwarder = TrackForwarder::new(spec.codec, &spec.heights);
-                // A subscriber on this worker may have attached before the publish arrived.
-                if let Some(old) = existing {
-                    for s in old.forwarder.subscriptions() {
-                        forwarder.add_subscription(respawn(s));
-                    }
-                }
-                self.tracks.insert(
-                    spec.track,
-                    LocalTrack {
-                        room: spec.room,
-                        origin_worker: self.index,
-                        forwarder,
-                        origin: Some(Origin {
-                            publisher: spec.session,
-                            conn,
-                            layers,
-                            sinks,
-                            audio_level_ext: spec.audio_level_ext,
-                        }),
-                    },
-                );
             }
+            Command::Publish(spec) => self.publish(spec),
             Command::RemoveTrack { track } => self.remove_track(track),
-            Command::Subscribe(spec) => self.subscribe(spec),
+            Command::Subscribe(spec) => self.subscribe(spec, now),
             Command::Unsubscribe { session, subscription, track } => {
                 if let Some(&idx) = self.sessions.get(&session)
-                    && let Some(c) = self.conns[idx].as_mut()
+                    && let Some(c) = self.out.conns[idx].as_mut()
                 {
                     c.flows.retain(|_, f| *f != Flow::Subscribe { track, subscription });
                 }
+                self.unsubscribe_webrtc(session, subscription, now);
                 self.remove_subscription(track, subscription);
             }
             Command::SetWish { track, subscription, wish } => {
@@ -295,44 +356,149 @@ impl Worker {
                     t.forwarder.set_wish(subscription.0, wish);
                 }
             }
+            Command::WebRtcOpen { session, inbox } => {
+                self.rtc_sessions.insert(session, RtcSession { inbox, peer: None });
+                self.rtc_sessions_gauge.inc();
+            }
+            Command::WebRtcOffer { session, sdp, reply } => {
+                let result = self.accept_offer(session, &sdp, now);
+                let _ = reply.send(result);
+            }
+            Command::WebRtcAnswer { session, sdp, reply } => {
+                let result = self.accept_answer(session, &sdp, now);
+                let _ = reply.send(result);
+            }
             Command::Shutdown => {}
         }
     }
 
-    fn subscribe(&mut self, spec: SubscribeSpec) {
-        let Some(&conn) = self.sessions.get(&spec.session) else { return };
-        let Some(c) = self.conns[conn].as_mut() else { return };
-        c.flows.insert(spec.flow, Flow::Subscribe { track: spec.track, subscription: spec.subscription });
-        let index = self.index;
-        let track = self.tracks.entry(spec.track).or_insert_with(|| {
-            if spec.origin != index
-                && let Some(peer) = self.peers.get(spec.origin)
-            {
-                let _ = peer.try_send(PeerMsg::AttachSink { track: spec.track, worker: index });
+    fn publish(&mut self, spec: super::command::PublishSpec) {
+        let sources: Vec<LayerSource> = match &spec.ingress {
+            PublishIngress::Quic { flows } => {
+                let Some(&conn) = self.sessions.get(&spec.session) else { return };
+                let Some(c) = self.out.conns[conn].as_mut() else { return };
+                for (layer, flow) in flows.iter().enumerate() {
+                    c.flows.insert(*flow, Flow::Publish { track: spec.track, layer: layer as u8 });
+                }
+                flows.iter().map(|&flow| LayerSource::Quic { conn, flow }).collect()
             }
+            PublishIngress::WebRtc { mid, rids } => {
+                let Some(peer) = self.rtc_sessions.get(&spec.session).and_then(|s| s.peer) else { return };
+                let mid = Mid::from(mid.as_str());
+                let rids: Vec<Option<Rid>> = if rids.is_empty() {
+                    vec![None]
+                } else {
+                    rids.iter().map(|r| Some(Rid::from(r.as_str()))).collect()
+                };
+                if let Some(p) = self.out.peers[peer].as_mut() {
+                    p.publish.insert(mid, super::webrtc::PublishBinding { track: spec.track, rids: rids.clone() });
+                }
+                rids.into_iter().map(|rid| LayerSource::WebRtc { peer, mid, rid }).collect()
+            }
+        };
+        let mut sinks = vec![false; self.workers];
+        for w in self.pending_sinks.remove(&spec.track).unwrap_or_default() {
+            if let Some(s) = sinks.get_mut(w) {
+                *s = true;
+            }
+        }
+        let layers = sources
+            .into_iter()
+            .map(|source| OriginLayer { source, ssrc: None, loss: LossDetector::new(), stats: ReceiveStats::default() })
+            .collect();
+        let existing = self.tracks.remove(&spec.track);
+        let mut forwarder = TrackForwarder::new(spec.codec, &spec.heights);
+        let mut webrtc_sinks = 0;
+        let mut existing_pending = Vec::new();
+        // A subscriber on this worker may have attached before the publish arrived.
+        if let Some(old) = existing {
+            webrtc_sinks = old.webrtc_sinks;
+            existing_pending = old.pending;
+            for s in old.forwarder.subscriptions() {
+                forwarder.add_subscription(respawn(s));
+            }
+        }
+        self.tracks.insert(
+            spec.track,
             LocalTrack {
                 room: spec.room,
-                origin_worker: spec.origin,
-                forwarder: TrackForwarder::new(spec.codec, &spec.heights),
-                origin: None,
+                origin_worker: self.index,
+                forwarder,
+                origin: Some(Origin { publisher: spec.session, layers, sinks, audio_level_ext: spec.audio_level_ext }),
+                webrtc_sinks,
+                pending: existing_pending,
+            },
+        );
+    }
+
+    fn subscribe(&mut self, spec: SubscribeSpec, now: Instant) {
+        let SubscribeSpec { session, subscription, track, room, codec, heights, sink, wish, origin } = spec;
+        let (sink, ssrc) = match sink {
+            SinkSpec::Quic { flow, ssrc } => {
+                let Some(&conn) = self.sessions.get(&session) else { return };
+                let Some(c) = self.out.conns[conn].as_mut() else { return };
+                c.flows.insert(flow, Flow::Subscribe { track, subscription });
+                (Sink::Quic { session, conn, flow }, ssrc)
             }
-        });
-        track.forwarder.add_subscription(SubscriptionSpec {
-            id: spec.subscription.0,
-            sink: Sink { session: spec.session, conn, flow: spec.flow },
-            out_ssrc: spec.ssrc,
-            initial: random_start(),
-            wish: spec.wish,
+            SinkSpec::WebRtc { reply } => {
+                // The m-line is negotiated first; the subscription joins the forwarder once the
+                // client's answer arrives (`rtc_io::bind_negotiated`).
+                let result = self.add_send_media(session, track, subscription, codec, now);
+                let ok = result.is_ok();
+                let _ = reply.send(result);
+                if ok {
+                    self.ensure_track(track, room, codec, &heights, origin);
+                    if let Some(t) = self.tracks.get_mut(&track) {
+                        t.pending.push(PendingSub { subscription, session, wish });
+                    }
+                }
+                return;
+            }
+        };
+        self.ensure_track(track, room, codec, &heights, origin);
+        if let Some(t) = self.tracks.get_mut(&track) {
+            t.forwarder.add_subscription(SubscriptionSpec {
+                id: subscription.0,
+                sink,
+                out_ssrc: ssrc,
+                initial: random_start(),
+                wish,
+            });
+        }
+    }
+
+    /// Make sure a track entry exists (a mirror when the publisher is on another worker).
+    fn ensure_track(&mut self, track: TrackId, room: RoomId, codec: Codec, heights: &[u32], origin: usize) {
+        let index = self.index;
+        self.tracks.entry(track).or_insert_with(|| {
+            if origin != index
+                && let Some(peer) = self.peer_txs.get(origin)
+            {
+                let _ = peer.try_send(PeerMsg::AttachSink { track, worker: index });
+            }
+            LocalTrack {
+                room,
+                origin_worker: origin,
+                forwarder: TrackForwarder::new(codec, heights),
+                origin: None,
+                webrtc_sinks: 0,
+                pending: Vec::new(),
+            }
         });
     }
 
     fn remove_subscription(&mut self, track: TrackId, subscription: SubscriptionId) {
         let Some(t) = self.tracks.get_mut(&track) else { return };
-        t.forwarder.remove_subscription(subscription.0);
-        if t.origin.is_none() && t.forwarder.subscriptions().is_empty() {
+        if let Some(s) = t.forwarder.remove_subscription(subscription.0)
+            && matches!(s.sink, Sink::WebRtc { .. })
+        {
+            t.webrtc_sinks = t.webrtc_sinks.saturating_sub(1);
+        }
+        t.pending.retain(|p| p.subscription != subscription);
+        if t.origin.is_none() && t.forwarder.subscriptions().is_empty() && t.pending.is_empty() {
             let origin = t.origin_worker;
             self.tracks.remove(&track);
-            if let Some(peer) = self.peers.get(origin) {
+            if let Some(peer) = self.peer_txs.get(origin) {
                 let _ = peer.try_send(PeerMsg::DetachSink { track, worker: self.index });
             }
         }
@@ -342,18 +508,37 @@ impl Worker {
     fn remove_track(&mut self, track: TrackId) {
         self.pending_sinks.remove(&track);
         let Some(t) = self.tracks.remove(&track) else { return };
+        let now = Instant::now();
         for sub in t.forwarder.subscriptions() {
-            if let Some(c) = self.conns.get_mut(sub.sink.conn).and_then(Option::as_mut) {
-                c.flows.remove(&sub.sink.flow);
+            match sub.sink {
+                Sink::Quic { conn, flow, .. } => {
+                    if let Some(c) = self.out.conns.get_mut(conn).and_then(Option::as_mut) {
+                        c.flows.remove(&flow);
+                    }
+                }
+                Sink::WebRtc { session, subscription, .. } => self.unsubscribe_webrtc(session, subscription, now),
             }
         }
+        for p in &t.pending {
+            self.unsubscribe_webrtc(p.session, p.subscription, now);
+        }
         if let Some(origin) = t.origin {
-            if let Some(c) = self.conns.get_mut(origin.conn).and_then(Option::as_mut) {
-                for l in &origin.layers {
-                    c.flows.remove(&l.flow);
+            for l in &origin.layers {
+                match &l.source {
+                    LayerSource::Quic { conn, flow } => {
+                        if let Some(c) = self.out.conns.get_mut(*conn).and_then(Option::as_mut) {
+                            c.flows.remove(flow);
+                        }
+                    }
+                    LayerSource::WebRtc { peer, mid, .. } => {
+                        if let Some(p) = self.out.peers.get_mut(*peer).and_then(Option::as_mut) {
+                            p.publish.remove(mid);
+                            p.rx.retain(|_, (t, _)| *t != track);
+                        }
+                    }
                 }
             }
-        } else if let Some(peer) = self.peers.get(t.origin_worker) {
+        } else if let Some(peer) = self.peer_txs.get(t.origin_worker) {
             let _ = peer.try_send(PeerMsg::DetachSink { track, worker: self.index });
         }
     }
@@ -400,18 +585,21 @@ impl Worker {
     /// Tell a session's control-plane task something; a full or closed inbox is the session's
     /// problem (it is going away or not reading), never the worker's.
     fn notify(&mut self, session: SessionId, input: SessionInput) {
-        if let Some(&idx) = self.sessions.get(&session)
-            && let Some(inbox) = self.conns[idx].as_ref().and_then(|c| c.inbox.as_ref())
+        let inbox = match self.sessions.get(&session) {
+            Some(&idx) => self.out.conns[idx].as_ref().and_then(|c| c.inbox.as_ref()),
+            None => self.rtc_sessions.get(&session).map(|s| &s.inbox),
+        };
+        if let Some(inbox) = inbox
             && inbox.try_send(input).is_err()
         {
-            self.counters.drop(super::metrics::Drop::InboxFull);
+            self.out.counters.drop(super::metrics::Drop::InboxFull);
         }
     }
 
-    /// Forget a session: its subscriptions and published tracks on this worker. The connection
-    /// itself lives on until it is drained.
+    /// Forget a QUIC session: its subscriptions and published tracks on this worker. The
+    /// connection itself lives on until it is drained.
     fn end_session(&mut self, idx: usize) {
-        let Some(c) = self.conns[idx].as_mut() else { return };
+        let Some(c) = self.out.conns[idx].as_mut() else { return };
         let Some(session) = c.session.take() else { return };
         let flows: Vec<Flow> = c.flows.drain().map(|(_, f)| f).collect();
         if let Some(inbox) = c.inbox.take() {
@@ -422,12 +610,15 @@ impl Worker {
         for flow in flows {
             match flow {
                 Flow::Subscribe { track, subscription } => self.remove_subscription(track, subscription),
-                Flow::Publish { track, .. } => {
-                    if self.tracks.get(&track).and_then(|t| t.origin.as_ref()).is_some_and(|o| o.publisher == session) {
-                        self.remove_track(track);
-                    }
-                }
+                Flow::Publish { track, .. } => self.remove_published_by(track, session),
             }
+        }
+    }
+
+    /// Remove `track` if `session` publishes it from this worker.
+    fn remove_published_by(&mut self, track: TrackId, session: SessionId) {
+        if self.tracks.get(&track).and_then(|t| t.origin.as_ref()).is_some_and(|o| o.publisher == session) {
+            self.remove_track(track);
         }
     }
 }
@@ -449,7 +640,9 @@ fn random_start() -> Rewrite {
     let mut b = [0u8; 10];
     let _ = aws_lc_rs::rand::fill(&mut b);
     Rewrite {
-        seq: u16::from_be_bytes([b[0], b[1]]),
+        // Below 2^15 so a WebRTC stream's first extended sequence number has rollover counter 0
+        // with room to reorder.
+        seq: u16::from_be_bytes([b[0], b[1]]) & 0x7fff,
         timestamp: u32::from_be_bytes([b[2], b[3], b[4], b[5]]),
         picture_id: Some(u16::from_be_bytes([b[6], b[7]]) & 0x7fff),
         tl0_pic_idx: Some(b[8]),

@@ -50,14 +50,14 @@ impl Worker {
         if let Some(owner) = cid::owning_worker(&data, self.workers)
             && owner != self.index
         {
-            if self.peers[owner].try_send(PeerMsg::QuicDatagram { from, data }).is_err() {
-                self.counters.drop(Drop::PeerQueueFull);
+            if self.peer_txs[owner].try_send(PeerMsg::QuicDatagram { from, data }).is_err() {
+                self.out.counters.drop(Drop::PeerQueueFull);
             }
             return;
         }
         match self.endpoint.handle(now, from, None, None, data, &mut self.transmit) {
             Some(DatagramEvent::ConnectionEvent(ch, event)) => {
-                if let Some(c) = self.conns.get_mut(ch.0).and_then(Option::as_mut) {
+                if let Some(c) = self.out.conns.get_mut(ch.0).and_then(Option::as_mut) {
                     c.conn.handle_event(event);
                     self.drive(ch.0, now);
                 }
@@ -70,10 +70,10 @@ impl Worker {
                 }
                 match self.endpoint.accept(incoming, now, &mut self.transmit, None) {
                     Ok((ch, conn)) => {
-                        if self.conns.len() <= ch.0 {
-                            self.conns.resize_with(ch.0 + 1, || None);
+                        if self.out.conns.len() <= ch.0 {
+                            self.out.conns.resize_with(ch.0 + 1, || None);
                         }
-                        self.conns[ch.0] = Some(QuicConn::new(conn, ch));
+                        self.out.conns[ch.0] = Some(QuicConn::new(conn, ch));
                         self.drive(ch.0, now);
                     }
                     Err(e) => {
@@ -91,14 +91,14 @@ impl Worker {
     /// Process everything a connection has to say after an input.
     pub(super) fn drive(&mut self, idx: usize, now: Instant) {
         loop {
-            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+            let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { return };
             let Some(event) = c.conn.poll_endpoint_events() else { break };
             if let Some(back) = self.endpoint.handle_event(c.handle, event) {
                 c.conn.handle_event(back);
             }
         }
         loop {
-            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+            let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { return };
             let Some(event) = c.conn.poll() else { break };
             match event {
                 Event::Connected => self.on_connected(idx),
@@ -125,7 +125,7 @@ impl Worker {
     }
 
     fn on_connected(&mut self, idx: usize) {
-        let Some(c) = self.conns[idx].as_mut() else { return };
+        let Some(c) = self.out.conns[idx].as_mut() else { return };
         let session = SessionId::next();
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let opened = ControlEvent::SessionOpened { session, worker: self.index, remote: c.remote, inbox: rx };
@@ -140,7 +140,7 @@ impl Worker {
     }
 
     fn accept_streams(&mut self, idx: usize) {
-        let Some(c) = self.conns[idx].as_mut() else { return };
+        let Some(c) = self.out.conns[idx].as_mut() else { return };
         while let Some(id) = c.conn.streams().accept(Dir::Bi) {
             if c.signal.is_none() {
                 c.signal = Some(id);
@@ -154,7 +154,7 @@ impl Worker {
 
     fn read_signal(&mut self, idx: usize, id: quinn_proto::StreamId) {
         let max = self.max_message_bytes;
-        let Some(c) = self.conns[idx].as_mut() else { return };
+        let Some(c) = self.out.conns[idx].as_mut() else { return };
         if c.signal != Some(id) {
             return;
         }
@@ -190,15 +190,15 @@ impl Worker {
             match &inbox {
                 Some(tx) if tx.try_send(SessionInput::Frame(f)).is_ok() => {}
                 Some(_) => {
-                    self.counters.drop(Drop::InboxFull);
+                    self.out.counters.drop(Drop::InboxFull);
                     self.close(idx, close_code::OVERLOADED, "too many signaling messages pending");
                     return;
                 }
-                None => self.counters.drop(Drop::NotJoined),
+                None => self.out.counters.drop(Drop::NotJoined),
             }
         }
         if let Err(e) = result {
-            self.counters.drop(Drop::MalformedSignal);
+            self.out.counters.drop(Drop::MalformedSignal);
             if let Some(tx) = &inbox {
                 let _ = tx.try_send(SessionInput::Malformed { reason: e.to_string() });
             }
@@ -209,7 +209,7 @@ impl Worker {
     }
 
     pub(super) fn close(&mut self, idx: usize, code: u32, reason: &str) {
-        if let Some(c) = self.conns[idx].as_mut() {
+        if let Some(c) = self.out.conns[idx].as_mut() {
             c.conn.close(Instant::now(), VarInt::from_u32(code), Bytes::copy_from_slice(reason.as_bytes()));
         }
         self.end_session(idx);
@@ -217,7 +217,7 @@ impl Worker {
     }
 
     pub(super) fn write_pending(&mut self, idx: usize) {
-        let Some(c) = self.conns[idx].as_mut() else { return };
+        let Some(c) = self.out.conns[idx].as_mut() else { return };
         let Some(id) = c.signal else { return };
         if c.pending_out.is_empty() {
             return;
@@ -233,54 +233,51 @@ impl Worker {
     }
 
     pub(super) fn mark_dirty(&mut self, idx: usize) {
-        if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut)
+        if let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut)
             && !c.dirty
         {
             c.dirty = true;
-            self.dirty.push(idx);
+            self.out.dirty.push(idx);
         }
     }
 
-    pub(super) fn fire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, idx))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
-            if c.timeout != Some(at) {
-                continue; // superseded
-            }
-            c.timeout = None;
-            c.conn.handle_timeout(now);
-            self.drive(idx, now);
+    /// A QUIC connection's deadline passed.
+    pub(super) fn quic_timeout(&mut self, idx: usize, at: Instant, now: Instant) {
+        let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+        if c.timeout != Some(at) {
+            return; // superseded
         }
+        c.timeout = None;
+        c.conn.handle_timeout(now);
+        self.drive(idx, now);
     }
 
-    /// Send everything queued: media batches to peers and QUIC packets of dirty connections.
+    /// Send everything queued: media batches to peers, QUIC packets of dirty connections, and
+    /// handle WebRTC events deferred while forwarding.
     pub(super) fn flush(&mut self, now: Instant) {
+        self.handle_deferred_rtc_events(now);
         for w in 0..self.outgoing.len() {
             if self.outgoing[w].is_empty() {
                 continue;
             }
             let batch = std::mem::take(&mut self.outgoing[w]);
             let n = batch.len();
-            if self.peers[w].try_send(PeerMsg::Media(batch)).is_err() {
+            if self.peer_txs[w].try_send(PeerMsg::Media(batch)).is_err() {
                 for _ in 0..n {
-                    self.counters.drop(Drop::PeerQueueFull);
+                    self.out.counters.drop(Drop::PeerQueueFull);
                 }
             }
         }
-        let dirty = std::mem::take(&mut self.dirty);
+        let dirty = std::mem::take(&mut self.out.dirty);
         for idx in dirty {
-            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
+            let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
             c.dirty = false;
             loop {
                 self.transmit.clear();
                 let Some(t) = c.conn.poll_transmit(now, 1, &mut self.transmit) else { break };
                 match self.socket.try_send_to(&self.transmit[..t.size], t.destination) {
                     Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.counters.drop(Drop::SocketBusy),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.out.counters.drop(Drop::SocketBusy),
                     Err(e) => tracing::debug!(error = %e, "UDP send failed"),
                 }
             }
@@ -288,12 +285,12 @@ impl Worker {
             if timeout != c.timeout {
                 c.timeout = timeout;
                 if let Some(t) = timeout {
-                    self.timers.push(Reverse((t, idx)));
+                    self.out.timers.push(Reverse((t, super::Timer::Quic(idx))));
                 }
             }
             if c.conn.is_drained() {
                 self.end_session(idx);
-                self.conns[idx] = None;
+                self.out.conns[idx] = None;
             }
         }
     }
@@ -303,7 +300,7 @@ impl Worker {
         if let Err(e) = self.socket.try_send_to(&self.transmit[..size], to)
             && e.kind() == std::io::ErrorKind::WouldBlock
         {
-            self.counters.drop(Drop::SocketBusy);
+            self.out.counters.drop(Drop::SocketBusy);
         }
     }
 }

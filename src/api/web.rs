@@ -1,0 +1,30 @@
+//! The browser SDK and the demo page, compiled into the binary (no files needed at runtime, no
+//! CDN): `/`, `/switchboard.js`, `/demo.js`, `/demo.css`.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+const INDEX: &str = include_str!("../../web/index.html");
+const SDK: &str = include_str!("../../web/switchboard.js");
+const DEMO: &str = include_str!("../../web/demo.js");
+const CSS: &str = include_str!("../../web/demo.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body)
+}
+
+pub async fn index() -> impl IntoResponse {
+    asset("text/html; charset=utf-8", INDEX)
+}
+
+pub async fn sdk() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", SDK)
+}
+
+pub async fn demo() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", DEMO)
+}
+
+pub async fn css() -> impl IntoResponse {
+    asset("text/css; charset=utf-8", CSS)
+}

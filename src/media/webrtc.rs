@@ -1,0 +1,233 @@
+//! WebRTC peers on a media worker: one str0m `Rtc` (ICE-lite, RTP mode) per browser session,
+//! sharing the worker's UDP socket. This module holds the per-peer state and the pure helpers;
+//! the worker drives the peers (`worker/rtc_io.rs`).
+
+use super::command::SessionInput;
+use super::ids::{SessionId, SubscriptionId, TrackId};
+use crate::sfu::packet::Codec;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::bwe::Bitrate;
+use str0m::change::SdpPendingOffer;
+use str0m::config::DtlsCert;
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{Mid, Pt, Rid};
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, Event, IceCreds, Rtc, RtcConfig};
+use tokio::sync::mpsc;
+
+/// Settings shared by every peer of a worker.
+#[derive(Clone)]
+pub struct RtcSettings {
+    /// The DTLS certificate (one per process; generating one per peer is slow).
+    pub cert: DtlsCert,
+    /// Addresses announced as host candidates (the worker's port on each public IP).
+    pub candidates: Vec<SocketAddr>,
+    pub initial_bitrate: Bitrate,
+}
+
+/// Generate the process's DTLS certificate.
+pub fn dtls_certificate() -> Option<DtlsCert> {
+    str0m::crypto::from_feature_flags().dtls_provider.generate_certificate()
+}
+
+/// An SDP change waiting for the next server offer. (str0m keeps changes only inside one
+/// `SdpApi`, so the worker queues them while an offer is outstanding.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpChange {
+    /// Add a send m-line for a subscription.
+    Add(SubscriptionId),
+    /// Stop a subscription's m-line.
+    Stop(Mid),
+}
+
+/// How the server sends one subscription to this peer.
+#[derive(Debug, Clone)]
+pub struct TxBinding {
+    pub track: TrackId,
+    /// Assigned when the m-line is added to an offer.
+    pub mid: Option<Mid>,
+    pub codec: Codec,
+    /// Known once the m-line is negotiated.
+    pub ssrc: Option<Ssrc>,
+    pub pt: Option<Pt>,
+    pub seq: ExtendedSeq,
+}
+
+/// What a published m-line of this peer carries.
+#[derive(Debug, Clone)]
+pub struct PublishBinding {
+    pub track: TrackId,
+    /// Rid of each layer, lowest first (`None` without simulcast).
+    pub rids: Vec<Option<Rid>>,
+}
+
+/// One browser's peer connection.
+pub struct Peer {
+    pub rtc: Rtc,
+    pub session: SessionId,
+    pub inbox: mpsc::Sender<SessionInput>,
+    pub ufrag: String,
+    pub timeout: Option<Instant>,
+    /// Our outstanding offer, if any; further changes wait for its answer.
+    pub pending: Option<SdpPendingOffer>,
+    /// Changes for the next offer.
+    pub queued: Vec<SdpChange>,
+    /// Changes in the outstanding offer (re-queued if a client offer voids it).
+    pub in_flight: Vec<SdpChange>,
+    pub publish: HashMap<Mid, PublishBinding>,
+    /// Incoming SSRC → (track, layer), resolved once per SSRC.
+    pub rx: HashMap<Ssrc, (TrackId, u8)>,
+    pub tx: HashMap<SubscriptionId, TxBinding>,
+    pub by_mid: HashMap<Mid, SubscriptionId>,
+    /// Events seen while draining after a write, handled by the worker afterwards.
+    pub events: VecDeque<Event>,
+    pub estimate_bps: Option<u64>,
+    pub connected: bool,
+}
+
+impl Peer {
+    pub fn new(settings: &RtcSettings, session: SessionId, inbox: mpsc::Sender<SessionInput>, now: Instant) -> Self {
+        let ufrag = random_token(8);
+        let creds = IceCreds { ufrag: ufrag.clone(), pass: random_token(24) };
+        let mut rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .enable_bwe(Some(settings.initial_bitrate))
+            .set_dtls_cert(settings.cert.clone())
+            .set_local_ice_credentials(creds)
+            .build(now);
+        for addr in &settings.candidates {
+            if let Ok(c) = Candidate::host(*addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        Self {
+            rtc,
+            session,
+            inbox,
+            ufrag,
+            timeout: None,
+            pending: None,
+            queued: Vec::new(),
+            in_flight: Vec::new(),
+            publish: HashMap::new(),
+            rx: HashMap::new(),
+            tx: HashMap::new(),
+            by_mid: HashMap::new(),
+            events: VecDeque::new(),
+            estimate_bps: None,
+            connected: false,
+        }
+    }
+
+    /// The payload type this peer negotiated for `codec` on `mid`.
+    pub fn negotiated_pt(&self, mid: Mid, codec: Codec) -> Option<Pt> {
+        let media = self.rtc.media(mid)?;
+        let want = to_rtc_codec(codec);
+        media
+            .remote_pts()
+            .iter()
+            .copied()
+            .find(|pt| self.rtc.codec_config().iter().any(|p| p.pt() == *pt && p.spec().codec == want))
+    }
+}
+
+/// Map our codec to str0m's.
+pub fn to_rtc_codec(c: Codec) -> RtcCodec {
+    match c {
+        Codec::Opus => RtcCodec::Opus,
+        Codec::Vp8 => RtcCodec::Vp8,
+        Codec::H264 => RtcCodec::H264,
+    }
+}
+
+/// Map str0m's codec to ours (the ones the SFU forwards).
+pub fn from_rtc_codec(c: RtcCodec) -> Option<Codec> {
+    match c {
+        RtcCodec::Opus => Some(Codec::Opus),
+        RtcCodec::Vp8 => Some(Codec::Vp8),
+        RtcCodec::H264 => Some(Codec::H264),
+        _ => None,
+    }
+}
+
+/// The media IDs of an SDP, in order (`a=mid:` lines).
+pub fn sdp_mids(sdp: &str) -> Vec<String> {
+    sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")).map(|m| m.trim().to_owned()).collect()
+}
+
+/// Extends 16-bit output sequence numbers to the 64-bit form str0m wants (the upper bits feed
+/// the SRTP rollover counter), tolerating reordering around a wrap.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtendedSeq {
+    last: Option<u64>,
+}
+
+impl ExtendedSeq {
+    pub fn extend(&mut self, seq: u16) -> u64 {
+        let Some(last) = self.last else {
+            self.last = Some(u64::from(seq));
+            return u64::from(seq);
+        };
+        let roc = last >> 16;
+        let candidates = [roc.wrapping_sub(1), roc, roc + 1];
+        let ext = candidates
+            .iter()
+            .filter(|r| **r <= roc + 1 && (**r != u64::MAX))
+            .map(|r| (r << 16) | u64::from(seq))
+            .min_by_key(|v| v.abs_diff(last))
+            .unwrap_or(u64::from(seq));
+        if ext > last {
+            self.last = Some(ext);
+        }
+        ext
+    }
+}
+
+/// A random ICE token from the allowed character set.
+fn random_token(len: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut bytes = vec![0u8; len];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes.iter().map(|b| CHARS[usize::from(*b) % CHARS.len()] as char).collect()
+}
+
+/// How long until a peer that never connected is dropped.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extended_sequence_numbers_survive_wrap_and_reorder() {
+        let mut e = ExtendedSeq::default();
+        assert_eq!(e.extend(65534), 65534);
+        assert_eq!(e.extend(65535), 65535);
+        assert_eq!(e.extend(0), 65536);
+        assert_eq!(e.extend(65535), 65535, "late packet from before the wrap");
+        assert_eq!(e.extend(1), 65537);
+        let mut f = ExtendedSeq::default();
+        assert_eq!(f.extend(3), 3);
+        assert_eq!(f.extend(65535), 65535, "reordered just before the first packet stays in ROC 0");
+    }
+
+    #[test]
+    fn mids_are_read_from_sdp() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n";
+        assert_eq!(sdp_mids(sdp), vec!["0", "1"]);
+    }
+
+    #[test]
+    fn tokens_are_ice_chars() {
+        let t = random_token(24);
+        assert_eq!(t.len(), 24);
+        assert!(t.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

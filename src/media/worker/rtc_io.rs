@@ -1,0 +1,537 @@
+//! The worker's WebRTC side: one UDP socket shared by every peer (demultiplexed by source address,
+//! then by the ICE username of STUN requests), str0m `Rtc`s driven in RTP mode, SDP
+//! offer/answer and renegotiation, RTP in and out, keyframe requests and bandwidth estimates.
+//!
+//! str0m's rule: after every change to an `Rtc` (input, write, SDP), drain `poll_output` until
+//! it returns a timeout. `drive` does that; events it meets are queued on the peer and handled by
+//! the worker afterwards, so forwarding never re-enters itself.
+
+use super::{Outputs, PendingSub, Sink, Timer, Worker};
+use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
+use crate::media::ids::{SessionId, SubscriptionId, TrackId};
+use crate::media::metrics::RtcDrop;
+use crate::media::webrtc::{ExtendedSeq, Peer, SdpChange, TxBinding, from_rtc_codec, sdp_mids};
+use crate::rtp::stun;
+use crate::sfu::forwarder::SubscriptionSpec;
+use crate::sfu::packet::{Codec, MediaKind, MediaPacket};
+use crate::sfu::rewriter::Rewrite;
+use crate::signaling::messages::ServerMessage;
+use bytes::BufMut;
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+use std::time::Instant;
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, KeyframeRequestKind, Mid, Rid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
+use str0m::{Event, IceConnectionState, Input, Output};
+
+const MAX_UDP: usize = 2048;
+/// Bandwidth a subscriber should be able to probe up to, beyond what it receives now.
+const PROBE_HEADROOM_BPS: u64 = 500_000;
+
+impl Worker {
+    pub(super) fn drain_rtc_socket(&mut self) {
+        for _ in 0..super::RECV_BATCH {
+            if self.recv.capacity() < MAX_UDP {
+                self.recv.reserve(256 * 1024);
+            }
+            self.recv.resize(MAX_UDP, 0);
+            match self.out.rtc_socket.try_recv_from(&mut self.recv[..]) {
+                Ok((n, from)) => {
+                    let data = self.recv.split_to(n);
+                    self.recv.clear();
+                    self.on_rtc_udp(Instant::now(), from, &data);
+                }
+                Err(e) => {
+                    self.recv.clear();
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        tracing::debug!(worker = self.index, error = %e, "WebRTC UDP receive failed");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_rtc_udp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let Ok(receive) = Receive::new(Protocol::Udp, from, self.rtc_addr, data) else {
+            self.out.rtc_counters.drop(RtcDrop::MalformedUdp);
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let idx = match self.peer_by_addr.get(&from) {
+            Some(&idx) => Some(idx),
+            None => {
+                // A new address: only a STUN request naming one of our peers' ufrags (and passing
+                // that peer's integrity check) can claim it.
+                let by_ufrag = stun::local_ufrag(data).and_then(|u| self.peer_by_ufrag.get(u).copied());
+                by_ufrag.filter(|&i| self.out.peers[i].as_ref().is_some_and(|p| p.rtc.accepts(&input)))
+            }
+        };
+        let Some(idx) = idx else {
+            self.out.rtc_counters.drop(RtcDrop::UnknownSource);
+            return;
+        };
+        let Some(peer) = self.out.peers[idx].as_mut() else { return };
+        if let Err(e) = peer.rtc.handle_input(input) {
+            // Bad input is dropped; it never ends the call (it may not even be from the peer).
+            tracing::debug!(worker = self.index, error = %e, "WebRTC input rejected");
+            self.out.rtc_counters.drop(RtcDrop::RejectedInput);
+        }
+        self.peer_by_addr.insert(from, idx);
+        drive(&mut self.out, idx, now);
+        self.handle_rtc_events(idx, now);
+    }
+
+    pub(super) fn rtc_timeout(&mut self, idx: usize, at: Instant, now: Instant) {
+        let Some(peer) = self.out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+        if peer.timeout != Some(at) {
+            return;
+        }
+        peer.timeout = None;
+        if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
+            self.out.rtc_counters.drop(RtcDrop::RejectedInput);
+        }
+        drive(&mut self.out, idx, now);
+        self.handle_rtc_events(idx, now);
+    }
+
+    /// Events queued while forwarding wrote to peers.
+    pub(super) fn handle_deferred_rtc_events(&mut self, now: Instant) {
+        for idx in 0..self.out.peers.len() {
+            if self.out.peers[idx].as_ref().is_some_and(|p| !p.events.is_empty()) {
+                self.handle_rtc_events(idx, now);
+            }
+        }
+    }
+
+    fn handle_rtc_events(&mut self, idx: usize, now: Instant) {
+        loop {
+            let Some(peer) = self.out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+            let Some(event) = peer.events.pop_front() else { return };
+            match event {
+                Event::RtpPacket(pkt) => self.on_browser_rtp(idx, pkt, now),
+                Event::KeyframeRequest(req) => {
+                    let Some(&subscription) = peer.by_mid.get(&req.mid) else { continue };
+                    let Some(track) = peer.tx.get(&subscription).map(|b| b.track) else { continue };
+                    self.out.counters.keyframes_received.inc();
+                    let layer =
+                        self.tracks.get_mut(&track).and_then(|t| t.forwarder.on_picture_loss(now, subscription.0));
+                    if let Some(layer) = layer {
+                        self.send_keyframe_request(track, layer);
+                    }
+                }
+                Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                    peer.estimate_bps = Some(estimate.as_u64());
+                }
+                Event::Connected => peer.connected = true,
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    let session = peer.session;
+                    tracing::info!(worker = self.index, %session, "WebRTC peer disconnected");
+                    self.notify(session, SessionInput::Closed { reason: "media connection lost".into() });
+                    self.close_peer(idx);
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_browser_rtp(&mut self, idx: usize, pkt: str0m::rtp::RtpPacket, now: Instant) {
+        let Some(peer) = self.out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+        let ssrc = pkt.header.ssrc;
+        let binding = match peer.rx.get(&ssrc) {
+            Some(b) => Some(*b),
+            None => {
+                let found = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| (s.mid(), s.rid()));
+                let resolved = found.and_then(|(mid, rid)| {
+                    let p = peer.publish.get(&mid)?;
+                    let layer = p.rids.iter().position(|r| *r == rid || (r.is_none() && rid.is_none()))?;
+                    Some((p.track, layer as u8))
+                });
+                if let Some(b) = resolved {
+                    peer.rx.insert(ssrc, b);
+                }
+                resolved
+            }
+        };
+        let Some((track, layer)) = binding else {
+            self.out.rtc_counters.drop(RtcDrop::UnboundRtp);
+            return;
+        };
+        let Some(t) = self.tracks.get(&track) else { return };
+        let ext_id = t.origin.as_ref().and_then(|o| o.audio_level_ext);
+        let codec = t.forwarder.codec();
+        // Rebuild the packet as plain RTP (split off the ingress arena: no allocation of its own)
+        // so QUIC subscribers and the retransmission history see the same bytes.
+        let level = pkt.header.ext_vals.audio_level.map(|l| l.unsigned_abs().min(127));
+        let vad = pkt.header.ext_vals.voice_activity.unwrap_or(false);
+        let needed = 12 + 8 + pkt.payload.len();
+        if self.recv.capacity() < needed {
+            self.recv.reserve(256 * 1024);
+        }
+        let buf = &mut self.recv;
+        buf.put_u8(if level.is_some() { 0x90 } else { 0x80 });
+        buf.put_u8((u8::from(pkt.header.marker) << 7) | (*pkt.header.payload_type & 0x7f));
+        buf.put_u16(pkt.header.sequence_number);
+        buf.put_u32(pkt.header.timestamp);
+        buf.put_u32(*ssrc);
+        if let Some(level) = level {
+            buf.put_u16(0xBEDE);
+            buf.put_u16(1);
+            buf.put_u8((ext_id.unwrap_or(1) << 4) | 0);
+            buf.put_u8(if vad { 0x80 } else { 0 } | level);
+            buf.put_u16(0);
+        }
+        buf.put_slice(&pkt.payload);
+        let data = buf.split().freeze();
+        match MediaPacket::parse(data, codec, ext_id.or(Some(1)), now) {
+            Ok(mut media) => {
+                media.shared_payload = Some(pkt.payload.clone());
+                self.ingest(track, layer, media, now);
+            }
+            Err(_) => self.out.rtc_counters.drop(RtcDrop::RejectedInput),
+        }
+    }
+
+    fn ensure_peer(&mut self, session: SessionId, now: Instant) -> Option<usize> {
+        let rs = self.rtc_sessions.get(&session)?;
+        if let Some(idx) = rs.peer {
+            return Some(idx);
+        }
+        let peer = Peer::new(&self.rtc_settings, session, rs.inbox.clone(), now);
+        let idx = match self.out.peers.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.out.peers.push(None);
+                self.out.peers.len() - 1
+            }
+        };
+        self.peer_by_ufrag.insert(peer.ufrag.clone(), idx);
+        self.out.peers[idx] = Some(peer);
+        if let Some(rs) = self.rtc_sessions.get_mut(&session) {
+            rs.peer = Some(idx);
+        }
+        Some(idx)
+    }
+
+    /// Accept a client's offer; report the media lines it newly sends.
+    pub(super) fn accept_offer(
+        &mut self,
+        session: SessionId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<OfferAccepted, String> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("invalid SDP offer: {e}"))?;
+        let idx = self.ensure_peer(session, now).ok_or("no such session")?;
+        let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
+        // Our own outstanding offer is void now (glare); its changes are offered again later.
+        if peer.pending.take().is_some() {
+            let mut again = std::mem::take(&mut peer.in_flight);
+            for change in &again {
+                if let SdpChange::Add(sub) = change
+                    && let Some(b) = peer.tx.get_mut(sub)
+                    && let Some(mid) = b.mid.take()
+                {
+                    peer.by_mid.remove(&mid);
+                }
+            }
+            again.append(&mut peer.queued);
+            peer.queued = again;
+        }
+        let answer = peer.rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
+        let mut media = Vec::new();
+        for mid in sdp_mids(sdp) {
+            let mid = Mid::from(mid.as_str());
+            let Some(m) = peer.rtc.media(mid) else { continue };
+            if !matches!(m.direction(), Direction::RecvOnly | Direction::SendRecv) || peer.publish.contains_key(&mid) {
+                continue;
+            }
+            let codec = m.remote_pts().iter().find_map(|pt| {
+                peer.rtc.codec_config().iter().find(|p| p.pt() == *pt).and_then(|p| from_rtc_codec(p.spec().codec))
+            });
+            let Some(codec) = codec else { continue };
+            let rids = match m.rids_rx() {
+                str0m::media::Rids::Specific(rids) => rids.iter().map(|r| r.to_string()).collect(),
+                _ => Vec::new(),
+            };
+            media.push(OfferedMedia { mid: mid.to_string(), codec, rids });
+        }
+        let answer = answer.to_sdp_string();
+        drive(&mut self.out, idx, now);
+        self.bind_negotiated(idx, now);
+        self.renegotiate(idx, now);
+        Ok(OfferAccepted { answer, media })
+    }
+
+    /// Accept the client's answer to our offer.
+    pub(super) fn accept_answer(&mut self, session: SessionId, sdp: &str, now: Instant) -> Result<(), String> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("invalid SDP answer: {e}"))?;
+        let idx = self.rtc_sessions.get(&session).and_then(|s| s.peer).ok_or("no media session")?;
+        let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
+        let pending = peer.pending.take().ok_or("no offer is outstanding")?;
+        peer.in_flight.clear();
+        peer.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| format!("answer refused: {e}"))?;
+        drive(&mut self.out, idx, now);
+        self.bind_negotiated(idx, now);
+        self.renegotiate(idx, now);
+        Ok(())
+    }
+
+    /// Queue a send m-line for a subscription; it is offered as soon as no offer is outstanding.
+    pub(super) fn add_send_media(
+        &mut self,
+        session: SessionId,
+        track: TrackId,
+        subscription: SubscriptionId,
+        codec: Codec,
+        now: Instant,
+    ) -> Result<(), String> {
+        let idx = self.ensure_peer(session, now).ok_or("no media session")?;
+        let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
+        peer.tx.insert(
+            subscription,
+            TxBinding { track, mid: None, codec, ssrc: None, pt: None, seq: ExtendedSeq::default() },
+        );
+        peer.queued.push(SdpChange::Add(subscription));
+        self.renegotiate(idx, now);
+        Ok(())
+    }
+
+    /// Stop sending a subscription to a browser (its m-line is stopped by renegotiation).
+    pub(super) fn unsubscribe_webrtc(&mut self, session: SessionId, subscription: SubscriptionId, now: Instant) {
+        let Some(idx) = self.rtc_sessions.get(&session).and_then(|s| s.peer) else { return };
+        let Some(peer) = self.out.peers[idx].as_mut() else { return };
+        let Some(binding) = peer.tx.remove(&subscription) else { return };
+        match binding.mid {
+            Some(mid) => {
+                peer.by_mid.remove(&mid);
+                peer.queued.push(SdpChange::Stop(mid));
+            }
+            None => peer.queued.retain(|c| *c != SdpChange::Add(subscription)),
+        }
+        self.renegotiate(idx, now);
+    }
+
+    /// Offer the queued changes if there are some and no offer is outstanding.
+    fn renegotiate(&mut self, idx: usize, now: Instant) {
+        let Some(peer) = self.out.peers[idx].as_mut() else { return };
+        if peer.pending.is_some() || peer.queued.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut peer.queued);
+        let mut api = peer.rtc.sdp_api();
+        let mut added = Vec::new();
+        for change in &changes {
+            match change {
+                SdpChange::Add(sub) => {
+                    let Some(b) = peer.tx.get(sub) else { continue };
+                    let kind = match b.codec.kind() {
+                        MediaKind::Audio => str0m::media::MediaKind::Audio,
+                        MediaKind::Video => str0m::media::MediaKind::Video,
+                    };
+                    // Stream and track IDs name the track, so clients can tell what arrives.
+                    let name = format!("t{}", b.track);
+                    let mid = api.add_media(kind, Direction::SendOnly, Some(name.clone()), Some(name), None);
+                    added.push((*sub, mid));
+                }
+                SdpChange::Stop(mid) => api.stop_media(*mid),
+            }
+        }
+        let applied = api.apply();
+        for (sub, mid) in added {
+            if let Some(b) = peer.tx.get_mut(&sub) {
+                b.mid = Some(mid);
+                peer.by_mid.insert(mid, sub);
+            }
+        }
+        let Some((offer, pending)) = applied else { return };
+        peer.pending = Some(pending);
+        peer.in_flight = changes;
+        let session = peer.session;
+        drive(&mut self.out, idx, now);
+        self.notify(session, SessionInput::Signal(ServerMessage::Offer { sdp: offer.to_sdp_string() }));
+    }
+
+    /// After a negotiation: learn the send streams of newly negotiated subscriptions and start
+    /// forwarding to them.
+    fn bind_negotiated(&mut self, idx: usize, _now: Instant) {
+        let Some(peer) = self.out.peers[idx].as_mut() else { return };
+        let session = peer.session;
+        let mut ready = Vec::new();
+        let subs: Vec<SubscriptionId> =
+            peer.tx.iter().filter(|(_, b)| b.ssrc.is_none() && b.mid.is_some()).map(|(s, _)| *s).collect();
+        for sub in subs {
+            let (mid, codec) = match peer.tx.get(&sub) {
+                Some(TxBinding { mid: Some(mid), codec, .. }) => (*mid, *codec),
+                _ => continue,
+            };
+            let pt = peer.negotiated_pt(mid, codec);
+            let ssrc = peer.rtc.direct_api().stream_tx_by_mid(mid, None).map(|tx| tx.ssrc());
+            if let (Some(pt), Some(ssrc), Some(b)) = (pt, ssrc, peer.tx.get_mut(&sub)) {
+                b.pt = Some(pt);
+                b.ssrc = Some(ssrc);
+                ready.push((b.track, sub, *ssrc));
+            }
+        }
+        for (track, subscription, ssrc) in ready {
+            let Some(t) = self.tracks.get_mut(&track) else { continue };
+            let Some(pos) = t.pending.iter().position(|p| p.subscription == subscription) else { continue };
+            let PendingSub { wish, .. } = t.pending.remove(pos);
+            t.webrtc_sinks += 1;
+            t.forwarder.add_subscription(SubscriptionSpec {
+                id: subscription.0,
+                sink: Sink::WebRtc { session, peer: idx, subscription },
+                out_ssrc: ssrc,
+                initial: super::random_start(),
+                wish,
+            });
+        }
+    }
+
+    pub(super) fn request_browser_keyframe(&mut self, idx: usize, mid: Mid, rid: Option<Rid>) {
+        let Some(peer) = self.out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+        if let Some(rx) = peer.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+        drive(&mut self.out, idx, Instant::now());
+    }
+
+    /// Share each peer's TWCC estimate among its video subscriptions, and tell its estimator
+    /// how much it should be able to probe for.
+    pub(super) fn update_rtc_bandwidth(&mut self) {
+        let now = Instant::now();
+        for idx in 0..self.out.peers.len() {
+            let Some(peer) = self.out.peers[idx].as_ref() else { continue };
+            let video: Vec<(TrackId, SubscriptionId)> = peer
+                .tx
+                .iter()
+                .filter(|(_, b)| b.codec.kind() == MediaKind::Video)
+                .map(|(s, b)| (b.track, *s))
+                .collect();
+            let estimate = peer.estimate_bps;
+            if video.is_empty() {
+                continue;
+            }
+            // Desired: what the best layers of everything subscribed would take, plus headroom
+            // so the estimator keeps probing upward after a dip.
+            let mut wanted = 0;
+            for (t, _) in &video {
+                if let Some(t) = self.tracks.get_mut(t) {
+                    wanted += t.forwarder.layer_statuses(now).iter().map(|l| l.bitrate_bps).max().unwrap_or(0);
+                }
+            }
+            if let Some(peer) = self.out.peers[idx].as_mut() {
+                peer.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(wanted + PROBE_HEADROOM_BPS));
+            }
+            drive(&mut self.out, idx, now);
+            self.share_bandwidth(estimate, &video);
+        }
+    }
+
+    /// Remove a peer: its subscriptions and published tracks go too.
+    pub(super) fn close_peer(&mut self, idx: usize) {
+        let Some(mut peer) = self.out.peers.get_mut(idx).and_then(Option::take) else { return };
+        peer.rtc.disconnect();
+        self.peer_by_ufrag.remove(&peer.ufrag);
+        self.peer_by_addr.retain(|_, i| *i != idx);
+        if let Some(rs) = self.rtc_sessions.get_mut(&peer.session) {
+            rs.peer = None;
+        }
+        for (subscription, binding) in &peer.tx {
+            self.remove_subscription(binding.track, *subscription);
+        }
+        let published: Vec<TrackId> = peer.publish.values().map(|p| p.track).collect();
+        for track in published {
+            self.remove_published_by(track, peer.session);
+        }
+    }
+}
+
+/// Drain a peer's output: send transmits, queue events, schedule its next timeout.
+pub(super) fn drive(out: &mut Outputs, idx: usize, now: Instant) {
+    let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+    loop {
+        match peer.rtc.poll_output() {
+            Ok(Output::Transmit(t)) => {
+                if let Err(e) = out.rtc_socket.try_send_to(&t.contents, t.destination)
+                    && e.kind() == std::io::ErrorKind::WouldBlock
+                {
+                    out.counters.drop(crate::media::metrics::Drop::SocketBusy);
+                }
+            }
+            Ok(Output::Event(e)) => peer.events.push_back(e),
+            Ok(Output::Timeout(t)) => {
+                if t <= now {
+                    // Due now (e.g. queued packets to stamp and send).
+                    if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                if peer.timeout != Some(t) {
+                    peer.timeout = Some(t);
+                    out.timers.push(Reverse((t, Timer::Rtc(idx))));
+                }
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "WebRTC peer failed");
+                peer.rtc.disconnect();
+                break;
+            }
+        }
+    }
+}
+
+/// Write a subscriber's copy of `pkt` to a browser.
+pub(super) fn write_rtp(
+    out: &mut Outputs,
+    idx: usize,
+    subscription: SubscriptionId,
+    pkt: &MediaPacket,
+    rw: &Rewrite,
+    kind: usize,
+    now: Instant,
+) {
+    let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+    let Some(b) = peer.tx.get_mut(&subscription) else { return };
+    let (Some(ssrc), Some(pt), Some(payload)) = (b.ssrc, b.pt, pkt.shared_payload.clone()) else {
+        out.rtc_counters.drop(RtcDrop::NotNegotiated);
+        return;
+    };
+    let seq = SeqNo::from(b.seq.extend(rw.seq));
+    let len = payload.len() as u64;
+    let mut write = RtpWrite::new(pt, seq, rw.timestamp, now, payload.clone())
+        .marker(pkt.marker)
+        .nackable(b.codec.kind() == MediaKind::Video);
+    if let Some(level) = pkt.audio_level {
+        let ext = ExtensionValues {
+            audio_level: Some(-(level.min(127) as i8)),
+            voice_activity: Some(level < 70),
+            ..Default::default()
+        };
+        write = write.ext_vals(ext);
+    }
+    if let (Some(d), Some(pic)) = (&pkt.vp8, rw.picture_id)
+        && d.picture_id.is_some()
+        && let Ok(desc) = str0m::rtp::Vp8Descriptor::parse(&payload)
+    {
+        let mut patch = desc.patch().picture_id(pic);
+        if let (Some(tl0), true) = (rw.tl0_pic_idx, d.tl0_pic_idx.is_some()) {
+            patch = patch.tl0_pic_idx(tl0);
+        }
+        if let Ok(patch) = patch.build() {
+            write = write.vp8_patch(patch);
+        }
+    }
+    let mut api = peer.rtc.direct_api();
+    let Some(tx) = api.stream_tx(&ssrc) else { return };
+    tx.write_rtp(write);
+    drop(api);
+    out.rtc_counters.packets_out[kind].inc();
+    out.rtc_counters.bytes_out[kind].inc_by(len);
+    drive(out, idx, now);
+}

@@ -1,0 +1,278 @@
+//! Helpers for WebRTC tests: WebSocket signaling (`wss://.../signal`) and webrtc-rs peers — an
+//! independent WebRTC implementation, so the server's str0m is checked against another stack.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::shared::marshal::{Marshal, Unmarshal};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::signaling::messages::{ClientEnvelope, ClientMessage, ServerMessage};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry, register_default_interceptors,
+};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// A signaling session over WebSocket.
+pub struct Signal {
+    ws: Ws,
+    next_id: u64,
+    pub events: VecDeque<ServerMessage>,
+}
+
+impl Signal {
+    /// Connect to `wss://<endpoint>/signal`, trusting `ca`.
+    pub async fn connect(endpoint: &str, ca: &[u8]) -> Signal {
+        let host = endpoint.trim_start_matches("https://").trim_end_matches('/').to_owned();
+        let tcp = tokio::net::TcpStream::connect(&host).await.expect("tcp connect");
+        let tls = switchboard::tls::client_config(ca, &[b"http/1.1"]).expect("tls config");
+        let server_name = rustls::pki_types::ServerName::try_from(host.rsplit_once(':').expect("port").0.to_owned())
+            .expect("server name");
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(server_name, tcp).await.expect("tls");
+        let (ws, _) = tokio_tungstenite::client_async(format!("wss://{host}/signal"), stream).await.expect("websocket");
+        Signal { ws, next_id: 1, events: VecDeque::new() }
+    }
+
+    /// Send raw text (tests send malformed messages).
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.expect("send");
+    }
+
+    /// Send a request and wait for the response with its id (events are kept in `events`).
+    pub async fn request(&mut self, message: ClientMessage) -> ServerMessage {
+        let id = self.next_id;
+        self.next_id += 1;
+        let text = serde_json::to_string(&ClientEnvelope { id: Some(id), message }).expect("json");
+        self.ws.send(Message::Text(text.into())).await.expect("send");
+        loop {
+            let msg = self.recv(Duration::from_secs(10)).await.expect("a response");
+            if response_id(&msg) == Some(id) {
+                return msg;
+            }
+            self.events.push_back(msg);
+        }
+    }
+
+    /// The next server message (buffered events first).
+    pub async fn next(&mut self, limit: Duration) -> Option<ServerMessage> {
+        if let Some(m) = self.events.pop_front() {
+            return Some(m);
+        }
+        self.recv(limit).await
+    }
+
+    async fn recv(&mut self, limit: Duration) -> Option<ServerMessage> {
+        loop {
+            match tokio::time::timeout(limit, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).expect("server JSON")),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Wait for a message matching `pred` (others are kept).
+    pub async fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut pred: impl FnMut(&ServerMessage) -> bool,
+    ) -> Option<ServerMessage> {
+        if let Some(i) = self.events.iter().position(&mut pred) {
+            return self.events.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = self.recv(left).await?;
+            if pred(&m) {
+                return Some(m);
+            }
+            self.events.push_back(m);
+        }
+    }
+}
+
+fn response_id(msg: &ServerMessage) -> Option<u64> {
+    match msg {
+        ServerMessage::Joined { id, .. }
+        | ServerMessage::Published { id, .. }
+        | ServerMessage::Subscribed { id, .. }
+        | ServerMessage::Ok { id }
+        | ServerMessage::Pong { id }
+        | ServerMessage::Answer { id, .. }
+        | ServerMessage::Error { id, .. } => *id,
+        _ => None,
+    }
+}
+
+/// What a webrtc-rs peer received on one remote track.
+#[derive(Debug)]
+pub struct Received {
+    /// The remote track ID (the server names tracks `t<trackId>`).
+    pub track_id: String,
+    pub packet: bytes::Bytes,
+}
+
+struct Handler {
+    gathered: mpsc::Sender<()>,
+    connected: mpsc::Sender<RTCPeerConnectionState>,
+    received: mpsc::Sender<Received>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.connected.try_send(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let received = self.received.clone();
+        tokio::spawn(async move {
+            let track_id = track.track_id().await.to_string();
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(p) = event
+                    && let Ok(packet) = p.marshal()
+                {
+                    let _ = received.send(Received { track_id: track_id.clone(), packet: packet.freeze() }).await;
+                }
+            }
+        });
+    }
+}
+
+/// A webrtc-rs peer connection with VP8 and Opus.
+pub struct RsPeer {
+    pub pc: Box<dyn PeerConnection>,
+    gathered: mpsc::Receiver<()>,
+    pub state: mpsc::Receiver<RTCPeerConnectionState>,
+    pub received: mpsc::Receiver<Received>,
+}
+
+impl RsPeer {
+    pub async fn new() -> RsPeer {
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs().expect("codecs");
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine).expect("interceptors");
+        let (gtx, gathered) = mpsc::channel(4);
+        let (ctx, state) = mpsc::channel(32);
+        let (rtx, received) = mpsc::channel(100_000);
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler { gathered: gtx, connected: ctx, received: rtx }))
+            .with_runtime(webrtc::runtime::default_runtime().expect("tokio runtime"))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await
+            .expect("peer connection");
+        RsPeer { pc: Box::new(pc), gathered, state, received }
+    }
+
+    /// Add a send track; returns it for `write_rtp`.
+    pub async fn add_track(
+        &self,
+        kind: RtpCodecKind,
+        mime: &str,
+        clock_rate: u32,
+        channels: u16,
+        ssrc: u32,
+    ) -> Arc<TrackLocalStaticRTP> {
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("stream-{kind}"),
+            format!("track-{kind}"),
+            format!("label-{kind}"),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec: RTCRtpCodec {
+                    mime_type: mime.to_owned(),
+                    clock_rate,
+                    channels,
+                    sdp_fmtp_line: String::new(),
+                    rtcp_feedback: vec![],
+                },
+                ..Default::default()
+            }],
+        )));
+        self.pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.expect("add track");
+        track
+    }
+
+    /// Create an offer and wait for ICE gathering (the SDP then carries the candidates).
+    pub async fn offer(&mut self) -> String {
+        let offer = self.pc.create_offer(None).await.expect("create offer");
+        self.pc.set_local_description(offer).await.expect("set local");
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.gathered.recv()).await;
+        self.pc.local_description().await.expect("local description").sdp
+    }
+
+    pub async fn accept_answer(&self, sdp: String) {
+        let answer = RTCSessionDescription::answer(sdp).expect("answer SDP");
+        self.pc.set_remote_description(answer).await.expect("set remote answer");
+    }
+
+    /// Answer a server offer.
+    pub async fn answer(&mut self, sdp: String) -> String {
+        let offer = RTCSessionDescription::offer(sdp).expect("offer SDP");
+        self.pc.set_remote_description(offer).await.expect("set remote offer");
+        let answer = self.pc.create_answer(None).await.expect("create answer");
+        self.pc.set_local_description(answer).await.expect("set local");
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.gathered.recv()).await;
+        self.pc.local_description().await.expect("local description").sdp
+    }
+
+    /// Wait until the peer connection is connected.
+    pub async fn connected(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.state.recv()).await {
+                Ok(Some(RTCPeerConnectionState::Connected)) => return true,
+                Ok(Some(_)) => continue,
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Write raw RTP bytes to a webrtc-rs track.
+pub async fn write(track: &TrackLocalStaticRTP, packet: &[u8]) {
+    let mut buf = bytes::BytesMut::from(packet);
+    let p = rtc::rtp::Packet::unmarshal(&mut buf).expect("valid RTP");
+    track.write_rtp(p).await.expect("write RTP");
+}
+
+/// Write a synthetic audio packet, moving its audio level into the extension ID webrtc-rs
+/// negotiated (a real client uses the negotiated ID, not the synthetic packet's).
+pub async fn write_audio(track: &TrackLocalStaticRTP, packet: &[u8]) {
+    use rtc::rtp::extension::HeaderExtension;
+    use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+    let level = switchboard::rtp::RtpHeader::parse(packet)
+        .ok()
+        .and_then(|h| h.audio_level(packet, switchboard::client::synthetic::AUDIO_LEVEL_EXT));
+    let mut buf = bytes::BytesMut::from(packet);
+    let mut p = rtc::rtp::Packet::unmarshal(&mut buf).expect("valid RTP");
+    p.header.extension = false;
+    p.header.extensions.clear();
+    p.header.extensions_padding = 0;
+    let exts: Vec<HeaderExtension> = level
+        .map(|(level, voice)| HeaderExtension::AudioLevel(AudioLevelExtension { level, voice }))
+        .into_iter()
+        .collect();
+    track.write_rtp_with_extensions(p, &exts).await.expect("write RTP");
+}
