@@ -83,8 +83,43 @@ pub struct Peer {
     pub by_mid: HashMap<Mid, SubscriptionId>,
     /// Events seen while draining after a write, handled by the worker afterwards.
     pub events: VecDeque<Event>,
+    /// The TWCC (delay-based) estimate toward this peer.
     pub estimate_bps: Option<u64>,
+    /// A loss-based cap on the estimate: what was delivered while losses were high, and when.
+    pub loss_cap: Option<(u64, Instant)>,
+    /// Bytes sent at the last stats report, and when.
+    pub last_tx: Option<(u64, Instant)>,
     pub connected: bool,
+}
+
+/// Losses above this make the delivered rate a cap on the estimate (GCC's loss-based part).
+pub const LOSS_CAP_THRESHOLD: f32 = 0.05;
+/// How long a loss-based cap holds after its last confirmation.
+pub const LOSS_CAP_HOLD: Duration = Duration::from_secs(2);
+
+impl Peer {
+    /// The estimate to allocate with: the delay-based one, capped by recent loss.
+    pub fn effective_estimate(&self, now: Instant) -> Option<u64> {
+        let cap = self.loss_cap.filter(|(_, at)| now.saturating_duration_since(*at) < LOSS_CAP_HOLD).map(|(c, _)| c);
+        match (self.estimate_bps, cap) {
+            (Some(e), Some(c)) => Some(e.min(c)),
+            (e, c) => e.or(c),
+        }
+    }
+
+    /// Take a stats report: when the transport feedback shows heavy loss, cap the estimate at
+    /// what actually got through.
+    pub fn on_peer_stats(&mut self, bytes_tx: u64, loss: Option<f32>, at: Instant) {
+        let previous = self.last_tx.replace((bytes_tx, at));
+        let (Some((prev_bytes, prev_at)), Some(loss)) = (previous, loss) else { return };
+        let dt = at.saturating_duration_since(prev_at).as_secs_f64();
+        if dt <= 0.0 || loss <= LOSS_CAP_THRESHOLD {
+            return;
+        }
+        let sent_bps = bytes_tx.saturating_sub(prev_bytes) as f64 * 8.0 / dt;
+        let delivered = sent_bps * f64::from(1.0 - loss.min(1.0));
+        self.loss_cap = Some(((delivered * 0.9) as u64, at));
+    }
 }
 
 impl Peer {
@@ -99,6 +134,7 @@ impl Peer {
             .enable_vp8(true)
             .enable_h264(true)
             .enable_bwe(Some(settings.initial_bitrate))
+            .set_stats_interval(Some(Duration::from_millis(200)))
             .set_dtls_cert(settings.cert.clone())
             .set_local_ice_credentials(creds)
             .build(now);
@@ -122,6 +158,8 @@ impl Peer {
             by_mid: HashMap::new(),
             events: VecDeque::new(),
             estimate_bps: None,
+            loss_cap: None,
+            last_tx: None,
             connected: false,
         }
     }
@@ -229,5 +267,34 @@ mod tests {
         let t = random_token(24);
         assert_eq!(t.len(), 24);
         assert!(t.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}
+
+#[cfg(test)]
+mod loss_tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        let settings = RtcSettings {
+            cert: dtls_certificate().expect("certificate"),
+            candidates: vec!["127.0.0.1:9".parse().expect("addr")],
+            initial_bitrate: Bitrate::kbps(1000),
+        };
+        let (tx, _rx) = mpsc::channel(1);
+        Peer::new(&settings, SessionId::next(), tx, Instant::now())
+    }
+
+    #[test]
+    fn heavy_loss_caps_the_estimate_at_what_was_delivered() {
+        let t0 = Instant::now();
+        let mut p = peer();
+        p.estimate_bps = Some(1_500_000);
+        p.on_peer_stats(0, Some(0.0), t0);
+        // 100 kB in a second (800 kbit/s) with 50 % loss: 400 kbit/s got through.
+        p.on_peer_stats(100_000, Some(0.5), t0 + Duration::from_secs(1));
+        assert_eq!(p.effective_estimate(t0 + Duration::from_secs(1)), Some(360_000));
+        // Light loss does not cap; the cap expires.
+        p.on_peer_stats(200_000, Some(0.01), t0 + Duration::from_secs(2));
+        assert_eq!(p.effective_estimate(t0 + Duration::from_millis(3500)), Some(1_500_000));
     }
 }

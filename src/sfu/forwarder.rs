@@ -296,7 +296,9 @@ impl<S: Copy> TrackForwarder<S> {
         let mut wanted = [false; MAX_LAYERS];
         for sub in &mut self.subs {
             if let Some(sel) = sub.selector.as_mut() {
-                sel.update_target(statuses);
+                if let Some(t) = sel.update_target(now, statuses) {
+                    tracing::debug!(subscription = sub.id, target = t, congested = sel.congested(), "layer target");
+                }
                 if let Some(layer) = sel.poll_keyframe_request(now) {
                     wanted[usize::from(layer)] = true;
                 }
@@ -308,6 +310,19 @@ impl<S: Copy> TrackForwarder<S> {
                 keyframes.push(layer);
             }
         }
+    }
+
+    /// The bitrate of the layer above the one a subscription receives (or of its current layer
+    /// when it is on the top active layer): what its bandwidth estimator should probe for.
+    pub fn next_layer_bitrate(&mut self, now: Instant, subscription: u64) -> u64 {
+        let statuses = self.layer_statuses(now);
+        let count = self.layers.len();
+        let current = self.subs.iter().find(|s| s.id == subscription).and_then(Subscription::layer);
+        let Some(current) = current.map(usize::from) else {
+            return statuses[..count].iter().map(|l| l.bitrate_bps).max().unwrap_or(0);
+        };
+        let next = (current + 1..count).find(|&i| statuses[i].active).unwrap_or(current);
+        statuses[next].bitrate_bps
     }
 
     /// Layer changes since the last call.
@@ -524,6 +539,30 @@ mod tests {
         let mut kf = Vec::new();
         f.tick(t0, &mut kf);
         assert!(kf.is_empty());
+    }
+
+    #[test]
+    fn next_layer_bitrate_is_one_step_up() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+        let mut p = Publisher::new();
+        f.add_subscription(spec(1, low()));
+        for i in 0..30 {
+            let now = t0 + Duration::from_millis(33 * i);
+            round(&mut f, &mut p, now, [i == 1; 3]);
+            let mut kf = Vec::new();
+            f.tick(now, &mut kf);
+        }
+        let now = t0 + Duration::from_secs(1);
+        assert_eq!(f.subscriptions()[0].layer(), Some(0));
+        let rates = f.layer_statuses(now);
+        assert!(rates[1].bitrate_bps > 0);
+        assert_eq!(f.next_layer_bitrate(now, 1), rates[1].bitrate_bps, "probe for the middle layer");
+        assert_eq!(
+            f.next_layer_bitrate(now, 99),
+            rates.iter().map(|l| l.bitrate_bps).max().unwrap_or(0),
+            "unknown: the top"
+        );
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! maximum height), its share of the available bandwidth, and the layers the publisher is sending
 //! now. A switch happens only at a keyframe of the target layer; while one is wanted, a keyframe
 //! is requested (at most once per layer per second).
+//!
+//! Under congestion (the current layer no longer fits the bandwidth) the current layer stops at
+//! once: pushing more of it into a full link only delays the lower layer's keyframe. A switch
+//! the subscriber asked for keeps the current layer flowing until the keyframe, so the picture
+//! never freezes. Upgrades that bandwidth allows must hold for `UPGRADE_HOLD` first, so a brief
+//! overshoot of the estimate does not cause a switch up and straight back down.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +17,14 @@ pub const MAX_LAYERS: usize = 4;
 /// Minimum time between keyframe requests for the same layer.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 /// Headroom needed before moving up a layer on bandwidth grounds (avoids flapping).
-const UPGRADE_HEADROOM: f64 = 1.15;
+pub const UPGRADE_HEADROOM: f64 = 1.15;
+/// The current layer is kept while its rate is at most this much over the share (rates of a
+/// layer swing with keyframes and content).
+const KEEP_TOLERANCE: f64 = 1.1;
+/// The current layer is stopped at once (congestion) when its rate is this much over the share.
+const CONGESTION_FACTOR: f64 = 1.25;
+/// How long the bandwidth must allow a higher layer before switching up to it.
+pub const UPGRADE_HOLD: Duration = Duration::from_secs(1);
 
 /// What the publisher is sending on one layer, as seen by the forwarder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,11 +64,26 @@ pub struct SimulcastSelector {
     current: Option<u8>,
     target: Option<u8>,
     last_request: [Option<Instant>; MAX_LAYERS],
+    /// A bandwidth-driven upgrade waiting out `UPGRADE_HOLD`.
+    pending_upgrade: Option<(u8, Instant)>,
+    /// The target is below what the wish allows because of bandwidth.
+    limited_by_bandwidth: bool,
+    /// The current layer does not fit the bandwidth: stop forwarding it.
+    congested: bool,
 }
 
 impl SimulcastSelector {
     pub fn new(wish: LayerWish) -> Self {
-        Self { wish, available_bps: None, current: None, target: None, last_request: [None; MAX_LAYERS] }
+        Self {
+            wish,
+            available_bps: None,
+            current: None,
+            target: None,
+            last_request: [None; MAX_LAYERS],
+            pending_upgrade: None,
+            limited_by_bandwidth: false,
+            congested: false,
+        }
     }
 
     pub fn current(&self) -> Option<u8> {
@@ -79,17 +107,46 @@ impl SimulcastSelector {
         self.available_bps = bps;
     }
 
+    /// Whether the current layer is being held back because it does not fit the bandwidth.
+    pub fn congested(&self) -> bool {
+        self.congested
+    }
+
     /// Recompute the target from the layers' status. Returns the new target when it changed.
-    pub fn update_target(&mut self, layers: &[LayerStatus]) -> Option<u8> {
-        let new = self.choose(layers);
-        if new != self.target && new.is_some() {
-            self.target = new;
-            return new;
+    pub fn update_target(&mut self, now: Instant, layers: &[LayerStatus]) -> Option<u8> {
+        let chosen = self.choose(layers, self.available_bps)?;
+        // An upgrade that only bandwidth held back must be allowed for a while before it
+        // happens; one the subscriber asked for happens at once.
+        if self.target.is_some_and(|t| chosen > t) && self.limited_by_bandwidth {
+            match self.pending_upgrade {
+                Some((layer, since)) if layer == chosen && now.saturating_duration_since(since) >= UPGRADE_HOLD => {}
+                Some((layer, _)) if layer == chosen => return None,
+                _ => {
+                    self.pending_upgrade = Some((chosen, now));
+                    return None;
+                }
+            }
+        }
+        self.pending_upgrade = None;
+        self.limited_by_bandwidth = self.choose(layers, None).is_some_and(|wished| wished > chosen);
+        // The current layer no longer fits the bandwidth: it stops until the switch.
+        self.congested = match (self.current, self.available_bps) {
+            (Some(c), Some(avail)) => {
+                chosen < c
+                    && layers
+                        .get(usize::from(c))
+                        .is_some_and(|l| l.bitrate_bps as f64 > avail as f64 * CONGESTION_FACTOR)
+            }
+            _ => false,
+        };
+        if Some(chosen) != self.target {
+            self.target = Some(chosen);
+            return Some(chosen);
         }
         None
     }
 
-    fn choose(&self, layers: &[LayerStatus]) -> Option<u8> {
+    fn choose(&self, layers: &[LayerStatus], available_bps: Option<u64>) -> Option<u8> {
         let fits_wish = |i: usize, l: &LayerStatus| {
             self.wish.max_layer.is_none_or(|m| i <= usize::from(m))
                 && (l.height == 0 || self.wish.max_height.is_none_or(|h| l.height <= h))
@@ -97,11 +154,15 @@ impl SimulcastSelector {
         let active: Vec<usize> = (0..layers.len().min(MAX_LAYERS)).filter(|&i| layers[i].active).collect();
         let lowest_active = *active.first()?;
         let wished: Vec<usize> = active.iter().copied().filter(|&i| fits_wish(i, &layers[i])).collect();
-        let fits_bandwidth = |i: usize| match self.available_bps {
+        let fits_bandwidth = |i: usize| match available_bps {
             None => true,
             Some(avail) => {
                 let need = layers[i].bitrate_bps as f64;
-                let headroom = if self.current.is_some_and(|c| usize::from(c) >= i) { 1.0 } else { UPGRADE_HEADROOM };
+                let headroom = match self.current.map(usize::from) {
+                    Some(c) if c == i => 1.0 / KEEP_TOLERANCE,
+                    Some(c) if c > i => 1.0,
+                    _ => UPGRADE_HEADROOM,
+                };
                 need == 0.0 || need * headroom <= avail as f64
             }
         };
@@ -113,11 +174,12 @@ impl SimulcastSelector {
 
     /// Decide about one packet (the hot path: a few comparisons).
     pub fn on_packet(&mut self, layer: u8, keyframe_start: bool) -> Decision {
-        if Some(layer) == self.current {
-            Decision::Forward { switched: false }
-        } else if Some(layer) == self.target && keyframe_start {
+        if Some(layer) == self.target && self.current != self.target && keyframe_start {
             self.current = Some(layer);
+            self.congested = false;
             Decision::Forward { switched: true }
+        } else if Some(layer) == self.current && !self.congested {
+            Decision::Forward { switched: false }
         } else {
             Decision::Drop
         }
@@ -158,8 +220,13 @@ mod tests {
     #[test]
     fn target_follows_wish_bandwidth_and_availability() {
         let mut s = SimulcastSelector::new(LayerWish::default());
-        let target = |s: &mut SimulcastSelector, l: [LayerStatus; 3]| {
-            s.update_target(&l);
+        // Each step is `UPGRADE_HOLD` apart: held upgrades have matured by the second call.
+        let mut now = Instant::now();
+        let mut target = |s: &mut SimulcastSelector, l: [LayerStatus; 3]| {
+            now += UPGRADE_HOLD;
+            s.update_target(now, &l);
+            now += UPGRADE_HOLD;
+            s.update_target(now, &l);
             s.target()
         };
         assert_eq!(target(&mut s, layers([true; 3])), Some(2));
@@ -175,20 +242,21 @@ mod tests {
         s.set_available_bandwidth(None);
         assert_eq!(target(&mut s, layers([true, true, false])), Some(1), "top layer stopped");
         assert_eq!(target(&mut s, layers([false, false, true])), Some(2), "only the top is left");
-        assert_eq!(s.update_target(&layers([false; 3])), None, "no change when nothing is active");
+        assert_eq!(s.update_target(Instant::now(), &layers([false; 3])), None, "no change when nothing is active");
         assert_eq!(s.target(), Some(2));
     }
 
     #[test]
     fn switches_only_at_a_keyframe_of_the_target() {
+        let t0 = Instant::now();
         let mut s = SimulcastSelector::new(LayerWish { max_layer: Some(0), max_height: None });
-        s.update_target(&layers([true; 3]));
+        s.update_target(t0, &layers([true; 3]));
         assert_eq!(s.on_packet(0, false), Decision::Drop, "no keyframe yet");
         assert_eq!(s.on_packet(0, true), Decision::Forward { switched: true });
         assert_eq!(s.on_packet(0, false), Decision::Forward { switched: false });
         assert_eq!(s.on_packet(1, true), Decision::Drop);
         s.set_wish(LayerWish::default());
-        s.update_target(&layers([true; 3]));
+        s.update_target(t0, &layers([true; 3]));
         assert_eq!(s.on_packet(2, false), Decision::Drop, "target layer, but not a keyframe");
         assert_eq!(s.on_packet(0, false), Decision::Forward { switched: false }, "keep the current layer meanwhile");
         assert_eq!(s.on_packet(2, true), Decision::Forward { switched: true });
@@ -200,14 +268,69 @@ mod tests {
     fn keyframe_requests_are_throttled_per_layer() {
         let t0 = Instant::now();
         let mut s = SimulcastSelector::new(LayerWish::default());
-        s.update_target(&layers([true; 3]));
+        s.update_target(t0, &layers([true; 3]));
         assert_eq!(s.poll_keyframe_request(t0), Some(2));
         assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(500)), None);
-        s.update_target(&layers([true, true, false]));
+        s.update_target(t0, &layers([true, true, false]));
         assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(600)), Some(1), "another layer is not throttled");
         assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(1599)), None);
         assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(1600)), Some(1));
         s.on_packet(1, true);
         assert_eq!(s.poll_keyframe_request(t0 + Duration::from_secs(5)), None, "no request once switched");
+    }
+
+    #[test]
+    fn congestion_stops_the_current_layer_at_once_but_a_wish_does_not() {
+        let t0 = Instant::now();
+        let mut s = SimulcastSelector::new(LayerWish::default());
+        s.update_target(t0, &layers([true; 3]));
+        s.on_packet(2, true);
+        // The subscriber asks for the low layer: the high one keeps flowing until the keyframe.
+        s.set_wish(LayerWish { max_layer: Some(0), max_height: None });
+        s.update_target(t0, &layers([true; 3]));
+        assert!(!s.congested());
+        assert_eq!(s.on_packet(2, false), Decision::Forward { switched: false });
+        // Back to the high layer; then the bandwidth collapses under it.
+        s.set_wish(LayerWish::default());
+        s.update_target(t0, &layers([true; 3]));
+        // A little short of the current layer's rate: keep it.
+        s.set_available_bandwidth(Some(1_400_000));
+        s.update_target(t0, &layers([true; 3]));
+        assert_eq!(s.target(), Some(2), "within the tolerance");
+        // Somewhat short: move down, but keep the picture until the lower keyframe.
+        s.set_available_bandwidth(Some(1_300_000));
+        s.update_target(t0, &layers([true; 3]));
+        assert_eq!(s.target(), Some(1));
+        assert!(!s.congested());
+        assert_eq!(s.on_packet(2, false), Decision::Forward { switched: false });
+        // Far short: the current layer stops at once.
+        s.set_available_bandwidth(Some(600_000));
+        s.update_target(t0, &layers([true; 3]));
+        assert_eq!(s.target(), Some(1));
+        assert!(s.congested());
+        assert_eq!(s.on_packet(2, false), Decision::Drop, "the layer that does not fit stops");
+        assert_eq!(s.on_packet(1, true), Decision::Forward { switched: true });
+        assert!(!s.congested());
+    }
+
+    #[test]
+    fn bandwidth_upgrades_wait_but_wished_ones_do_not() {
+        let t0 = Instant::now();
+        let mut s = SimulcastSelector::new(LayerWish::default());
+        s.set_available_bandwidth(Some(200_000));
+        s.update_target(t0, &layers([true; 3]));
+        assert_eq!(s.target(), Some(0));
+        s.on_packet(0, true);
+        // Bandwidth recovers: the upgrade waits UPGRADE_HOLD.
+        s.set_available_bandwidth(Some(5_000_000));
+        assert_eq!(s.update_target(t0 + Duration::from_millis(100), &layers([true; 3])), None);
+        assert_eq!(s.update_target(t0 + Duration::from_millis(900), &layers([true; 3])), None);
+        assert_eq!(s.update_target(t0 + Duration::from_millis(1100), &layers([true; 3])), Some(2));
+        // A wished upgrade is immediate.
+        let mut w = SimulcastSelector::new(LayerWish { max_layer: Some(0), max_height: None });
+        w.set_available_bandwidth(Some(5_000_000));
+        w.update_target(t0, &layers([true; 3]));
+        w.set_wish(LayerWish::default());
+        assert_eq!(w.update_target(t0, &layers([true; 3])), Some(2));
     }
 }

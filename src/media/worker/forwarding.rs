@@ -21,6 +21,18 @@ use std::time::Instant;
 
 /// Room for one datagram in the egress arena.
 const DATAGRAM_ROOM: usize = 1600;
+/// Part of a subscriber's estimate that video may use (the rest absorbs RTCP, retransmissions,
+/// padding and estimate noise).
+const VIDEO_SHARE_OF_ESTIMATE: f64 = 0.85;
+/// Bandwidth set aside per audio subscription.
+const AUDIO_RESERVE_BPS: u64 = 60_000;
+
+/// The estimate at which `video_bps` of layers could be upgraded to (the inverse of the share
+/// arithmetic in `share_bandwidth` and the selector's upgrade headroom): what probing aims for.
+pub(super) fn estimate_needed_for(video_bps: u64, audio: usize) -> u64 {
+    let with_headroom = video_bps as f64 * crate::sfu::simulcast::UPGRADE_HEADROOM;
+    ((with_headroom + (AUDIO_RESERVE_BPS * audio as u64) as f64) / VIDEO_SHARE_OF_ESTIMATE) as u64
+}
 
 impl Worker {
     pub(super) fn on_datagram(&mut self, idx: usize, data: Bytes, now: Instant) {
@@ -278,25 +290,30 @@ impl Worker {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let video: Vec<(TrackId, SubscriptionId)> = c
+            let subscribed: Vec<(TrackId, SubscriptionId)> = c
                 .flows
                 .values()
                 .filter_map(|f| match f {
                     Flow::Subscribe { track, subscription } => Some((*track, *subscription)),
                     Flow::Publish { .. } => None,
                 })
-                .filter(|(t, _)| self.tracks.get(t).is_some_and(|t| codec_of(t).kind() == MediaKind::Video))
                 .collect();
-            self.share_bandwidth(estimate, &video);
+            let is_video = |t: &TrackId| self.tracks.get(t).is_some_and(|t| codec_of(t).kind() == MediaKind::Video);
+            let video: Vec<_> = subscribed.iter().copied().filter(|(t, _)| is_video(t)).collect();
+            let audio = subscribed.len() - video.len();
+            self.share_bandwidth(estimate, &video, audio);
         }
     }
 
-    /// Split `estimate` evenly among the video subscriptions of one subscriber.
-    pub(super) fn share_bandwidth(&mut self, estimate: Option<u64>, video: &[(TrackId, SubscriptionId)]) {
+    /// Split a subscriber's estimate among its video subscriptions: what is left after its audio
+    /// and a margin for RTCP, retransmissions and padding, evenly.
+    pub(super) fn share_bandwidth(&mut self, estimate: Option<u64>, video: &[(TrackId, SubscriptionId)], audio: usize) {
         if video.is_empty() {
             return;
         }
-        let share = estimate.map(|e| e / video.len() as u64);
+        let budget = estimate
+            .map(|e| ((e as f64 * VIDEO_SHARE_OF_ESTIMATE) as u64).saturating_sub(AUDIO_RESERVE_BPS * audio as u64));
+        let share = budget.map(|b| b / video.len() as u64);
         for (track, sub) in video {
             if let Some(t) = self.tracks.get_mut(track) {
                 t.forwarder.set_bandwidth(sub.0, share);

@@ -28,8 +28,10 @@ use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output};
 
 const MAX_UDP: usize = 2048;
-/// Bandwidth a subscriber should be able to probe up to, beyond what it receives now.
-const PROBE_HEADROOM_BPS: u64 = 500_000;
+/// Probing goes a little beyond what the next layers need, so an upgrade's threshold is reached
+/// (and not overshot by much: the further the estimate runs ahead of what is sent, the slower
+/// it falls at a new bottleneck).
+const PROBE_MARGIN: f64 = 1.1;
 
 impl Worker {
     pub(super) fn drain_rtc_socket(&mut self) {
@@ -124,7 +126,12 @@ impl Worker {
                     }
                 }
                 Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                    tracing::trace!(worker = self.index, peer = idx, estimate = estimate.as_u64(), "TWCC estimate");
                     peer.estimate_bps = Some(estimate.as_u64());
+                }
+                Event::PeerStats(stats) => {
+                    peer.on_peer_stats(stats.peer_bytes_tx, stats.egress_loss_fraction, stats.timestamp);
+                    tracing::trace!(worker = self.index, peer = idx, loss = ?stats.egress_loss_fraction, cap = ?peer.loss_cap.map(|c| c.0), "peer stats");
                 }
                 Event::Connected => peer.connected = true,
                 Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -181,7 +188,8 @@ impl Worker {
         if let Some(level) = level {
             buf.put_u16(0xBEDE);
             buf.put_u16(1);
-            buf.put_u8((ext_id.unwrap_or(1) << 4) | 0);
+            // One-byte header extension: ID, then length - 1 (the level is one byte).
+            buf.put_u8(ext_id.unwrap_or(1) << 4);
             buf.put_u8(if vad { 0x80 } else { 0 } | level);
             buf.put_u16(0);
         }
@@ -411,23 +419,26 @@ impl Worker {
                 .filter(|(_, b)| b.codec.kind() == MediaKind::Video)
                 .map(|(s, b)| (b.track, *s))
                 .collect();
-            let estimate = peer.estimate_bps;
+            let audio = peer.tx.len() - video.len();
+            let estimate = peer.effective_estimate(now);
             if video.is_empty() {
                 continue;
             }
-            // Desired: what the best layers of everything subscribed would take, plus headroom
-            // so the estimator keeps probing upward after a dip.
+            // Desired: what the next layer up of each subscription would take (probing one step
+            // at a time keeps probes from flooding a constrained link).
             let mut wanted = 0;
-            for (t, _) in &video {
+            for (t, sub) in &video {
                 if let Some(t) = self.tracks.get_mut(t) {
-                    wanted += t.forwarder.layer_statuses(now).iter().map(|l| l.bitrate_bps).max().unwrap_or(0);
+                    wanted += t.forwarder.next_layer_bitrate(now, sub.0);
                 }
             }
             if let Some(peer) = self.out.peers[idx].as_mut() {
-                peer.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(wanted + PROBE_HEADROOM_BPS));
+                let desired = (super::forwarding::estimate_needed_for(wanted, audio) as f64 * PROBE_MARGIN) as u64;
+                peer.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+                tracing::debug!(worker = self.index, peer = idx, estimate = ?estimate, wanted, "WebRTC bandwidth");
             }
             drive(&mut self.out, idx, now);
-            self.share_bandwidth(estimate, &video);
+            self.share_bandwidth(estimate, &video, audio);
         }
     }
 
@@ -527,10 +538,11 @@ pub(super) fn write_rtp(
             write = write.vp8_patch(patch);
         }
     }
-    let mut api = peer.rtc.direct_api();
-    let Some(tx) = api.stream_tx(&ssrc) else { return };
-    tx.write_rtp(write);
-    drop(api);
+    {
+        let mut api = peer.rtc.direct_api();
+        let Some(tx) = api.stream_tx(&ssrc) else { return };
+        tx.write_rtp(write);
+    }
     out.rtc_counters.packets_out[kind].inc();
     out.rtc_counters.bytes_out[kind].inc_by(len);
     drive(out, idx, now);

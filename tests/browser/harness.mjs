@@ -1,0 +1,191 @@
+// Shared helpers for the real-browser tests: a switchboard server process on loopback, Debian's
+// chromium driven by playwright-core, and the demo page.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+export function switchboardBin() {
+  if (process.env.SWITCHBOARD_BIN) return process.env.SWITCHBOARD_BIN;
+  const target = process.env.CARGO_TARGET_DIR ?? join(root, "target");
+  return join(target, "debug", "switchboard");
+}
+
+/** Start `switchboard serve` with its data in a temp dir; resolves when it is ready. */
+export async function startServer({ env = {}, listenIp = "127.0.0.1" } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "sb-browser-"));
+  const child = spawn(switchboardBin(), ["serve"], {
+    cwd: dir,
+    env: {
+      ...process.env,
+      RUST_LOG: process.env.SB_SERVER_LOG ?? "warn",
+      SWITCHBOARD__SERVER__DATA_DIR: join(dir, "data"),
+      SWITCHBOARD__HTTP__LISTEN: `${listenIp}:0`,
+      SWITCHBOARD__QUIC__LISTEN: `${listenIp}:0`,
+      SWITCHBOARD__WEBRTC__LISTEN_IP: listenIp,
+      SWITCHBOARD__WEBRTC__PORT_START: "0",
+      SWITCHBOARD__DEV__TOKEN_ENDPOINT: "true",
+      SWITCHBOARD__SERVER__SHUTDOWN_GRACE_SECONDS: "1",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const line = await new Promise((resolveLine, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error("server did not become ready")), 60_000);
+    child.stdout.on("data", (chunk) => {
+      buf += chunk;
+      const ready = buf.split("\n").find((l) => l.startsWith("switchboard ready"));
+      if (ready) {
+        clearTimeout(timer);
+        resolveLine(ready);
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  const endpoint = line.split(" ")[2];
+  const quic = /quic=(\S+)/.exec(line)[1];
+  const ca = resolve(dir, /\(trust ([^;]+);/.exec(line)[1]);
+  const connectionString = readFileSync(join(dir, "data", "connection-string"), "utf8").trim();
+  return {
+    dir,
+    endpoint,
+    quic,
+    ca,
+    connectionString,
+    async metric(name) {
+      const text = await fetchText(`${endpoint}metrics`);
+      const l = text.split("\n").find((x) => x.startsWith(name + " ") || x.startsWith(name + "{") && x.split(" ")[0] === name);
+      return l ? Number(l.split(" ").pop()) : 0;
+    },
+    async metricsText() {
+      return fetchText(`${endpoint}metrics`);
+    },
+    async devToken() {
+      return JSON.parse(await fetchText(`${endpoint}dev/token`, "POST"));
+    },
+    stop() {
+      child.kill("SIGTERM");
+      return new Promise((r) => child.on("exit", r));
+    },
+  };
+}
+
+/** HTTPS request to the test server (its certificate is self-signed). */
+async function fetchText(url, method = "GET") {
+  const { request } = await import("node:https");
+  return new Promise((resolveBody, reject) => {
+    const req = request(url, { method, rejectUnauthorized: false }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolveBody(body));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Debian's chromium, headless, with a fake camera and microphone. */
+export async function launchBrowser({ executablePath = "/usr/bin/chromium", extraArgs = [] } = {}) {
+  return chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--use-fake-device-for-media-stream",
+      "--use-fake-ui-for-media-stream",
+      "--allow-loopback-in-peer-connection",
+      "--disable-features=WebRtcHideLocalIpsWithMdns",
+      "--ignore-certificate-errors",
+      "--autoplay-policy=no-user-gesture-required",
+      ...extraArgs,
+    ],
+  });
+}
+
+/** Open the demo page in a fresh context, get a dev token, join `group`. */
+export async function joinDemo(browser, endpoint, group, { subscribe = true } = {}) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  page.on("console", (m) => {
+    if (process.env.SB_BROWSER_LOG) console.log(`[page] ${m.text()}`);
+  });
+  const url = `${endpoint}#group=${group}${subscribe ? "" : "&subscribe=0"}`;
+  // A browser started right after its network came up may see that as a network change and
+  // abort the first navigation; that is the test set-up, not the server.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.goto(url);
+      break;
+    } catch (e) {
+      if (attempt >= 3 || !String(e).includes("ERR_NETWORK_CHANGED")) throw e;
+      await sleep(500);
+    }
+  }
+  await page.click("#dev-token");
+  await page.waitForFunction(() => document.getElementById("token").value.length > 20);
+  await page.click("#join-button");
+  await page.waitForFunction(() => window.demo.joined === true, null, { timeout: 30_000 });
+  return page;
+}
+
+/** Fresh stats of the page's video (or audio) subscriptions. */
+export function subscriptionStats(page, kind) {
+  return page.evaluate(async (k) => Object.values(await window.demo.sb.stats()).filter((s) => s.kind === k), kind);
+}
+
+/** Poll `check` (async, returns truthy when done) until it holds or `timeoutMs` passes. */
+export async function waitUntil(check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Start sampling the page's video receiver every 50 ms (framesDecoded, frameWidth). */
+export async function startSampler(page) {
+  await page.evaluate(() => {
+    const sb = window.demo.sb;
+    const sub = [...sb.subscriptions.values()].find((s) => s.kind === "video" && s.receiver);
+    window.samples = [];
+    window.sampler = setInterval(async () => {
+      const report = await sub.receiver.getStats();
+      for (const s of report.values()) {
+        if (s.type === "inbound-rtp") window.samples.push({ t: performance.now(), decoded: s.framesDecoded ?? 0, width: s.frameWidth ?? 0 });
+      }
+    }, 50);
+  });
+}
+
+/** The samples so far, and the longest time frames stopped being decoded (ms). */
+export async function samples(page) {
+  const s = await page.evaluate(() => window.samples);
+  let longest = 0;
+  let lastChange = s.length ? s[0].t : 0;
+  for (let i = 1; i < s.length; i++) {
+    if (s[i].decoded > s[i - 1].decoded) lastChange = s[i].t;
+    longest = Math.max(longest, s[i].t - lastChange);
+  }
+  return { samples: s, longestFreezeMs: longest };
+}
+
+/** Click a layer button ("auto", "low", "medium", "high") on the first remote tile. */
+export async function chooseLayer(page, label) {
+  await page.click(`figure.tile[data-participant] button[data-layer="${label}"]`);
+}

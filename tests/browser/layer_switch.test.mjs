@@ -1,0 +1,39 @@
+// A subscriber asks for the low layer, then the high one: the decoded frame width follows, and
+// frames keep being decoded across each switch (no freeze longer than 1 s).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { startServer, launchBrowser, joinDemo, subscriptionStats, waitUntil, sleep, startSampler, samples, chooseLayer } from "./harness.mjs";
+
+test("switching layers changes frameWidth without freezing", async () => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  try {
+    const group = randomUUID();
+    await joinDemo(browser, server.endpoint, group);
+    const sub = await joinDemo(browser, server.endpoint, group);
+    const width = async () => (await subscriptionStats(sub, "video"))[0]?.frameWidth ?? 0;
+    await waitUntil(async () => (await width()) === 1280, 30_000, "the high layer by default");
+    await startSampler(sub);
+    await sleep(1000);
+
+    await chooseLayer(sub, "low");
+    await waitUntil(async () => (await width()) === 320, 10_000, "frameWidth 320 after choosing low");
+    await sleep(2000);
+    await chooseLayer(sub, "high");
+    await waitUntil(async () => (await width()) === 1280, 10_000, "frameWidth 1280 after choosing high");
+    await sleep(2000);
+
+    const { samples: s, longestFreezeMs } = await samples(sub);
+    const widths = [...new Set(s.map((x) => x.width))];
+    assert.ok(widths.includes(320) && widths.includes(1280), `widths seen: ${widths}`);
+    assert.ok(longestFreezeMs < 1000, `longest freeze ${Math.round(longestFreezeMs)} ms`);
+    const decoded = s.at(-1).decoded - s[0].decoded;
+    assert.ok(decoded > 80, `frames decoded across the switches: ${decoded}`);
+    assert.ok((await server.metric("switchboard_layer_switches_total{direction=\"down\"}")) >= 1);
+    assert.ok((await server.metric("switchboard_layer_switches_total{direction=\"up\"}")) >= 1);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});

@@ -1,0 +1,34 @@
+// Two browser pages join a group call through the demo page; each publishes its fake camera
+// (three simulcast layers) and microphone, and decodes the other's video and receives its audio.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { startServer, launchBrowser, joinDemo, subscriptionStats, waitUntil, sleep } from "./harness.mjs";
+
+test("two pages see and hear each other", async () => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  try {
+    const group = randomUUID();
+    const a = await joinDemo(browser, server.endpoint, group);
+    const b = await joinDemo(browser, server.endpoint, group);
+    for (const [name, page] of [["A", a], ["B", b]]) {
+      const video = await waitUntil(async () => {
+        const v = await subscriptionStats(page, "video");
+        return v.length === 1 && v[0].framesDecoded > 10 && v[0].frameWidth > 0 ? v[0] : null;
+      }, 30_000, `page ${name} decoding video`);
+      const before = video.framesDecoded;
+      await sleep(2000);
+      const [after] = await subscriptionStats(page, "video");
+      assert.ok(after.framesDecoded > before + 20, `page ${name}: frames keep being decoded (${before} -> ${after.framesDecoded})`);
+      assert.ok(after.frameWidth > 0);
+      const [audio] = await subscriptionStats(page, "audio");
+      assert.ok(audio, `page ${name} has an audio subscription`);
+      assert.ok(audio.packetsReceived > 50, `page ${name} receives audio packets (${audio.packetsReceived})`);
+      assert.ok(audio.totalSamplesReceived > 0, `page ${name} decodes audio`);
+    }
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
