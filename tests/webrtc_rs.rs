@@ -3,12 +3,15 @@
 
 mod common;
 
-use common::media::{TestServer, group, now_us};
+use common::media::{TestServer, contiguous, group, now_us};
 use common::webrtc::{RsPeer, Signal, write, write_audio};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::time::Duration;
+use switchboard::client::ClientEvent;
 use switchboard::client::synthetic::{SyntheticAudio, SyntheticVideo, read_marker};
-use switchboard::signaling::messages::{ClientMessage, ServerMessage};
+use switchboard::sfu::packet::{Codec, MediaKind};
+use switchboard::signaling::messages::{ClientMessage, ErrorCode, ServerMessage};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 
 /// Join over WebSocket with a fresh identity.
 async fn ws_join(ts: &TestServer, g: &str) -> Signal {
@@ -102,5 +105,249 @@ async fn webrtc_rs_publishes_and_subscribes_through_the_sfu() {
     }
     assert!(got_audio >= 60, "audio packets received by webrtc-rs: {got_audio}");
     assert!(got_video >= 40, "video packets received by webrtc-rs: {got_video}");
+    ts.stop().await;
+}
+
+/// A webrtc-rs publisher joined to a call, with its published tracks.
+struct RsPublisher {
+    _sig: Signal,
+    /// Kept alive for the duration of the test (dropping it closes the peer connection).
+    _peer: RsPeer,
+    video: std::sync::Arc<TrackLocalStaticRTP>,
+    audio: std::sync::Arc<TrackLocalStaticRTP>,
+    /// (track ID, kind, codec) as the server published them.
+    tracks: Vec<(u64, MediaKind, Codec)>,
+    answer_sdp: String,
+}
+
+async fn rs_publisher(ts: &TestServer, g: &str, mut peer: RsPeer, video_mime: &str) -> RsPublisher {
+    let mut sig = ws_join(ts, g).await;
+    let video = peer.add_track(RtpCodecKind::Video, video_mime, 90_000, 0, 0x1111).await;
+    let audio = peer.add_track(RtpCodecKind::Audio, "audio/opus", 48_000, 2, 0x2222).await;
+    let offer = peer.offer().await;
+    let ServerMessage::Answer { sdp, .. } = sig.request(ClientMessage::Offer { sdp: offer }).await else {
+        panic!("answer")
+    };
+    peer.accept_answer(sdp.clone()).await;
+    let mut tracks = Vec::new();
+    while tracks.len() < 2 {
+        match sig.wait_for(Duration::from_secs(5), |m| matches!(m, ServerMessage::Published { .. })).await {
+            Some(ServerMessage::Published { track_id, kind, codec, .. }) => {
+                tracks.push((track_id, kind.expect("kind"), codec.expect("codec")));
+            }
+            other => panic!("expected published tracks, got {other:?}"),
+        }
+    }
+    assert!(peer.connected(Duration::from_secs(10)).await, "publisher connects");
+    RsPublisher { _sig: sig, _peer: peer, video, audio, tracks, answer_sdp: sdp }
+}
+
+async fn rs_subscriber(ts: &TestServer, g: &str, mut peer: RsPeer, tracks: &[u64]) -> (Signal, RsPeer) {
+    let mut sig = ws_join(ts, g).await;
+    for track in tracks {
+        let r =
+            sig.request(ClientMessage::Subscribe { track_id: *track, preferred_layer: None, max_height: None }).await;
+        assert!(matches!(r, ServerMessage::Subscribed { .. }), "{r:?}");
+    }
+    assert!(answer_offers(&mut sig, &mut peer, Duration::from_secs(2)).await >= 1);
+    assert!(peer.connected(Duration::from_secs(10)).await, "subscriber connects");
+    (sig, peer)
+}
+
+/// Received RTP packets grouped by the server's track names (`t<trackId>`).
+async fn drain(peer: &mut RsPeer, limit: Duration) -> std::collections::HashMap<String, Vec<bytes::Bytes>> {
+    let mut out: std::collections::HashMap<String, Vec<bytes::Bytes>> = Default::default();
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Some(r)) = tokio::time::timeout_at(deadline, peer.received.recv()).await {
+        out.entry(r.track_id).or_default().push(r.packet);
+    }
+    out
+}
+
+/// A QUIC client and webrtc-rs peers in one call: media crosses transports both ways, with
+/// payload types mapped to what each WebRTC peer negotiated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_and_webrtc_exchange_media_with_payload_types_mapped() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    // QUIC publisher, deliberately on payload type 100 for VP8.
+    let (quic, _) = ts.joined(&g).await;
+    let qvideo = quic.publish(MediaKind::Video, Codec::Vp8, vec![]).await.expect("publish");
+    let qaudio = quic.publish(MediaKind::Audio, Codec::Opus, vec![]).await.expect("publish");
+    let (_sub_sig, mut subscriber) =
+        rs_subscriber(&ts, &g, RsPeer::new().await, &[qvideo.track_id, qaudio.track_id]).await;
+    let mut vgen = SyntheticVideo::new(40, &[(320, 180, 200_000)]);
+    let mut agen = SyntheticAudio::new(41);
+    for i in 0..75u32 {
+        if i % 2 == 0 {
+            for p in vgen.frame(0, i % 20 == 0, now_us()) {
+                let mut p = p.to_vec();
+                p[1] = (p[1] & 0x80) | 100;
+                quic.send_rtp(&qvideo, 0, p.into()).expect("send");
+            }
+        }
+        quic.send_rtp(&qaudio, 0, agen.packet(30, now_us())).expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = drain(&mut subscriber, Duration::from_secs(1)).await;
+    let video = &got[&format!("t{}", qvideo.track_id)];
+    let audio = &got[&format!("t{}", qaudio.track_id)];
+    assert!(video.len() >= 30, "webrtc-rs got the QUIC client's video: {}", video.len());
+    assert!(audio.len() >= 50, "webrtc-rs got the QUIC client's audio: {}", audio.len());
+    let pts: std::collections::HashSet<u8> = video.iter().map(|p| p[1] & 0x7f).collect();
+    assert_eq!(pts.len(), 1);
+    assert_ne!(
+        pts.iter().next(),
+        Some(&100),
+        "VP8 arrives on the payload type webrtc-rs negotiated, not the publisher's"
+    );
+    assert!(video.iter().all(|p| read_marker(p).is_some_and(|m| m.layer == 0)));
+    assert!(contiguous(video.iter().map(|p| u16::from_be_bytes([p[2], p[3]]))), "no holes");
+
+    // webrtc-rs publisher → QUIC subscriber.
+    let publisher = rs_publisher(&ts, &g, RsPeer::new().await, "video/VP8").await;
+    let mut quic = quic;
+    let video_track = publisher.tracks.iter().find(|t| t.1 == MediaKind::Video).expect("video").0;
+    let sub = quic.subscribe(video_track, None, None).await.expect("subscribe");
+    let mut vgen = SyntheticVideo::new(0x1111, &[(640, 360, 300_000)]);
+    for i in 0..30u32 {
+        for p in vgen.frame(0, i % 10 == 0, now_us()) {
+            write(&publisher.video, &p).await;
+        }
+        tokio::time::sleep(Duration::from_millis(33)).await;
+    }
+    let mut frames = Vec::new();
+    while let Some(ev) = quic.next_event_timeout(Duration::from_millis(500)).await {
+        if let ClientEvent::Rtp { subscription, packet } = ev
+            && subscription == sub.subscription_id
+        {
+            frames.push(read_marker(&packet).expect("marker").frame);
+        }
+    }
+    assert!(frames.len() >= 20, "the QUIC client got webrtc-rs video: {}", frames.len());
+    drop(publisher);
+    ts.stop().await;
+}
+
+/// H.264 end to end: a webrtc-rs publisher offering only H.264, a webrtc-rs subscriber; the SFU
+/// starts the subscriber at an IDR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_is_forwarded_from_an_idr_on() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let publisher = rs_publisher(&ts, &g, RsPeer::h264_only().await, "video/H264").await;
+    let (video, _, codec) = *publisher.tracks.iter().find(|t| t.1 == MediaKind::Video).expect("video");
+    assert_eq!(codec, Codec::H264, "the track was published as H.264");
+    let (_sig, mut subscriber) = rs_subscriber(&ts, &g, RsPeer::h264_only().await, &[video]).await;
+    // Single-NAL-unit packets: an IDR (type 5) every 15 frames, non-IDR slices (type 1) between.
+    for i in 0..60u32 {
+        let nal: u8 = if i % 15 == 5 { 0x65 } else { 0x41 };
+        let mut payload = vec![nal];
+        payload.extend_from_slice(&i.to_be_bytes());
+        payload.resize(400, 0x11);
+        let rtp = switchboard::rtp::RtpBuilder {
+            payload_type: 102,
+            seq: i as u16,
+            timestamp: i * 3000,
+            ssrc: 0x1111,
+            marker: true,
+            extensions: vec![],
+        };
+        write(&publisher.video, &rtp.build(&payload)).await;
+        tokio::time::sleep(Duration::from_millis(33)).await;
+    }
+    let got = drain(&mut subscriber, Duration::from_secs(1)).await;
+    let packets = &got[&format!("t{video}")];
+    let first = switchboard::rtp::RtpHeader::parse(&packets[0]).expect("rtp");
+    assert_eq!(packets[0][first.payload.start] & 0x1f, 5, "the first packet forwarded is an IDR");
+    assert!(packets.len() >= 40, "H.264 packets received: {}", packets.len());
+    drop(publisher);
+    ts.stop().await;
+}
+
+/// Garbage on the WebRTC media port and malformed signaling are dropped and counted; an ongoing
+/// call is not disturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_media_and_signaling_do_not_disturb_a_call() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let publisher = rs_publisher(&ts, &g, RsPeer::new().await, "video/VP8").await;
+    let audio = publisher.tracks.iter().find(|t| t.1 == MediaKind::Audio).expect("audio").0;
+    let (_sig, mut subscriber) = rs_subscriber(&ts, &g, RsPeer::new().await, &[audio]).await;
+    let ufrag = publisher
+        .answer_sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("the server's ufrag")
+        .trim()
+        .to_owned();
+    let mut agen = SyntheticAudio::new(0x2222);
+    let mut send_audio = |n: usize| {
+        let track = publisher.audio.clone();
+        let packets: Vec<_> = (0..n).map(|_| agen.packet(30, now_us())).collect();
+        async move {
+            for p in packets {
+                write_audio(&track, &p).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    send_audio(25).await;
+    let before = drain(&mut subscriber, Duration::from_millis(300)).await.values().map(Vec::len).sum::<usize>();
+    assert!(before >= 15, "audio flows before the garbage: {before}");
+
+    // Garbage to every worker's media port, from an address no peer uses.
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut stun_wrong_integrity = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    stun_wrong_integrity.extend_from_slice(&[7; 12]);
+    let user = format!("{ufrag}:evil");
+    let mut attr = vec![0x00, 0x06, 0x00, user.len() as u8];
+    attr.extend_from_slice(user.as_bytes());
+    attr.resize(attr.len().div_ceil(4) * 4, 0);
+    attr.extend_from_slice(&[0x00, 0x08, 0x00, 0x14]);
+    attr.extend_from_slice(&[0xab; 20]);
+    stun_wrong_integrity[2..4].copy_from_slice(&(attr.len() as u16).to_be_bytes());
+    stun_wrong_integrity.extend_from_slice(&attr);
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![0xff; 100],                                            // not STUN, DTLS, RTP or RTCP
+        vec![0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 9],                // a truncated DTLS record
+        vec![0x80, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xde, 0xad], // RTP from nobody
+        vec![0x80, 200, 0, 1, 1, 2, 3],                             // RTCP from nobody
+        stun_wrong_integrity,                                       // names a real peer but fails its integrity check
+    ];
+    for addr in ts.server.webrtc_addrs() {
+        for g in &garbage {
+            for _ in 0..5 {
+                junk.send_to(g, addr).expect("send");
+            }
+        }
+    }
+    // Malformed signaling on the publisher's and a bystander's sessions.
+    let mut bystander = ws_join(&ts, &g).await;
+    bystander.send_text("{not json").await;
+    bystander.send_text(r#"{"type":"warp"}"#).await;
+    bystander.send_text(r#"{"type":"subscribe"}"#).await;
+    let pong = bystander.request(ClientMessage::Ping {}).await;
+    assert!(matches!(pong, ServerMessage::Pong { .. }), "the session survives malformed messages");
+    let errors = bystander
+        .events
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Error { code: ErrorCode::BadRequest, .. }))
+        .count();
+    assert_eq!(errors, 3, "one error per malformed message: {:?}", bystander.events);
+    // An oversized message ends only that session.
+    bystander.send_text(&"x".repeat(100_000)).await;
+    assert!(bystander.closed(Duration::from_secs(5)).await, "the oversized sender is disconnected");
+
+    send_audio(50).await;
+    let after = drain(&mut subscriber, Duration::from_millis(500)).await.values().map(Vec::len).sum::<usize>();
+    assert!(after >= 40, "the call goes on: {after} audio packets after the garbage");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for reason in ["malformed_udp", "unknown_source"] {
+        let v = ts.metric(&format!("switchboard_media_drops_total{{reason=\"{reason}\"}}")).await;
+        assert!(v >= 5.0, "{reason}: {v}");
+    }
+    assert!(ts.metric("switchboard_signaling_messages_total{result=\"malformed\"}").await >= 3.0);
+    drop(publisher);
     ts.stop().await;
 }

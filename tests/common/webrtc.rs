@@ -80,6 +80,20 @@ impl Signal {
         }
     }
 
+    /// Whether the server closes the socket within `limit` (messages before the close are read
+    /// and dropped).
+    pub async fn closed(&mut self, limit: Duration) -> bool {
+        self.events.clear();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     /// Wait for a message matching `pred` (others are kept).
     pub async fn wait_for(
         &mut self,
@@ -167,6 +181,33 @@ impl RsPeer {
     pub async fn new() -> RsPeer {
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs().expect("codecs");
+        Self::with_engine(media_engine).await
+    }
+
+    /// A peer whose only video codec is H.264 (packetization mode 1, constrained baseline).
+    pub async fn h264_only() -> RsPeer {
+        use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+        let mut media_engine = MediaEngine::default();
+        let codec = |mime: &str, clock_rate, channels, fmtp: &str| RTCRtpCodec {
+            mime_type: mime.to_owned(),
+            clock_rate,
+            channels,
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback: vec![],
+        };
+        let h264 =
+            codec("video/H264", 90_000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f");
+        media_engine
+            .register_codec(RTCRtpCodecParameters { rtp_codec: h264, payload_type: 102 }, RtpCodecKind::Video)
+            .expect("H.264");
+        let opus = codec("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1");
+        media_engine
+            .register_codec(RTCRtpCodecParameters { rtp_codec: opus, payload_type: 111 }, RtpCodecKind::Audio)
+            .expect("Opus");
+        Self::with_engine(media_engine).await
+    }
+
+    async fn with_engine(mut media_engine: MediaEngine) -> RsPeer {
         let registry = register_default_interceptors(Registry::new(), &mut media_engine).expect("interceptors");
         let (gtx, gathered) = mpsc::channel(4);
         let (ctx, state) = mpsc::channel(32);
