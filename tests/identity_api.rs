@@ -235,3 +235,31 @@ async fn ops_endpoints_need_no_signature() {
     assert_eq!(status, 401);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn demo_page_and_sdk_are_served_and_dev_tokens_are_off_unless_enabled() {
+    let (_dir, running, api) = start().await;
+    let (status, page) = api.get_public("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("/demo.js"), "the demo page loads its script: {page}");
+    let sdk = api.client.get(format!("{}/switchboard.js", api.cs.endpoint)).send().await.expect("request sent");
+    assert_eq!(sdk.status().as_u16(), 200);
+    assert_eq!(sdk.headers()["access-control-allow-origin"], "*", "pages on other origins may import the SDK");
+    assert!(sdk.text().await.expect("body").contains("export class Switchboard"));
+    let off = api.client.post(format!("{}/dev/token", api.cs.endpoint)).send().await.expect("request sent");
+    assert_eq!(off.status().as_u16(), 404, "the dev token endpoint is off by default");
+    running.stop().await;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = test_config(dir.path());
+    config.dev.token_endpoint = true;
+    let running = server::start(config).await.expect("server starts");
+    let api = Api::new(&running.connection_string(), &std::fs::read(&running.trust_cert).expect("CA"));
+    let on = api.client.post(format!("{}/dev/token", api.cs.endpoint)).send().await.expect("request sent");
+    assert_eq!(on.status().as_u16(), 200);
+    let body: serde_json::Value = on.json().await.expect("json");
+    assert!(body["identity"].as_str().expect("identity").starts_with("8:acs:"));
+    let token = body["token"].as_str().expect("token");
+    assert!(running.token_verifier().verify(token, Action::JoinCall, now()).is_ok(), "a voip token");
+    running.stop().await;
+}

@@ -17,8 +17,16 @@ pub async fn index() -> impl IntoResponse {
     asset("text/html; charset=utf-8", INDEX)
 }
 
+/// The SDK is public code; pages on other origins may import it as a module.
 pub async fn sdk() -> impl IntoResponse {
-    asset("text/javascript; charset=utf-8", SDK)
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        SDK,
+    )
 }
 
 pub async fn demo() -> impl IntoResponse {

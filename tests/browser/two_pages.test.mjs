@@ -26,6 +26,17 @@ test("two pages see and hear each other", async () => {
       assert.ok(audio, `page ${name} has an audio subscription`);
       assert.ok(audio.packetsReceived > 50, `page ${name} receives audio packets (${audio.packetsReceived})`);
       assert.ok(audio.totalSamplesReceived > 0, `page ${name} decodes audio`);
+      const sending = await page.evaluate(async () => {
+        const report = await window.demo.sb.pc.getStats();
+        const out = { rids: [], ciphers: [] };
+        for (const s of report.values()) {
+          if (s.type === "outbound-rtp" && s.kind === "video" && s.packetsSent > 0) out.rids.push(s.rid);
+          if (s.type === "transport" && s.srtpCipher) out.ciphers.push(s.srtpCipher);
+        }
+        return out;
+      });
+      assert.deepEqual(sending.rids.sort(), ["f", "h", "q"], `page ${name} sends three simulcast layers`);
+      assert.ok(sending.ciphers.length > 0 && sending.ciphers.every((c) => c.includes("GCM")), `page ${name}: DTLS-SRTP uses AES-GCM (${sending.ciphers})`);
     }
   } finally {
     await browser.close();
