@@ -330,19 +330,6 @@ impl Client {
     }
 }
 
-/// The id a response carries, if the message is a response.
-fn response_id(msg: &ServerMessage) -> Option<u64> {
-    match msg {
-        ServerMessage::Joined { id, .. }
-        | ServerMessage::Published { id, .. }
-        | ServerMessage::Subscribed { id, .. }
-        | ServerMessage::Ok { id }
-        | ServerMessage::Pong { id }
-        | ServerMessage::Error { id, .. } => *id,
-        _ => None,
-    }
-}
-
 async fn read_signaling(
     mut recv: quinn::RecvStream,
     pending: Pending,
@@ -372,7 +359,7 @@ async fn read_signaling(
         if let ServerMessage::TrackUnpublished { track_id, .. } = &msg {
             shared.lock().expect("client state lock").forget_track(*track_id);
         }
-        let waiter = response_id(&msg).and_then(|id| pending.lock().expect("pending map lock").remove(&id));
+        let waiter = msg.response_id().and_then(|id| pending.lock().expect("pending map lock").remove(&id));
         match waiter {
             Some(tx) => {
                 let _ = tx.send(msg);

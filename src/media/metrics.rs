@@ -131,12 +131,58 @@ impl MediaMetrics {
     }
 }
 
-/// One worker's local counters for one transport.
+/// Packets and bytes in and out of one transport on one worker, by kind (`[audio, video]`).
+pub struct TrafficCounters {
+    packets_in: [LocalIntCounter; 2],
+    bytes_in: [LocalIntCounter; 2],
+    packets_out: [LocalIntCounter; 2],
+    bytes_out: [LocalIntCounter; 2],
+}
+
+impl TrafficCounters {
+    pub fn new(m: &MediaMetrics, transport: &str) -> Self {
+        let pair = |vec: &IntCounterVec, direction: &str| -> [LocalIntCounter; 2] {
+            [
+                vec.with_label_values(&[direction, "audio", transport]).local(),
+                vec.with_label_values(&[direction, "video", transport]).local(),
+            ]
+        };
+        Self {
+            packets_in: pair(&m.packets, "in"),
+            bytes_in: pair(&m.bytes, "in"),
+            packets_out: pair(&m.packets, "out"),
+            bytes_out: pair(&m.bytes, "out"),
+        }
+    }
+
+    /// One packet of `bytes` received; `kind` from `kind_index`.
+    pub fn received(&mut self, kind: usize, bytes: usize) {
+        self.packets_in[kind].inc();
+        self.bytes_in[kind].inc_by(bytes as u64);
+    }
+
+    /// One packet of `bytes` sent; `kind` from `kind_index`.
+    pub fn sent(&mut self, kind: usize, bytes: usize) {
+        self.packets_out[kind].inc();
+        self.bytes_out[kind].inc_by(bytes as u64);
+    }
+
+    pub fn flush(&mut self) {
+        for c in self
+            .packets_in
+            .iter_mut()
+            .chain(self.bytes_in.iter_mut())
+            .chain(self.packets_out.iter_mut())
+            .chain(self.bytes_out.iter_mut())
+        {
+            c.flush();
+        }
+    }
+}
+
+/// One worker's local counters: QUIC traffic and the forwarding counters of every transport.
 pub struct WorkerCounters {
-    pub packets_in: [LocalIntCounter; 2],
-    pub bytes_in: [LocalIntCounter; 2],
-    pub packets_out: [LocalIntCounter; 2],
-    pub bytes_out: [LocalIntCounter; 2],
+    pub traffic: TrafficCounters,
     pub forwarded: [LocalIntCounter; 2],
     drops: Vec<LocalIntCounter>,
     pub nacks_received: LocalIntCounter,
@@ -161,17 +207,8 @@ pub fn kind_index(kind: crate::sfu::packet::MediaKind) -> usize {
 
 impl WorkerCounters {
     pub fn new(m: &MediaMetrics, transport: &str) -> Self {
-        let pair = |vec: &IntCounterVec, direction: &str| -> [LocalIntCounter; 2] {
-            [
-                vec.with_label_values(&[direction, "audio", transport]).local(),
-                vec.with_label_values(&[direction, "video", transport]).local(),
-            ]
-        };
         Self {
-            packets_in: pair(&m.packets, "in"),
-            bytes_in: pair(&m.bytes, "in"),
-            packets_out: pair(&m.packets, "out"),
-            bytes_out: pair(&m.bytes, "out"),
+            traffic: TrafficCounters::new(m, transport),
             forwarded: [
                 m.forwarded.with_label_values(&["audio"]).local(),
                 m.forwarded.with_label_values(&["video"]).local(),
@@ -196,15 +233,8 @@ impl WorkerCounters {
 
     /// Publish the local counts to the shared registry.
     pub fn flush(&mut self) {
-        for c in self
-            .packets_in
-            .iter_mut()
-            .chain(self.bytes_in.iter_mut())
-            .chain(self.packets_out.iter_mut())
-            .chain(self.bytes_out.iter_mut())
-            .chain(self.forwarded.iter_mut())
-            .chain(self.drops.iter_mut())
-        {
+        self.traffic.flush();
+        for c in self.forwarded.iter_mut().chain(self.drops.iter_mut()) {
             c.flush();
         }
         for c in [
@@ -226,10 +256,7 @@ impl WorkerCounters {
 
 /// One worker's local counters for the WebRTC transport.
 pub struct RtcCounters {
-    pub packets_in: [LocalIntCounter; 2],
-    pub bytes_in: [LocalIntCounter; 2],
-    pub packets_out: [LocalIntCounter; 2],
-    pub bytes_out: [LocalIntCounter; 2],
+    pub traffic: TrafficCounters,
     drops: Vec<LocalIntCounter>,
 }
 
@@ -254,17 +281,8 @@ const RTC_DROP_NAMES: [&str; 5] =
 
 impl RtcCounters {
     pub fn new(m: &MediaMetrics) -> Self {
-        let pair = |vec: &IntCounterVec, direction: &str| -> [LocalIntCounter; 2] {
-            [
-                vec.with_label_values(&[direction, "audio", "webrtc"]).local(),
-                vec.with_label_values(&[direction, "video", "webrtc"]).local(),
-            ]
-        };
         Self {
-            packets_in: pair(&m.packets, "in"),
-            bytes_in: pair(&m.bytes, "in"),
-            packets_out: pair(&m.packets, "out"),
-            bytes_out: pair(&m.bytes, "out"),
+            traffic: TrafficCounters::new(m, "webrtc"),
             drops: RTC_DROP_NAMES.iter().map(|r| m.drops.with_label_values(&[r]).local()).collect(),
         }
     }
@@ -274,14 +292,8 @@ impl RtcCounters {
     }
 
     pub fn flush(&mut self) {
-        for c in self
-            .packets_in
-            .iter_mut()
-            .chain(self.bytes_in.iter_mut())
-            .chain(self.packets_out.iter_mut())
-            .chain(self.bytes_out.iter_mut())
-            .chain(self.drops.iter_mut())
-        {
+        self.traffic.flush();
+        for c in &mut self.drops {
             c.flush();
         }
     }

@@ -300,6 +300,20 @@ pub fn parse_client(bytes: &[u8]) -> Result<ClientEnvelope, MalformedMessage> {
 }
 
 impl ServerMessage {
+    /// The request `id` this message answers, if it is a response.
+    pub fn response_id(&self) -> Option<u64> {
+        match self {
+            ServerMessage::Joined { id, .. }
+            | ServerMessage::Published { id, .. }
+            | ServerMessage::Subscribed { id, .. }
+            | ServerMessage::Answer { id, .. }
+            | ServerMessage::Ok { id }
+            | ServerMessage::Pong { id }
+            | ServerMessage::Error { id, .. } => *id,
+            _ => None,
+        }
+    }
+
     pub fn error(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
         ServerMessage::Error { id, code, message: message.into() }
     }

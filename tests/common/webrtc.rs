@@ -55,7 +55,7 @@ impl Signal {
         self.ws.send(Message::Text(text.into())).await.expect("send");
         loop {
             let msg = self.recv(Duration::from_secs(10)).await.expect("a response");
-            if response_id(&msg) == Some(id) {
+            if msg.response_id() == Some(id) {
                 return msg;
             }
             self.events.push_back(msg);
@@ -112,19 +112,6 @@ impl Signal {
             }
             self.events.push_back(m);
         }
-    }
-}
-
-fn response_id(msg: &ServerMessage) -> Option<u64> {
-    match msg {
-        ServerMessage::Joined { id, .. }
-        | ServerMessage::Published { id, .. }
-        | ServerMessage::Subscribed { id, .. }
-        | ServerMessage::Ok { id }
-        | ServerMessage::Pong { id }
-        | ServerMessage::Answer { id, .. }
-        | ServerMessage::Error { id, .. } => *id,
-        _ => None,
     }
 }
 

@@ -76,13 +76,11 @@ impl Worker {
         let Some(ol) = origin.layers.get_mut(usize::from(layer)) else { return };
         let quic = matches!(ol.source, LayerSource::Quic { .. });
         if quic {
-            self.out.counters.packets_in[k].inc();
-            self.out.counters.bytes_in[k].inc_by(pkt.data.len() as u64);
+            self.out.counters.traffic.received(k, pkt.data.len());
             ol.loss.on_packet(now, pkt.seq);
             ol.stats.on_packet(now, self.epoch, pkt.seq, pkt.timestamp, codec.clock_rate());
         } else {
-            self.out.rtc_counters.packets_in[k].inc();
-            self.out.rtc_counters.bytes_in[k].inc_by(pkt.data.len() as u64);
+            self.out.rtc_counters.traffic.received(k, pkt.data.len());
         }
         ol.ssrc = Some(pkt.ssrc);
         for (w, attached) in origin.sinks.iter().enumerate() {
@@ -391,15 +389,14 @@ fn send_rtp(out: &mut Outputs, sink: Sink, pkt: &MediaPacket, rw: &Rewrite, ssrc
             varint::write(flow, &mut out.arena);
             write_rewritten(pkt, rw, ssrc, &mut out.arena);
             let datagram = out.arena.split().freeze();
-            let len = datagram.len() as u64;
+            let len = datagram.len();
             match c.conn.datagrams().send(datagram, true) {
                 Ok(()) => {
                     if !c.dirty {
                         c.dirty = true;
                         out.dirty.push(conn);
                     }
-                    out.counters.packets_out[kind].inc();
-                    out.counters.bytes_out[kind].inc_by(len);
+                    out.counters.traffic.sent(kind, len);
                 }
                 Err(quinn_proto::SendDatagramError::TooLarge) => out.counters.drop(Drop::DatagramTooLarge),
                 Err(_) => out.counters.drop(Drop::DatagramUnsupported),

@@ -509,12 +509,12 @@ pub(super) fn write_rtp(
 ) {
     let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
     let Some(b) = peer.tx.get_mut(&subscription) else { return };
-    let (Some(ssrc), Some(pt), Some(payload)) = (b.ssrc, b.pt, pkt.shared_payload.clone()) else {
+    let (Some(ssrc), Some(pt), Some(payload)) = (b.ssrc, b.pt, pkt.shared_payload.as_ref()) else {
         out.rtc_counters.drop(RtcDrop::NotNegotiated);
         return;
     };
     let seq = SeqNo::from(b.seq.extend(rw.seq));
-    let len = payload.len() as u64;
+    let len = payload.len();
     let mut write = RtpWrite::new(pt, seq, rw.timestamp, now, payload.clone())
         .marker(pkt.marker)
         .nackable(b.codec.kind() == MediaKind::Video);
@@ -528,7 +528,7 @@ pub(super) fn write_rtp(
     }
     if let (Some(d), Some(pic)) = (&pkt.vp8, rw.picture_id)
         && d.picture_id.is_some()
-        && let Ok(desc) = str0m::rtp::Vp8Descriptor::parse(&payload)
+        && let Ok(desc) = str0m::rtp::Vp8Descriptor::parse(payload)
     {
         let mut patch = desc.patch().picture_id(pic);
         if let (Some(tl0), true) = (rw.tl0_pic_idx, d.tl0_pic_idx.is_some()) {
@@ -543,7 +543,6 @@ pub(super) fn write_rtp(
         let Some(tx) = api.stream_tx(&ssrc) else { return };
         tx.write_rtp(write);
     }
-    out.rtc_counters.packets_out[kind].inc();
-    out.rtc_counters.bytes_out[kind].inc_by(len);
+    out.rtc_counters.traffic.sent(kind, len);
     drive(out, idx, now);
 }
