@@ -5,8 +5,10 @@
 //! Rooms live in a `DashMap` by key. A room is created by its first joiner and removed when its
 //! last participant leaves; a join that races the removal retries on a fresh room.
 
+mod role;
 mod room;
 
+pub use role::{Capabilities, Role, Sources, TrackSource, UnknownRole};
 pub use room::{JoinRequest, Member, PublishRequest, Room, RoomError, TrackEntry};
 
 use crate::media::ids::{ParticipantId, RoomId};
