@@ -6,8 +6,10 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod calls;
 pub mod client;
 pub mod config;
+pub mod devices;
 pub mod https;
 pub mod identity;
 pub mod media;

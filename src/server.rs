@@ -4,7 +4,9 @@
 use crate::api::{self, Health, Services};
 use crate::auth::{HmacVerifier, TokenIssuer, TokenLifetime, TokenVerifier};
 use crate::bootstrap::{self, BootstrapError};
+use crate::calls::{CallMetrics, CallRegistry, CallSettings, LiveCalls};
 use crate::config::Config;
+use crate::devices::DeviceRegistry;
 use crate::identity::IdentityDirectory;
 use crate::media::metrics::MediaMetrics;
 use crate::media::plane::{MediaPlane, MediaSettings};
@@ -173,6 +175,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             webrtc_port_start: u16::try_from(config.webrtc.port_start.get()).unwrap_or(0),
             webrtc_public_ips: config.webrtc.public_ips.clone(),
             webrtc_initial_bitrate_bps: config.webrtc.initial_bitrate_kbps.get() * 1000,
+            command_queue: to_usize(config.media.command_queue.get()),
         },
         tls::server_config(certs, key, &[])?,
         &media_metrics,
@@ -187,12 +190,26 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         },
         RoomMetrics::new(metrics.registry()),
     ));
+    let devices = Arc::new(DeviceRegistry::new(metrics.registry()));
+    let calls = Arc::new(CallRegistry::new(
+        devices.clone(),
+        CallSettings {
+            ring_timeout: Duration::from_secs(config.calls.ring_timeout_seconds.get()),
+            max_targets: to_usize(config.calls.max_targets.get()),
+        },
+        CallMetrics::new(metrics.registry()),
+    ));
+    let live = Arc::new(LiveCalls::new(rooms.clone(), media.workers().to_vec()));
     let signaling_shutdown = CancellationToken::new();
     let signaling = Arc::new(SignalingContext {
         verifier: verifier.clone(),
         directory: directory.clone(),
         rooms,
         workers: media.workers().to_vec(),
+        live,
+        devices: devices.clone(),
+        calls,
+        resource_id: prepared.resource_id.clone(),
         join_limiter: JoinLimiter::new(u32::try_from(limits.joins_per_second_per_address.get()).unwrap_or(u32::MAX)),
         messages_per_second: u32::try_from(limits.messages_per_second_per_session.get()).unwrap_or(u32::MAX),
         shutdown: signaling_shutdown.clone(),
@@ -230,6 +247,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds.get());
     tasks.spawn(crate::https::serve(listener, tls_config, api::router(services.clone()), shutdown.clone(), grace));
     tasks.spawn(crate::signaling::quic_session::run_control(signaling, control_rx));
+    let identity_events = directory.subscribe();
+    tasks.spawn(crate::devices::run_revocation_fanout(devices, directory.clone(), identity_events, shutdown.clone()));
 
     let endpoint = endpoint_for(&config.http.public_url, https_addr);
     let connection_string_file = prepared.data_dir.join("connection-string");

@@ -6,7 +6,7 @@ use common::media::{Participant, TestServer, contiguous, group, subscribe};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use switchboard::sfu::packet::MediaKind;
-use switchboard::signaling::messages::{CallState, ErrorCode, ServerMessage};
+use switchboard::signaling::messages::{CallState, EndReason, ErrorCode, ServerMessage};
 
 /// Three participants, each publishing audio and 3-layer simulcast video; each subscribes to the
 /// other two. Everyone receives everyone else's streams without a single hole.
@@ -291,7 +291,7 @@ async fn tokens_are_checked_on_join_and_revocation_disconnects() {
         m,
         ServerMessage::CallStateChanged {
             state: CallState::Disconnected,
-            code: Some(ErrorCode::TokenRevoked),
+            code: Some(EndReason::TokenRevoked),
             reason: Some("the access token was revoked".into())
         }
     );
@@ -403,7 +403,7 @@ async fn graceful_stop_tells_clients() {
         notice,
         Some(ServerMessage::CallStateChanged {
             state: CallState::Disconnected,
-            code: Some(ErrorCode::ServerShutdown),
+            code: Some(EndReason::ServerShutdown),
             reason: Some("the server is shutting down".into())
         })
     );

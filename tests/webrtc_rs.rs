@@ -17,7 +17,15 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 async fn ws_join(ts: &TestServer, g: &str) -> Signal {
     let (_, token) = ts.identity(&["voip"]).await;
     let mut s = Signal::connect(&ts.server.endpoint, &ts.ca).await;
-    let r = s.request(ClientMessage::Join { token, group_id: Some(g.into()), display_name: None }).await;
+    let r = s
+        .request(ClientMessage::Join {
+            token: Some(token),
+            group_id: Some(g.into()),
+            room_id: None,
+            call_id: None,
+            display_name: None,
+        })
+        .await;
     assert!(matches!(r, ServerMessage::Joined { .. }), "{r:?}");
     s
 }
@@ -47,7 +55,7 @@ async fn webrtc_rs_publishes_and_subscribes_through_the_sfu() {
     let video = publisher.add_track(RtpCodecKind::Video, "video/VP8", 90_000, 0, 0x1111).await;
     let audio = publisher.add_track(RtpCodecKind::Audio, "audio/opus", 48_000, 2, 0x2222).await;
     let offer = publisher.offer().await;
-    let answer = pub_sig.request(ClientMessage::Offer { sdp: offer }).await;
+    let answer = pub_sig.request(ClientMessage::Offer { sdp: offer, sources: Default::default() }).await;
     let ServerMessage::Answer { sdp, .. } = answer else { panic!("expected an answer, got {answer:?}") };
     publisher.accept_answer(sdp).await;
     let mut tracks = Vec::new();
@@ -125,7 +133,9 @@ async fn rs_publisher(ts: &TestServer, g: &str, mut peer: RsPeer, video_mime: &s
     let video = peer.add_track(RtpCodecKind::Video, video_mime, 90_000, 0, 0x1111).await;
     let audio = peer.add_track(RtpCodecKind::Audio, "audio/opus", 48_000, 2, 0x2222).await;
     let offer = peer.offer().await;
-    let ServerMessage::Answer { sdp, .. } = sig.request(ClientMessage::Offer { sdp: offer }).await else {
+    let ServerMessage::Answer { sdp, .. } =
+        sig.request(ClientMessage::Offer { sdp: offer, sources: Default::default() }).await
+    else {
         panic!("answer")
     };
     peer.accept_answer(sdp.clone()).await;

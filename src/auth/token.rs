@@ -302,6 +302,11 @@ impl TokenVerifier {
         }
     }
 
+    /// How long after `exp` a token is still accepted.
+    pub fn leeway_secs(&self) -> i64 {
+        self.leeway_secs
+    }
+
     /// Verify `token` for `action` at `now` (unix seconds). Counts the result.
     pub fn verify(&self, token: &str, action: Action, now: i64) -> Result<VerifiedToken, TokenError> {
         let result = self.check(token, action, now);

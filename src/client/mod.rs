@@ -13,7 +13,8 @@ use crate::media::quic::ALPN;
 use crate::rtp::{rtcp, varint};
 use crate::sfu::packet::{Codec, MediaKind};
 use crate::signaling::messages::{
-    ClientEnvelope, ClientMessage, ErrorCode, LayerFlow, LayerRequest, ParticipantInfo, ServerMessage,
+    CallState, CapabilitiesInfo, ClientEnvelope, ClientMessage, ErrorCode, LayerFlow, LayerRequest, ParticipantInfo,
+    Role, ServerMessage, TrackSource,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use shared::Shared;
@@ -89,12 +90,25 @@ pub struct SubscriptionInfo {
     pub ssrc: u32,
 }
 
-/// The result of joining.
+/// The result of joining (a group call, a room, a call).
 #[derive(Debug, Clone)]
 pub struct Joined {
     pub participant_id: u64,
     pub room: String,
+    pub state: CallState,
+    /// A 1:1 call's ID.
+    pub call_id: Option<String>,
+    pub role: Option<Role>,
+    pub capabilities: CapabilitiesInfo,
     pub participants: Vec<ParticipantInfo>,
+}
+
+/// Where to join.
+#[derive(Debug, Clone)]
+pub enum Locator {
+    Group(String),
+    Room(String),
+    Call(String),
 }
 
 type Pending = Arc<Mutex<std::collections::HashMap<u64, oneshot::Sender<ServerMessage>>>>;
@@ -182,15 +196,63 @@ impl Client {
         self.signal.lock().await.write_all(bytes).await.map_err(|e| ClientError::Closed(e.to_string()))
     }
 
-    /// Join a group call.
-    pub async fn join_group(&self, token: &str, group_id: &str) -> Result<Joined, ClientError> {
-        let msg = ClientMessage::Join { token: token.into(), group_id: Some(group_id.into()), display_name: None };
+    /// Register this connection as a device of the token's identity (it can then be called, and
+    /// join without a token). Returns the identity's raw ID.
+    pub async fn register(&self, token: &str, display_name: Option<&str>) -> Result<String, ClientError> {
+        let msg = ClientMessage::Register { token: token.into(), display_name: display_name.map(str::to_owned) };
         match self.request(msg).await? {
-            ServerMessage::Joined { participant_id, room, participants, .. } => {
-                Ok(Joined { participant_id, room, participants })
-            }
+            ServerMessage::Registered { identity, .. } => Ok(identity),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
+    }
+
+    /// Join a group call.
+    pub async fn join_group(&self, token: &str, group_id: &str) -> Result<Joined, ClientError> {
+        self.join(Some(token), Locator::Group(group_id.into()), None).await
+    }
+
+    /// Join a call, a group call or a room; `token` may be left out once registered.
+    pub async fn join(
+        &self,
+        token: Option<&str>,
+        locator: Locator,
+        display_name: Option<&str>,
+    ) -> Result<Joined, ClientError> {
+        let (group_id, room_id, call_id) = match locator {
+            Locator::Group(g) => (Some(g), None, None),
+            Locator::Room(r) => (None, Some(r), None),
+            Locator::Call(c) => (None, None, Some(c)),
+        };
+        let msg = ClientMessage::Join {
+            token: token.map(str::to_owned),
+            group_id,
+            room_id,
+            call_id,
+            display_name: display_name.map(str::to_owned),
+        };
+        joined(self.request(msg).await?)
+    }
+
+    /// Call one or more identities (raw IDs). Returns the caller's side of the call, in state
+    /// `Connecting`; `callStateChanged` events follow (`Ringing`, `Connected`, `Disconnected`).
+    pub async fn start_call(&self, targets: &[&str]) -> Result<Joined, ClientError> {
+        let msg = ClientMessage::StartCall { targets: targets.iter().map(|t| (*t).to_owned()).collect() };
+        joined(self.request(msg).await?)
+    }
+
+    /// Answer a call ringing on this device.
+    pub async fn accept_call(&self, call_id: &str) -> Result<Joined, ClientError> {
+        joined(self.request(ClientMessage::AcceptCall { call_id: call_id.into() }).await?)
+    }
+
+    /// Decline a call ringing on this device.
+    pub async fn reject_call(&self, call_id: &str) -> Result<(), ClientError> {
+        self.request(ClientMessage::RejectCall { call_id: call_id.into() }).await.map(drop)
+    }
+
+    /// Hang up (for everyone: end a 1:1 call for all, or as a presenter a room's call).
+    pub async fn hang_up(&self, for_everyone: bool) -> Result<ServerMessage, ClientError> {
+        self.request(ClientMessage::HangUp { for_everyone }).await
     }
 
     /// Publish a track. `layers` lists simulcast layers lowest first (empty: one layer).
@@ -200,7 +262,18 @@ impl Client {
         codec: Codec,
         layers: Vec<LayerRequest>,
     ) -> Result<PublishedTrack, ClientError> {
-        let msg = ClientMessage::Publish { kind, codec, layers, audio_level_ext_id: Some(1) };
+        self.publish_source(kind, codec, layers, None).await
+    }
+
+    /// Publish a track that carries `source` (e.g. a screen share).
+    pub async fn publish_source(
+        &self,
+        kind: MediaKind,
+        codec: Codec,
+        layers: Vec<LayerRequest>,
+        source: Option<TrackSource>,
+    ) -> Result<PublishedTrack, ClientError> {
+        let msg = ClientMessage::Publish { kind, codec, layers, audio_level_ext_id: Some(1), source };
         match self.request(msg).await? {
             ServerMessage::Published { track_id, flows, .. } => {
                 let mut shared = self.shared.lock().expect("client state lock");
@@ -314,10 +387,9 @@ impl Client {
         self.conn.rtt()
     }
 
-    /// Leave the call and close the connection.
-    pub async fn leave(self) {
-        let _ = self.request(ClientMessage::Leave {}).await;
-        self.close().await;
+    /// Leave the call; the connection stays open (and registered).
+    pub async fn leave(&self) -> Result<(), ClientError> {
+        self.request(ClientMessage::Leave {}).await.map(drop)
     }
 
     /// Close the connection without leaving first.
@@ -327,6 +399,15 @@ impl Client {
             t.abort();
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+fn joined(msg: ServerMessage) -> Result<Joined, ClientError> {
+    match msg {
+        ServerMessage::Joined { participant_id, room, state, call_id, role, capabilities, participants, .. } => {
+            Ok(Joined { participant_id, room, state, call_id, role, capabilities, participants })
+        }
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
     }
 }
 

@@ -24,6 +24,7 @@ pub struct Config {
     pub webrtc: WebRtcSection,
     pub media: MediaSection,
     pub limits: LimitsSection,
+    pub calls: CallsSection,
     pub dev: DevSection,
 }
 
@@ -190,11 +191,34 @@ pub struct MediaSection {
     pub workers: Bounded<0, 255>,
     /// Most sessions one worker accepts.
     pub max_sessions_per_worker: Bounded<1, 1_000_000>,
+    /// Commands (state changes from signaling) queued per worker. When the queue is full a
+    /// change waits for room; it is never dropped.
+    pub command_queue: Bounded<1, 1_000_000>,
 }
 
 impl Default for MediaSection {
     fn default() -> Self {
-        Self { workers: Bounded::new_const(0), max_sessions_per_worker: Bounded::new_const(20_000) }
+        Self {
+            workers: Bounded::new_const(0),
+            max_sessions_per_worker: Bounded::new_const(20_000),
+            command_queue: Bounded::new_const(4096),
+        }
+    }
+}
+
+/// `[calls]`: calling a user (1:1 calls and small group rings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsSection {
+    /// How long a call rings before it ends with `NoAnswer`.
+    pub ring_timeout_seconds: Bounded<1, 600>,
+    /// Most identities one call may ring at once.
+    pub max_targets: Bounded<1, 100>,
+}
+
+impl Default for CallsSection {
+    fn default() -> Self {
+        Self { ring_timeout_seconds: Bounded::new_const(30), max_targets: Bounded::new_const(10) }
     }
 }
 

@@ -1,15 +1,20 @@
 //! The closed set of messages between the control plane and the media workers, and between
 //! workers. Every channel carrying them is bounded.
 
+use super::admission::Refusal;
 use super::ids::{RoomId, SessionId, SubscriptionId, TrackId};
+use crate::rooms::{Capabilities, TrackSource};
 use crate::sfu::packet::{Codec, MediaPacket};
 use crate::sfu::simulcast::LayerWish;
 use crate::signaling::messages::ServerMessage;
 use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot};
 
-/// Control plane → worker.
+/// Control plane → worker. Commands that change state (admissions, bindings, subscriptions,
+/// tracks) are sent with `WorkerHandle::send`, which waits for room in a full queue instead of
+/// dropping them; a worker applies commands in the order they were queued.
 #[derive(Debug)]
 pub enum Command {
     /// Write one signaling frame (already length-prefixed) to a session's signaling stream.
@@ -23,14 +28,33 @@ pub enum Command {
         code: u32,
         reason: String,
     },
-    /// A session on this worker publishes a track.
-    Publish(PublishSpec),
+    /// What a session may do in its room (from its role). Narrower capabilities than before prune
+    /// what it already has: publish bindings of sources it may no longer send, and (without
+    /// `receive`) its subscriptions.
+    Admit {
+        session: SessionId,
+        room: RoomId,
+        caps: Capabilities,
+    },
+    /// The session left its room: forget its admission, its publish bindings and subscriptions.
+    Dismiss {
+        session: SessionId,
+    },
+    /// A session on this worker publishes a track (refused unless its admission allows it).
+    Publish {
+        spec: PublishSpec,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
     /// Drop a track on this worker: its origin state, mirror and local subscriptions.
     RemoveTrack {
         track: TrackId,
     },
-    /// A session on this worker subscribes to a track (published on `origin`).
-    Subscribe(SubscribeSpec),
+    /// A session on this worker subscribes to a track (published on `origin`); refused unless
+    /// its admission allows receiving in the track's room.
+    Subscribe {
+        spec: SubscribeSpec,
+        reply: oneshot::Sender<Result<(), SubscribeRefusal>>,
+    },
     Unsubscribe {
         session: SessionId,
         subscription: SubscriptionId,
@@ -42,15 +66,23 @@ pub enum Command {
         subscription: SubscriptionId,
         wish: LayerWish,
     },
+    /// Stop (or resume) forwarding a track published on this worker (server-side mute).
+    SetMuted {
+        track: TrackId,
+        muted: bool,
+    },
     /// A WebSocket session will use WebRTC on this worker; worker events go to `inbox`.
     WebRtcOpen {
         session: SessionId,
         inbox: mpsc::Sender<SessionInput>,
     },
     /// The client's SDP offer; the reply carries the answer and the media it offers to send.
+    /// Sending media lines the session's admission does not allow are answered `inactive`.
     WebRtcOffer {
         session: SessionId,
         sdp: String,
+        /// What the client says each media line carries (by mid; default from the kind).
+        sources: HashMap<String, TrackSource>,
         reply: oneshot::Sender<Result<OfferAccepted, String>>,
     },
     /// The client's SDP answer to the server's last offer.
@@ -59,8 +91,21 @@ pub enum Command {
         sdp: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Reply once every command queued before it has been applied (a barrier).
+    Sync(oneshot::Sender<()>),
     /// Close every session and stop.
     Shutdown,
+}
+
+/// Why a subscription could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeRefusal {
+    #[error(transparent)]
+    Admission(#[from] Refusal),
+    /// WebRTC: the send m-line could not be queued for negotiation.
+    #[error("{0}")]
+    Negotiation(String),
 }
 
 /// The outcome of a client's offer.
@@ -69,6 +114,8 @@ pub struct OfferAccepted {
     pub answer: String,
     /// Media lines the client newly sends.
     pub media: Vec<OfferedMedia>,
+    /// Sending media lines answered `inactive` because the session may not publish them.
+    pub refused: Vec<String>,
 }
 
 /// A media line the client sends.
@@ -76,6 +123,7 @@ pub struct OfferAccepted {
 pub struct OfferedMedia {
     pub mid: String,
     pub codec: Codec,
+    pub source: TrackSource,
     /// Simulcast rids in the order offered (empty without simulcast).
     pub rids: Vec<String>,
 }
@@ -90,17 +138,15 @@ pub enum PublishIngress {
 }
 
 /// How a subscription reaches its session.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum SinkSpec {
     Quic {
         flow: u64,
         ssrc: u32,
     },
     /// WebRTC: the worker adds a send m-line and renegotiates (the track arrives with stream ID
-    /// `t<trackId>`); the reply says whether that could start.
-    WebRtc {
-        reply: oneshot::Sender<Result<(), String>>,
-    },
+    /// `t<trackId>`).
+    WebRtc,
 }
 
 /// What the origin worker needs to accept a published track.
@@ -110,6 +156,7 @@ pub struct PublishSpec {
     pub room: RoomId,
     pub track: TrackId,
     pub codec: Codec,
+    pub source: TrackSource,
     /// Height per layer, lowest first (0 when unknown); one entry without simulcast.
     pub heights: Vec<u32>,
     pub ingress: PublishIngress,

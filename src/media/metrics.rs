@@ -18,6 +18,29 @@ pub struct MediaMetrics {
     pub handoffs: prometheus::IntCounter,
     pub forwarding_latency: Histogram,
     pub sessions: IntGaugeVec,
+    /// `switchboard_worker_command_waits_total{worker}`: state changes that waited for room in a
+    /// full worker queue (delayed, not dropped).
+    pub command_waits: IntCounterVec,
+    /// `switchboard_worker_state{worker,what}`: forwarding state each worker holds.
+    pub worker_state: IntGaugeVec,
+}
+
+/// Gauges of the forwarding state one worker holds, set once a second.
+pub struct StateGauges {
+    pub tracks: prometheus::IntGauge,
+    pub subscriptions: prometheus::IntGauge,
+    pub admitted_sessions: prometheus::IntGauge,
+}
+
+impl StateGauges {
+    pub fn new(m: &MediaMetrics, worker: usize) -> Self {
+        let w = worker.to_string();
+        Self {
+            tracks: m.worker_state.with_label_values(&[&w, "tracks"]),
+            subscriptions: m.worker_state.with_label_values(&[&w, "subscriptions"]),
+            admitted_sessions: m.worker_state.with_label_values(&[&w, "admitted_sessions"]),
+        }
+    }
 }
 
 /// Drop reasons, each a label value of `switchboard_media_drops_total{reason}`.
@@ -37,9 +60,11 @@ pub enum Drop {
     NotForwarded,
     MalformedSignal,
     InboxFull,
+    /// A track muted by its publisher or a moderator.
+    Muted,
 }
 
-const DROP_NAMES: [&str; 13] = [
+const DROP_NAMES: [&str; 14] = [
     "malformed_datagram",
     "unknown_flow",
     "not_joined",
@@ -53,6 +78,7 @@ const DROP_NAMES: [&str; 13] = [
     "not_forwarded",
     "malformed_signal",
     "inbox_full",
+    "muted",
 ];
 
 impl MediaMetrics {
@@ -72,7 +98,23 @@ impl MediaMetrics {
         )
         .expect("constant gauge options are valid");
         registry.register(Box::new(sessions.clone())).expect("registered once");
+        let worker_state = IntGaugeVec::new(
+            Opts::new(
+                "worker_state",
+                "Forwarding state held by each media worker: tracks, subscriptions, admitted sessions",
+            ),
+            &["worker", "what"],
+        )
+        .expect("constant gauge options are valid");
+        registry.register(Box::new(worker_state.clone())).expect("registered once");
         Self {
+            command_waits: counter_vec(
+                registry,
+                "worker_command_waits_total",
+                "State changes that waited for room in a full worker command queue",
+                &["worker"],
+            ),
+            worker_state,
             packets: counter_vec(
                 registry,
                 "media_packets_total",

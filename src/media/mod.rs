@@ -1,6 +1,7 @@
 //! The media plane: media workers (one per core) that own sockets, connections and forwarding
 //! state, and the handles the control plane uses to command them.
 
+pub mod admission;
 pub mod bwe;
 pub mod cid;
 pub mod command;

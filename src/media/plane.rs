@@ -12,10 +12,8 @@ use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-/// Capacity of each worker's command channel.
-const COMMAND_QUEUE: usize = 4096;
 /// Capacity of each worker's peer channel (batches of packets).
 const PEER_QUEUE: usize = 8192;
 
@@ -49,6 +47,8 @@ pub struct MediaSettings {
     /// IPs announced as ICE host candidates (empty: `webrtc_ip`).
     pub webrtc_public_ips: Vec<IpAddr>,
     pub webrtc_initial_bitrate_bps: u64,
+    /// Capacity of each worker's command queue.
+    pub command_queue: usize,
 }
 
 /// The control plane's handle on one worker.
@@ -56,6 +56,40 @@ pub struct MediaSettings {
 pub struct WorkerHandle {
     pub index: usize,
     pub commands: mpsc::Sender<Command>,
+    /// `switchboard_worker_command_waits_total{worker}`.
+    waits: prometheus::IntCounter,
+}
+
+/// The worker has stopped (the server is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the media worker has stopped")]
+pub struct WorkerGone;
+
+impl WorkerHandle {
+    /// Queue a command. When the queue is full this waits for room (and counts the wait): a
+    /// state change may be delayed, never dropped.
+    pub async fn send(&self, cmd: Command) -> Result<(), WorkerGone> {
+        match self.commands.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                self.waits.inc();
+                self.commands.send(cmd).await.map_err(|_| WorkerGone)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WorkerGone),
+        }
+    }
+
+    /// Send a command that carries a reply channel and wait for the reply.
+    pub async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, WorkerGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| WorkerGone)
+    }
+
+    /// Wait until the worker has applied every command queued before this call.
+    pub async fn sync(&self) -> Result<(), WorkerGone> {
+        self.request(Command::Sync).await
+    }
 }
 
 /// The running workers.
@@ -113,7 +147,7 @@ impl MediaPlane {
                 candidates: public_ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
                 initial_bitrate: str0m::bwe::Bitrate::bps(settings.webrtc_initial_bitrate_bps),
             };
-            let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+            let (tx, commands) = mpsc::channel(settings.command_queue.max(1));
             let mut endpoint_config = quinn_proto::EndpointConfig::default();
             let worker_id = index as u8;
             endpoint_config.cid_generator(move || Box::new(WorkerCidGenerator::new(worker_id)));
@@ -132,6 +166,7 @@ impl MediaPlane {
                 peers: peer_txs.clone(),
                 control: control.clone(),
                 counters: WorkerCounters::new(metrics, "quic"),
+                state_gauges: super::metrics::StateGauges::new(metrics, index),
                 sessions_gauge: metrics.sessions.with_label_values(&["quic", &index.to_string()]),
                 max_message_bytes: settings.max_message_bytes,
                 max_sessions: settings.max_sessions_per_worker,
@@ -154,7 +189,8 @@ impl MediaPlane {
                     });
                 })
                 .map_err(|e| MediaError::Thread(e.to_string()))?;
-            workers.push(WorkerHandle { index, commands: tx });
+            let waits = metrics.command_waits.with_label_values(&[&index.to_string()]);
+            workers.push(WorkerHandle { index, commands: tx, waits });
             threads.push(thread);
         }
         tracing::info!(workers = n, %quic_addr, webrtc = ?webrtc_addrs, "media workers started");
@@ -172,15 +208,6 @@ impl MediaPlane {
 
     pub fn workers(&self) -> &[WorkerHandle] {
         &self.workers
-    }
-
-    /// Send a command to every worker.
-    pub fn broadcast(&self, make: impl Fn() -> Command) {
-        for w in &self.workers {
-            if w.commands.try_send(make()).is_err() {
-                tracing::warn!(worker = w.index, "worker command queue full; command dropped");
-            }
-        }
     }
 
     /// Stop every worker (connections are closed) and wait for the threads.

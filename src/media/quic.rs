@@ -26,6 +26,9 @@ pub mod close_code {
     pub const TOKEN_REVOKED: u32 = 4;
     pub const SERVER_SHUTDOWN: u32 = 5;
     pub const POLICY: u32 = 6;
+    pub const TOKEN_EXPIRED: u32 = 7;
+    /// The client did not read its messages fast enough.
+    pub const NOT_KEEPING_UP: u32 = 8;
 }
 
 /// Which media a flow ID of a session carries.

@@ -4,7 +4,8 @@
 
 use super::command::SessionInput;
 use super::ids::{SessionId, SubscriptionId, TrackId};
-use crate::sfu::packet::Codec;
+use crate::rooms::TrackSource;
+use crate::sfu::packet::{Codec, MediaKind};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub enum SdpChange {
     Add(SubscriptionId),
     /// Stop a subscription's m-line.
     Stop(Mid),
+    /// Make one of the client's sending m-lines inactive (its role no longer allows it).
+    Deactivate(Mid),
 }
 
 /// How the server sends one subscription to this peer.
@@ -59,6 +62,7 @@ pub struct TxBinding {
 #[derive(Debug, Clone)]
 pub struct PublishBinding {
     pub track: TrackId,
+    pub source: TrackSource,
     /// Rid of each layer, lowest first (`None` without simulcast).
     pub rids: Vec<Option<Rid>>,
 }
@@ -195,6 +199,64 @@ pub fn from_rtc_codec(c: RtcCodec) -> Option<Codec> {
     }
 }
 
+/// Make the sending media lines of an offer that `allow(mid, kind)` refuses receive-only or
+/// inactive, so the answer tells the client not to send them (`sendonly` → `inactive`,
+/// `sendrecv` → `recvonly`). Returns the rewritten SDP and the refused mids. Lines other than
+/// audio and video (e.g. data channels) are left alone.
+pub fn restrict_offer(sdp: &str, mut allow: impl FnMut(&str, MediaKind) -> bool) -> (String, Vec<String>) {
+    let mut sections: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            sections.push(Vec::new());
+        }
+        sections.last_mut().expect("sections starts non-empty and only grows").push(line);
+    }
+    let mut out = String::with_capacity(sdp.len() + 64);
+    let mut refused = Vec::new();
+    for (i, section) in sections.iter().enumerate() {
+        let kind = match section.first().map(|l| l.trim_end()) {
+            Some(l) if i > 0 && l.starts_with("m=audio") => Some(MediaKind::Audio),
+            Some(l) if i > 0 && l.starts_with("m=video") => Some(MediaKind::Video),
+            _ => None,
+        };
+        let mid = section.iter().find_map(|l| l.trim_end().strip_prefix("a=mid:")).map(str::trim);
+        let direction = section
+            .iter()
+            .position(|l| matches!(l.trim_end(), "a=sendonly" | "a=sendrecv" | "a=recvonly" | "a=inactive"));
+        let sends = direction.is_none_or(|d| matches!(section[d].trim_end(), "a=sendonly" | "a=sendrecv"));
+        let refuse = match (kind, mid) {
+            (Some(kind), Some(mid)) => sends && !allow(mid, kind),
+            _ => false,
+        };
+        if !refuse {
+            section.iter().for_each(|l| out.push_str(l));
+            continue;
+        }
+        refused.push(mid.unwrap_or_default().to_owned());
+        let ending = if section[0].ends_with("\r\n") { "\r\n" } else { "\n" };
+        for (j, line) in section.iter().enumerate() {
+            match (Some(j) == direction, line.trim_end()) {
+                (true, "a=sendonly") => {
+                    out.push_str("a=inactive");
+                    out.push_str(ending);
+                }
+                (true, _) => {
+                    out.push_str("a=recvonly");
+                    out.push_str(ending);
+                }
+                (false, _) => {
+                    out.push_str(line);
+                    if j == 0 && direction.is_none() {
+                        out.push_str("a=recvonly");
+                        out.push_str(ending);
+                    }
+                }
+            }
+        }
+    }
+    (out, refused)
+}
+
 /// The media IDs of an SDP, in order (`a=mid:` lines).
 pub fn sdp_mids(sdp: &str) -> Vec<String> {
     sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")).map(|m| m.trim().to_owned()).collect()
@@ -260,6 +322,30 @@ mod tests {
     fn mids_are_read_from_sdp() {
         let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n";
         assert_eq!(sdp_mids(sdp), vec!["0", "1"]);
+    }
+
+    #[test]
+    fn offers_are_restricted_to_what_may_be_sent() {
+        let sdp = "v=0\r\na=group:BUNDLE 0 1 2 3\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendrecv\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=recvonly\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:4\r\n";
+        let (all, refused) = restrict_offer(sdp, |_, _| true);
+        assert_eq!(all, sdp, "nothing refused: unchanged");
+        assert!(refused.is_empty());
+        let (out, refused) = restrict_offer(sdp, |_, kind| kind == MediaKind::Audio);
+        assert_eq!(refused, vec!["1", "3"], "sending video lines are refused; a recvonly one is not sending");
+        assert!(out.contains("a=mid:0\r\na=sendonly"), "audio still sends");
+        assert!(out.contains("a=mid:1\r\na=recvonly"), "sendrecv becomes recvonly");
+        assert!(out.contains("a=mid:2\r\na=recvonly"));
+        assert!(out.contains("96\r\na=recvonly\r\na=mid:3"), "an implicit sendrecv gets recvonly");
+        assert!(out.ends_with("webrtc-datachannel\r\na=mid:4\r\n"), "data channels are untouched");
+        let (out, refused) = restrict_offer(sdp, |mid, _| mid != "0");
+        assert_eq!(refused, vec!["0"]);
+        assert!(out.contains("a=mid:0\r\na=inactive"), "sendonly becomes inactive");
+        assert_eq!(sdp_mids(&out), sdp_mids(sdp), "no media line is lost or added");
     }
 
     #[test]

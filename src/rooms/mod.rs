@@ -1,15 +1,22 @@
-//! Live rooms. A group call, an invite-only room, a 1:1 call and a meeting are all `Room`s that
-//! differ in their `RoomKind` (how they are found, who may create and join them); participants,
-//! tracks, events and speaker ranking are the same code for all of them.
+//! Live rooms. A group call, an ACS Room, a 1:1 call and a meeting are all `Room`s that differ in
+//! their `RoomKind` (how they are found, who may create and join them, which roles there are);
+//! participants, tracks, domain events and speaker ranking are the same code for all of them.
+//! Who may join is decided before `Rooms::join` (by the signaling layer against the token, the
+//! Rooms directory or the call); the room enforces what each member's role allows.
 //!
 //! Rooms live in a `DashMap` by key. A room is created by its first joiner and removed when its
 //! last participant leaves; a join that races the removal retries on a fresh room.
 
+mod events;
 mod role;
 mod room;
 
+pub use events::{
+    CallState, EndReason, Layer, MEMBER_QUEUE, MemberEvents, MemberSink, MemberView, RoomEvent, TrackView,
+    UnpublishReason,
+};
 pub use role::{Capabilities, Role, Sources, TrackSource, UnknownRole};
-pub use room::{JoinRequest, Member, PublishRequest, Room, RoomError, TrackEntry};
+pub use room::{Departure, JoinRequest, Member, PublishRequest, RoleApplied, Room, RoomError, TrackEntry};
 
 use crate::media::ids::{ParticipantId, RoomId};
 use crate::metrics::counter_vec;
@@ -24,32 +31,44 @@ use uuid::Uuid;
 pub enum RoomKey {
     /// A group call: anyone with a valid token joins by its group ID.
     Group(Uuid),
+    /// An ACS Room (`/rooms` API): only its listed participants join, with their roles.
+    Room(String),
+    /// A 1:1 call (or a small group ring): its caller and the callees who accept.
+    Call(Uuid),
 }
 
 impl fmt::Display for RoomKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RoomKey::Group(id) => write!(f, "group:{id}"),
+            RoomKey::Room(id) => write!(f, "room:{id}"),
+            RoomKey::Call(id) => write!(f, "call:{id}"),
         }
     }
 }
 
-/// What kind of room it is; decides admission.
+/// What kind of room it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomKind {
     GroupCall,
+    Room,
+    Call,
 }
 
 impl RoomKind {
     pub fn label(self) -> &'static str {
         match self {
             RoomKind::GroupCall => "group_call",
+            RoomKind::Room => "room",
+            RoomKind::Call => "call",
         }
     }
 
     fn of(key: &RoomKey) -> Self {
         match key {
             RoomKey::Group(_) => RoomKind::GroupCall,
+            RoomKey::Room(_) => RoomKind::Room,
+            RoomKey::Call(_) => RoomKind::Call,
         }
     }
 }
@@ -68,6 +87,8 @@ pub struct RoomMetrics {
     pub rooms: IntGaugeVec,
     pub participants: IntGaugeVec,
     pub joins: IntCounterVec,
+    /// `switchboard_role_changes_total{result}`: role changes and removals applied to live calls.
+    pub role_changes: IntCounterVec,
 }
 
 impl RoomMetrics {
@@ -85,6 +106,12 @@ impl RoomMetrics {
                 "joins_total",
                 "Join attempts by result (ok or the failure reason)",
                 &["result"],
+            ),
+            role_changes: counter_vec(
+                registry,
+                "role_changes_total",
+                "Role changes and removals applied to live participants, by what was applied",
+                &["change"],
             ),
         }
     }
@@ -112,12 +139,19 @@ impl Rooms {
         self.metrics.joins.with_label_values(&[reason]).inc();
     }
 
-    /// Join (creating the room if allowed and needed). Tells the other participants.
+    /// Count a role change (`downgrade`, `upgrade`, `unchanged`) or removal applied to a live
+    /// participant.
+    pub fn count_role_change(&self, change: &str) {
+        self.metrics.role_changes.with_label_values(&[change]).inc();
+    }
+
+    /// Join (creating the room if allowed and needed). Tells the other participants; returns the
+    /// room, the new participant's ID and who was already there.
     pub fn join(
         &self,
         key: RoomKey,
         req: JoinRequest,
-    ) -> Result<(Arc<Room>, ParticipantId, Vec<crate::signaling::messages::ParticipantInfo>), RoomError> {
+    ) -> Result<(Arc<Room>, ParticipantId, Vec<MemberView>), RoomError> {
         let result = self.join_inner(key, req);
         let label = match &result {
             Ok(_) => "ok",
@@ -131,7 +165,7 @@ impl Rooms {
         &self,
         key: RoomKey,
         req: JoinRequest,
-    ) -> Result<(Arc<Room>, ParticipantId, Vec<crate::signaling::messages::ParticipantInfo>), RoomError> {
+    ) -> Result<(Arc<Room>, ParticipantId, Vec<MemberView>), RoomError> {
         let kind = RoomKind::of(&key);
         loop {
             let room = match self.by_key.get(&key) {
@@ -166,15 +200,15 @@ impl Rooms {
         }
     }
 
-    /// Remove a participant (and its tracks); the room goes away with its last participant.
-    /// Returns the tracks that were removed.
-    pub fn leave(&self, room: &Arc<Room>, participant: ParticipantId, reason: &str) -> Vec<crate::media::ids::TrackId> {
-        let (removed, was_member) = room.remove_member(participant, reason);
-        if was_member {
+    /// Remove a participant (and its tracks), telling everyone; the room goes away with its last
+    /// participant. Returns what the media plane must forget (`None`: it was not a member).
+    pub fn leave(&self, room: &Arc<Room>, participant: ParticipantId, reason: EndReason) -> Option<Departure> {
+        let departure = room.remove_member(participant, reason);
+        if departure.is_some() {
             self.metrics.participants.with_label_values(&[room.kind.label()]).dec();
         }
         self.remove_if_empty(room);
-        removed
+        departure
     }
 
     fn remove_if_empty(&self, room: &Arc<Room>) {

@@ -1,16 +1,19 @@
-//! One live room: its members, their tracks, and the events that keep everyone's view in sync.
-//! The state sits behind a mutex held only for short, non-async sections.
+//! One live room: its members, their roles and tracks, and the domain events that keep everyone's
+//! view in sync. The state sits behind a mutex held only for short, non-async sections; events are
+//! queued to members and observers while it is held, so every member sees them in one order.
 
+use super::events::{EndReason, Layer, MemberSink, MemberView, RoomEvent, TrackView, UnpublishReason};
+use super::role::{Capabilities, Role, TrackSource};
 use super::{RoomKey, RoomKind, RoomLimits};
+use crate::identity::IdentityId;
 use crate::media::ids::{ParticipantId, RoomId, SessionId, TrackId};
 use crate::sfu::packet::{Codec, MediaKind};
 use crate::sfu::speakers::SpeakerRanking;
-use crate::signaling::messages::{LayerRequest, ParticipantInfo, ServerMessage, Speaker, TrackInfo};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
-/// Most speakers reported in `activeSpeakers`.
+/// Most speakers reported in an `ActiveSpeakers` event.
 const MAX_SPEAKERS: usize = 5;
 
 /// Why a room operation failed.
@@ -27,12 +30,16 @@ pub enum RoomError {
     TooManyTracks,
     #[error("too many publishers in this room")]
     TooManyPublishers,
-    #[error("this participant may not publish")]
+    #[error("this participant's role does not allow it")]
     NotAllowed,
     #[error("no such track")]
     TrackNotFound,
+    #[error("no such participant in this call")]
+    ParticipantNotFound,
     #[error("the room has closed")]
     Closed,
+    #[error("the call has ended")]
+    Ended,
 }
 
 impl RoomError {
@@ -46,7 +53,9 @@ impl RoomError {
             RoomError::TooManyPublishers => "too_many_publishers",
             RoomError::NotAllowed => "not_allowed",
             RoomError::TrackNotFound => "track_not_found",
+            RoomError::ParticipantNotFound => "participant_not_found",
             RoomError::Closed => "closed",
+            RoomError::Ended => "call_ended",
         }
     }
 }
@@ -54,26 +63,31 @@ impl RoomError {
 /// Who is joining.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
-    /// Raw ID of the joining identity.
-    pub identity: String,
-    pub display_name: Option<String>,
-    /// May start the room if it does not exist (`voip` scope).
+    pub identity: IdentityId,
+    /// The identity's raw ID.
+    pub raw_id: Arc<str>,
+    pub display_name: Option<Arc<str>>,
+    /// May start the room if it does not exist (`voip` scope, or the call layer).
     pub can_create: bool,
+    /// The role in an ACS Room (`None`: a group or 1:1 call participant).
+    pub role: Option<Role>,
     pub session: SessionId,
     pub worker: usize,
-    pub outbox: mpsc::Sender<ServerMessage>,
+    pub sink: MemberSink,
 }
 
 /// A participant in a room.
 #[derive(Debug, Clone)]
 pub struct Member {
     pub id: ParticipantId,
-    pub identity: String,
-    pub display_name: Option<String>,
+    pub identity: IdentityId,
+    pub raw_id: Arc<str>,
+    pub display_name: Option<Arc<str>>,
+    pub role: Option<Role>,
+    pub caps: Capabilities,
     pub session: SessionId,
     pub worker: usize,
-    pub outbox: mpsc::Sender<ServerMessage>,
-    pub can_publish: bool,
+    sink: MemberSink,
     pub tracks: Vec<TrackId>,
 }
 
@@ -84,19 +98,21 @@ pub struct TrackEntry {
     pub owner: ParticipantId,
     pub kind: MediaKind,
     pub codec: Codec,
-    pub layers: Vec<LayerRequest>,
+    pub source: TrackSource,
+    pub layers: Vec<Layer>,
     pub muted: bool,
     /// The worker of the publisher's session.
     pub worker: usize,
 }
 
 impl TrackEntry {
-    pub fn info(&self) -> TrackInfo {
-        TrackInfo {
-            track_id: self.id.0,
-            participant_id: self.owner.0,
+    pub fn view(&self) -> TrackView {
+        TrackView {
+            id: self.id,
+            owner: self.owner,
             kind: self.kind,
             codec: self.codec,
+            source: self.source,
             layers: self.layers.clone(),
             muted: self.muted,
         }
@@ -113,16 +129,76 @@ impl TrackEntry {
 pub struct PublishRequest {
     pub kind: MediaKind,
     pub codec: Codec,
-    pub layers: Vec<LayerRequest>,
+    pub source: TrackSource,
+    pub layers: Vec<Layer>,
+}
+
+/// A member that left or was removed, with what the media plane must now forget.
+#[derive(Debug, Clone)]
+pub struct Departure {
+    pub session: SessionId,
+    pub worker: usize,
+    pub tracks: Vec<TrackId>,
+}
+
+/// A role change applied to the room, with what the media plane must now enforce.
+#[derive(Debug, Clone)]
+pub struct RoleApplied {
+    pub session: SessionId,
+    pub worker: usize,
+    pub caps: Capabilities,
+    /// Tracks unpublished because the new role does not allow their source.
+    pub unpublished: Vec<TrackId>,
 }
 
 #[derive(Default)]
 struct RoomState {
     closed: bool,
+    ended: bool,
     members: BTreeMap<ParticipantId, Member>,
     tracks: BTreeMap<TrackId, TrackEntry>,
     levels: HashMap<TrackId, f32>,
     speakers: SpeakerRanking<ParticipantId>,
+    observers: Vec<mpsc::Sender<Arc<RoomEvent>>>,
+}
+
+impl RoomState {
+    /// Queue `event` for every member and observer.
+    fn emit(&mut self, event: RoomEvent) {
+        let event = Arc::new(event);
+        for m in self.members.values() {
+            m.sink.deliver(&event);
+        }
+        self.observers.retain(|o| match o.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("room observer not keeping up; event dropped");
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    fn view(&self, m: &Member) -> MemberView {
+        MemberView {
+            participant: m.id,
+            identity: m.identity,
+            raw_id: m.raw_id.clone(),
+            display_name: m.display_name.clone(),
+            role: m.role,
+            tracks: m.tracks.iter().filter_map(|t| self.tracks.get(t)).map(TrackEntry::view).collect(),
+        }
+    }
+
+    /// Remove one track of `owner`; tells everyone.
+    fn drop_track(&mut self, owner: ParticipantId, track: TrackId, reason: UnpublishReason) {
+        self.tracks.remove(&track);
+        self.levels.remove(&track);
+        if let Some(m) = self.members.get_mut(&owner) {
+            m.tracks.retain(|t| *t != track);
+        }
+        self.emit(RoomEvent::TrackUnpublished { track, participant: owner, reason });
+    }
 }
 
 /// One live room.
@@ -144,14 +220,23 @@ impl Room {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Receive every event of this room (the call state machine; webhooks). An observer that
+    /// stops reading misses events (logged); one that is dropped is forgotten.
+    pub fn observe(&self, observer: mpsc::Sender<Arc<RoomEvent>>) {
+        self.state().observers.push(observer);
+    }
+
     pub(super) fn add_member(
         &self,
         req: JoinRequest,
         limits: RoomLimits,
-    ) -> Result<(ParticipantId, Vec<ParticipantInfo>), RoomError> {
+    ) -> Result<(ParticipantId, Vec<MemberView>), RoomError> {
         let mut st = self.state();
         if st.closed {
             return Err(RoomError::Closed);
+        }
+        if st.ended {
+            return Err(RoomError::Ended);
         }
         if st.members.len() >= limits.max_participants {
             return Err(RoomError::RoomFull);
@@ -159,36 +244,33 @@ impl Room {
         let member = Member {
             id: ParticipantId::next(),
             identity: req.identity,
+            raw_id: req.raw_id,
             display_name: req.display_name,
+            role: req.role,
+            caps: req.role.map_or(Capabilities::PARTICIPANT, Role::capabilities),
             session: req.session,
             worker: req.worker,
-            outbox: req.outbox,
-            can_publish: true,
+            sink: req.sink,
             tracks: Vec::new(),
         };
-        let snapshot: Vec<ParticipantInfo> = st.members.values().map(|m| participant_info(&st, m)).collect();
-        let joined = ServerMessage::ParticipantJoined { participant: participant_info(&st, &member) };
-        broadcast(&st, None, &joined);
+        let snapshot: Vec<MemberView> = st.members.values().map(|m| st.view(m)).collect();
+        let joined = RoomEvent::MemberJoined(st.view(&member));
+        st.emit(joined);
         let id = member.id;
         st.members.insert(id, member);
         Ok((id, snapshot))
     }
 
-    /// Remove a member and its tracks; returns the removed tracks and whether it was a member.
-    pub(super) fn remove_member(&self, participant: ParticipantId, reason: &str) -> (Vec<TrackId>, bool) {
+    /// Remove a member and its tracks, telling everyone (the member included).
+    pub(super) fn remove_member(&self, participant: ParticipantId, reason: EndReason) -> Option<Departure> {
         let mut st = self.state();
-        let Some(member) = st.members.remove(&participant) else { return (Vec::new(), false) };
+        let member = st.members.get(&participant)?.clone();
         for track in &member.tracks {
-            st.tracks.remove(track);
-            st.levels.remove(track);
-            broadcast(&st, None, &ServerMessage::TrackUnpublished { track_id: track.0, participant_id: participant.0 });
+            st.drop_track(participant, *track, UnpublishReason::Left);
         }
-        broadcast(
-            &st,
-            None,
-            &ServerMessage::ParticipantLeft { participant_id: participant.0, reason: reason.to_owned() },
-        );
-        (member.tracks, true)
+        st.emit(RoomEvent::MemberLeft { participant, identity: member.identity, reason });
+        st.members.remove(&participant);
+        Some(Departure { session: member.session, worker: member.worker, tracks: member.tracks })
     }
 
     /// Mark the room closed if nobody is left; returns true when it was (now) closed.
@@ -200,7 +282,7 @@ impl Room {
         st.closed
     }
 
-    /// Add a track published by `participant`; tells everyone else.
+    /// Add a track published by `participant`; tells everyone.
     pub fn publish(
         &self,
         participant: ParticipantId,
@@ -210,7 +292,7 @@ impl Room {
         let mut st = self.state();
         let publishers = st.members.values().filter(|m| !m.tracks.is_empty()).count();
         let member = st.members.get(&participant).ok_or(RoomError::Closed)?;
-        if !member.can_publish {
+        if !member.caps.may_publish(req.source) {
             return Err(RoomError::NotAllowed);
         }
         if member.tracks.len() >= limits.max_tracks_per_participant {
@@ -224,6 +306,7 @@ impl Room {
             owner: participant,
             kind: req.kind,
             codec: req.codec,
+            source: req.source,
             layers: req.layers,
             muted: false,
             worker: member.worker,
@@ -232,43 +315,68 @@ impl Room {
             m.tracks.push(entry.id);
         }
         st.tracks.insert(entry.id, entry.clone());
-        broadcast(&st, Some(participant), &ServerMessage::TrackPublished { track: entry.info() });
+        st.emit(RoomEvent::TrackPublished(entry.view()));
         Ok(entry)
     }
 
-    /// Remove a track of `participant`; tells everyone else.
+    /// Remove a track of `participant`; tells everyone.
     pub fn unpublish(&self, participant: ParticipantId, track: TrackId) -> Result<(), RoomError> {
         let mut st = self.state();
         match st.tracks.get(&track) {
             Some(t) if t.owner == participant => {}
             _ => return Err(RoomError::TrackNotFound),
         }
-        st.tracks.remove(&track);
-        st.levels.remove(&track);
-        if let Some(m) = st.members.get_mut(&participant) {
-            m.tracks.retain(|t| *t != track);
-        }
-        broadcast(
-            &st,
-            Some(participant),
-            &ServerMessage::TrackUnpublished { track_id: track.0, participant_id: participant.0 },
-        );
+        st.drop_track(participant, track, UnpublishReason::Unpublished);
         Ok(())
     }
 
-    /// Mute or unmute a track of `participant`; tells everyone else.
-    pub fn set_muted(&self, participant: ParticipantId, track: TrackId, muted: bool) -> Result<(), RoomError> {
+    /// Mute or unmute a track. Its owner may do both; a member who may moderate may mute (not
+    /// unmute) someone else's track. Returns the track (its worker enforces the mute).
+    pub fn set_muted(&self, actor: ParticipantId, track: TrackId, muted: bool) -> Result<TrackEntry, RoomError> {
         let mut st = self.state();
-        match st.tracks.get_mut(&track) {
-            Some(t) if t.owner == participant => t.muted = muted,
-            _ => return Err(RoomError::TrackNotFound),
+        let moderates = st.members.get(&actor).is_some_and(|m| m.caps.moderate);
+        let t = st.tracks.get_mut(&track).ok_or(RoomError::TrackNotFound)?;
+        let by = if t.owner == actor {
+            None
+        } else if moderates && muted {
+            Some(actor)
+        } else if moderates {
+            return Err(RoomError::NotAllowed);
+        } else {
+            return Err(RoomError::TrackNotFound);
+        };
+        t.muted = muted;
+        let (entry, owner) = (t.clone(), t.owner);
+        st.emit(RoomEvent::TrackMuted { track, participant: owner, muted, by });
+        Ok(entry)
+    }
+
+    /// Change a member's role: its capabilities follow, and tracks whose source the new role does
+    /// not allow are unpublished. Tells everyone.
+    pub fn set_role(&self, participant: ParticipantId, role: Role) -> Result<RoleApplied, RoomError> {
+        let mut st = self.state();
+        let member = st.members.get_mut(&participant).ok_or(RoomError::ParticipantNotFound)?;
+        let caps = role.capabilities();
+        member.role = Some(role);
+        member.caps = caps;
+        let (session, worker, tracks) = (member.session, member.worker, member.tracks.clone());
+        st.emit(RoomEvent::RoleChanged { participant, role });
+        let unpublished: Vec<TrackId> =
+            tracks.into_iter().filter(|t| st.tracks.get(t).is_some_and(|e| !caps.may_publish(e.source))).collect();
+        for t in &unpublished {
+            st.drop_track(participant, *t, UnpublishReason::RoleChanged);
         }
-        broadcast(
-            &st,
-            Some(participant),
-            &ServerMessage::TrackMuted { track_id: track.0, participant_id: participant.0, muted },
-        );
-        Ok(())
+        Ok(RoleApplied { session, worker, caps, unpublished })
+    }
+
+    /// Announce a new call state to everyone. `Disconnected` ends the call: every member's session
+    /// leaves on it, and nobody can join any more.
+    pub fn set_call_state(&self, state: super::events::CallState, reason: Option<EndReason>) {
+        let mut st = self.state();
+        if state == super::events::CallState::Disconnected {
+            st.ended = true;
+        }
+        st.emit(RoomEvent::CallStateChanged { state, reason });
     }
 
     pub fn track(&self, track: TrackId) -> Option<TrackEntry> {
@@ -277,6 +385,16 @@ impl Room {
 
     pub fn member(&self, participant: ParticipantId) -> Option<Member> {
         self.state().members.get(&participant).cloned()
+    }
+
+    /// The members that are (a session of) `identity`.
+    pub fn members_of(&self, identity: IdentityId) -> Vec<Member> {
+        self.state().members.values().filter(|m| m.identity == identity).cloned().collect()
+    }
+
+    /// Every member.
+    pub fn members(&self) -> Vec<Member> {
+        self.state().members.values().cloned().collect()
     }
 
     pub fn member_count(&self) -> usize {
@@ -301,41 +419,16 @@ impl Room {
             }
         }
         if let Some(ranked) = st.speakers.update(&mut per_participant, MAX_SPEAKERS) {
-            let speakers = ranked.into_iter().map(|(p, level)| Speaker { participant_id: p.0, level }).collect();
-            broadcast(&st, None, &ServerMessage::ActiveSpeakers { speakers });
-        }
-    }
-
-    /// Send a message to every member.
-    pub fn broadcast(&self, msg: &ServerMessage) {
-        broadcast(&self.state(), None, msg);
-    }
-}
-
-fn participant_info(st: &RoomState, m: &Member) -> ParticipantInfo {
-    ParticipantInfo {
-        participant_id: m.id.0,
-        identity: m.identity.clone(),
-        display_name: m.display_name.clone(),
-        tracks: m.tracks.iter().filter_map(|t| st.tracks.get(t)).map(TrackEntry::info).collect(),
-    }
-}
-
-/// Queue `msg` for every member except `except`. A member whose queue is full is too slow to
-/// keep up; it misses the event (its session notices the overflow and resynchronizes or leaves).
-fn broadcast(st: &RoomState, except: Option<ParticipantId>, msg: &ServerMessage) {
-    for m in st.members.values() {
-        if Some(m.id) != except && m.outbox.try_send(msg.clone()).is_err() {
-            tracing::debug!(participant = %m.id, "participant outbox full; event dropped");
+            st.emit(RoomEvent::ActiveSpeakers(ranked));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::events::MemberEvents;
     use super::super::{RoomMetrics, Rooms};
     use super::*;
-    use std::sync::Arc;
 
     fn rooms() -> Rooms {
         let limits =
@@ -343,45 +436,55 @@ mod tests {
         Rooms::new(limits, RoomMetrics::new(&prometheus::Registry::new()))
     }
 
-    fn request(can_create: bool) -> (JoinRequest, mpsc::Receiver<ServerMessage>) {
-        let (tx, rx) = mpsc::channel(16);
+    fn request(can_create: bool, role: Option<Role>) -> (JoinRequest, MemberEvents) {
+        let (sink, events) = MemberSink::channel();
         let req = JoinRequest {
-            identity: "8:acs:x_1".into(),
+            identity: IdentityId(uuid::Uuid::new_v4()),
+            raw_id: "8:acs:x_1".into(),
             display_name: None,
             can_create,
+            role,
             session: SessionId::next(),
             worker: 0,
-            outbox: tx,
+            sink,
         };
-        (req, rx)
+        (req, events)
     }
 
-    fn video() -> PublishRequest {
-        PublishRequest { kind: MediaKind::Video, codec: Codec::Vp8, layers: vec![] }
+    fn video(source: TrackSource) -> PublishRequest {
+        PublishRequest { kind: MediaKind::Video, codec: Codec::Vp8, source, layers: vec![] }
+    }
+
+    fn drain(events: &mut MemberEvents) -> Vec<RoomEvent> {
+        let mut out = Vec::new();
+        while let Ok(e) = events.rx.try_recv() {
+            out.push((*e).clone());
+        }
+        out
     }
 
     #[test]
     fn first_joiner_creates_last_leaver_removes() {
         let rooms = rooms();
         let key = RoomKey::Group(uuid::Uuid::new_v4());
-        let (join_only, _) = request(false);
+        let (join_only, _) = request(false, None);
         assert_eq!(rooms.join(key.clone(), join_only).err(), Some(RoomError::NotFound));
-        let (a, mut a_rx) = request(true);
+        let (a, mut a_events) = request(true, None);
         let (room, pa, snapshot) = rooms.join(key.clone(), a).expect("create");
         assert!(snapshot.is_empty());
-        let (b, _b_rx) = request(false);
+        let (b, _b_events) = request(false, None);
         let (room_b, pb, snapshot) = rooms.join(key.clone(), b).expect("join existing with voip.join");
         assert!(Arc::ptr_eq(&room, &room_b));
         assert_eq!(snapshot.len(), 1);
-        assert!(matches!(a_rx.try_recv(), Ok(ServerMessage::ParticipantJoined { .. })));
-        rooms.leave(&room, pa, "left");
+        assert!(matches!(drain(&mut a_events).as_slice(), [RoomEvent::MemberJoined(m)] if m.participant == pb));
+        rooms.leave(&room, pa, EndReason::Left);
         assert!(room.member(pb).is_some());
         assert_eq!(rooms.len(), 1);
-        rooms.leave(&room, pb, "left");
+        rooms.leave(&room, pb, EndReason::Left);
         assert!(rooms.is_empty());
         assert!(rooms.by_id(room.id).is_none());
         // The key is free for a new call.
-        let (c, _) = request(true);
+        let (c, _) = request(true, None);
         let (room_c, _, _) = rooms.join(key, c).expect("new room");
         assert!(!Arc::ptr_eq(&room, &room_c));
     }
@@ -392,47 +495,125 @@ mod tests {
         let key = RoomKey::Group(uuid::Uuid::new_v4());
         let mut members = Vec::new();
         for _ in 0..3 {
-            let (r, rx) = request(true);
+            let (r, events) = request(true, None);
             let (room, p, _) = rooms.join(key.clone(), r).expect("join");
-            members.push((room, p, rx));
+            members.push((room, p, events));
         }
-        let (r, _) = request(true);
+        let (r, _) = request(true, None);
         assert_eq!(rooms.join(key.clone(), r).err(), Some(RoomError::RoomFull));
         let room = members[0].0.clone();
         let (p0, p1, p2) = (members[0].1, members[1].1, members[2].1);
-        let t = room.publish(p0, video(), rooms.limits()).expect("publish");
-        room.publish(p0, video(), rooms.limits()).expect("second track");
-        assert_eq!(room.publish(p0, video(), rooms.limits()).err(), Some(RoomError::TooManyTracks));
-        room.publish(p1, video(), rooms.limits()).expect("second publisher");
-        assert_eq!(room.publish(p2, video(), rooms.limits()).err(), Some(RoomError::TooManyPublishers));
-        let rx2 = &mut members[2].2;
-        let mut published = 0;
-        while let Ok(m) = rx2.try_recv() {
-            if matches!(m, ServerMessage::TrackPublished { .. }) {
-                published += 1;
-            }
-        }
+        let t = room.publish(p0, video(TrackSource::Camera), rooms.limits()).expect("publish");
+        room.publish(p0, video(TrackSource::Screen), rooms.limits()).expect("second track");
+        assert_eq!(room.publish(p0, video(TrackSource::Camera), rooms.limits()).err(), Some(RoomError::TooManyTracks));
+        room.publish(p1, video(TrackSource::Camera), rooms.limits()).expect("second publisher");
+        assert_eq!(
+            room.publish(p2, video(TrackSource::Camera), rooms.limits()).err(),
+            Some(RoomError::TooManyPublishers)
+        );
+        let published = drain(&mut members[2].2).iter().filter(|e| matches!(e, RoomEvent::TrackPublished(_))).count();
         assert_eq!(published, 3);
         assert_eq!(room.unpublish(p1, t.id).err(), Some(RoomError::TrackNotFound), "only the owner");
         room.unpublish(p0, t.id).expect("unpublish");
-        assert!(matches!(members[2].2.try_recv(), Ok(ServerMessage::TrackUnpublished { .. })));
-        let removed = rooms.leave(&room, p0, "left");
-        assert_eq!(removed.len(), 1, "the remaining track of p0");
+        assert!(matches!(
+            drain(&mut members[2].2).as_slice(),
+            [RoomEvent::TrackUnpublished { reason: UnpublishReason::Unpublished, .. }]
+        ));
+        let gone = rooms.leave(&room, p0, EndReason::Left).expect("was a member");
+        assert_eq!(gone.tracks.len(), 1, "the remaining track of p0");
     }
 
     #[test]
-    fn speaker_ranking_is_broadcast_on_change() {
+    fn a_consumer_may_not_publish_and_a_downgrade_unpublishes_what_the_role_forbids() {
         let rooms = rooms();
         let key = RoomKey::Group(uuid::Uuid::new_v4());
-        let (a, mut rx) = request(true);
+        let (c, _) = request(true, Some(Role::Consumer));
+        let (room, consumer, _) = rooms.join(key.clone(), c).expect("join");
+        assert_eq!(
+            room.publish(consumer, video(TrackSource::Camera), rooms.limits()).err(),
+            Some(RoomError::NotAllowed)
+        );
+        let (p, _) = request(true, Some(Role::Presenter));
+        let (_, presenter, _) = rooms.join(key.clone(), p).expect("join");
+        let (w, mut watcher) = request(true, Some(Role::Attendee));
+        rooms.join(key, w).expect("join");
+        let camera = room.publish(presenter, video(TrackSource::Camera), rooms.limits()).expect("camera");
+        let screen = room.publish(presenter, video(TrackSource::Screen), rooms.limits()).expect("screen");
+        drain(&mut watcher);
+        let applied = room.set_role(presenter, Role::Attendee).expect("downgrade");
+        assert_eq!(applied.unpublished, vec![screen.id], "an attendee may not share its screen");
+        assert!(room.track(camera.id).is_some());
+        let events = drain(&mut watcher);
+        assert!(matches!(
+            events.as_slice(),
+            [
+                RoomEvent::RoleChanged { role: Role::Attendee, .. },
+                RoomEvent::TrackUnpublished { reason: UnpublishReason::RoleChanged, .. }
+            ]
+        ));
+        let applied = room.set_role(presenter, Role::Consumer).expect("downgrade");
+        assert_eq!(applied.unpublished, vec![camera.id]);
+        assert!(!applied.caps.publish.contains(TrackSource::Microphone));
+    }
+
+    #[test]
+    fn moderators_mute_others_but_do_not_unmute_them() {
+        let rooms = rooms();
+        let key = RoomKey::Group(uuid::Uuid::new_v4());
+        let (p, _) = request(true, Some(Role::Presenter));
+        let (room, presenter, _) = rooms.join(key.clone(), p).expect("join");
+        let (a, _) = request(true, Some(Role::Attendee));
+        let (_, attendee, _) = rooms.join(key, a).expect("join");
+        let audio = PublishRequest {
+            kind: MediaKind::Audio,
+            codec: Codec::Opus,
+            source: TrackSource::Microphone,
+            layers: vec![],
+        };
+        let mic = room.publish(attendee, audio.clone(), rooms.limits()).expect("mic");
+        let own = room.publish(presenter, audio, rooms.limits()).expect("mic");
+        assert!(room.set_muted(presenter, mic.id, true).expect("moderator mutes").muted);
+        assert_eq!(room.set_muted(presenter, mic.id, false).err(), Some(RoomError::NotAllowed));
+        assert_eq!(room.set_muted(attendee, own.id, true).err(), Some(RoomError::TrackNotFound));
+        assert!(!room.set_muted(attendee, mic.id, false).expect("owner unmutes").muted);
+    }
+
+    #[test]
+    fn an_ended_call_takes_no_one() {
+        let rooms = rooms();
+        let key = RoomKey::Group(uuid::Uuid::new_v4());
+        let (a, mut events) = request(true, None);
+        let (room, _, _) = rooms.join(key.clone(), a).expect("join");
+        room.set_call_state(super::super::events::CallState::Disconnected, Some(EndReason::HungUp));
+        assert!(matches!(drain(&mut events).as_slice(), [RoomEvent::CallStateChanged { .. }]));
+        let (b, _) = request(true, None);
+        assert_eq!(rooms.join(key, b).err(), Some(RoomError::Ended));
+    }
+
+    #[test]
+    fn speaker_ranking_is_emitted_on_change() {
+        let rooms = rooms();
+        let key = RoomKey::Group(uuid::Uuid::new_v4());
+        let (a, mut events) = request(true, None);
         let (room, p, _) = rooms.join(key, a).expect("join");
         let t = room
-            .publish(p, PublishRequest { kind: MediaKind::Audio, codec: Codec::Opus, layers: vec![] }, rooms.limits())
+            .publish(
+                p,
+                PublishRequest {
+                    kind: MediaKind::Audio,
+                    codec: Codec::Opus,
+                    source: TrackSource::Microphone,
+                    layers: vec![],
+                },
+                rooms.limits(),
+            )
             .expect("audio");
+        drain(&mut events);
         room.on_audio_levels([(t.id, 80.0)]);
-        let Ok(ServerMessage::ActiveSpeakers { speakers }) = rx.try_recv() else { panic!("speakers") };
-        assert_eq!(speakers[0].participant_id, p.0);
+        let emitted: [RoomEvent; 1] = drain(&mut events).try_into().expect("one event");
+        let [RoomEvent::ActiveSpeakers(speakers)] = emitted else { panic!("speakers") };
+        assert_eq!(speakers[0].0, p);
         room.on_audio_levels([(t.id, 81.0)]);
-        assert!(rx.try_recv().is_err(), "same ranking: no message");
+        assert!(drain(&mut events).is_empty(), "same ranking: no event");
     }
 }

@@ -1,6 +1,8 @@
 //! What every signaling session needs from the rest of the server.
 
 use crate::auth::TokenVerifier;
+use crate::calls::{CallRegistry, LiveCalls};
+use crate::devices::DeviceRegistry;
 use crate::identity::IdentityDirectory;
 use crate::media::plane::WorkerHandle;
 use crate::metrics::counter_vec;
@@ -18,6 +20,14 @@ pub struct SignalingContext {
     pub directory: Arc<IdentityDirectory>,
     pub rooms: Arc<Rooms>,
     pub workers: Vec<WorkerHandle>,
+    /// Rooms and workers driven together (admit, forget, role changes, removals).
+    pub live: Arc<LiveCalls>,
+    /// Connected devices by identity.
+    pub devices: Arc<DeviceRegistry>,
+    /// Live 1:1 calls.
+    pub calls: Arc<CallRegistry>,
+    /// The ACS resource ID (in every raw ID this server issues).
+    pub resource_id: String,
     pub join_limiter: JoinLimiter,
     pub messages_per_second: u32,
     /// Cancelled when the server begins a graceful stop.

@@ -2,8 +2,11 @@
 //! length-prefixed QUIC stream, a WebSocket). Requests may carry an `id`; the response to a
 //! request echoes it. `docs/PROTOCOL.md` documents each message with an example.
 
+pub use crate::rooms::{CallState, EndReason, Layer as LayerRequest, Role, TrackSource, UnpublishReason};
+use crate::rooms::{Capabilities, MemberView, TrackView};
 use crate::sfu::packet::{Codec, MediaKind};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// A client request with its optional correlation ID.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,13 +21,53 @@ pub struct ClientEnvelope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ClientMessage {
-    /// Join a call. Exactly one locator (`groupId`, ...) must be given.
-    Join {
+    /// Register this connection as a device of the token's identity: it can then be called,
+    /// start calls and join without sending the token again. Sent again with a fresh token, it
+    /// renews the registration (same identity only).
+    Register {
         token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display_name: Option<String>,
+    },
+    /// Join a call. Exactly one locator (`groupId`, `roomId`, `callId`) must be given. Without a
+    /// registration the `token` is required (and registers the device).
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         display_name: Option<String>,
+    },
+    /// Call one identity (or a few: a small group ring). Needs a registration with `voip`.
+    StartCall {
+        /// Raw IDs of the callees (`8:acs:...`).
+        targets: Vec<String>,
+    },
+    /// Answer an incoming call on this device.
+    AcceptCall {
+        call_id: String,
+    },
+    /// Decline an incoming call (for every device of this identity).
+    RejectCall {
+        call_id: String,
+    },
+    /// Leave the call; `forEveryone` ends a 1:1 call for all (a presenter may end a room's call).
+    HangUp {
+        #[serde(default)]
+        for_everyone: bool,
+    },
+    /// Moderation (presenters): mute another participant's audio.
+    MuteParticipant {
+        participant_id: u64,
+    },
+    /// Moderation (presenters): remove another participant from the call.
+    RemoveParticipant {
+        participant_id: u64,
     },
     /// Start sending a track. Simulcast video lists its layers lowest first.
     Publish {
@@ -35,6 +78,9 @@ pub enum ClientMessage {
         /// Header extension ID of the RFC 6464 audio level (QUIC; default 1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audio_level_ext_id: Option<u8>,
+        /// `microphone`, `camera` or `screen` (default: microphone for audio, camera for video).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<TrackSource>,
     },
     Unpublish {
         track_id: u64,
@@ -67,6 +113,10 @@ pub enum ClientMessage {
     /// tracks; the server answers with `answer` and one `published` per new track.
     Offer {
         sdp: String,
+        /// What sending media lines carry, by mid (`screen` for a screen share); default from
+        /// the line's kind.
+        #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+        sources: HashMap<String, TrackSource>,
     },
     /// WebRTC: the client's answer to a server `offer` (sent when subscriptions change).
     Answer {
@@ -80,31 +130,51 @@ pub enum ClientMessage {
     },
 }
 
-/// One layer of a published track.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LayerRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_bitrate: Option<u64>,
-}
-
 /// Messages from the server. Responses carry the request's `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ServerMessage {
+    Registered {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// The identity's raw ID.
+        identity: String,
+        /// When the token expires (unix seconds); register again with a fresh token before.
+        expires_on: i64,
+    },
     Joined {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
         participant_id: u64,
         room: String,
         state: CallState,
+        /// A 1:1 call's ID (`startCall`, `acceptCall`, or a join by `callId`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
+        /// The role in an ACS Room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
+        capabilities: CapabilitiesInfo,
         participants: Vec<ParticipantInfo>,
+    },
+    /// A call rings on this device.
+    IncomingCall {
+        call_id: String,
+        caller: CallerInfo,
+    },
+    /// A call stopped ringing on this device (`AnsweredElsewhere`, `Declined`, `Cancelled`,
+    /// `NoAnswer`).
+    IncomingCallEnded {
+        call_id: String,
+        code: EndReason,
+        reason: String,
+    },
+    /// A participant's role changed; `capabilities` when it is this participant's own.
+    RoleChanged {
+        participant_id: u64,
+        role: Role,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capabilities: Option<CapabilitiesInfo>,
     },
     Published {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +232,8 @@ pub enum ServerMessage {
     },
     ParticipantLeft {
         participant_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<EndReason>,
         reason: String,
     },
     TrackPublished {
@@ -170,11 +242,16 @@ pub enum ServerMessage {
     TrackUnpublished {
         track_id: u64,
         participant_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<UnpublishReason>,
     },
     TrackMuted {
         track_id: u64,
         participant_id: u64,
         muted: bool,
+        /// The presenter who muted it (absent when the owner did).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<u64>,
     },
     /// The layer forwarded on a subscription changed.
     LayerChanged {
@@ -187,7 +264,7 @@ pub enum ServerMessage {
     CallStateChanged {
         state: CallState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        code: Option<ErrorCode>,
+        code: Option<EndReason>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
@@ -218,7 +295,22 @@ pub struct ParticipantInfo {
     pub identity: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The role in an ACS Room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     pub tracks: Vec<TrackInfo>,
+}
+
+impl From<&MemberView> for ParticipantInfo {
+    fn from(m: &MemberView) -> Self {
+        Self {
+            participant_id: m.participant.0,
+            identity: m.raw_id.to_string(),
+            display_name: m.display_name.as_deref().map(str::to_owned),
+            role: m.role,
+            tracks: m.tracks.iter().map(TrackInfo::from).collect(),
+        }
+    }
 }
 
 /// A published track as subscribers see it.
@@ -229,8 +321,52 @@ pub struct TrackInfo {
     pub participant_id: u64,
     pub kind: MediaKind,
     pub codec: Codec,
+    #[serde(default)]
+    pub source: TrackSource,
     pub layers: Vec<LayerRequest>,
     pub muted: bool,
+}
+
+impl From<&TrackView> for TrackInfo {
+    fn from(t: &TrackView) -> Self {
+        Self {
+            track_id: t.id.0,
+            participant_id: t.owner.0,
+            kind: t.kind,
+            codec: t.codec,
+            source: t.source,
+            layers: t.layers.clone(),
+            muted: t.muted,
+        }
+    }
+}
+
+/// What this participant may do (from its role).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilitiesInfo {
+    /// Sources it may publish.
+    pub publish: Vec<TrackSource>,
+    /// Whether it receives media.
+    pub receive: bool,
+    /// Whether it may mute or remove others.
+    pub moderate: bool,
+}
+
+impl From<Capabilities> for CapabilitiesInfo {
+    fn from(c: Capabilities) -> Self {
+        Self { publish: c.publish.names(), receive: c.receive, moderate: c.moderate }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerInfo {
+    /// The caller's raw ID.
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 /// One active speaker, loudest first.
@@ -242,16 +378,6 @@ pub struct Speaker {
     pub level: f32,
 }
 
-/// Call states a client goes through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CallState {
-    Connecting,
-    Ringing,
-    InLobby,
-    Connected,
-    Disconnected,
-}
-
 /// Machine-readable error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -261,9 +387,23 @@ pub enum ErrorCode {
     TokenRevoked,
     TokenScopeInsufficient,
     BadRequest,
+    /// The request needs a registration (`register`, or a `join` with a token) first.
+    NotRegistered,
+    /// `register` with a token of another identity than the one registered.
+    IdentityMismatch,
     NotJoined,
     AlreadyJoined,
     CallNotFound,
+    /// The call ended before the request (e.g. accepting after the caller hung up).
+    CallEnded,
+    /// Another device of this identity answered first.
+    AnsweredElsewhere,
+    /// The identity is not a participant of the room.
+    NotAParticipant,
+    /// The room is not valid now (before `validFrom` or after `validUntil`).
+    RoomNotValidNow,
+    RoomNotFound,
+    ParticipantNotFound,
     RoomFull,
     LimitExceeded,
     TrackNotFound,
@@ -304,6 +444,7 @@ impl ServerMessage {
     pub fn response_id(&self) -> Option<u64> {
         match self {
             ServerMessage::Joined { id, .. }
+            | ServerMessage::Registered { id, .. }
             | ServerMessage::Published { id, .. }
             | ServerMessage::Subscribed { id, .. }
             | ServerMessage::Answer { id, .. }
@@ -333,8 +474,21 @@ mod tests {
         assert_eq!(m.id, Some(1));
         assert_eq!(
             m.message,
-            ClientMessage::Join { token: "t".into(), group_id: Some("g".into()), display_name: None }
+            ClientMessage::Join {
+                token: Some("t".into()),
+                group_id: Some("g".into()),
+                room_id: None,
+                call_id: None,
+                display_name: None
+            }
         );
+        let m = parse_client(br#"{"type":"startCall","id":2,"targets":["8:acs:r_1"]}"#).expect("valid");
+        assert_eq!(m.message, ClientMessage::StartCall { targets: vec!["8:acs:r_1".into()] });
+        let m = parse_client(br#"{"type":"hangUp"}"#).expect("valid");
+        assert_eq!(m.message, ClientMessage::HangUp { for_everyone: false });
+        let m = parse_client(br#"{"type":"offer","sdp":"v=0","sources":{"2":"screen"}}"#).expect("valid");
+        let ClientMessage::Offer { sources, .. } = m.message else { panic!("offer") };
+        assert_eq!(sources.get("2"), Some(&TrackSource::Screen));
         let m = parse_client(br#"{"type":"publish","kind":"video","codec":"VP8","layers":[{"rid":"q","height":180}]}"#)
             .expect("valid");
         assert!(matches!(m.message, ClientMessage::Publish { kind: MediaKind::Video, codec: Codec::Vp8, .. }));

@@ -3,10 +3,11 @@
 
 use super::context::SignalingContext;
 use super::messages::ServerMessage;
-use super::runner::{Carrier, Incoming, OUTBOX, run_session};
+use super::runner::{Carrier, Incoming, run_session};
 use super::session::{CloseRequest, SessionHandler, Transport};
 use crate::media::command::{Command, ControlEvent, SessionInput};
 use crate::media::ids::{RoomId, SessionId, TrackId};
+use crate::media::plane::WorkerHandle;
 use crate::media::quic::frame;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,10 +19,9 @@ pub async fn run_control(ctx: Arc<SignalingContext>, mut events: mpsc::Receiver<
     while let Some(event) = events.recv().await {
         match event {
             ControlEvent::SessionOpened { session, worker, remote, inbox } => {
-                let (outbox, outgoing) = mpsc::channel(OUTBOX);
-                let handler = SessionHandler::new(ctx.clone(), session, worker, remote, outbox, Transport::Quic);
-                let carrier = QuicCarrier { inbox, commands: ctx.workers[worker].commands.clone(), session };
-                tokio::spawn(run_session(ctx.clone(), handler, carrier, outgoing));
+                let handler = SessionHandler::new(ctx.clone(), session, worker, remote, Transport::Quic);
+                let carrier = QuicCarrier { inbox, worker: ctx.workers[worker].clone(), session };
+                tokio::spawn(run_session(ctx.clone(), handler, carrier));
             }
             ControlEvent::AudioLevels(levels) => {
                 let mut by_room: HashMap<RoomId, Vec<(TrackId, f32)>> = HashMap::new();
@@ -41,7 +41,7 @@ pub async fn run_control(ctx: Arc<SignalingContext>, mut events: mpsc::Receiver<
 /// Signaling over a QUIC connection, relayed by the worker that owns it.
 struct QuicCarrier {
     inbox: mpsc::Receiver<SessionInput>,
-    commands: mpsc::Sender<Command>,
+    worker: WorkerHandle,
     session: SessionId,
 }
 
@@ -57,15 +57,14 @@ impl Carrier for QuicCarrier {
 
     async fn send(&mut self, msg: &ServerMessage) -> bool {
         let frame = frame(msg.to_json().as_bytes());
-        self.commands.send(Command::SendSignal { session: self.session, frame }).await.is_ok()
+        self.worker.send(Command::SendSignal { session: self.session, frame }).await.is_ok()
     }
 
     async fn close(&mut self, reason: Option<CloseRequest>) {
         if let Some(c) = reason {
-            let _ = self
-                .commands
-                .send(Command::CloseSession { session: self.session, code: c.code, reason: c.reason })
-                .await;
+            // A stopped worker has closed the connection already.
+            let _ =
+                self.worker.send(Command::CloseSession { session: self.session, code: c.code, reason: c.reason }).await;
         }
     }
 }

@@ -1,18 +1,19 @@
 //! One loop for every session, whatever carries its signaling: messages from the client go to the
-//! `SessionHandler`; the handler's outbox, worker events, identity revocations and the server's
-//! shutdown are turned into messages back; the carrier is closed at the end.
+//! `SessionHandler`; room events, device notices (incoming calls), worker events, the identity's
+//! token status, the token's expiry and the server's shutdown are turned into messages back; the
+//! carrier is closed at the end. A session outlives the calls it joins: only the connection
+//! going away, a revocation, an expired token, not keeping up or a shutdown end it.
 
 use super::context::SignalingContext;
-use super::messages::{CallState, ErrorCode, ServerMessage};
+use super::messages::{EndReason, ErrorCode, ServerMessage};
 use super::session::{CloseRequest, SessionHandler};
+use crate::devices::TokenStatus;
 use crate::media::command::SessionInput;
 use crate::media::quic::close_code;
+use crate::rooms::{MemberEvents, RoomEvent};
 use bytes::Bytes;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
-
-/// Messages queued for one client before it counts as not keeping up.
-pub const OUTBOX: usize = 512;
+use tokio::sync::watch;
 
 /// Something that arrived for the session.
 pub enum Incoming {
@@ -35,25 +36,14 @@ pub trait Carrier: Send {
 }
 
 /// Run a session to its end.
-pub async fn run_session<C: Carrier>(
-    ctx: Arc<SignalingContext>,
-    mut handler: SessionHandler,
-    mut carrier: C,
-    mut outgoing: mpsc::Receiver<ServerMessage>,
-) {
-    let mut identity_events = ctx.directory.subscribe();
-    let mut close: Option<CloseRequest> = None;
+pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: SessionHandler, mut carrier: C) {
     let mut gone = false;
     loop {
+        let expiry = handler.token_deadline();
+        let overflow = handler.room_events.as_ref().map(|e| e.overflowed.clone());
         tokio::select! {
-            biased;
             input = carrier.next() => match input {
-                Incoming::Frame(bytes) => {
-                    if let Some(c) = handler.on_frame(&bytes).await {
-                        close = Some(c);
-                        break;
-                    }
-                }
+                Incoming::Frame(bytes) | Incoming::Worker(SessionInput::Frame(bytes)) => handler.on_frame(&bytes).await,
                 Incoming::Worker(SessionInput::LayerChanged { subscription, layer }) => {
                     handler.send(ServerMessage::LayerChanged { subscription_id: subscription.0, layer });
                 }
@@ -62,67 +52,65 @@ pub async fn run_session<C: Carrier>(
                     ctx.messages.with_label_values(&["malformed"]).inc();
                     handler.send(ServerMessage::error(None, ErrorCode::MessageTooLarge, reason));
                 }
-                Incoming::Worker(SessionInput::Frame(bytes)) => {
-                    if let Some(c) = handler.on_frame(&bytes).await {
-                        close = Some(c);
-                        break;
-                    }
+                Incoming::Worker(SessionInput::Closed { .. }) => {
+                    handler.end_session(EndReason::ConnectionLost, close_code::NORMAL).await;
                 }
-                Incoming::Worker(SessionInput::Closed { reason }) => {
-                    handler.send(ServerMessage::CallStateChanged {
-                        state: CallState::Disconnected,
-                        code: None,
-                        reason: Some(reason.clone()),
-                    });
-                    close = Some(CloseRequest { code: close_code::NORMAL, reason });
-                    break;
-                }
-                Incoming::Gone => {
-                    gone = true;
-                    break;
-                }
+                Incoming::Gone => gone = true,
             },
-            Some(msg) = outgoing.recv() => {
-                handler.observe_outgoing(&msg);
-                if !carrier.send(&msg).await {
-                    gone = true;
-                    break;
-                }
+            Some(event) = next_room_event(&mut handler.room_events) => handler.on_room_event(event).await,
+            () = cancelled(overflow) => {
+                handler.end_session(EndReason::NotKeepingUp, close_code::NOT_KEEPING_UP).await;
             }
-            event = identity_events.recv() => {
-                let revoked = match event {
-                    Ok(event) => handler.revoked_by(&event),
-                    Err(broadcast::error::RecvError::Lagged(_)) => handler.revoked_now(),
-                    Err(broadcast::error::RecvError::Closed) => false,
-                };
-                if revoked {
-                    handler.send(ServerMessage::CallStateChanged {
-                        state: CallState::Disconnected,
-                        code: Some(ErrorCode::TokenRevoked),
-                        reason: Some("the access token was revoked".into()),
-                    });
-                    close = Some(CloseRequest { code: close_code::TOKEN_REVOKED, reason: "token revoked".into() });
-                    break;
-                }
+            Some(notice) = handler.notices.recv() => handler.on_notice(notice),
+            () = status_changed(handler.registration.as_mut().map(|r| &mut r.device.status)) => {
+                handler.check_revocation().await;
+            }
+            () = sleep_until(expiry) => {
+                handler.end_session(EndReason::TokenExpired, close_code::TOKEN_EXPIRED).await;
             }
             () = ctx.shutdown.cancelled() => {
-                handler.send(ServerMessage::CallStateChanged {
-                    state: CallState::Disconnected,
-                    code: Some(ErrorCode::ServerShutdown),
-                    reason: Some("the server is shutting down".into()),
-                });
-                close = Some(CloseRequest { code: close_code::SERVER_SHUTDOWN, reason: "server shutting down".into() });
-                break;
+                handler.end_session(EndReason::ServerShutdown, close_code::SERVER_SHUTDOWN).await;
             }
         }
-    }
-    handler.leave(if gone { "disconnected" } else { "left" });
-    if !gone {
-        while let Ok(msg) = outgoing.try_recv() {
+        while !gone && let Some(msg) = handler.next_outgoing() {
             if !carrier.send(&msg).await {
-                break;
+                gone = true;
             }
         }
+        if gone || handler.close_request().is_some() {
+            break;
+        }
     }
-    carrier.close(if gone { None } else { close }).await;
+    handler.leave(EndReason::ConnectionLost).await;
+    carrier.close(if gone { None } else { handler.take_close() }).await;
+}
+
+async fn next_room_event(events: &mut Option<MemberEvents>) -> Option<Arc<RoomEvent>> {
+    match events {
+        Some(e) => e.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn cancelled(token: Option<tokio_util::sync::CancellationToken>) {
+    match token {
+        Some(t) => t.cancelled_owned().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn status_changed(status: Option<&mut watch::Receiver<TokenStatus>>) {
+    if let Some(rx) = status
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }

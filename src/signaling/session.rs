@@ -1,21 +1,31 @@
-//! `SessionHandler`: one client's signaling, whatever carries it. It verifies the join token,
-//! joins the room, and turns publish/subscribe requests into room updates and worker commands.
-//! Everything it says to the client goes through its outbox, in order.
+//! `SessionHandler`: one client's signaling, whatever carries it. A session is a registered
+//! device: it registers once (`register`, or the first `join` with a token), can be called while
+//! in no call, joins and leaves calls, and stays connected after leaving. Requests turn into room
+//! updates and worker commands; room events and device notices turn into messages for the client.
+//! Everything it says to the client is queued in order and sent by the session loop
+//! (`runner.rs`).
+//!
+//! The requests are split by concern: media (`publishing.rs`), calls and moderation
+//! (`calling.rs`), room events (`translate.rs`); registration, joining and leaving are here.
 
 use super::context::{SignalingContext, TokenBucket};
-use super::messages::{CallState, ClientEnvelope, ClientMessage, ErrorCode, LayerFlow, ServerMessage, parse_client};
-use crate::auth::Action;
-use crate::identity::{IdentityEvent, IdentityId};
-use crate::media::command::{Command, PublishIngress, PublishSpec, SinkSpec, SubscribeSpec};
+use super::messages::{CallState, ClientEnvelope, ClientMessage, EndReason, ErrorCode, ServerMessage, parse_client};
+use crate::auth::{Action, Scopes, TokenError, VerifiedToken};
+use crate::calls::ControlError;
+use crate::devices::{Device, DeviceNotice, NOTICE_QUEUE, Registration};
+use crate::identity::IdentityId;
 use crate::media::ids::{ParticipantId, SessionId, SubscriptionId, TrackId};
-use crate::rooms::{JoinRequest, PublishRequest, Room, RoomError, RoomKey};
-use crate::sfu::simulcast::{LayerWish, MAX_LAYERS};
-use crate::signaling::messages::LayerRequest;
-use std::collections::HashMap;
+use crate::media::plane::WorkerGone;
+use crate::rooms::{Capabilities, JoinRequest, MemberEvents, MemberSink, Role, Room, RoomError, RoomKey};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// Longest display name accepted (characters).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 256;
 
 /// How the session's media travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,32 +36,83 @@ pub enum Transport {
     WebRtc,
 }
 
-/// Why the handler wants the session closed.
+/// Why the session is closed by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
     pub code: u32,
     pub reason: String,
 }
 
-struct Joined {
-    room: Arc<Room>,
-    participant: ParticipantId,
-    identity: IdentityId,
-    generation: u32,
-    subscriptions: HashMap<SubscriptionId, TrackId>,
+/// A request's failure: the error code and message the client gets.
+pub(super) type Failure = (ErrorCode, String);
+
+/// The device registration of a session.
+pub(super) struct Registered {
+    pub device: Registration,
+    pub raw_id: Arc<str>,
+    pub generation: u32,
+    pub scopes: Scopes,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub display_name: Option<Arc<str>>,
+}
+
+impl Registered {
+    pub fn identity(&self) -> IdentityId {
+        self.device.identity()
+    }
+}
+
+/// The call a session is in.
+pub(super) struct Joined {
+    pub room: Arc<Room>,
+    pub participant: ParticipantId,
+    pub caps: Capabilities,
+    pub subscriptions: HashMap<SubscriptionId, TrackId>,
+    /// The 1:1 call this room belongs to.
+    pub call: Option<Uuid>,
+}
+
+/// A room to enter, and how.
+pub(super) struct Entry {
+    pub key: RoomKey,
+    /// The role in an ACS Room.
+    pub role: Option<Role>,
+    /// Whether the room may be created by this join.
+    pub can_create: bool,
+    /// Overrides the registration's display name.
+    pub display_name: Option<Arc<str>>,
+    /// The state reported in `joined`.
+    pub state: CallState,
+    pub call: Option<Uuid>,
+}
+
+/// Where a `join` goes.
+enum Locator {
+    Group(Uuid),
+    Room(String),
+    Call(Uuid),
 }
 
 /// The signaling state machine of one session.
 pub struct SessionHandler {
-    ctx: Arc<SignalingContext>,
-    session: SessionId,
-    worker: usize,
+    pub(super) ctx: Arc<SignalingContext>,
+    pub(super) session: SessionId,
+    pub(super) worker: usize,
     remote: SocketAddr,
-    outbox: mpsc::Sender<ServerMessage>,
-    transport: Transport,
-    joined: Option<Joined>,
-    next_flow: u64,
+    pub(super) transport: Transport,
+    /// Messages for the client, in order.
+    out: VecDeque<ServerMessage>,
+    pub(super) registration: Option<Registered>,
+    pub(super) joined: Option<Joined>,
+    pub(super) next_flow: u64,
     bucket: TokenBucket,
+    /// Device notices (incoming calls) for this session; the sender is in the device registry.
+    pub(super) notices: mpsc::Receiver<DeviceNotice>,
+    notices_tx: mpsc::Sender<DeviceNotice>,
+    /// The current room's events.
+    pub(super) room_events: Option<MemberEvents>,
+    close: Option<CloseRequest>,
 }
 
 impl SessionHandler {
@@ -60,440 +121,379 @@ impl SessionHandler {
         session: SessionId,
         worker: usize,
         remote: SocketAddr,
-        outbox: mpsc::Sender<ServerMessage>,
         transport: Transport,
     ) -> Self {
         let bucket = TokenBucket::new(ctx.messages_per_second, Instant::now());
-        Self { ctx, session, worker, remote, outbox, transport, joined: None, next_flow: 0, bucket }
-    }
-
-    /// Queue a message for the client. A client that does not read its messages is dropped.
-    pub fn send(&self, msg: ServerMessage) {
-        if self.outbox.try_send(msg).is_err() {
-            tracing::debug!(session = %self.session, "outbox full; message dropped");
+        let (notices_tx, notices) = mpsc::channel(NOTICE_QUEUE);
+        Self {
+            ctx,
+            session,
+            worker,
+            remote,
+            transport,
+            out: VecDeque::new(),
+            registration: None,
+            joined: None,
+            next_flow: 0,
+            bucket,
+            notices,
+            notices_tx,
+            room_events: None,
+            close: None,
         }
     }
 
-    fn count(&self, result: &str) {
+    /// Queue a message for the client.
+    pub fn send(&mut self, msg: ServerMessage) {
+        self.out.push_back(msg);
+    }
+
+    /// The next message for the client.
+    pub fn next_outgoing(&mut self) -> Option<ServerMessage> {
+        self.out.pop_front()
+    }
+
+    /// Whether the session must end (and how).
+    pub fn close_request(&self) -> Option<&CloseRequest> {
+        self.close.as_ref()
+    }
+
+    pub fn take_close(&mut self) -> Option<CloseRequest> {
+        self.close.take()
+    }
+
+    pub(super) fn count(&self, result: &str) {
         self.ctx.messages.with_label_values(&[result]).inc();
     }
 
-    /// Handle one raw message. Returns a close request when the session must end.
-    pub async fn on_frame(&mut self, bytes: &[u8]) -> Option<CloseRequest> {
+    /// Handle one raw message.
+    pub async fn on_frame(&mut self, bytes: &[u8]) {
         if !self.bucket.take(Instant::now()) {
             self.count("rate_limited");
             self.send(ServerMessage::error(None, ErrorCode::RateLimited, "too many messages"));
-            return None;
+            return;
         }
         let envelope = match parse_client(bytes) {
             Ok(e) => e,
             Err(e) => {
                 self.count("malformed");
                 self.send(ServerMessage::error(None, ErrorCode::BadRequest, format!("malformed message: {e}")));
-                return None;
+                return;
             }
         };
         self.count("ok");
-        self.on_message(envelope).await
-    }
-
-    async fn on_message(&mut self, ClientEnvelope { id, message }: ClientEnvelope) -> Option<CloseRequest> {
-        // `Ok(None)`: the handler already sent its messages (in order).
-        let result = match message {
-            ClientMessage::Join { token, group_id, display_name } => {
-                self.join(id, &token, group_id, display_name).map(Some)
-            }
-            ClientMessage::Ping {} => Ok(Some(ServerMessage::Pong { id })),
-            _ if self.joined.is_none() => Err((ErrorCode::NotJoined, "join first".to_owned())),
-            ClientMessage::Offer { sdp } => self.offer(id, sdp).await,
-            ClientMessage::Answer { sdp } => self.answer(id, sdp).await.map(Some),
-            ClientMessage::Candidate { .. } => Ok(Some(ServerMessage::Ok { id })),
-            ClientMessage::Subscribe { track_id, preferred_layer, max_height } => {
-                self.subscribe(id, track_id, LayerWish { max_layer: preferred_layer, max_height }).await.map(Some)
-            }
-            other => self.on_joined_message(id, other).map(Some),
-        };
-        match result {
-            Ok(None) => None,
-            Ok(Some(msg)) => {
-                let leaving = matches!(msg, ServerMessage::CallStateChanged { state: CallState::Disconnected, .. });
-                self.send(msg);
-                leaving.then(|| CloseRequest { code: crate::media::quic::close_code::NORMAL, reason: "left".into() })
-            }
-            Err((code, message)) => {
-                self.send(ServerMessage::error(id, code, message));
-                None
-            }
+        let ClientEnvelope { id, message } = envelope;
+        if let Err((code, message)) = self.on_message(id, message).await {
+            self.send(ServerMessage::error(id, code, message));
         }
     }
 
-    fn join(
+    async fn on_message(&mut self, id: Option<u64>, message: ClientMessage) -> Result<(), Failure> {
+        let reply = match message {
+            ClientMessage::Ping {} => ServerMessage::Pong { id },
+            ClientMessage::Register { token, display_name } => self.register(id, &token, display_name)?,
+            ClientMessage::Join { token, group_id, room_id, call_id, display_name } => {
+                let locator = parse_locator(group_id, room_id, call_id).inspect_err(|_| {
+                    self.ctx.rooms.count_join_failure("bad_request");
+                })?;
+                self.join(id, token.as_deref(), locator, display_name).await?
+            }
+            ClientMessage::StartCall { targets } => self.start_call(id, &targets).await?,
+            ClientMessage::AcceptCall { call_id } => self.accept_call(id, &call_id).await?,
+            ClientMessage::RejectCall { call_id } => self.reject_call(id, &call_id).await?,
+            _ if self.joined.is_none() => return Err((ErrorCode::NotJoined, "join a call first".to_owned())),
+            ClientMessage::Leave {} => {
+                self.leave(EndReason::Left).await;
+                disconnected(EndReason::Left)
+            }
+            ClientMessage::HangUp { for_everyone } => self.hang_up(for_everyone).await?,
+            ClientMessage::MuteParticipant { participant_id } => self.mute_participant(id, participant_id).await?,
+            ClientMessage::RemoveParticipant { participant_id } => self.remove_participant(id, participant_id).await?,
+            ClientMessage::Publish { kind, codec, layers, audio_level_ext_id, source } => {
+                self.publish(id, kind, codec, layers, audio_level_ext_id, source).await?
+            }
+            ClientMessage::Unpublish { track_id } => self.unpublish(id, track_id).await?,
+            ClientMessage::Subscribe { track_id, preferred_layer, max_height } => {
+                self.subscribe(id, track_id, preferred_layer, max_height).await?
+            }
+            ClientMessage::Unsubscribe { subscription_id } => self.unsubscribe(id, subscription_id).await?,
+            ClientMessage::SetPreferences { subscription_id, preferred_layer, max_height } => {
+                self.set_preferences(id, subscription_id, preferred_layer, max_height).await?
+            }
+            ClientMessage::Mute { track_id, muted } => self.mute(id, track_id, muted).await?,
+            ClientMessage::Offer { sdp, sources } => {
+                // The answer and the tracks it published are queued by `offer` itself.
+                self.offer(id, sdp, sources).await?;
+                return Ok(());
+            }
+            ClientMessage::Answer { sdp } => self.answer(id, sdp).await?,
+            ClientMessage::Candidate { .. } => ServerMessage::Ok { id },
+        };
+        self.send(reply);
+        Ok(())
+    }
+
+    /// Verify a token and register (or renew the registration of) this device.
+    fn register(
         &mut self,
         id: Option<u64>,
         token: &str,
-        group_id: Option<String>,
         display_name: Option<String>,
-    ) -> Result<ServerMessage, (ErrorCode, String)> {
-        if self.joined.is_some() {
-            return Err((ErrorCode::AlreadyJoined, "this session already joined a call".into()));
+    ) -> Result<ServerMessage, Failure> {
+        let display_name = check_display_name(display_name)?;
+        let verified = self.ctx.verifier.verify(token, Action::JoinCall, unix_now()).map_err(|e| token_failure(&e))?;
+        self.adopt(verified, display_name)?;
+        let r = self.registration.as_ref().expect("adopt registered the device or failed");
+        Ok(ServerMessage::Registered { id, identity: r.raw_id.to_string(), expires_on: r.expires_at })
+    }
+
+    /// Take a verified token as this device's registration.
+    fn adopt(&mut self, verified: VerifiedToken, display_name: Option<Arc<str>>) -> Result<(), Failure> {
+        if let Some(r) = self.registration.as_mut() {
+            if r.identity() != verified.identity {
+                return Err((ErrorCode::IdentityMismatch, "this connection is registered to another identity".into()));
+            }
+            r.generation = r.generation.max(verified.generation);
+            r.scopes = verified.scopes;
+            r.expires_at = verified.expires_at;
+            if display_name.is_some() {
+                r.display_name = display_name;
+            }
+            return Ok(());
         }
-        let now = Instant::now();
-        if !self.ctx.join_limiter.allow(self.remote.ip(), now) {
+        let device = Device { session: self.session, notices: self.notices_tx.clone() };
+        let registration = self.ctx.devices.register(verified.identity, device, verified.generation);
+        // A revocation between verifying and registering is not in the registration's status.
+        match self.ctx.directory.current_generation(verified.identity) {
+            Ok(Some(g)) if g <= verified.generation => {}
+            Ok(_) => return Err((ErrorCode::TokenRevoked, "the token has been revoked".into())),
+            Err(_) => return Err((ErrorCode::ServiceUnavailable, "identity store unavailable".into())),
+        }
+        tracing::info!(session = %self.session, identity = %verified.identity, "device registered");
+        self.registration = Some(Registered {
+            device: registration,
+            raw_id: verified.raw_id.into(),
+            generation: verified.generation,
+            scopes: verified.scopes,
+            expires_at: verified.expires_at,
+            display_name,
+        });
+        Ok(())
+    }
+
+    /// The registration, or the error a request that needs one gets.
+    pub(super) fn registered(&self) -> Result<&Registered, Failure> {
+        self.registration.as_ref().ok_or((ErrorCode::NotRegistered, "register (or join with a token) first".into()))
+    }
+
+    async fn join(
+        &mut self,
+        id: Option<u64>,
+        token: Option<&str>,
+        locator: Locator,
+        display_name: Option<String>,
+    ) -> Result<ServerMessage, Failure> {
+        if self.joined.is_some() {
+            return Err((ErrorCode::AlreadyJoined, "this session is in a call; leave it first".into()));
+        }
+        if !self.ctx.join_limiter.allow(self.remote.ip(), Instant::now()) {
             self.ctx.rooms.count_join_failure("rate_limited");
             return Err((ErrorCode::RateLimited, "too many join attempts from this address".into()));
         }
-        let key = match group_id.as_deref().map(uuid::Uuid::parse_str) {
-            Some(Ok(g)) => RoomKey::Group(g),
-            Some(Err(_)) => {
-                self.ctx.rooms.count_join_failure("bad_request");
-                return Err((ErrorCode::BadRequest, "groupId must be a UUID".into()));
+        let display_name = check_display_name(display_name)?;
+        match token {
+            Some(token) => {
+                let verified = self.ctx.verifier.verify(token, Action::JoinCall, unix_now()).map_err(|e| {
+                    self.ctx.rooms.count_join_failure(e.reason());
+                    token_failure(&e)
+                })?;
+                self.adopt(verified, display_name.clone())?;
             }
-            None => {
-                self.ctx.rooms.count_join_failure("bad_request");
-                return Err((ErrorCode::BadRequest, "join needs a locator: groupId".into()));
+            None if self.registration.is_none() => {
+                self.ctx.rooms.count_join_failure("not_registered");
+                return Err((ErrorCode::NotRegistered, "join needs a token (or a registration first)".into()));
+            }
+            None => {}
+        }
+        let r = self.registered()?;
+        let identity = r.identity();
+        let (key, role, can_create) = match locator {
+            Locator::Group(g) => (RoomKey::Group(g), None, r.scopes.allows(Action::StartCall)),
+            Locator::Room(room_id) => {
+                let role = self.room_role(&room_id, identity).await.inspect_err(|(code, _)| {
+                    self.ctx.rooms.count_join_failure(room_refusal_label(*code));
+                })?;
+                (RoomKey::Room(room_id), Some(role), true)
+            }
+            Locator::Call(call) => {
+                if !self.ctx.calls.is_party(call, identity) {
+                    self.ctx.rooms.count_join_failure("call_not_found");
+                    return Err((ErrorCode::CallNotFound, "no such call for this identity".into()));
+                }
+                (RoomKey::Call(call), None, false)
             }
         };
-        let verified = match self.ctx.verifier.verify(token, Action::JoinCall, unix_now()) {
-            Ok(v) => v,
-            Err(e) => {
-                self.ctx.rooms.count_join_failure(e.reason());
-                return Err((ErrorCode::from_token_error(&e), e.to_string()));
-            }
+        let call = match key {
+            RoomKey::Call(c) => Some(c),
+            _ => None,
         };
+        self.enter(id, Entry { key, role, can_create, display_name, state: CallState::Connected, call }).await
+    }
+
+    /// Join the room behind `key` and admit this session on its worker; the `joined` reply.
+    pub(super) async fn enter(&mut self, id: Option<u64>, entry: Entry) -> Result<ServerMessage, Failure> {
+        let Entry { key, role, can_create, display_name, state, call } = entry;
+        let r = self.registered()?;
+        let (sink, events) = MemberSink::channel();
         let request = JoinRequest {
-            identity: verified.raw_id.clone(),
-            display_name,
-            can_create: verified.scopes.allows(Action::StartCall),
+            identity: r.identity(),
+            raw_id: r.raw_id.clone(),
+            display_name: display_name.or_else(|| r.display_name.clone()),
+            can_create,
+            role,
             session: self.session,
             worker: self.worker,
-            outbox: self.outbox.clone(),
+            sink,
         };
         let room_name = key.to_string();
-        let (room, participant, participants) = self.ctx.rooms.join(key, request).map_err(|e| room_error(&e))?;
+        let (room, participant, snapshot) = self.ctx.rooms.join(key, request).map_err(|e| room_failure(&e))?;
+        let caps = role.map_or(Capabilities::PARTICIPANT, Role::capabilities);
+        self.joined = Some(Joined { room: room.clone(), participant, caps, subscriptions: HashMap::new(), call });
+        self.room_events = Some(events);
+        if let Err(WorkerGone) = self.ctx.live.admit(self.worker, self.session, room.id, caps).await {
+            self.leave(EndReason::ServerShutdown).await;
+            return Err(unavailable());
+        }
         tracing::info!(session = %self.session, %participant, room = %room_name, "joined");
-        self.joined = Some(Joined {
-            room,
-            participant,
-            identity: verified.identity,
-            generation: verified.generation,
-            subscriptions: HashMap::new(),
-        });
         Ok(ServerMessage::Joined {
             id,
             participant_id: participant.0,
             room: room_name,
-            state: CallState::Connected,
-            participants,
+            state,
+            call_id: call.map(|c| c.to_string()),
+            role,
+            capabilities: caps.into(),
+            participants: snapshot.iter().map(Into::into).collect(),
         })
     }
 
-    fn on_joined_message(
-        &mut self,
-        id: Option<u64>,
-        message: ClientMessage,
-    ) -> Result<ServerMessage, (ErrorCode, String)> {
-        let limits = self.ctx.rooms.limits();
-        let worker = self.worker;
-        let session = self.session;
-        let joined = self.joined.as_mut().expect("on_joined_message is only called after a join");
-        match message {
-            ClientMessage::Publish { kind, codec, layers, audio_level_ext_id } => {
-                if self.transport == Transport::WebRtc {
-                    return Err((ErrorCode::BadRequest, "over WebRTC, publish by sending an SDP offer".into()));
-                }
-                if codec.kind() != kind {
-                    return Err((ErrorCode::BadRequest, format!("codec {codec:?} is not {kind:?}")));
-                }
-                if layers.len() > MAX_LAYERS || (kind == crate::sfu::packet::MediaKind::Audio && layers.len() > 1) {
-                    return Err((
-                        ErrorCode::BadRequest,
-                        format!("at most {MAX_LAYERS} video layers and 1 audio layer"),
-                    ));
-                }
-                let entry = joined
-                    .room
-                    .publish(joined.participant, PublishRequest { kind, codec, layers: layers.clone() }, limits)
-                    .map_err(|e| room_error(&e))?;
-                let count = layers.len().max(1);
-                let flows: Vec<u64> = (0..count)
-                    .map(|_| {
-                        self.next_flow += 1;
-                        self.next_flow
-                    })
-                    .collect();
-                let spec = PublishSpec {
-                    session,
-                    room: joined.room.id,
-                    track: entry.id,
-                    codec,
-                    heights: entry.heights(),
-                    ingress: PublishIngress::Quic { flows: flows.clone() },
-                    audio_level_ext: Some(audio_level_ext_id.unwrap_or(1)),
-                };
-                command(&self.ctx, worker, Command::Publish(spec))?;
-                let flows = flows
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, flow_id)| LayerFlow {
-                        layer: i as u8,
-                        rid: layers.get(i).and_then(|l| l.rid.clone()),
-                        flow_id,
-                    })
-                    .collect();
-                Ok(ServerMessage::Published {
-                    id,
-                    track_id: entry.id.0,
-                    flows,
-                    mid: None,
-                    kind: Some(kind),
-                    codec: Some(codec),
-                })
-            }
-            ClientMessage::Unpublish { track_id } => {
-                joined.room.unpublish(joined.participant, TrackId(track_id)).map_err(|e| room_error(&e))?;
-                self.remove_track_everywhere(TrackId(track_id));
-                Ok(ServerMessage::Ok { id })
-            }
-            ClientMessage::Unsubscribe { subscription_id } => {
-                let subscription = SubscriptionId(subscription_id);
-                let track = joined
-                    .subscriptions
-                    .remove(&subscription)
-                    .ok_or((ErrorCode::SubscriptionNotFound, format!("no subscription {subscription_id}")))?;
-                command(&self.ctx, worker, Command::Unsubscribe { session, subscription, track })?;
-                Ok(ServerMessage::Ok { id })
-            }
-            ClientMessage::SetPreferences { subscription_id, preferred_layer, max_height } => {
-                let subscription = SubscriptionId(subscription_id);
-                let track = *joined
-                    .subscriptions
-                    .get(&subscription)
-                    .ok_or((ErrorCode::SubscriptionNotFound, format!("no subscription {subscription_id}")))?;
-                let wish = LayerWish { max_layer: preferred_layer, max_height };
-                command(&self.ctx, worker, Command::SetWish { track, subscription, wish })?;
-                Ok(ServerMessage::Ok { id })
-            }
-            ClientMessage::Mute { track_id, muted } => {
-                joined.room.set_muted(joined.participant, TrackId(track_id), muted).map_err(|e| room_error(&e))?;
-                Ok(ServerMessage::Ok { id })
-            }
-            ClientMessage::Leave {} => {
-                self.leave("left");
-                Ok(ServerMessage::CallStateChanged {
-                    state: CallState::Disconnected,
-                    code: None,
-                    reason: Some("left".into()),
-                })
-            }
-            ClientMessage::Join { .. }
-            | ClientMessage::Ping {}
-            | ClientMessage::Subscribe { .. }
-            | ClientMessage::Offer { .. }
-            | ClientMessage::Answer { .. }
-            | ClientMessage::Candidate { .. } => {
-                unreachable!("handled in on_message before on_joined_message")
-            }
-        }
+    /// The role `identity` has in the ACS Room `room_id`, if it may join now.
+    async fn room_role(&self, room_id: &str, identity: IdentityId) -> Result<Role, Failure> {
+        let _ = (room_id, identity);
+        Err((ErrorCode::RoomNotFound, "no such room".into()))
     }
 
-    async fn subscribe(
-        &mut self,
-        id: Option<u64>,
-        track_id: u64,
-        wish: LayerWish,
-    ) -> Result<ServerMessage, (ErrorCode, String)> {
-        let worker = self.worker;
-        let session = self.session;
-        let joined = self.joined.as_mut().expect("subscribe is only handled after a join");
-        let track = joined
-            .room
-            .track(TrackId(track_id))
-            .ok_or((ErrorCode::TrackNotFound, format!("no track {track_id} in this call")))?;
-        let subscription = SubscriptionId::next();
-        let (sink, flow, ssrc, reply) = match self.transport {
-            Transport::Quic => {
-                self.next_flow += 1;
-                let mut ssrc = [0u8; 4];
-                let _ = aws_lc_rs::rand::fill(&mut ssrc);
-                let ssrc = u32::from_be_bytes(ssrc);
-                (SinkSpec::Quic { flow: self.next_flow, ssrc }, Some(self.next_flow), Some(ssrc), None)
-            }
-            Transport::WebRtc => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                (SinkSpec::WebRtc { reply: tx }, None, None, Some(rx))
-            }
-        };
-        let spec = SubscribeSpec {
-            session,
-            subscription,
-            track: track.id,
-            room: joined.room.id,
-            codec: track.codec,
-            heights: track.heights(),
-            sink,
-            wish,
-            origin: track.worker,
-        };
-        command(&self.ctx, worker, Command::Subscribe(spec))?;
-        if let Some(rx) = reply {
-            rx.await
-                .map_err(|_| (ErrorCode::ServiceUnavailable, "media worker did not answer".to_owned()))?
-                .map_err(|e| (ErrorCode::BadRequest, e))?;
-        }
-        joined.subscriptions.insert(subscription, track.id);
-        Ok(ServerMessage::Subscribed {
-            id,
-            subscription_id: subscription.0,
-            track_id,
-            kind: track.kind,
-            codec: track.codec,
-            flow_id: flow,
-            ssrc,
-            stream_id: (self.transport == Transport::WebRtc).then(|| format!("t{track_id}")),
-        })
-    }
-
-    /// A WebRTC offer: accept it on the worker, publish what it sends, answer.
-    async fn offer(&mut self, id: Option<u64>, sdp: String) -> Result<Option<ServerMessage>, (ErrorCode, String)> {
-        if self.transport != Transport::WebRtc {
-            return Err((ErrorCode::BadRequest, "SDP offers are for WebRTC sessions (wss://HOST/signal)".into()));
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        command(&self.ctx, self.worker, Command::WebRtcOffer { session: self.session, sdp, reply: tx })?;
-        let accepted = rx
-            .await
-            .map_err(|_| (ErrorCode::ServiceUnavailable, "media worker did not answer".to_owned()))?
-            .map_err(|e| (ErrorCode::BadRequest, e))?;
-        let limits = self.ctx.rooms.limits();
-        let joined = self.joined.as_ref().expect("offer is only handled after a join");
-        let mut published = Vec::new();
-        for m in accepted.media {
-            let kind = m.codec.kind();
-            let layers: Vec<LayerRequest> =
-                m.rids.iter().map(|r| LayerRequest { rid: Some(r.clone()), ..LayerRequest::default() }).collect();
-            let entry = match joined.room.publish(
-                joined.participant,
-                PublishRequest { kind, codec: m.codec, layers },
-                limits,
-            ) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.send(ServerMessage::error(
-                        None,
-                        room_error(&e).0,
-                        format!("media {} not published: {e}", m.mid),
-                    ));
-                    continue;
-                }
-            };
-            let spec = PublishSpec {
-                session: self.session,
-                room: joined.room.id,
-                track: entry.id,
-                codec: m.codec,
-                heights: entry.heights(),
-                ingress: PublishIngress::WebRtc { mid: m.mid.clone(), rids: m.rids },
-                audio_level_ext: None,
-            };
-            command(&self.ctx, self.worker, Command::Publish(spec))?;
-            published.push(ServerMessage::Published {
-                id: None,
-                track_id: entry.id.0,
-                flows: Vec::new(),
-                mid: Some(m.mid),
-                kind: Some(kind),
-                codec: Some(m.codec),
-            });
-        }
-        // The answer responds to the offer; the tracks it published follow as events.
-        self.send(ServerMessage::Answer { id, sdp: accepted.answer });
-        for p in published {
-            self.send(p);
-        }
-        Ok(None)
-    }
-
-    /// A WebRTC answer to the server's offer.
-    async fn answer(&mut self, id: Option<u64>, sdp: String) -> Result<ServerMessage, (ErrorCode, String)> {
-        if self.transport != Transport::WebRtc {
-            return Err((ErrorCode::BadRequest, "SDP answers are for WebRTC sessions".into()));
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        command(&self.ctx, self.worker, Command::WebRtcAnswer { session: self.session, sdp, reply: tx })?;
-        rx.await
-            .map_err(|_| (ErrorCode::ServiceUnavailable, "media worker did not answer".to_owned()))?
-            .map_err(|e| (ErrorCode::BadRequest, e))?;
-        Ok(ServerMessage::Ok { id })
-    }
-
-    /// Keep local state in step with what the room tells the client.
-    pub fn observe_outgoing(&mut self, msg: &ServerMessage) {
-        if let (ServerMessage::TrackUnpublished { track_id, .. }, Some(j)) = (msg, self.joined.as_mut()) {
-            j.subscriptions.retain(|_, t| t.0 != *track_id);
-        }
-    }
-
-    /// Whether an identity event ends this session (its token was revoked or its identity
-    /// deleted).
-    pub fn revoked_by(&self, event: &IdentityEvent) -> bool {
-        let Some(j) = &self.joined else { return false };
-        match event {
-            IdentityEvent::Deleted { id } => *id == j.identity,
-            IdentityEvent::TokensRevoked { id, generation } => *id == j.identity && *generation > j.generation,
-        }
-    }
-
-    /// After missing identity events: check the token generation directly.
-    pub fn revoked_now(&self) -> bool {
-        let Some(j) = &self.joined else { return false };
-        !matches!(self.ctx.directory.current_generation(j.identity), Ok(Some(g)) if g <= j.generation)
-    }
-
-    fn remove_track_everywhere(&self, track: TrackId) {
-        for w in &self.ctx.workers {
-            if w.commands.try_send(Command::RemoveTrack { track }).is_err() {
-                tracing::warn!(worker = w.index, %track, "worker queue full; track removal dropped");
-            }
-        }
-    }
-
-    /// Leave the room (if joined): tell the others, drop published tracks and subscriptions.
-    pub fn leave(&mut self, reason: &str) {
+    /// Leave the call (if in one): tell the others, and make the media plane forget this
+    /// session's bindings, subscriptions and tracks. The device stays registered.
+    pub async fn leave(&mut self, reason: EndReason) {
+        self.room_events = None;
         let Some(j) = self.joined.take() else { return };
-        let removed = self.ctx.rooms.leave(&j.room, j.participant, reason);
-        for track in removed {
-            self.remove_track_everywhere(track);
+        if let Some(departure) = self.ctx.rooms.leave(&j.room, j.participant, reason) {
+            // A stopped worker has nothing left to forget.
+            let _ = self.ctx.live.forget(&departure).await;
         }
-        for (subscription, track) in j.subscriptions {
-            let _ = self.ctx.workers[self.worker].commands.try_send(Command::Unsubscribe {
-                session: self.session,
-                subscription,
-                track,
-            });
+    }
+
+    /// End the session: leave the call, tell the client why, and close the connection.
+    pub async fn end_session(&mut self, reason: EndReason, code: u32) {
+        self.leave(reason).await;
+        self.send(disconnected(reason));
+        self.close = Some(CloseRequest { code, reason: reason.describe().to_owned() });
+    }
+
+    /// The registration's token status changed: end the session if its token is no longer good.
+    pub async fn check_revocation(&mut self) {
+        let Some(r) = self.registration.as_mut() else { return };
+        let status = *r.device.status.borrow_and_update();
+        if status.revokes(r.generation) {
+            self.end_session(EndReason::TokenRevoked, crate::media::quic::close_code::TOKEN_REVOKED).await;
         }
+    }
+
+    /// When the registration's token expires (with the verifier's leeway).
+    pub fn token_deadline(&self) -> Option<tokio::time::Instant> {
+        let r = self.registration.as_ref()?;
+        let left = r.expires_at.saturating_add(self.ctx.verifier.leeway_secs()).saturating_sub(unix_now());
+        Some(tokio::time::Instant::now() + std::time::Duration::from_secs(u64::try_from(left).unwrap_or(0)))
     }
 }
 
-fn command(ctx: &SignalingContext, worker: usize, cmd: Command) -> Result<(), (ErrorCode, String)> {
-    ctx.workers[worker]
-        .commands
-        .try_send(cmd)
-        .map_err(|_| (ErrorCode::ServiceUnavailable, "media worker overloaded".to_owned()))
+fn parse_locator(
+    group_id: Option<String>,
+    room_id: Option<String>,
+    call_id: Option<String>,
+) -> Result<Locator, Failure> {
+    let uuid = |v: &str, field: &str| {
+        Uuid::parse_str(v).map_err(|_| (ErrorCode::BadRequest, format!("{field} must be a UUID")))
+    };
+    match (group_id, room_id, call_id) {
+        (Some(g), None, None) => Ok(Locator::Group(uuid(&g, "groupId")?)),
+        (None, Some(r), None) if !r.is_empty() && r.len() <= 128 => Ok(Locator::Room(r)),
+        (None, Some(_), None) => Err((ErrorCode::BadRequest, "roomId must be 1 to 128 characters".into())),
+        (None, None, Some(c)) => Ok(Locator::Call(uuid(&c, "callId")?)),
+        _ => Err((ErrorCode::BadRequest, "join needs exactly one locator: groupId, roomId or callId".into())),
+    }
 }
 
-fn room_error(e: &RoomError) -> (ErrorCode, String) {
+fn check_display_name(name: Option<String>) -> Result<Option<Arc<str>>, Failure> {
+    match name {
+        Some(n) if n.chars().count() > MAX_DISPLAY_NAME_CHARS => {
+            Err((ErrorCode::BadRequest, format!("displayName must be at most {MAX_DISPLAY_NAME_CHARS} characters")))
+        }
+        Some(n) if n.trim().is_empty() => Ok(None),
+        Some(n) => Ok(Some(n.trim().into())),
+        None => Ok(None),
+    }
+}
+
+fn room_refusal_label(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NotAParticipant => "not_a_participant",
+        ErrorCode::RoomNotValidNow => "outside_validity",
+        ErrorCode::RoomNotFound => "room_not_found",
+        _ => "error",
+    }
+}
+
+/// `callStateChanged` to `Disconnected` for `reason`.
+pub(super) fn disconnected(reason: EndReason) -> ServerMessage {
+    ServerMessage::CallStateChanged {
+        state: CallState::Disconnected,
+        code: Some(reason),
+        reason: Some(reason.describe().to_owned()),
+    }
+}
+
+pub(super) fn token_failure(e: &TokenError) -> Failure {
+    (ErrorCode::from_token_error(e), e.to_string())
+}
+
+pub(super) fn unavailable() -> Failure {
+    (ErrorCode::ServiceUnavailable, "the media plane is stopping".to_owned())
+}
+
+pub(super) fn room_failure(e: &RoomError) -> Failure {
     let code = match e {
         RoomError::NotFound => ErrorCode::CallNotFound,
         RoomError::RoomFull => ErrorCode::RoomFull,
         RoomError::TooManyRooms | RoomError::TooManyTracks | RoomError::TooManyPublishers => ErrorCode::LimitExceeded,
         RoomError::NotAllowed => ErrorCode::NotAllowed,
         RoomError::TrackNotFound => ErrorCode::TrackNotFound,
+        RoomError::ParticipantNotFound => ErrorCode::ParticipantNotFound,
+        RoomError::Ended => ErrorCode::CallEnded,
         RoomError::Closed => ErrorCode::ServiceUnavailable,
     };
     (code, e.to_string())
 }
 
-fn unix_now() -> i64 {
+pub(super) fn control_failure(e: &ControlError) -> Failure {
+    match e {
+        ControlError::Room(e) => room_failure(e),
+        ControlError::WorkerGone(_) => unavailable(),
+    }
+}
+
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -3,10 +3,11 @@
 
 use super::context::SignalingContext;
 use super::messages::ServerMessage;
-use super::runner::{Carrier, Incoming, OUTBOX, run_session};
+use super::runner::{Carrier, Incoming, run_session};
 use super::session::{CloseRequest, SessionHandler, Transport};
 use crate::media::command::{Command, SessionInput};
 use crate::media::ids::SessionId;
+use crate::media::plane::WorkerHandle;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,20 +21,19 @@ pub async fn run_ws_session(ctx: Arc<SignalingContext>, ws: WebSocket, remote: S
     let worker = ctx.next_worker();
     let session = SessionId::next();
     let (inbox_tx, inbox) = mpsc::channel(INBOX);
-    let commands = ctx.workers[worker].commands.clone();
-    if commands.send(Command::WebRtcOpen { session, inbox: inbox_tx }).await.is_err() {
+    let handle = ctx.workers[worker].clone();
+    if handle.send(Command::WebRtcOpen { session, inbox: inbox_tx }).await.is_err() {
         return;
     }
-    let (outbox, outgoing) = mpsc::channel(OUTBOX);
-    let handler = SessionHandler::new(ctx.clone(), session, worker, remote, outbox, Transport::WebRtc);
-    let carrier = WsCarrier { ws, inbox, commands, session, messages: ctx.messages.clone() };
-    run_session(ctx, handler, carrier, outgoing).await;
+    let handler = SessionHandler::new(ctx.clone(), session, worker, remote, Transport::WebRtc);
+    let carrier = WsCarrier { ws, inbox, worker: handle, session, messages: ctx.messages.clone() };
+    run_session(ctx, handler, carrier).await;
 }
 
 struct WsCarrier {
     ws: WebSocket,
     inbox: mpsc::Receiver<SessionInput>,
-    commands: mpsc::Sender<Command>,
+    worker: WorkerHandle,
     session: SessionId,
     messages: prometheus::IntCounterVec,
 }
@@ -67,8 +67,8 @@ impl Carrier for WsCarrier {
     }
 
     async fn close(&mut self, reason: Option<CloseRequest>) {
-        let _ =
-            self.commands.send(Command::CloseSession { session: self.session, code: 0, reason: String::new() }).await;
+        // A stopped worker has forgotten the session already.
+        let _ = self.worker.send(Command::CloseSession { session: self.session, code: 0, reason: String::new() }).await;
         if let Some(c) = reason {
             let frame = CloseFrame { code: 1000, reason: c.reason.into() };
             let _ = self.ws.send(Message::Close(Some(frame))).await;

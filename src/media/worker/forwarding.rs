@@ -72,6 +72,10 @@ impl Worker {
         let Some(track) = self.tracks.get_mut(&track_id) else { return };
         let codec = codec_of(track);
         let Some(origin) = track.origin.as_mut() else { return };
+        if track.muted {
+            self.out.counters.drop(Drop::Muted);
+            return;
+        }
         let k = kind_index(codec.kind());
         let Some(ol) = origin.layers.get_mut(usize::from(layer)) else { return };
         let quic = matches!(ol.source, LayerSource::Quic { .. });
@@ -264,6 +268,11 @@ impl Worker {
         if now.saturating_duration_since(self.last_report) >= REPORT_INTERVAL {
             self.last_report = now;
             self.send_reports(now, &ids);
+            let subscriptions: usize =
+                self.tracks.values().map(|t| t.forwarder.subscriptions().len() + t.pending.len()).sum();
+            self.state_gauges.tracks.set(self.tracks.len() as i64);
+            self.state_gauges.subscriptions.set(subscriptions as i64);
+            self.state_gauges.admitted_sessions.set(self.admissions.len() as i64);
             self.out.counters.flush();
             self.out.rtc_counters.flush();
         }

@@ -8,19 +8,23 @@ mod forwarding;
 mod quic_io;
 mod rtc_io;
 
-use super::command::{Command, ControlEvent, PeerMsg, PublishIngress, SessionInput, SinkSpec, SubscribeSpec};
+use super::admission::{AdmissionSet, Refusal};
+use super::command::{
+    Command, ControlEvent, PeerMsg, PublishIngress, SessionInput, SinkSpec, SubscribeRefusal, SubscribeSpec,
+};
 use super::ids::{RoomId, SessionId, SubscriptionId, TrackId};
-use super::metrics::{RtcCounters, WorkerCounters};
+use super::metrics::{RtcCounters, StateGauges, WorkerCounters};
 use super::quic::{Flow, QuicConn, close_code};
 use super::webrtc::{Peer, RtcSettings};
+use crate::rooms::TrackSource;
 use crate::sfu::forwarder::{SubscriptionSpec, TrackForwarder};
 use crate::sfu::nack::LossDetector;
-use crate::sfu::packet::{Codec, MediaPacket};
+use crate::sfu::packet::{Codec, MediaKind, MediaPacket};
 use crate::sfu::rewriter::Rewrite;
 use crate::sfu::stats::ReceiveStats;
 use bytes::BytesMut;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +38,12 @@ const AUDIO_LEVEL_INTERVAL: Duration = Duration::from_millis(250);
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Datagrams read from a socket before other work gets a turn.
 const RECV_BATCH: usize = 256;
+/// Signaling bytes held for a QUIC client that does not read them, as a multiple of the largest
+/// message; beyond it the connection is closed (the client is not keeping up).
+const PENDING_SIGNAL_MESSAGES: usize = 16;
+/// Messages held for a WebRTC session whose inbox is full (offers must not be lost); beyond it
+/// the session is ended.
+const SESSION_BACKLOG: usize = 64;
 
 /// Where a subscription's packets go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +79,7 @@ enum LayerSource {
 /// The publishing side of a track whose publisher is on this worker.
 struct Origin {
     publisher: SessionId,
+    source: TrackSource,
     layers: Vec<OriginLayer>,
     /// Workers (by index) with subscribers of this track.
     sinks: Vec<bool>,
@@ -93,6 +104,8 @@ struct LocalTrack {
     webrtc_sinks: usize,
     /// WebRTC subscriptions whose m-line is still being negotiated.
     pending: Vec<PendingSub>,
+    /// Muted by its publisher or a moderator: its packets are not forwarded.
+    muted: bool,
 }
 
 /// A WebRTC subscription waiting for the client's answer.
@@ -132,6 +145,7 @@ pub struct WorkerSetup {
     pub control: mpsc::Sender<ControlEvent>,
     pub counters: WorkerCounters,
     pub rtc_counters: RtcCounters,
+    pub state_gauges: StateGauges,
     pub sessions_gauge: prometheus::IntGauge,
     pub rtc_sessions_gauge: prometheus::IntGauge,
     pub max_message_bytes: usize,
@@ -151,15 +165,22 @@ pub struct Worker {
     peer_by_addr: HashMap<SocketAddr, usize>,
     peer_by_ufrag: HashMap<String, usize>,
     tracks: HashMap<TrackId, LocalTrack>,
+    /// Which session may publish and receive what, in which room.
+    admissions: AdmissionSet,
     /// Subscribers' workers that attached before the track's `Publish` arrived.
     pending_sinks: HashMap<TrackId, Vec<usize>>,
     peer_txs: Vec<mpsc::Sender<PeerMsg>>,
+    /// State messages for each other worker that found its queue full, in order. They are sent
+    /// again every loop turn: a state change between workers is delayed, never dropped. (Bounded
+    /// by the signaling that causes them, which is rate-limited per session.)
+    peer_backlog: Vec<VecDeque<PeerMsg>>,
     outgoing: Vec<Vec<(TrackId, u8, MediaPacket)>>,
     commands: mpsc::Receiver<Command>,
     peer_rx: mpsc::Receiver<PeerMsg>,
     control: mpsc::Sender<ControlEvent>,
     sessions_gauge: prometheus::IntGauge,
     rtc_sessions_gauge: prometheus::IntGauge,
+    state_gauges: StateGauges,
     max_message_bytes: usize,
     max_sessions: usize,
     /// Ingress arena for received UDP datagrams.
@@ -178,6 +199,8 @@ pub struct Worker {
 struct RtcSession {
     inbox: mpsc::Sender<SessionInput>,
     peer: Option<usize>,
+    /// Messages that must reach the session (offers) but found its inbox full.
+    backlog: VecDeque<SessionInput>,
 }
 
 impl Worker {
@@ -212,14 +235,17 @@ impl Worker {
             peer_by_addr: HashMap::new(),
             peer_by_ufrag: HashMap::new(),
             tracks: HashMap::new(),
+            admissions: AdmissionSet::default(),
             pending_sinks: HashMap::new(),
             outgoing: (0..s.workers).map(|_| Vec::new()).collect(),
+            peer_backlog: (0..s.workers).map(|_| VecDeque::new()).collect(),
             peer_txs: s.peers,
             commands: s.commands,
             peer_rx: s.peer_rx,
             control: s.control,
             sessions_gauge: s.sessions_gauge,
             rtc_sessions_gauge: s.rtc_sessions_gauge,
+            state_gauges: s.state_gauges,
             max_message_bytes: s.max_message_bytes,
             max_sessions: s.max_sessions,
             recv: BytesMut::with_capacity(256 * 1024),
@@ -316,9 +342,15 @@ impl Worker {
     fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::SendSignal { session, frame } => {
+                let limit = self.max_message_bytes.saturating_mul(PENDING_SIGNAL_MESSAGES);
                 if let Some(&idx) = self.sessions.get(&session)
                     && let Some(c) = self.out.conns[idx].as_mut()
                 {
+                    if c.pending_out.len() + frame.len() > limit {
+                        self.out.counters.drop(super::metrics::Drop::InboxFull);
+                        self.close(idx, close_code::OVERLOADED, "signaling messages are not being read");
+                        return;
+                    }
                     c.pending_out.extend_from_slice(&frame);
                     self.write_pending(idx);
                 }
@@ -332,16 +364,41 @@ impl Worker {
                     }
                     self.mark_dirty(idx);
                     self.end_session(idx);
-                } else if let Some(rs) = self.rtc_sessions.remove(&session) {
-                    self.rtc_sessions_gauge.dec();
-                    if let Some(peer) = rs.peer {
-                        self.close_peer(peer);
-                    }
+                } else {
+                    self.end_rtc_session(session);
                 }
             }
-            Command::Publish(spec) => self.publish(spec),
+            Command::Admit { session, room, caps } => {
+                // A session whose connection already ended is not admitted (it would never be
+                // dismissed).
+                if self.sessions.contains_key(&session) || self.rtc_sessions.contains_key(&session) {
+                    self.admissions.admit(session, room, caps);
+                    self.prune(session, now);
+                }
+            }
+            Command::Dismiss { session } => {
+                self.admissions.dismiss(session);
+                self.prune(session, now);
+            }
+            Command::Publish { spec, reply } => {
+                let result = self
+                    .admissions
+                    .check_publish(spec.session, spec.room, spec.source)
+                    .and_then(|()| self.publish(spec));
+                let _ = reply.send(result);
+            }
             Command::RemoveTrack { track } => self.remove_track(track),
-            Command::Subscribe(spec) => self.subscribe(spec, now),
+            Command::Subscribe { spec, reply } => {
+                let result = match self.admissions.check_receive(spec.session, spec.room) {
+                    Ok(()) => self.subscribe(spec, now),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::SetMuted { track, muted } => self.set_muted(track, muted),
+            Command::Sync(done) => {
+                let _ = done.send(());
+            }
             Command::Unsubscribe { session, subscription, track } => {
                 if let Some(&idx) = self.sessions.get(&session)
                     && let Some(c) = self.out.conns[idx].as_mut()
@@ -357,11 +414,11 @@ impl Worker {
                 }
             }
             Command::WebRtcOpen { session, inbox } => {
-                self.rtc_sessions.insert(session, RtcSession { inbox, peer: None });
+                self.rtc_sessions.insert(session, RtcSession { inbox, peer: None, backlog: VecDeque::new() });
                 self.rtc_sessions_gauge.inc();
             }
-            Command::WebRtcOffer { session, sdp, reply } => {
-                let result = self.accept_offer(session, &sdp, now);
+            Command::WebRtcOffer { session, sdp, sources, reply } => {
+                let result = self.accept_offer(session, &sdp, &sources, now);
                 let _ = reply.send(result);
             }
             Command::WebRtcAnswer { session, sdp, reply } => {
@@ -372,18 +429,20 @@ impl Worker {
         }
     }
 
-    fn publish(&mut self, spec: super::command::PublishSpec) {
+    fn publish(&mut self, spec: super::command::PublishSpec) -> Result<(), Refusal> {
         let sources: Vec<LayerSource> = match &spec.ingress {
             PublishIngress::Quic { flows } => {
-                let Some(&conn) = self.sessions.get(&spec.session) else { return };
-                let Some(c) = self.out.conns[conn].as_mut() else { return };
+                let Some(&conn) = self.sessions.get(&spec.session) else { return Err(Refusal::NoSession) };
+                let Some(c) = self.out.conns[conn].as_mut() else { return Err(Refusal::NoSession) };
                 for (layer, flow) in flows.iter().enumerate() {
                     c.flows.insert(*flow, Flow::Publish { track: spec.track, layer: layer as u8 });
                 }
                 flows.iter().map(|&flow| LayerSource::Quic { conn, flow }).collect()
             }
             PublishIngress::WebRtc { mid, rids } => {
-                let Some(peer) = self.rtc_sessions.get(&spec.session).and_then(|s| s.peer) else { return };
+                let Some(peer) = self.rtc_sessions.get(&spec.session).and_then(|s| s.peer) else {
+                    return Err(Refusal::NoSession);
+                };
                 let mid = Mid::from(mid.as_str());
                 let rids: Vec<Option<Rid>> = if rids.is_empty() {
                     vec![None]
@@ -391,7 +450,10 @@ impl Worker {
                     rids.iter().map(|r| Some(Rid::from(r.as_str()))).collect()
                 };
                 if let Some(p) = self.out.peers[peer].as_mut() {
-                    p.publish.insert(mid, super::webrtc::PublishBinding { track: spec.track, rids: rids.clone() });
+                    p.publish.insert(
+                        mid,
+                        super::webrtc::PublishBinding { track: spec.track, source: spec.source, rids: rids.clone() },
+                    );
                 }
                 rids.into_iter().map(|rid| LayerSource::WebRtc { peer, mid, rid }).collect()
             }
@@ -424,35 +486,39 @@ impl Worker {
                 room: spec.room,
                 origin_worker: self.index,
                 forwarder,
-                origin: Some(Origin { publisher: spec.session, layers, sinks, audio_level_ext: spec.audio_level_ext }),
+                origin: Some(Origin {
+                    publisher: spec.session,
+                    source: spec.source,
+                    layers,
+                    sinks,
+                    audio_level_ext: spec.audio_level_ext,
+                }),
                 webrtc_sinks,
                 pending: existing_pending,
+                muted: false,
             },
         );
+        Ok(())
     }
 
-    fn subscribe(&mut self, spec: SubscribeSpec, now: Instant) {
+    fn subscribe(&mut self, spec: SubscribeSpec, now: Instant) -> Result<(), SubscribeRefusal> {
         let SubscribeSpec { session, subscription, track, room, codec, heights, sink, wish, origin } = spec;
         let (sink, ssrc) = match sink {
             SinkSpec::Quic { flow, ssrc } => {
-                let Some(&conn) = self.sessions.get(&session) else { return };
-                let Some(c) = self.out.conns[conn].as_mut() else { return };
+                let Some(&conn) = self.sessions.get(&session) else { return Err(Refusal::NoSession.into()) };
+                let Some(c) = self.out.conns[conn].as_mut() else { return Err(Refusal::NoSession.into()) };
                 c.flows.insert(flow, Flow::Subscribe { track, subscription });
                 (Sink::Quic { session, conn, flow }, ssrc)
             }
-            SinkSpec::WebRtc { reply } => {
+            SinkSpec::WebRtc => {
                 // The m-line is negotiated first; the subscription joins the forwarder once the
                 // client's answer arrives (`rtc_io::bind_negotiated`).
-                let result = self.add_send_media(session, track, subscription, codec, now);
-                let ok = result.is_ok();
-                let _ = reply.send(result);
-                if ok {
-                    self.ensure_track(track, room, codec, &heights, origin);
-                    if let Some(t) = self.tracks.get_mut(&track) {
-                        t.pending.push(PendingSub { subscription, session, wish });
-                    }
+                self.add_send_media(session, track, subscription, codec, now).map_err(SubscribeRefusal::Negotiation)?;
+                self.ensure_track(track, room, codec, &heights, origin);
+                if let Some(t) = self.tracks.get_mut(&track) {
+                    t.pending.push(PendingSub { subscription, session, wish });
                 }
-                return;
+                return Ok(());
             }
         };
         self.ensure_track(track, room, codec, &heights, origin);
@@ -465,17 +531,16 @@ impl Worker {
                 wish,
             });
         }
+        Ok(())
     }
 
     /// Make sure a track entry exists (a mirror when the publisher is on another worker).
     fn ensure_track(&mut self, track: TrackId, room: RoomId, codec: Codec, heights: &[u32], origin: usize) {
-        let index = self.index;
-        self.tracks.entry(track).or_insert_with(|| {
-            if origin != index
-                && let Some(peer) = self.peer_txs.get(origin)
-            {
-                let _ = peer.try_send(PeerMsg::AttachSink { track, worker: index });
-            }
+        if self.tracks.contains_key(&track) {
+            return;
+        }
+        self.tracks.insert(
+            track,
             LocalTrack {
                 room,
                 origin_worker: origin,
@@ -483,8 +548,139 @@ impl Worker {
                 origin: None,
                 webrtc_sinks: 0,
                 pending: Vec::new(),
+                muted: false,
+            },
+        );
+        if origin != self.index {
+            self.send_peer_control(origin, PeerMsg::AttachSink { track, worker: self.index });
+        }
+    }
+
+    /// Send a state message to another worker: now if its queue has room, else after what is
+    /// already waiting for it (never dropped).
+    fn send_peer_control(&mut self, worker: usize, msg: PeerMsg) {
+        let Some(tx) = self.peer_txs.get(worker) else { return };
+        let backlog = &mut self.peer_backlog[worker];
+        if backlog.is_empty() {
+            match tx.try_send(msg) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(msg)) => backlog.push_back(msg),
             }
-        });
+        } else {
+            backlog.push_back(msg);
+        }
+    }
+
+    /// Retry state messages that found a queue full (each loop turn).
+    fn flush_backlogs(&mut self) {
+        for (w, backlog) in self.peer_backlog.iter_mut().enumerate() {
+            while let Some(msg) = backlog.pop_front() {
+                match self.peer_txs[w].try_send(msg) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(mpsc::error::TrySendError::Full(msg)) => {
+                        backlog.push_front(msg);
+                        break;
+                    }
+                }
+            }
+        }
+        let mut overflowed = Vec::new();
+        for (session, rs) in &mut self.rtc_sessions {
+            while let Some(input) = rs.backlog.pop_front() {
+                match rs.inbox.try_send(input) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(mpsc::error::TrySendError::Full(input)) => {
+                        rs.backlog.push_front(input);
+                        break;
+                    }
+                }
+            }
+            if rs.backlog.len() > SESSION_BACKLOG {
+                overflowed.push(*session);
+            }
+        }
+        for session in overflowed {
+            tracing::info!(worker = self.index, %session, "WebRTC session does not read its messages; ending it");
+            self.out.counters.drop(super::metrics::Drop::InboxFull);
+            self.end_rtc_session(session);
+        }
+    }
+
+    /// Forget a WebSocket session's media: its peer, bindings and subscriptions. Dropping its
+    /// inbox ends the session's task if it is still running.
+    fn end_rtc_session(&mut self, session: SessionId) {
+        if let Some(rs) = self.rtc_sessions.remove(&session) {
+            self.rtc_sessions_gauge.dec();
+            self.admissions.dismiss(session);
+            if let Some(peer) = rs.peer {
+                self.close_peer(peer);
+            }
+        }
+    }
+
+    /// Remove what `session` may no longer have under its admission: publish bindings (the
+    /// tracks go, and a browser's m-line is set inactive by the next offer) and subscriptions.
+    fn prune(&mut self, session: SessionId, now: Instant) {
+        let allowed = |w: &Worker, track: TrackId, source: Option<TrackSource>| {
+            w.tracks.get(&track).is_some_and(|t| w.admissions.allows(session, t.room, source))
+        };
+        if let Some(&idx) = self.sessions.get(&session) {
+            let flows: Vec<(u64, Flow)> = self.out.conns[idx]
+                .as_ref()
+                .map(|c| c.flows.iter().map(|(k, v)| (*k, *v)).collect())
+                .unwrap_or_default();
+            for (flow, binding) in flows {
+                match binding {
+                    Flow::Publish { track, .. } => {
+                        let source = self.tracks.get(&track).and_then(|t| t.origin.as_ref()).map(|o| o.source);
+                        if source.is_none_or(|s| !allowed(self, track, Some(s))) {
+                            self.remove_published_by(track, session);
+                            if let Some(c) = self.out.conns[idx].as_mut() {
+                                c.flows.remove(&flow);
+                            }
+                        }
+                    }
+                    Flow::Subscribe { track, subscription } => {
+                        if !allowed(self, track, None) {
+                            if let Some(c) = self.out.conns[idx].as_mut() {
+                                c.flows.remove(&flow);
+                            }
+                            self.remove_subscription(track, subscription);
+                        }
+                    }
+                }
+            }
+        }
+        let Some(peer) = self.rtc_sessions.get(&session).and_then(|s| s.peer) else { return };
+        let Some(p) = self.out.peers[peer].as_ref() else { return };
+        let published: Vec<(str0m::media::Mid, TrackId, TrackSource)> =
+            p.publish.iter().map(|(mid, b)| (*mid, b.track, b.source)).collect();
+        let subscribed: Vec<(SubscriptionId, TrackId)> = p.tx.iter().map(|(s, b)| (*s, b.track)).collect();
+        for (mid, track, source) in published {
+            if !allowed(self, track, Some(source)) {
+                self.remove_published_by(track, session);
+                self.deactivate_webrtc_publish(peer, mid, now);
+            }
+        }
+        for (subscription, track) in subscribed {
+            if !allowed(self, track, None) {
+                self.unsubscribe_webrtc(session, subscription, now);
+                self.remove_subscription(track, subscription);
+            }
+        }
+    }
+
+    /// Stop forwarding a track (or start again). Unmuting video asks for keyframes, so
+    /// subscribers' decoders restart cleanly.
+    fn set_muted(&mut self, track: TrackId, muted: bool) {
+        let Some(t) = self.tracks.get_mut(&track) else { return };
+        t.muted = muted;
+        let layers = t.origin.as_ref().map_or(0, |o| o.layers.len());
+        if !muted && codec_of(t).kind() == MediaKind::Video {
+            for layer in 0..layers {
+                self.send_keyframe_request(track, layer as u8);
+            }
+        }
     }
 
     fn remove_subscription(&mut self, track: TrackId, subscription: SubscriptionId) {
@@ -498,9 +694,7 @@ impl Worker {
         if t.origin.is_none() && t.forwarder.subscriptions().is_empty() && t.pending.is_empty() {
             let origin = t.origin_worker;
             self.tracks.remove(&track);
-            if let Some(peer) = self.peer_txs.get(origin) {
-                let _ = peer.try_send(PeerMsg::DetachSink { track, worker: self.index });
-            }
+            self.send_peer_control(origin, PeerMsg::DetachSink { track, worker: self.index });
         }
     }
 
@@ -538,8 +732,8 @@ impl Worker {
                     }
                 }
             }
-        } else if let Some(peer) = self.peer_txs.get(t.origin_worker) {
-            let _ = peer.try_send(PeerMsg::DetachSink { track, worker: self.index });
+        } else {
+            self.send_peer_control(t.origin_worker, PeerMsg::DetachSink { track, worker: self.index });
         }
     }
 
@@ -585,10 +779,27 @@ impl Worker {
     /// Tell a session's control-plane task something; a full or closed inbox is the session's
     /// problem (it is going away or not reading), never the worker's.
     fn notify(&mut self, session: SessionId, input: SessionInput) {
-        let inbox = match self.sessions.get(&session) {
-            Some(&idx) => self.out.conns[idx].as_ref().and_then(|c| c.inbox.as_ref()),
-            None => self.rtc_sessions.get(&session).map(|s| &s.inbox),
-        };
+        if let Some(rs) = self.rtc_sessions.get_mut(&session) {
+            // An offer must arrive (the peer's negotiation waits for its answer): keep it for the
+            // next turn when the inbox is full. Layer changes may be missed.
+            let must_arrive = matches!(input, SessionInput::Signal(_));
+            if !rs.backlog.is_empty() && must_arrive {
+                rs.backlog.push_back(input);
+                return;
+            }
+            match rs.inbox.try_send(input) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(input)) => {
+                    if must_arrive {
+                        rs.backlog.push_back(input);
+                    } else {
+                        self.out.counters.drop(super::metrics::Drop::InboxFull);
+                    }
+                }
+            }
+            return;
+        }
+        let inbox = self.sessions.get(&session).and_then(|&idx| self.out.conns[idx].as_ref()?.inbox.as_ref());
         if let Some(inbox) = inbox
             && inbox.try_send(input).is_err()
         {
@@ -606,6 +817,7 @@ impl Worker {
             let _ = inbox.try_send(SessionInput::Closed { reason: "connection closed".into() });
         }
         self.sessions.remove(&session);
+        self.admissions.dismiss(session);
         self.sessions_gauge.dec();
         for flow in flows {
             match flow {

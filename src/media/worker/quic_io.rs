@@ -256,6 +256,7 @@ impl Worker {
     /// handle WebRTC events deferred while forwarding.
     pub(super) fn flush(&mut self, now: Instant) {
         self.handle_deferred_rtc_events(now);
+        self.flush_backlogs();
         for w in 0..self.outgoing.len() {
             if self.outgoing[w].is_empty() {
                 continue;

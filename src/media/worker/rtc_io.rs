@@ -10,7 +10,8 @@ use super::{Outputs, PendingSub, Sink, Timer, Worker};
 use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
 use crate::media::ids::{SessionId, SubscriptionId, TrackId};
 use crate::media::metrics::RtcDrop;
-use crate::media::webrtc::{ExtendedSeq, Peer, SdpChange, TxBinding, from_rtc_codec, sdp_mids};
+use crate::media::webrtc::{ExtendedSeq, Peer, SdpChange, TxBinding, from_rtc_codec, restrict_offer, sdp_mids};
+use crate::rooms::TrackSource;
 use crate::rtp::stun;
 use crate::sfu::forwarder::SubscriptionSpec;
 use crate::sfu::packet::{Codec, MediaKind, MediaPacket};
@@ -18,6 +19,7 @@ use crate::sfu::rewriter::Rewrite;
 use crate::signaling::messages::ServerMessage;
 use bytes::BufMut;
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 use str0m::bwe::{Bitrate, BweKind};
@@ -225,16 +227,29 @@ impl Worker {
         Some(idx)
     }
 
-    /// Accept a client's offer; report the media lines it newly sends.
+    /// Accept a client's offer; report the media lines it newly sends. Sending media lines the
+    /// session's admission does not allow are answered `inactive` (reported as `refused`).
     pub(super) fn accept_offer(
         &mut self,
         session: SessionId,
         sdp: &str,
+        sources: &HashMap<String, TrackSource>,
         now: Instant,
     ) -> Result<OfferAccepted, String> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("invalid SDP offer: {e}"))?;
         let idx = self.ensure_peer(session, now).ok_or("no such session")?;
+        let caps = self.admissions.get(session).map(|a| a.caps);
         let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
+        // What each sending line carries: what it was published as, else what the client says
+        // (when that fits the line's kind), else the kind's default.
+        let source_of = |mid: &str, kind: MediaKind| {
+            peer.publish
+                .get(&Mid::from(mid))
+                .map(|b| b.source)
+                .or_else(|| sources.get(mid).copied().filter(|s| s.fits(kind)))
+                .unwrap_or_else(|| TrackSource::default_for(kind))
+        };
+        let (sdp, refused) = restrict_offer(sdp, |mid, kind| caps.is_some_and(|c| c.may_publish(source_of(mid, kind))));
+        let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| format!("invalid SDP offer: {e}"))?;
         // Our own outstanding offer is void now (glare); its changes are offered again later.
         if peer.pending.take().is_some() {
             let mut again = std::mem::take(&mut peer.in_flight);
@@ -251,7 +266,7 @@ impl Worker {
         }
         let answer = peer.rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
         let mut media = Vec::new();
-        for mid in sdp_mids(sdp) {
+        for mid in sdp_mids(&sdp) {
             let mid = Mid::from(mid.as_str());
             let Some(m) = peer.rtc.media(mid) else { continue };
             if !matches!(m.direction(), Direction::RecvOnly | Direction::SendRecv) || peer.publish.contains_key(&mid) {
@@ -265,13 +280,28 @@ impl Worker {
                 str0m::media::Rids::Specific(rids) => rids.iter().map(|r| r.to_string()).collect(),
                 _ => Vec::new(),
             };
-            media.push(OfferedMedia { mid: mid.to_string(), codec, rids });
+            let kind = codec.kind();
+            let source = sources
+                .get(mid.to_string().as_str())
+                .copied()
+                .filter(|s| s.fits(kind))
+                .unwrap_or_else(|| TrackSource::default_for(kind));
+            media.push(OfferedMedia { mid: mid.to_string(), codec, source, rids });
         }
         let answer = answer.to_sdp_string();
         drive(&mut self.out, idx, now);
         self.bind_negotiated(idx, now);
         self.renegotiate(idx, now);
-        Ok(OfferAccepted { answer, media })
+        Ok(OfferAccepted { answer, media, refused })
+    }
+
+    /// Make one of a peer's sending m-lines inactive with the next offer (its track was taken
+    /// away); until the browser answers, its packets on that line are dropped as unbound.
+    pub(super) fn deactivate_webrtc_publish(&mut self, idx: usize, mid: Mid, now: Instant) {
+        let Some(peer) = self.out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+        peer.publish.remove(&mid);
+        peer.queued.push(SdpChange::Deactivate(mid));
+        self.renegotiate(idx, now);
     }
 
     /// Accept the client's answer to our offer.
@@ -346,6 +376,7 @@ impl Worker {
                     added.push((*sub, mid));
                 }
                 SdpChange::Stop(mid) => api.stop_media(*mid),
+                SdpChange::Deactivate(mid) => api.set_direction(*mid, Direction::Inactive),
             }
         }
         let applied = api.apply();

@@ -1,0 +1,301 @@
+//! Media requests of a joined session: publish and unpublish (QUIC `publish`, WebRTC offers),
+//! subscribe, preferences, unsubscribe, mute. The room checks the member's role; the worker
+//! checks its admission set before it creates any binding, and answers whether it did.
+
+use super::messages::{ErrorCode, LayerFlow, LayerRequest, ServerMessage};
+use super::session::{Failure, Joined, SessionHandler, Transport, room_failure, unavailable};
+use crate::media::admission::Refusal;
+use crate::media::command::{Command, PublishIngress, PublishSpec, SinkSpec, SubscribeRefusal, SubscribeSpec};
+use crate::media::ids::{SubscriptionId, TrackId};
+use crate::rooms::{PublishRequest, TrackSource};
+use crate::sfu::packet::{Codec, MediaKind};
+use crate::sfu::simulcast::{LayerWish, MAX_LAYERS};
+use std::collections::HashMap;
+
+impl SessionHandler {
+    pub(super) fn joined(&self) -> Result<&Joined, Failure> {
+        self.joined.as_ref().ok_or((ErrorCode::NotJoined, "join a call first".to_owned()))
+    }
+
+    pub(super) async fn publish(
+        &mut self,
+        id: Option<u64>,
+        kind: MediaKind,
+        codec: Codec,
+        layers: Vec<LayerRequest>,
+        audio_level_ext_id: Option<u8>,
+        source: Option<TrackSource>,
+    ) -> Result<ServerMessage, Failure> {
+        if self.transport == Transport::WebRtc {
+            return Err((ErrorCode::BadRequest, "over WebRTC, publish by sending an SDP offer".into()));
+        }
+        if codec.kind() != kind {
+            return Err((ErrorCode::BadRequest, format!("codec {codec:?} is not {kind:?}")));
+        }
+        if layers.len() > MAX_LAYERS || (kind == MediaKind::Audio && layers.len() > 1) {
+            return Err((ErrorCode::BadRequest, format!("at most {MAX_LAYERS} video layers and 1 audio layer")));
+        }
+        let source = source.unwrap_or_else(|| TrackSource::default_for(kind));
+        if !source.fits(kind) {
+            return Err((ErrorCode::BadRequest, format!("a {kind:?} track cannot have source {source:?}")));
+        }
+        let count = layers.len().max(1);
+        let flows: Vec<u64> = (0..count)
+            .map(|_| {
+                self.next_flow += 1;
+                self.next_flow
+            })
+            .collect();
+        let j = self.joined()?;
+        let request = PublishRequest { kind, codec, source, layers: layers.clone() };
+        let entry = j.room.publish(j.participant, request, self.ctx.rooms.limits()).map_err(|e| room_failure(&e))?;
+        let spec = PublishSpec {
+            session: self.session,
+            room: j.room.id,
+            track: entry.id,
+            codec,
+            source,
+            heights: entry.heights(),
+            ingress: PublishIngress::Quic { flows: flows.clone() },
+            audio_level_ext: Some(audio_level_ext_id.unwrap_or(1)),
+        };
+        self.bind_published(spec).await?;
+        let flows = flows
+            .into_iter()
+            .enumerate()
+            .map(|(i, flow_id)| LayerFlow { layer: i as u8, rid: layers.get(i).and_then(|l| l.rid.clone()), flow_id })
+            .collect();
+        Ok(ServerMessage::Published {
+            id,
+            track_id: entry.id.0,
+            flows,
+            mid: None,
+            kind: Some(kind),
+            codec: Some(codec),
+        })
+    }
+
+    /// Ask the worker to bind a track the room accepted; undo the room's entry when it refuses.
+    async fn bind_published(&mut self, spec: PublishSpec) -> Result<(), Failure> {
+        let track = spec.track;
+        let result = self.ctx.workers[self.worker].request(|reply| Command::Publish { spec, reply }).await;
+        let refusal = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(refusal)) => refusal,
+            Err(_) => Refusal::NoSession,
+        };
+        if let Ok(j) = self.joined() {
+            let _ = j.room.unpublish(j.participant, track);
+        }
+        let _ = self.ctx.live.remove_track_everywhere(track).await;
+        Err(refusal_failure(refusal))
+    }
+
+    pub(super) async fn unpublish(&mut self, id: Option<u64>, track_id: u64) -> Result<ServerMessage, Failure> {
+        let j = self.joined()?;
+        j.room.unpublish(j.participant, TrackId(track_id)).map_err(|e| room_failure(&e))?;
+        self.ctx.live.remove_track_everywhere(TrackId(track_id)).await.map_err(|_| unavailable())?;
+        Ok(ServerMessage::Ok { id })
+    }
+
+    pub(super) async fn subscribe(
+        &mut self,
+        id: Option<u64>,
+        track_id: u64,
+        preferred_layer: Option<u8>,
+        max_height: Option<u32>,
+    ) -> Result<ServerMessage, Failure> {
+        let j = self.joined()?;
+        if !j.caps.receive {
+            return Err((ErrorCode::NotAllowed, "this participant's role does not receive media".into()));
+        }
+        let track = j
+            .room
+            .track(TrackId(track_id))
+            .ok_or((ErrorCode::TrackNotFound, format!("no track {track_id} in this call")))?;
+        let subscription = SubscriptionId::next();
+        let (sink, flow, ssrc) = match self.transport {
+            Transport::Quic => {
+                self.next_flow += 1;
+                let mut ssrc = [0u8; 4];
+                // A failed fill leaves zeros: a valid, merely predictable SSRC.
+                let _ = aws_lc_rs::rand::fill(&mut ssrc);
+                let ssrc = u32::from_be_bytes(ssrc);
+                (SinkSpec::Quic { flow: self.next_flow, ssrc }, Some(self.next_flow), Some(ssrc))
+            }
+            Transport::WebRtc => (SinkSpec::WebRtc, None, None),
+        };
+        let j = self.joined()?;
+        let spec = SubscribeSpec {
+            session: self.session,
+            subscription,
+            track: track.id,
+            room: j.room.id,
+            codec: track.codec,
+            heights: track.heights(),
+            sink,
+            wish: LayerWish { max_layer: preferred_layer, max_height },
+            origin: track.worker,
+        };
+        match self.ctx.workers[self.worker].request(|reply| Command::Subscribe { spec, reply }).await {
+            Ok(Ok(())) => {}
+            Ok(Err(SubscribeRefusal::Admission(r))) => return Err(refusal_failure(r)),
+            Ok(Err(SubscribeRefusal::Negotiation(e))) => return Err((ErrorCode::BadRequest, e)),
+            Err(_) => return Err(unavailable()),
+        }
+        if let Some(j) = self.joined.as_mut() {
+            j.subscriptions.insert(subscription, track.id);
+        }
+        Ok(ServerMessage::Subscribed {
+            id,
+            subscription_id: subscription.0,
+            track_id,
+            kind: track.kind,
+            codec: track.codec,
+            flow_id: flow,
+            ssrc,
+            stream_id: (self.transport == Transport::WebRtc).then(|| format!("t{track_id}")),
+        })
+    }
+
+    pub(super) async fn unsubscribe(
+        &mut self,
+        id: Option<u64>,
+        subscription_id: u64,
+    ) -> Result<ServerMessage, Failure> {
+        let subscription = SubscriptionId(subscription_id);
+        let track = self
+            .joined
+            .as_mut()
+            .and_then(|j| j.subscriptions.remove(&subscription))
+            .ok_or((ErrorCode::SubscriptionNotFound, format!("no subscription {subscription_id}")))?;
+        let cmd = Command::Unsubscribe { session: self.session, subscription, track };
+        self.ctx.workers[self.worker].send(cmd).await.map_err(|_| unavailable())?;
+        Ok(ServerMessage::Ok { id })
+    }
+
+    pub(super) async fn set_preferences(
+        &mut self,
+        id: Option<u64>,
+        subscription_id: u64,
+        preferred_layer: Option<u8>,
+        max_height: Option<u32>,
+    ) -> Result<ServerMessage, Failure> {
+        let subscription = SubscriptionId(subscription_id);
+        let track = *self
+            .joined()?
+            .subscriptions
+            .get(&subscription)
+            .ok_or((ErrorCode::SubscriptionNotFound, format!("no subscription {subscription_id}")))?;
+        let wish = LayerWish { max_layer: preferred_layer, max_height };
+        self.ctx.workers[self.worker]
+            .send(Command::SetWish { track, subscription, wish })
+            .await
+            .map_err(|_| unavailable())?;
+        Ok(ServerMessage::Ok { id })
+    }
+
+    /// Mute or unmute one of this participant's tracks: everyone is told, and its worker stops
+    /// (or resumes) forwarding it.
+    pub(super) async fn mute(&mut self, id: Option<u64>, track_id: u64, muted: bool) -> Result<ServerMessage, Failure> {
+        let j = self.joined()?;
+        let entry = j.room.set_muted(j.participant, TrackId(track_id), muted).map_err(|e| room_failure(&e))?;
+        self.ctx.workers[entry.worker]
+            .send(Command::SetMuted { track: entry.id, muted })
+            .await
+            .map_err(|_| unavailable())?;
+        Ok(ServerMessage::Ok { id })
+    }
+
+    /// A WebRTC offer: accept it on the worker (lines the role may not send are answered
+    /// `inactive`), publish what it newly sends, answer.
+    pub(super) async fn offer(
+        &mut self,
+        id: Option<u64>,
+        sdp: String,
+        sources: HashMap<String, TrackSource>,
+    ) -> Result<(), Failure> {
+        if self.transport != Transport::WebRtc {
+            return Err((ErrorCode::BadRequest, "SDP offers are for WebRTC sessions (wss://HOST/signal)".into()));
+        }
+        let session = self.session;
+        let accepted = self.ctx.workers[self.worker]
+            .request(|reply| Command::WebRtcOffer { session, sdp, sources, reply })
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|e| (ErrorCode::BadRequest, e))?;
+        // The answer responds to the offer; refusals and the tracks it published follow as events.
+        self.send(ServerMessage::Answer { id, sdp: accepted.answer });
+        for mid in accepted.refused {
+            self.send(ServerMessage::error(
+                None,
+                ErrorCode::NotAllowed,
+                format!("media {mid} not published: this participant's role does not allow it (answered inactive)"),
+            ));
+        }
+        for m in accepted.media {
+            let kind = m.codec.kind();
+            let layers: Vec<LayerRequest> =
+                m.rids.iter().map(|r| LayerRequest { rid: Some(r.clone()), ..LayerRequest::default() }).collect();
+            let j = self.joined()?;
+            let request = PublishRequest { kind, codec: m.codec, source: m.source, layers };
+            let entry = match j.room.publish(j.participant, request, self.ctx.rooms.limits()) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.send(ServerMessage::error(
+                        None,
+                        room_failure(&e).0,
+                        format!("media {} not published: {e}", m.mid),
+                    ));
+                    continue;
+                }
+            };
+            let spec = PublishSpec {
+                session,
+                room: j.room.id,
+                track: entry.id,
+                codec: m.codec,
+                source: m.source,
+                heights: entry.heights(),
+                ingress: PublishIngress::WebRtc { mid: m.mid.clone(), rids: m.rids },
+                audio_level_ext: None,
+            };
+            if let Err((code, message)) = self.bind_published(spec).await {
+                self.send(ServerMessage::error(None, code, format!("media {} not published: {message}", m.mid)));
+                continue;
+            }
+            self.send(ServerMessage::Published {
+                id: None,
+                track_id: entry.id.0,
+                flows: Vec::new(),
+                mid: Some(m.mid),
+                kind: Some(kind),
+                codec: Some(m.codec),
+            });
+        }
+        Ok(())
+    }
+
+    /// A WebRTC answer to the server's offer.
+    pub(super) async fn answer(&mut self, id: Option<u64>, sdp: String) -> Result<ServerMessage, Failure> {
+        if self.transport != Transport::WebRtc {
+            return Err((ErrorCode::BadRequest, "SDP answers are for WebRTC sessions".into()));
+        }
+        let session = self.session;
+        self.ctx.workers[self.worker]
+            .request(|reply| Command::WebRtcAnswer { session, sdp, reply })
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|e| (ErrorCode::BadRequest, e))?;
+        Ok(ServerMessage::Ok { id })
+    }
+}
+
+fn refusal_failure(r: Refusal) -> Failure {
+    match r {
+        Refusal::NoSession => (ErrorCode::ServiceUnavailable, r.to_string()),
+        Refusal::NotAdmitted | Refusal::SourceNotAllowed | Refusal::ReceiveNotAllowed => {
+            (ErrorCode::NotAllowed, r.to_string())
+        }
+    }
+}
