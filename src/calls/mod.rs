@@ -183,18 +183,21 @@ impl CallRegistry {
         self.apply(call, &room, effects, &mut phase, &attempt);
         while !matches!(attempt.phase(), Phase::Ended(_)) {
             let deadline = attempt.deadline();
+            // An answer is replied to after its effects are applied: the caller hears
+            // `Connected` before the callee joins the room.
+            let mut reply_to = None;
             let effects = tokio::select! {
                 input = inputs.recv() => match input {
                     Some(CallInput::Accept { identity, session, reply }) => {
                         let result = attempt.accept(identity, session, Instant::now());
                         let effects = result.clone().unwrap_or_default();
-                        let _ = reply.send(result.map(drop));
+                        reply_to = Some((reply, result.map(drop)));
                         effects
                     }
                     Some(CallInput::Decline { identity, session, reply }) => {
                         let result = attempt.decline(identity, session);
                         let effects = result.clone().unwrap_or_default();
-                        let _ = reply.send(result.map(drop));
+                        reply_to = Some((reply, result.map(drop)));
                         effects
                     }
                     Some(CallInput::End { reason }) => attempt.end(reason),
@@ -210,6 +213,9 @@ impl CallRegistry {
                 }
             };
             self.apply(call, &room, effects, &mut phase, &attempt);
+            if let Some((reply, result)) = reply_to {
+                let _ = reply.send(result);
+            }
         }
         self.calls.remove(&call);
     }

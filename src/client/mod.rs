@@ -250,9 +250,10 @@ impl Client {
         self.request(ClientMessage::RejectCall { call_id: call_id.into() }).await.map(drop)
     }
 
-    /// Hang up (for everyone: end a 1:1 call for all, or as a presenter a room's call).
-    pub async fn hang_up(&self, for_everyone: bool) -> Result<ServerMessage, ClientError> {
-        self.request(ClientMessage::HangUp { for_everyone }).await
+    /// Hang up (for everyone: end a 1:1 call for all, or as a presenter a room's call). A
+    /// `callStateChanged` (`Disconnected`) event precedes the answer.
+    pub async fn hang_up(&self, for_everyone: bool) -> Result<(), ClientError> {
+        self.request(ClientMessage::HangUp { for_everyone }).await.map(drop)
     }
 
     /// Publish a track. `layers` lists simulcast layers lowest first (empty: one layer).

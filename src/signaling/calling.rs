@@ -2,7 +2,7 @@
 //! on this device, hanging up, and the moderation requests of presenters (mute, remove).
 
 use super::messages::{CallState, CallerInfo, EndReason, ErrorCode, ServerMessage};
-use super::session::{Entry, Failure, SessionHandler, control_failure, disconnected, room_failure, unavailable};
+use super::session::{Entry, Failure, SessionHandler, control_failure, room_failure, unavailable};
 use crate::auth::Action;
 use crate::calls::{AnswerError, CallError};
 use crate::devices::{DeviceNotice, IncomingCall};
@@ -96,7 +96,7 @@ impl SessionHandler {
 
     /// Leave the call; with `for_everyone`, end it for all (any party of a 1:1 call; a presenter
     /// in a room or group call).
-    pub(super) async fn hang_up(&mut self, for_everyone: bool) -> Result<ServerMessage, Failure> {
+    pub(super) async fn hang_up(&mut self, for_everyone: bool) -> Result<(), Failure> {
         let j = self.joined()?;
         if for_everyone {
             match (j.call, j.caps.moderate) {
@@ -120,7 +120,7 @@ impl SessionHandler {
             }
         }
         self.leave(EndReason::HungUp).await;
-        Ok(disconnected(EndReason::HungUp))
+        Ok(())
     }
 
     /// A presenter mutes another participant's audio.

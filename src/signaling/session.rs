@@ -204,9 +204,14 @@ impl SessionHandler {
             _ if self.joined.is_none() => return Err((ErrorCode::NotJoined, "join a call first".to_owned())),
             ClientMessage::Leave {} => {
                 self.leave(EndReason::Left).await;
-                disconnected(EndReason::Left)
+                self.send(disconnected(EndReason::Left));
+                ServerMessage::Ok { id }
             }
-            ClientMessage::HangUp { for_everyone } => self.hang_up(for_everyone).await?,
+            ClientMessage::HangUp { for_everyone } => {
+                self.hang_up(for_everyone).await?;
+                self.send(disconnected(EndReason::HungUp));
+                ServerMessage::Ok { id }
+            }
             ClientMessage::MuteParticipant { participant_id } => self.mute_participant(id, participant_id).await?,
             ClientMessage::RemoveParticipant { participant_id } => self.remove_participant(id, participant_id).await?,
             ClientMessage::Publish { kind, codec, layers, audio_level_ext_id, source } => {

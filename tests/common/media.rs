@@ -18,8 +18,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Start a server with `workers` media workers plus any extra env overrides.
+    /// Start a server with `workers` media workers.
     pub async fn start(workers: u32) -> Self {
+        Self::start_with(workers, |_| {}).await
+    }
+
+    /// Start a server with `workers` media workers and the config changed by `tweak`.
+    pub async fn start_with(workers: u32, tweak: impl FnOnce(&mut switchboard::config::Config)) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -27,6 +32,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tmp");
         let mut config = test_config(dir.path());
         config.media.workers = switchboard::config::Bounded::try_from(i64::from(workers)).expect("valid worker count");
+        tweak(&mut config);
         let server = server::start(config).await.expect("server starts");
         let ca = std::fs::read(&server.trust_cert).expect("CA");
         let api = Api::new(&server.connection_string(), &ca);
