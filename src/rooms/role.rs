@@ -39,18 +39,19 @@ impl Role {
 
     /// Parse a role name (case-insensitive, as ACS accepts it).
     pub fn parse(name: &str) -> Result<Role, UnknownRole> {
-        Role::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(name)).ok_or_else(|| UnknownRole(name.to_owned()))
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(name))
+            .ok_or_else(|| UnknownRole(name.to_owned()))
     }
 
     pub fn capabilities(self) -> Capabilities {
         match self {
             Role::Presenter => Capabilities { publish: Sources::ALL, receive: true, moderate: true },
             Role::Collaborator => Capabilities { publish: Sources::ALL, receive: true, moderate: false },
-            Role::Attendee => Capabilities {
-                publish: Sources::MICROPHONE.with(Sources::CAMERA),
-                receive: true,
-                moderate: false,
-            },
+            Role::Attendee => {
+                Capabilities { publish: Sources::MICROPHONE.with(Sources::CAMERA), receive: true, moderate: false }
+            }
             Role::Consumer => Capabilities { publish: Sources::NONE, receive: true, moderate: false },
         }
     }
