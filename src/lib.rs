@@ -12,6 +12,7 @@ pub mod https;
 pub mod identity;
 pub mod media;
 pub mod metrics;
+pub mod room_directory;
 pub mod rooms;
 pub mod rtp;
 pub mod server;
