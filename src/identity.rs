@@ -6,6 +6,7 @@
 use crate::store::{IdentityRecord, Store, StoreError};
 use dashmap::DashMap;
 use std::fmt;
+use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -70,15 +71,17 @@ impl IdentityEvent {
 /// The live view of identities. Token generations are cached; a miss reads the store (an
 /// identity created by the CLI on the same data directory is found that way).
 pub struct IdentityDirectory {
-    store: Store,
+    /// Shared with the `RoomDirectory`: one SQLite connection for the whole server.
+    store: Arc<Store>,
     generations: DashMap<IdentityId, u32>,
     events: broadcast::Sender<IdentityEvent>,
 }
 
 impl IdentityDirectory {
-    pub fn new(store: Store) -> Self {
+    /// Takes the store, or a share of it (`Arc<Store>`) when other services use it too.
+    pub fn new(store: impl Into<Arc<Store>>) -> Self {
         let (events, _) = broadcast::channel(1024);
-        Self { store, generations: DashMap::new(), events }
+        Self { store: store.into(), generations: DashMap::new(), events }
     }
 
     /// Subscribe to revocations and deletions (connection handlers disconnect on them).

@@ -11,6 +11,7 @@ use crate::identity::IdentityDirectory;
 use crate::media::metrics::MediaMetrics;
 use crate::media::plane::{MediaPlane, MediaSettings};
 use crate::metrics::Metrics;
+use crate::room_directory::{RoomDirectory, RosterLimits};
 use crate::rooms::{RoomLimits, RoomMetrics, Rooms};
 use crate::signaling::context::{JoinLimiter, SignalingContext};
 use crate::store::{Store, StoreError};
@@ -71,6 +72,11 @@ impl RunningServer {
     /// The WebRTC UDP address of each media worker.
     pub fn webrtc_addrs(&self) -> &[SocketAddr] {
         self.media.webrtc_addrs()
+    }
+
+    /// The ACS rooms (tests check admission through it).
+    pub fn room_directory(&self) -> Arc<RoomDirectory> {
+        self.services.room_directory.clone()
     }
 
     /// The verifier every join path uses (tests check revocation through it).
@@ -138,9 +144,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::info!("generated {note}");
     }
     let access_key_b64 = prepared.primary_access_key_b64();
-    let store = Store::open(&prepared.db_path)?;
+    let store = Arc::new(Store::open(&prepared.db_path)?);
     let metrics = Arc::new(Metrics::new());
-    let directory = Arc::new(IdentityDirectory::new(store));
+    let directory = Arc::new(IdentityDirectory::new(store.clone()));
+    let room_directory = Arc::new(RoomDirectory::new(
+        store,
+        prepared.resource_id.clone(),
+        RosterLimits {
+            max_participants_per_room: to_usize(config.rooms.max_participants_per_room.get()),
+            page_size: to_usize(config.rooms.page_size.get()),
+        },
+    ));
     let keys = Arc::new(prepared.keys);
     let verifier = Arc::new(TokenVerifier::new(
         keys.clone(),
@@ -210,6 +224,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         devices: devices.clone(),
         calls,
         resource_id: prepared.resource_id.clone(),
+        room_directory: room_directory.clone(),
         join_limiter: JoinLimiter::new(u32::try_from(limits.joins_per_second_per_address.get()).unwrap_or(u32::MAX)),
         messages_per_second: u32::try_from(limits.messages_per_second_per_session.get()).unwrap_or(u32::MAX),
         shutdown: signaling_shutdown.clone(),
@@ -220,6 +235,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let services = Arc::new(Services {
         issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone()),
         directory: directory.clone(),
+        room_directory,
         verifier: verifier.clone(),
         keys,
         hmac: HmacVerifier::new(&prepared.access_keys, Duration::from_secs(config.auth.max_clock_skew_seconds.get())),

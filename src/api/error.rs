@@ -1,4 +1,5 @@
-//! The ACS error shape: `{"error":{"code","message","target","details"}}` with a fitting status.
+//! The ACS error shape: `{"error":{"code","message","target","details"}}` with a fitting status,
+//! and the code repeated in the `x-ms-error-code` header as ACS sends it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,11 +13,22 @@ pub struct AcsError {
     pub message: String,
     /// The request field or parameter at fault, when there is one.
     pub target: Option<String>,
+    /// Finer-grained errors (ACS puts a `BadArgument` per bad field here).
+    pub details: Vec<AcsErrorDetail>,
+}
+
+/// One entry of `details`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AcsErrorDetail {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl AcsError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), target: None }
+        Self { status, code, message: message.into(), target: None, details: Vec::new() }
     }
 
     pub fn with_target(mut self, target: impl Into<String>) -> Self {
@@ -26,6 +38,14 @@ impl AcsError {
 
     pub fn bad_request(message: impl Into<String>, target: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message).with_target(target)
+    }
+
+    /// A 400 for one bad field, shaped as ACS reports it: `BadRequest` with a `BadArgument`
+    /// detail naming the field.
+    pub fn bad_argument(message: impl Into<String>, target: impl Into<String>) -> Self {
+        let (message, target) = (message.into(), target.into());
+        let detail = AcsErrorDetail { code: "BadArgument", message: message.clone(), target: Some(target.clone()) };
+        Self { details: vec![detail], ..Self::bad_request(message, target) }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
@@ -50,10 +70,10 @@ impl IntoResponse for AcsError {
                 "code": self.code,
                 "message": self.message,
                 "target": self.target,
-                "details": [],
+                "details": self.details,
             }
         });
-        (self.status, axum::Json(body)).into_response()
+        (self.status, [("x-ms-error-code", self.code)], axum::Json(body)).into_response()
     }
 }
 

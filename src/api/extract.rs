@@ -50,7 +50,9 @@ impl<S: Send + Sync, V: SupportedVersions> FromRequestParts<S> for Versioned<V> 
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let version = form_urlencoded_pairs(query).find(|(k, _)| k == "api-version").map(|(_, v)| v);
+        let version = form_urlencoded_pairs(query)
+            .find(|(k, _)| k == "api-version")
+            .map(|(_, v)| python_enum_version(&v).unwrap_or(v));
         match version {
             None => Err(AcsError::new(
                 axum::http::StatusCode::BAD_REQUEST,
@@ -69,6 +71,32 @@ impl<S: Send + Sync, V: SupportedVersions> FromRequestParts<S> for Versioned<V> 
     }
 }
 
+/// The version an Azure Python SDK meant when it sent its `ApiVersion` enum member itself
+/// (`ApiVersion.V2025_03_13` for `2025-03-13`, `ApiVersion.V2025_03_02_PREVIEW` for
+/// `2025-03-02-preview`). The generated paging code of azure-communication-rooms 1.2.0 does that
+/// for every page after the first when the client uses its default version (on Python 3.11+,
+/// where formatting a `str` enum gives its name); accepting the spelling keeps that SDK working
+/// unmodified. `None` for anything else.
+fn python_enum_version(v: &str) -> Option<String> {
+    let name = v.strip_prefix("ApiVersion.V")?;
+    let well_formed = name.len() >= 10 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    well_formed.then(|| name.replace('_', "-").to_ascii_lowercase())
+}
+
 fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap_or_default().into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_sdk_enum_spelling_of_a_version_is_understood() {
+        assert_eq!(python_enum_version("ApiVersion.V2025_03_13").as_deref(), Some("2025-03-13"));
+        assert_eq!(python_enum_version("ApiVersion.V2025_03_02_PREVIEW").as_deref(), Some("2025-03-02-preview"));
+        assert_eq!(python_enum_version("2025-03-13"), None);
+        assert_eq!(python_enum_version("ApiVersion.V1"), None);
+        assert_eq!(python_enum_version("ApiVersion.V2025-03-13;x"), None);
+    }
 }

@@ -215,6 +215,6 @@ pub fn rfc3339(unix_secs: i64) -> String {
 }
 
 /// Run store work off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AcsError> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AcsError> {
     tokio::task::spawn_blocking(f).await.map_err(AcsError::internal)
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod identities;
 pub mod ops;
+pub mod rooms;
 pub mod signal;
 pub mod signed;
 pub mod state;
@@ -26,6 +27,9 @@ pub fn router(state: AppState) -> Router {
         .route("/identities", post(identities::create))
         .route("/identities/{id}", get(identities::get).delete(identities::delete))
         .route("/identities/{id}/{action}", post(identities::action))
+        .route("/rooms", post(rooms::create).get(rooms::list))
+        .route("/rooms/{id}", get(rooms::get).patch(rooms::update).delete(rooms::delete))
+        .route("/rooms/{id}/participants", get(rooms::participants).patch(rooms::update_participants))
         .route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
 
     Router::new()

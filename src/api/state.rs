@@ -3,6 +3,7 @@
 use crate::auth::{HmacVerifier, KeyRing, TokenIssuer, TokenLifetime, TokenVerifier};
 use crate::identity::IdentityDirectory;
 use crate::metrics::Metrics;
+use crate::room_directory::RoomDirectory;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,6 +13,8 @@ pub type AppState = Arc<Services>;
 /// The services the HTTP layer reaches.
 pub struct Services {
     pub directory: Arc<IdentityDirectory>,
+    /// ACS rooms (`/rooms`); shares the identity directory's store.
+    pub room_directory: Arc<RoomDirectory>,
     pub issuer: TokenIssuer,
     pub verifier: Arc<TokenVerifier>,
     pub keys: Arc<KeyRing>,

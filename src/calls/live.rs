@@ -7,6 +7,7 @@ use crate::identity::IdentityId;
 use crate::media::command::Command;
 use crate::media::ids::{ParticipantId, RoomId, SessionId, TrackId};
 use crate::media::plane::{WorkerGone, WorkerHandle};
+use crate::room_directory::AcsRoomId;
 use crate::rooms::{Capabilities, Departure, EndReason, Role, Room, RoomError, RoomKey, Rooms};
 use std::sync::Arc;
 
@@ -107,11 +108,11 @@ impl LiveCalls {
     /// Apply changes of an ACS Room's participant list to its live call, if there is one.
     pub async fn apply_participant_changes(
         &self,
-        room_id: &str,
+        room_id: AcsRoomId,
         changed: &[(IdentityId, Role)],
         removed: &[IdentityId],
     ) -> Result<(), ControlError> {
-        let Some(room) = self.rooms.get(&RoomKey::Room(room_id.to_owned())) else { return Ok(()) };
+        let Some(room) = self.rooms.get(&RoomKey::Room(room_id)) else { return Ok(()) };
         for (identity, role) in changed {
             for member in room.members_of(*identity) {
                 match self.set_role(&room, member.id, *role).await {

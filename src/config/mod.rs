@@ -25,6 +25,7 @@ pub struct Config {
     pub media: MediaSection,
     pub limits: LimitsSection,
     pub calls: CallsSection,
+    pub rooms: RoomsSection,
     pub dev: DevSection,
 }
 
@@ -171,6 +172,24 @@ impl Default for WebRtcSection {
             public_ips: Vec::new(),
             initial_bitrate_kbps: Bounded::new_const(1_000),
         }
+    }
+}
+
+/// `[rooms]`: the ACS Rooms API (scheduled, invite-only rooms kept in the store).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsSection {
+    /// Most participants one room may list; also the most one request may name. Bounds what a
+    /// caller can make the server store and send back per room.
+    pub max_participants_per_room: Bounded<1, 100_000>,
+    /// Rooms or participants per page of `GET /rooms` and `GET /rooms/{id}/participants`; the
+    /// rest follow through `nextLink`.
+    pub page_size: Bounded<1, 1000>,
+}
+
+impl Default for RoomsSection {
+    fn default() -> Self {
+        Self { max_participants_per_room: Bounded::new_const(1_000), page_size: Bounded::new_const(100) }
     }
 }
 

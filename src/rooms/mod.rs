@@ -19,6 +19,7 @@ pub use role::{Capabilities, Role, Sources, TrackSource, UnknownRole};
 pub use room::{Departure, JoinRequest, Member, PublishRequest, RoleApplied, Room, RoomError, TrackEntry};
 
 use crate::media::ids::{ParticipantId, RoomId};
+use crate::room_directory::AcsRoomId;
 use crate::metrics::counter_vec;
 use dashmap::DashMap;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry as PromRegistry};
@@ -32,7 +33,7 @@ pub enum RoomKey {
     /// A group call: anyone with a valid token joins by its group ID.
     Group(Uuid),
     /// An ACS Room (`/rooms` API): only its listed participants join, with their roles.
-    Room(String),
+    Room(AcsRoomId),
     /// A 1:1 call (or a small group ring): its caller and the callees who accept.
     Call(Uuid),
 }

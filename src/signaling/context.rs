@@ -28,6 +28,8 @@ pub struct SignalingContext {
     pub calls: Arc<CallRegistry>,
     /// The ACS resource ID (in every raw ID this server issues).
     pub resource_id: String,
+    /// ACS Rooms: who may join which room, with which role, when.
+    pub room_directory: Arc<crate::room_directory::RoomDirectory>,
     pub join_limiter: JoinLimiter,
     pub messages_per_second: u32,
     /// Cancelled when the server begins a graceful stop.

@@ -16,6 +16,7 @@ use crate::devices::{Device, DeviceNotice, NOTICE_QUEUE, Registration};
 use crate::identity::IdentityId;
 use crate::media::ids::{ParticipantId, SessionId, SubscriptionId, TrackId};
 use crate::media::plane::WorkerGone;
+use crate::room_directory::{AcsRoomId, RoomAdmissionError};
 use crate::rooms::{Capabilities, JoinRequest, MemberEvents, MemberSink, Role, Room, RoomError, RoomKey};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -90,7 +91,7 @@ pub(super) struct Entry {
 /// Where a `join` goes.
 enum Locator {
     Group(Uuid),
-    Room(String),
+    Room(AcsRoomId),
     Call(Uuid),
 }
 
@@ -325,9 +326,7 @@ impl SessionHandler {
         let (key, role, can_create) = match locator {
             Locator::Group(g) => (RoomKey::Group(g), None, r.scopes.allows(Action::StartCall)),
             Locator::Room(room_id) => {
-                let role = self.room_role(&room_id, identity).await.inspect_err(|(code, _)| {
-                    self.ctx.rooms.count_join_failure(room_refusal_label(*code));
-                })?;
+                let role = self.room_role(room_id, identity).await?;
                 (RoomKey::Room(room_id), Some(role), true)
             }
             Locator::Call(call) => {
@@ -382,10 +381,24 @@ impl SessionHandler {
         })
     }
 
-    /// The role `identity` has in the ACS Room `room_id`, if it may join now.
-    async fn room_role(&self, room_id: &str, identity: IdentityId) -> Result<Role, Failure> {
-        let _ = (room_id, identity);
-        Err((ErrorCode::RoomNotFound, "no such room".into()))
+    /// The role `identity` has in the ACS Room `room_id`, if it may join now (the join refusal
+    /// is counted by reason).
+    async fn room_role(&self, room_id: AcsRoomId, identity: IdentityId) -> Result<Role, Failure> {
+        let directory = self.ctx.room_directory.clone();
+        let now_ms = unix_now().saturating_mul(1000);
+        let result = tokio::task::spawn_blocking(move || directory.admission(&room_id.to_string(), identity, now_ms))
+            .await
+            .map_err(|_| (ErrorCode::InternalError, "the room lookup failed".to_owned()))?;
+        result.map_err(|e| {
+            self.ctx.rooms.count_join_failure(e.reason());
+            let code = match e {
+                RoomAdmissionError::RoomNotFound => ErrorCode::RoomNotFound,
+                RoomAdmissionError::NotAParticipant => ErrorCode::NotAParticipant,
+                RoomAdmissionError::NotYetValid | RoomAdmissionError::Expired => ErrorCode::RoomNotValidNow,
+                RoomAdmissionError::Store(_) => ErrorCode::ServiceUnavailable,
+            };
+            (code, e.to_string())
+        })
     }
 
     /// Leave the call (if in one): tell the others, and make the media plane forget this
@@ -433,8 +446,9 @@ fn parse_locator(
     };
     match (group_id, room_id, call_id) {
         (Some(g), None, None) => Ok(Locator::Group(uuid(&g, "groupId")?)),
-        (None, Some(r), None) if !r.is_empty() && r.len() <= 128 => Ok(Locator::Room(r)),
-        (None, Some(_), None) => Err((ErrorCode::BadRequest, "roomId must be 1 to 128 characters".into())),
+        (None, Some(r), None) => AcsRoomId::parse(&r)
+            .map(Locator::Room)
+            .ok_or((ErrorCode::RoomNotFound, "roomId is not the ID of a room".into())),
         (None, None, Some(c)) => Ok(Locator::Call(uuid(&c, "callId")?)),
         _ => Err((ErrorCode::BadRequest, "join needs exactly one locator: groupId, roomId or callId".into())),
     }
@@ -448,15 +462,6 @@ fn check_display_name(name: Option<String>) -> Result<Option<Arc<str>>, Failure>
         Some(n) if n.trim().is_empty() => Ok(None),
         Some(n) => Ok(Some(n.trim().into())),
         None => Ok(None),
-    }
-}
-
-fn room_refusal_label(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::NotAParticipant => "not_a_participant",
-        ErrorCode::RoomNotValidNow => "outside_validity",
-        ErrorCode::RoomNotFound => "room_not_found",
-        _ => "error",
     }
 }
 

@@ -156,6 +156,29 @@ impl Api {
     }
 
     pub async fn call_tampered(&self, method: Method, path: &str, body: Option<Value>, t: Tamper) -> (u16, Value) {
+        let (status, _, body) = self.send(method, path, body, t, &[]).await;
+        (status, body)
+    }
+
+    /// A signed request with extra headers; returns the response headers too.
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(method, path, body, Tamper::default(), headers).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        t: Tamper,
+        extra_headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let key = if t.wrong_key { b"0123456789abcdef0123456789abcdef".to_vec() } else { self.cs.key.clone() };
         let at = if t.date_offset_secs >= 0 {
@@ -170,14 +193,26 @@ impl Api {
                 req = req.header(name, value);
             }
         }
+        for (name, value) in extra_headers {
+            req = req.header(*name, *value);
+        }
         let sent = t.body_after_signing.map_or(bytes, <[u8]>::to_vec);
         if !sent.is_empty() {
             req = req.header("content-type", "application/json").body(sent);
         }
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The path and query of an absolute URL on this server (to follow a `nextLink`).
+    pub fn path_of(&self, url: &str) -> String {
+        let rest =
+            url.strip_prefix(&self.cs.endpoint).unwrap_or_else(|| panic!("{url} is not on {}", self.cs.endpoint));
+        assert!(rest.starts_with('/'), "{url}");
+        rest.to_owned()
     }
 
     /// An unsigned GET (public endpoints).

@@ -29,7 +29,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(request):
+    """One server per test module; a module may set `SERVER_ENV` (a dict) for config overrides."""
     workdir = tempfile.mkdtemp(prefix="sb-sdk-")
     env = dict(os.environ)
     env.update(
@@ -38,6 +39,7 @@ def server():
         SWITCHBOARD__QUIC__LISTEN="127.0.0.1:0",
         SWITCHBOARD__WEBRTC__PORT_START="0",
     )
+    env.update(getattr(request.module, "SERVER_ENV", {}))
     env.pop("RUST_LOG", None)
     log = open(os.path.join(workdir, "server.log"), "wb")
     proc = subprocess.Popen([_binary(), "serve"], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=log)
