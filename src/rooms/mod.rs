@@ -19,8 +19,8 @@ pub use role::{Capabilities, Role, Sources, TrackSource, UnknownRole};
 pub use room::{Departure, JoinRequest, Member, PublishRequest, RoleApplied, Room, RoomError, TrackEntry};
 
 use crate::media::ids::{ParticipantId, RoomId};
-use crate::room_directory::AcsRoomId;
 use crate::metrics::counter_vec;
+use crate::room_directory::AcsRoomId;
 use dashmap::DashMap;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry as PromRegistry};
 use std::fmt;

@@ -385,7 +385,9 @@ impl SessionHandler {
     /// is counted by reason).
     async fn room_role(&self, room_id: AcsRoomId, identity: IdentityId) -> Result<Role, Failure> {
         let directory = self.ctx.room_directory.clone();
-        let now_ms = unix_now().saturating_mul(1000);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let result = tokio::task::spawn_blocking(move || directory.admission(&room_id.to_string(), identity, now_ms))
             .await
             .map_err(|_| (ErrorCode::InternalError, "the room lookup failed".to_owned()))?;
