@@ -361,3 +361,97 @@ async fn malformed_media_and_signaling_do_not_disturb_a_call() {
     drop(publisher);
     ts.stop().await;
 }
+
+/// A `Consumer` in an ACS Room, over WebRTC: the media lines it offers to send are answered
+/// `inactive` (and reported as refused), nothing is published, and it still receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_offering_to_send_is_answered_inactive_and_still_receives() {
+    let ts = TestServer::start(2).await;
+    let (presenter, p_token) = ts.identity(&["voip"]).await;
+    let (consumer, c_token) = ts.identity(&["voip"]).await;
+    let (status, room) = ts
+        .api
+        .call(
+            reqwest::Method::POST,
+            "/rooms?api-version=2024-04-15",
+            Some(
+                serde_json::json!({"participants": {presenter: {"role": "Presenter"}, consumer: {"role": "Consumer"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let room_id = room["id"].as_str().expect("room id").to_owned();
+    // The presenter publishes over QUIC.
+    let quic = ts.client().await;
+    quic.join(Some(&p_token), switchboard::client::Locator::Room(room_id.clone()), None).await.expect("join");
+    let qvideo = quic.publish(MediaKind::Video, Codec::Vp8, vec![]).await.expect("publish");
+
+    // The consumer joins over WebSocket and offers to send video and audio.
+    let mut sig = Signal::connect(&ts.server.endpoint, &ts.ca).await;
+    let joined = sig
+        .request(ClientMessage::Join {
+            token: Some(c_token),
+            group_id: None,
+            room_id: Some(room_id),
+            call_id: None,
+            display_name: None,
+        })
+        .await;
+    let ServerMessage::Joined { capabilities, .. } = &joined else { panic!("joined: {joined:?}") };
+    assert!(capabilities.publish.is_empty() && capabilities.receive, "{capabilities:?}");
+    // A send-only video line (as a publishing browser offers) and a send-receive audio line.
+    let mut peer = RsPeer::new().await;
+    let _video = peer.add_sendonly_track(RtpCodecKind::Video, "video/VP8", 90_000, 0, 0x1111).await;
+    let _audio = peer.add_track(RtpCodecKind::Audio, "audio/opus", 48_000, 2, 0x2222).await;
+    let offer = peer.offer().await;
+    let directions = |sdp: &str| -> Vec<String> {
+        sdp.lines()
+            .map(str::trim)
+            .filter(|l| matches!(*l, "a=sendonly" | "a=recvonly" | "a=sendrecv" | "a=inactive"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(directions(&offer), ["a=sendonly", "a=sendrecv"], "{offer}");
+    let answer = sig.request(ClientMessage::Offer { sdp: offer, sources: Default::default() }).await;
+    let ServerMessage::Answer { sdp, .. } = answer else { panic!("expected an answer, got {answer:?}") };
+    assert_eq!(
+        directions(&sdp),
+        ["a=inactive", "a=sendonly"],
+        "the send-only line is answered inactive; the other may only receive: {sdp}"
+    );
+    peer.accept_answer(sdp).await;
+    let mut refused = 0;
+    while let Some(m) = sig.next(Duration::from_millis(500)).await {
+        match m {
+            ServerMessage::Error { code: ErrorCode::NotAllowed, .. } => refused += 1,
+            ServerMessage::Published { .. } => panic!("a consumer published a track"),
+            _ => {}
+        }
+    }
+    assert_eq!(refused, 2, "both refused lines are reported");
+
+    // It still receives: subscribe to the presenter's video.
+    let r = sig
+        .request(ClientMessage::Subscribe { track_id: qvideo.track_id, preferred_layer: None, max_height: None })
+        .await;
+    assert!(matches!(r, ServerMessage::Subscribed { .. }), "{r:?}");
+    assert!(answer_offers(&mut sig, &mut peer, Duration::from_secs(2)).await >= 1);
+    assert!(peer.connected(Duration::from_secs(10)).await, "the consumer connects");
+    let mut vgen = SyntheticVideo::new(40, &[(320, 180, 200_000)]);
+    for i in 0..75u32 {
+        for p in vgen.frame(0, i % 15 == 0, now_us()) {
+            quic.send_rtp(&qvideo, 0, p).expect("send");
+        }
+        tokio::time::sleep(Duration::from_millis(33)).await;
+    }
+    let got = drain(&mut peer, Duration::from_secs(1)).await;
+    let video = got.get(&format!("t{}", qvideo.track_id)).map_or(0, Vec::len);
+    assert!(video >= 40, "the consumer receives the presenter's video: {video}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        ts.metric("switchboard_media_packets_total{direction=\"in\",kind=\"video\",transport=\"webrtc\"}").await,
+        0.0,
+        "no media came in from the consumer"
+    );
+    ts.stop().await;
+}

@@ -257,6 +257,46 @@ pub fn restrict_offer(sdp: &str, mut allow: impl FnMut(&str, MediaKind) -> bool)
     (out, refused)
 }
 
+/// Repeat the host candidates of an SDP in every media section that lacks them. str0m writes them
+/// once, in the first (BUNDLE-tagged) section; clients built on pion or webrtc-rs read candidates
+/// only from sections that are not `inactive`, so when the first section is answered `inactive`
+/// (a Consumer's refused camera) they would find none and never connect. Rejected sections
+/// (port 0 outside the BUNDLE group) are left alone.
+pub fn candidates_in_every_section(sdp: &str) -> String {
+    let candidates: Vec<&str> = sdp.split_inclusive('\n').filter(|l| l.starts_with("a=candidate:")).collect();
+    if candidates.is_empty() {
+        return sdp.to_owned();
+    }
+    let bundled: Vec<&str> = sdp
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=group:BUNDLE "))
+        .map(|g| g.split_whitespace().collect())
+        .unwrap_or_default();
+    let mut out = String::with_capacity(sdp.len() + 256);
+    let mut section: Vec<&str> = Vec::new();
+    let mut flush = |section: &mut Vec<&str>, out: &mut String| {
+        let is_media = section.first().is_some_and(|l| l.starts_with("m="));
+        let has = section.iter().any(|l| l.starts_with("a=candidate:"));
+        let mid = section.iter().find_map(|l| l.trim_end().strip_prefix("a=mid:")).map(str::trim);
+        let in_bundle = mid.is_some_and(|m| bundled.contains(&m));
+        for line in section.iter() {
+            out.push_str(line);
+            if is_media && !has && in_bundle && line.starts_with("c=") {
+                candidates.iter().for_each(|c| out.push_str(c));
+            }
+        }
+        section.clear();
+    };
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        section.push(line);
+    }
+    flush(&mut section, &mut out);
+    out
+}
+
 /// The media IDs of an SDP, in order (`a=mid:` lines).
 pub fn sdp_mids(sdp: &str) -> Vec<String> {
     sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")).map(|m| m.trim().to_owned()).collect()
@@ -346,6 +386,19 @@ mod tests {
         assert_eq!(refused, vec!["0"]);
         assert!(out.contains("a=mid:0\r\na=inactive"), "sendonly becomes inactive");
         assert_eq!(sdp_mids(&out), sdp_mids(sdp), "no media line is lost or added");
+    }
+
+    #[test]
+    fn candidates_are_repeated_in_every_bundled_section() {
+        let sdp = "v=0\r\na=group:BUNDLE 0 1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=candidate:1 1 udp 1 127.0.0.1 5 typ host\r\na=mid:0\r\na=inactive\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sendonly\r\n\
+                   m=audio 0 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:2\r\na=inactive\r\n";
+        let out = candidates_in_every_section(sdp);
+        assert_eq!(out.matches("a=candidate:").count(), 2, "once more, in the bundled audio section: {out}");
+        assert!(out.contains("c=IN IP4 0.0.0.0\r\na=candidate:1 1 udp 1 127.0.0.1 5 typ host\r\na=mid:1"));
+        assert_eq!(candidates_in_every_section(&out), out, "idempotent");
+        assert_eq!(sdp_mids(&out), sdp_mids(sdp));
     }
 
     #[test]

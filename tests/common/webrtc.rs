@@ -212,7 +212,8 @@ impl RsPeer {
         RsPeer { pc: Box::new(pc), gathered, state, received }
     }
 
-    /// Add a send track; returns it for `write_rtp`.
+    /// Add a send track (a `sendrecv` transceiver, as `addTrack` makes); returns it for
+    /// `write_rtp`.
     pub async fn add_track(
         &self,
         kind: RtpCodecKind,
@@ -221,24 +222,30 @@ impl RsPeer {
         channels: u16,
         ssrc: u32,
     ) -> Arc<TrackLocalStaticRTP> {
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            format!("stream-{kind}"),
-            format!("track-{kind}"),
-            format!("label-{kind}"),
-            kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                codec: RTCRtpCodec {
-                    mime_type: mime.to_owned(),
-                    clock_rate,
-                    channels,
-                    sdp_fmtp_line: String::new(),
-                    rtcp_feedback: vec![],
-                },
-                ..Default::default()
-            }],
-        )));
+        let track = local_track(kind, mime, clock_rate, channels, ssrc);
         self.pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.expect("add track");
+        track
+    }
+
+    /// Add a send-only track (a `sendonly` transceiver, as a publishing browser makes).
+    pub async fn add_sendonly_track(
+        &self,
+        kind: RtpCodecKind,
+        mime: &str,
+        clock_rate: u32,
+        channels: u16,
+        ssrc: u32,
+    ) -> Arc<TrackLocalStaticRTP> {
+        let track = local_track(kind, mime, clock_rate, channels, ssrc);
+        let init = rtc::rtp_transceiver::RTCRtpTransceiverInit {
+            direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly,
+            streams: vec![],
+            send_encodings: vec![],
+        };
+        self.pc
+            .add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init))
+            .await
+            .expect("add transceiver");
         track
     }
 
@@ -303,4 +310,25 @@ pub async fn write_audio(track: &TrackLocalStaticRTP, packet: &[u8]) {
         .into_iter()
         .collect();
     track.write_rtp_with_extensions(p, &exts).await.expect("write RTP");
+}
+
+/// A local RTP track of one encoding with a fixed SSRC.
+fn local_track(kind: RtpCodecKind, mime: &str, clock_rate: u32, channels: u16, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("stream-{kind}"),
+        format!("track-{kind}"),
+        format!("label-{kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    )))
 }

@@ -10,7 +10,9 @@ use super::{Outputs, PendingSub, Sink, Timer, Worker};
 use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
 use crate::media::ids::{SessionId, SubscriptionId, TrackId};
 use crate::media::metrics::RtcDrop;
-use crate::media::webrtc::{ExtendedSeq, Peer, SdpChange, TxBinding, from_rtc_codec, restrict_offer, sdp_mids};
+use crate::media::webrtc::{
+    ExtendedSeq, Peer, SdpChange, TxBinding, candidates_in_every_section, from_rtc_codec, restrict_offer, sdp_mids,
+};
 use crate::rooms::TrackSource;
 use crate::rtp::stun;
 use crate::sfu::forwarder::SubscriptionSpec;
@@ -288,7 +290,7 @@ impl Worker {
                 .unwrap_or_else(|| TrackSource::default_for(kind));
             media.push(OfferedMedia { mid: mid.to_string(), codec, source, rids });
         }
-        let answer = answer.to_sdp_string();
+        let answer = candidates_in_every_section(&answer.to_sdp_string());
         drive(&mut self.out, idx, now);
         self.bind_negotiated(idx, now);
         self.renegotiate(idx, now);
@@ -391,7 +393,8 @@ impl Worker {
         peer.in_flight = changes;
         let session = peer.session;
         drive(&mut self.out, idx, now);
-        self.notify(session, SessionInput::Signal(ServerMessage::Offer { sdp: offer.to_sdp_string() }));
+        let sdp = candidates_in_every_section(&offer.to_sdp_string());
+        self.notify(session, SessionInput::Signal(ServerMessage::Offer { sdp }));
     }
 
     /// After a negotiation: learn the send streams of newly negotiated subscriptions and start
