@@ -274,7 +274,7 @@ pub fn candidates_in_every_section(sdp: &str) -> String {
         .unwrap_or_default();
     let mut out = String::with_capacity(sdp.len() + 256);
     let mut section: Vec<&str> = Vec::new();
-    let mut flush = |section: &mut Vec<&str>, out: &mut String| {
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
         let is_media = section.first().is_some_and(|l| l.starts_with("m="));
         let has = section.iter().any(|l| l.starts_with("a=candidate:"));
         let mid = section.iter().find_map(|l| l.trim_end().strip_prefix("a=mid:")).map(str::trim);
