@@ -151,7 +151,7 @@ impl Client {
         let pending: Pending = Arc::default();
         let shared = Arc::new(Mutex::new(Shared::default()));
         let tasks = vec![
-            tokio::spawn(read_signaling(recv, pending.clone(), shared.clone(), events_tx.clone())),
+            tokio::spawn(read_signaling(conn.clone(), recv, pending.clone(), shared.clone(), events_tx.clone())),
             tokio::spawn(read_datagrams(conn.clone(), shared.clone(), events_tx.clone())),
             tokio::spawn(send_nacks(conn.clone(), shared.clone())),
         ];
@@ -413,6 +413,7 @@ fn joined(msg: ServerMessage) -> Result<Joined, ClientError> {
 }
 
 async fn read_signaling(
+    conn: quinn::Connection,
     mut recv: quinn::RecvStream,
     pending: Pending,
     shared: Arc<Mutex<Shared>>,
@@ -452,6 +453,14 @@ async fn read_signaling(
         }
     };
     pending.lock().expect("pending map lock").clear();
+    // The connection's own close says more than the stream error ("connection lost").
+    let reason = match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+            format!("closed by the server: code {} ({})", c.error_code, String::from_utf8_lossy(&c.reason))
+        }
+        Some(other) => other.to_string(),
+        None => reason,
+    };
     let _ = events.send(ClientEvent::Closed { reason }).await;
 }
 

@@ -6,7 +6,6 @@ use super::ids::{RoomId, SessionId, SubscriptionId, TrackId};
 use crate::rooms::{Capabilities, TrackSource};
 use crate::sfu::packet::{Codec, MediaPacket};
 use crate::sfu::simulcast::LayerWish;
-use crate::signaling::messages::ServerMessage;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -211,8 +210,8 @@ pub enum SessionInput {
     Frame(Bytes),
     /// The layer forwarded on a subscription changed.
     LayerChanged { subscription: SubscriptionId, layer: u8 },
-    /// A message for the client originating in the worker (e.g. a renegotiation offer).
-    Signal(ServerMessage),
+    /// WebRTC: the worker's SDP offer (subscriptions or directions changed); the client answers.
+    Offer { sdp: String },
     /// The signaling frame was malformed or too large; the worker counted it.
     Malformed { reason: String },
     /// The connection is gone.

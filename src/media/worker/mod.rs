@@ -782,7 +782,7 @@ impl Worker {
         if let Some(rs) = self.rtc_sessions.get_mut(&session) {
             // An offer must arrive (the peer's negotiation waits for its answer): keep it for the
             // next turn when the inbox is full. Layer changes may be missed.
-            let must_arrive = matches!(input, SessionInput::Signal(_));
+            let must_arrive = matches!(input, SessionInput::Offer { .. });
             if !rs.backlog.is_empty() && must_arrive {
                 rs.backlog.push_back(input);
                 return;

@@ -18,7 +18,6 @@ use crate::rtp::stun;
 use crate::sfu::forwarder::SubscriptionSpec;
 use crate::sfu::packet::{Codec, MediaKind, MediaPacket};
 use crate::sfu::rewriter::Rewrite;
-use crate::signaling::messages::ServerMessage;
 use bytes::BufMut;
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -394,7 +393,7 @@ impl Worker {
         let session = peer.session;
         drive(&mut self.out, idx, now);
         let sdp = candidates_in_every_section(&offer.to_sdp_string());
-        self.notify(session, SessionInput::Signal(ServerMessage::Offer { sdp }));
+        self.notify(session, SessionInput::Offer { sdp });
     }
 
     /// After a negotiation: learn the send streams of newly negotiated subscriptions and start
