@@ -39,8 +39,9 @@ impl LiveCalls {
         session: SessionId,
         room: RoomId,
         caps: Capabilities,
+        version: u64,
     ) -> Result<(), WorkerGone> {
-        self.workers[worker].send(Command::Admit { session, room, caps }).await
+        self.workers[worker].send(Command::Admit { session, room, caps, version }).await
     }
 
     /// Make the media plane forget a member that left: its admission, bindings and
@@ -74,7 +75,7 @@ impl LiveCalls {
     pub async fn set_role(&self, room: &Room, participant: ParticipantId, role: Role) -> Result<(), ControlError> {
         let before = room.member(participant).ok_or(RoomError::ParticipantNotFound)?.caps;
         let applied = room.set_role(participant, role)?;
-        self.admit(applied.worker, applied.session, room.id, applied.caps).await?;
+        self.admit(applied.worker, applied.session, room.id, applied.caps, applied.version).await?;
         for track in &applied.unpublished {
             self.remove_track_everywhere(*track).await?;
         }

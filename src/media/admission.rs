@@ -12,6 +12,8 @@ use std::collections::HashMap;
 pub struct Admission {
     pub room: RoomId,
     pub caps: Capabilities,
+    /// The member's role version in the room when these capabilities were decided.
+    pub version: u64,
 }
 
 /// Why the worker refused to create a binding.
@@ -35,9 +37,18 @@ pub struct AdmissionSet {
 }
 
 impl AdmissionSet {
-    /// Admit `session` to `room` with `caps` (replacing what it had); returns the previous one.
-    pub fn admit(&mut self, session: SessionId, room: RoomId, caps: Capabilities) -> Option<Admission> {
-        self.by_session.insert(session, Admission { room, caps })
+    /// Admit `session` to `room` with `caps` decided at role `version`. An admission for the same
+    /// room decided at an older version than the one held is stale (two updates raced on their
+    /// way here) and is ignored; returns whether it was applied.
+    pub fn admit(&mut self, session: SessionId, room: RoomId, caps: Capabilities, version: u64) -> bool {
+        if let Some(held) = self.by_session.get(&session)
+            && held.room == room
+            && held.version > version
+        {
+            return false;
+        }
+        self.by_session.insert(session, Admission { room, caps, version });
+        true
     }
 
     /// Forget a session's admission (it left its room).
@@ -94,15 +105,16 @@ mod tests {
         let mut set = AdmissionSet::default();
         let (s, room, other) = (SessionId(1), RoomId(10), RoomId(11));
         assert_eq!(set.check_publish(s, room, TrackSource::Camera), Err(Refusal::NotAdmitted));
-        set.admit(s, room, Role::Attendee.capabilities());
+        assert!(set.admit(s, room, Role::Attendee.capabilities(), 0));
         assert!(set.check_publish(s, room, TrackSource::Camera).is_ok());
         assert_eq!(set.check_publish(s, room, TrackSource::Screen), Err(Refusal::SourceNotAllowed));
         assert_eq!(set.check_publish(s, other, TrackSource::Camera), Err(Refusal::NotAdmitted), "another room");
         assert!(set.check_receive(s, room).is_ok());
-        set.admit(s, room, Role::Consumer.capabilities());
+        assert!(set.admit(s, room, Role::Consumer.capabilities(), 2));
+        assert!(!set.admit(s, room, Role::Presenter.capabilities(), 1), "a stale admission is ignored");
         assert!(!set.allows(s, room, Some(TrackSource::Microphone)));
         assert!(set.allows(s, room, None));
-        set.admit(s, room, Capabilities::NONE);
+        assert!(set.admit(s, room, Capabilities::NONE, 3));
         assert_eq!(set.check_receive(s, room), Err(Refusal::ReceiveNotAllowed));
         assert!(set.dismiss(s).is_some());
         assert!(set.is_empty());

@@ -34,6 +34,8 @@ pub enum Command {
         session: SessionId,
         room: RoomId,
         caps: Capabilities,
+        /// The member's role version these capabilities come from (a later one wins).
+        version: u64,
     },
     /// The session left its room: forget its admission, its publish bindings and subscriptions.
     Dismiss {

@@ -85,6 +85,8 @@ pub struct Member {
     pub display_name: Option<Arc<str>>,
     pub role: Option<Role>,
     pub caps: Capabilities,
+    /// Bumped by every role change: the media plane applies capabilities in this order.
+    pub role_version: u64,
     pub session: SessionId,
     pub worker: usize,
     sink: MemberSink,
@@ -147,6 +149,8 @@ pub struct RoleApplied {
     pub session: SessionId,
     pub worker: usize,
     pub caps: Capabilities,
+    /// The member's role version after this change.
+    pub version: u64,
     /// Tracks unpublished because the new role does not allow their source.
     pub unpublished: Vec<TrackId>,
 }
@@ -248,6 +252,7 @@ impl Room {
             display_name: req.display_name,
             role: req.role,
             caps: req.role.map_or(Capabilities::PARTICIPANT, Role::capabilities),
+            role_version: 0,
             session: req.session,
             worker: req.worker,
             sink: req.sink,
@@ -359,14 +364,16 @@ impl Room {
         let caps = role.capabilities();
         member.role = Some(role);
         member.caps = caps;
-        let (session, worker, tracks) = (member.session, member.worker, member.tracks.clone());
+        member.role_version += 1;
+        let (session, worker, version, tracks) =
+            (member.session, member.worker, member.role_version, member.tracks.clone());
         st.emit(RoomEvent::RoleChanged { participant, role });
         let unpublished: Vec<TrackId> =
             tracks.into_iter().filter(|t| st.tracks.get(t).is_some_and(|e| !caps.may_publish(e.source))).collect();
         for t in &unpublished {
             st.drop_track(participant, *t, UnpublishReason::RoleChanged);
         }
-        Ok(RoleApplied { session, worker, caps, unpublished })
+        Ok(RoleApplied { session, worker, caps, version, unpublished })
     }
 
     /// Announce a new call state to everyone. `Disconnected` ends the call: every member's session

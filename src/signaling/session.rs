@@ -364,7 +364,8 @@ impl SessionHandler {
         let caps = role.map_or(Capabilities::PARTICIPANT, Role::capabilities);
         self.joined = Some(Joined { room: room.clone(), participant, caps, subscriptions: HashMap::new(), call });
         self.room_events = Some(events);
-        if let Err(WorkerGone) = self.ctx.live.admit(self.worker, self.session, room.id, caps).await {
+        // Version 0: a role change racing this join (version 1 and up) wins on the worker.
+        if let Err(WorkerGone) = self.ctx.live.admit(self.worker, self.session, room.id, caps, 0).await {
             self.leave(EndReason::ServerShutdown).await;
             return Err(unavailable());
         }

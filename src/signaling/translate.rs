@@ -18,9 +18,12 @@ impl SessionHandler {
             }
             RoomEvent::MemberJoined(_) => return,
             RoomEvent::MemberLeft { participant, reason, .. } if *participant == me => {
-                // Removed by someone else: the room and the media plane already let go of us.
+                // Removed by someone else: the room and the media plane already let go of us;
+                // dismissing again also undoes this join's admission if it arrived late.
                 self.joined = None;
                 self.room_events = None;
+                let dismiss = crate::media::command::Command::Dismiss { session: self.session };
+                let _ = self.ctx.workers[self.worker].send(dismiss).await;
                 disconnected(*reason)
             }
             RoomEvent::MemberLeft { participant, reason, .. } => ServerMessage::ParticipantLeft {

@@ -174,6 +174,8 @@ pub struct Worker {
     /// again every loop turn: a state change between workers is delayed, never dropped. (Bounded
     /// by the signaling that causes them, which is rate-limited per session.)
     peer_backlog: Vec<VecDeque<PeerMsg>>,
+    /// WebRTC sessions with messages in their backlog (so a loop turn looks at these only).
+    backlogged: Vec<SessionId>,
     outgoing: Vec<Vec<(TrackId, u8, MediaPacket)>>,
     commands: mpsc::Receiver<Command>,
     peer_rx: mpsc::Receiver<PeerMsg>,
@@ -239,6 +241,7 @@ impl Worker {
             pending_sinks: HashMap::new(),
             outgoing: (0..s.workers).map(|_| Vec::new()).collect(),
             peer_backlog: (0..s.workers).map(|_| VecDeque::new()).collect(),
+            backlogged: Vec::new(),
             peer_txs: s.peers,
             commands: s.commands,
             peer_rx: s.peer_rx,
@@ -368,11 +371,12 @@ impl Worker {
                     self.end_rtc_session(session);
                 }
             }
-            Command::Admit { session, room, caps } => {
+            Command::Admit { session, room, caps, version } => {
                 // A session whose connection already ended is not admitted (it would never be
                 // dismissed).
-                if self.sessions.contains_key(&session) || self.rtc_sessions.contains_key(&session) {
-                    self.admissions.admit(session, room, caps);
+                if (self.sessions.contains_key(&session) || self.rtc_sessions.contains_key(&session))
+                    && self.admissions.admit(session, room, caps, version)
+                {
                     self.prune(session, now);
                 }
             }
@@ -584,8 +588,13 @@ impl Worker {
                 }
             }
         }
+        if self.backlogged.is_empty() {
+            return;
+        }
         let mut overflowed = Vec::new();
-        for (session, rs) in &mut self.rtc_sessions {
+        let sessions = &mut self.rtc_sessions;
+        self.backlogged.retain(|session| {
+            let Some(rs) = sessions.get_mut(session) else { return false };
             while let Some(input) = rs.backlog.pop_front() {
                 match rs.inbox.try_send(input) {
                     Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -598,7 +607,8 @@ impl Worker {
             if rs.backlog.len() > SESSION_BACKLOG {
                 overflowed.push(*session);
             }
-        }
+            !rs.backlog.is_empty()
+        });
         for session in overflowed {
             tracing::info!(worker = self.index, %session, "WebRTC session does not read its messages; ending it");
             self.out.counters.drop(super::metrics::Drop::InboxFull);
@@ -792,6 +802,7 @@ impl Worker {
                 Err(mpsc::error::TrySendError::Full(input)) => {
                     if must_arrive {
                         rs.backlog.push_back(input);
+                        self.backlogged.push(session);
                     } else {
                         self.out.counters.drop(super::metrics::Drop::InboxFull);
                     }
