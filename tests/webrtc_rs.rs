@@ -455,3 +455,76 @@ async fn a_consumer_offering_to_send_is_answered_inactive_and_still_receives() {
     );
     ts.stop().await;
 }
+
+/// A WebSocket session is a device that outlives its calls: after leaving, the same session joins
+/// another call with a new peer connection (fresh ICE and DTLS) and media flows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_takes_part_in_two_calls_one_after_the_other() {
+    let ts = TestServer::start(1).await;
+    let (_, token) = ts.identity(&["voip"]).await;
+    let mut sig = Signal::connect(&ts.server.endpoint, &ts.ca).await;
+    let r = sig.request(ClientMessage::Register { token, display_name: Some("Ada".into()) }).await;
+    assert!(matches!(r, ServerMessage::Registered { .. }), "{r:?}");
+    for round in 0..2 {
+        let g = group();
+        let r = sig
+            .request(ClientMessage::Join {
+                token: None,
+                group_id: Some(g.clone()),
+                room_id: None,
+                call_id: None,
+                display_name: None,
+            })
+            .await;
+        assert!(matches!(r, ServerMessage::Joined { .. }), "round {round}: {r:?}");
+        // A QUIC publisher in the same call.
+        let (quic, _) = ts.joined(&g).await;
+        let qvideo = quic.publish(MediaKind::Video, Codec::Vp8, vec![]).await.expect("publish");
+        // This session publishes audio and receives the QUIC client's video on a new peer.
+        let mut peer = RsPeer::new().await;
+        let audio = peer.add_sendonly_track(RtpCodecKind::Audio, "audio/opus", 48_000, 2, 0x2222).await;
+        let offer = peer.offer().await;
+        let answer = sig.request(ClientMessage::Offer { sdp: offer, sources: Default::default() }).await;
+        let ServerMessage::Answer { sdp, .. } = answer else {
+            panic!("round {round}: expected an answer, got {answer:?}")
+        };
+        peer.accept_answer(sdp).await;
+        let Some(ServerMessage::Published { track_id: audio_track, .. }) =
+            sig.wait_for(Duration::from_secs(5), |m| matches!(m, ServerMessage::Published { .. })).await
+        else {
+            panic!("round {round}: the audio was published")
+        };
+        let r = sig
+            .request(ClientMessage::Subscribe { track_id: qvideo.track_id, preferred_layer: None, max_height: None })
+            .await;
+        assert!(matches!(r, ServerMessage::Subscribed { .. }), "round {round}: {r:?}");
+        assert!(answer_offers(&mut sig, &mut peer, Duration::from_secs(2)).await >= 1);
+        assert!(peer.connected(Duration::from_secs(10)).await, "round {round}: a fresh peer connects");
+        let mut quic = quic;
+        let sub = quic.subscribe(audio_track, None, None).await.expect("subscribe to the browser's audio");
+        let mut vgen = SyntheticVideo::new(40, &[(320, 180, 200_000)]);
+        let mut agen = SyntheticAudio::new(0x2222);
+        for i in 0..60u32 {
+            for p in vgen.frame(0, i % 15 == 0, now_us()) {
+                quic.send_rtp(&qvideo, 0, p).expect("send");
+            }
+            write_audio(&audio, &agen.packet(20, now_us())).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let got = drain(&mut peer, Duration::from_millis(500)).await;
+        let video = got.get(&format!("t{}", qvideo.track_id)).map_or(0, Vec::len);
+        assert!(video >= 30, "round {round}: video reaches the WebRTC session: {video}");
+        let mut heard = 0;
+        while let Some(ev) = quic.next_event_timeout(Duration::from_millis(300)).await {
+            if matches!(ev, ClientEvent::Rtp { subscription, .. } if subscription == sub.subscription_id) {
+                heard += 1;
+            }
+        }
+        assert!(heard >= 30, "round {round}: the WebRTC session's audio reaches QUIC: {heard}");
+        let r = sig.request(ClientMessage::Leave {}).await;
+        assert!(matches!(r, ServerMessage::Ok { .. }), "round {round}: {r:?}");
+        drop(peer);
+        quic.close().await;
+    }
+    ts.stop().await;
+}

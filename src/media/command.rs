@@ -212,8 +212,9 @@ pub enum SessionInput {
     Frame(Bytes),
     /// The layer forwarded on a subscription changed.
     LayerChanged { subscription: SubscriptionId, layer: u8 },
-    /// WebRTC: the worker's SDP offer (subscriptions or directions changed); the client answers.
-    Offer { sdp: String },
+    /// WebRTC: the worker's SDP offer (subscriptions or directions changed) for the peer of the
+    /// session's call in `room`; the client answers.
+    Offer { sdp: String, room: RoomId },
     /// The signaling frame was malformed or too large; the worker counted it.
     Malformed { reason: String },
     /// The connection is gone.

@@ -6,7 +6,7 @@ use super::messages::{ErrorCode, LayerFlow, LayerRequest, ServerMessage};
 use super::session::{Failure, Joined, SessionHandler, Transport, room_failure, unavailable};
 use crate::media::admission::Refusal;
 use crate::media::command::{Command, PublishIngress, PublishSpec, SinkSpec, SubscribeRefusal, SubscribeSpec};
-use crate::media::ids::{SubscriptionId, TrackId};
+use crate::media::ids::{RoomId, SubscriptionId, TrackId};
 use crate::rooms::{PublishRequest, TrackSource};
 use crate::sfu::packet::{Codec, MediaKind};
 use crate::sfu::simulcast::{LayerWish, MAX_LAYERS};
@@ -274,6 +274,13 @@ impl SessionHandler {
             });
         }
         Ok(())
+    }
+
+    /// The worker's offer for the peer of a call: passed on while this session is in that call.
+    pub fn on_worker_offer(&mut self, sdp: String, room: RoomId) {
+        if self.joined.as_ref().is_some_and(|j| j.room.id == room) {
+            self.send(ServerMessage::Offer { sdp });
+        }
     }
 
     /// A WebRTC answer to the server's offer.

@@ -47,7 +47,7 @@ pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: Se
                 Incoming::Worker(SessionInput::LayerChanged { subscription, layer }) => {
                     handler.send(ServerMessage::LayerChanged { subscription_id: subscription.0, layer });
                 }
-                Incoming::Worker(SessionInput::Offer { sdp }) => handler.send(ServerMessage::Offer { sdp }),
+                Incoming::Worker(SessionInput::Offer { sdp, room }) => handler.on_worker_offer(sdp, room),
                 Incoming::Worker(SessionInput::Malformed { reason }) => {
                     ctx.messages.with_label_values(&["malformed"]).inc();
                     handler.send(ServerMessage::error(None, ErrorCode::MessageTooLarge, reason));

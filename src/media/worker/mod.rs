@@ -382,6 +382,12 @@ impl Worker {
             }
             Command::Dismiss { session } => {
                 self.admissions.dismiss(session);
+                // A WebRTC peer belongs to one call: the next call negotiates a fresh one (new
+                // ICE and DTLS), as a client opens a new peer connection per call. Closing it
+                // first drops its bindings without renegotiating them away.
+                if let Some(peer) = self.rtc_sessions.get(&session).and_then(|s| s.peer) {
+                    self.close_peer(peer);
+                }
                 self.prune(session, now);
             }
             Command::Publish { spec, reply } => {

@@ -360,6 +360,10 @@ impl Worker {
         if peer.pending.is_some() || peer.queued.is_empty() {
             return;
         }
+        // A peer belongs to the call its session is admitted to; the room tells the session
+        // which call an offer is for (an offer of a call it left is dropped there). Without an
+        // admission the session is leaving: nothing to offer.
+        let Some(room) = self.admissions.get(peer.session).map(|a| a.room) else { return };
         let changes = std::mem::take(&mut peer.queued);
         let mut api = peer.rtc.sdp_api();
         let mut added = Vec::new();
@@ -393,7 +397,7 @@ impl Worker {
         let session = peer.session;
         drive(&mut self.out, idx, now);
         let sdp = candidates_in_every_section(&offer.to_sdp_string());
-        self.notify(session, SessionInput::Offer { sdp });
+        self.notify(session, SessionInput::Offer { sdp, room });
     }
 
     /// After a negotiation: learn the send streams of newly negotiated subscriptions and start
