@@ -1,6 +1,6 @@
 // Shared helpers for the real-browser tests: a switchboard server process on loopback, Debian's
 // chromium driven by playwright-core, and the demo page.
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
@@ -68,6 +68,16 @@ export async function startServer({ env = {}, listenIp = "127.0.0.1" } = {}) {
     async devToken() {
       return JSON.parse(await fetchText(`${endpoint}dev/token`, "POST"));
     },
+    /** Another token for an existing identity: `switchboard token issue` on the data dir. */
+    issueToken(identity, { scopes = "voip", minutes } = {}) {
+      const args = ["token", "issue", "--identity", identity, "--scopes", scopes];
+      if (minutes) args.push("--minutes", String(minutes));
+      return execFileSync(switchboardBin(), args, {
+        cwd: dir,
+        env: { ...process.env, RUST_LOG: "warn", SWITCHBOARD__SERVER__DATA_DIR: join(dir, "data") },
+        encoding: "utf8",
+      }).trim();
+    },
     stop() {
       child.kill("SIGTERM");
       return new Promise((r) => child.on("exit", r));
@@ -105,7 +115,9 @@ export async function launchBrowser({ executablePath = "/usr/bin/chromium", extr
       "--use-fake-device-for-media-stream",
       "--use-fake-ui-for-media-stream",
       "--allow-loopback-in-peer-connection",
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
+      // Pages served from disk (SB_WEB_FROM_DISK) have no address, so Chromium would treat them
+      // as public and block their connections to the loopback server.
+      `--disable-features=WebRtcHideLocalIpsWithMdns${process.env.SB_WEB_FROM_DISK ? ",LocalNetworkAccessChecks" : ""}`,
       "--ignore-certificate-errors",
       "--autoplay-policy=no-user-gesture-required",
       ...extraArgs,
@@ -113,14 +125,39 @@ export async function launchBrowser({ executablePath = "/usr/bin/chromium", extr
   });
 }
 
-/** Open the demo page in a fresh context, get a dev token, join `group`. */
-export async function joinDemo(browser, endpoint, group, { subscribe = true } = {}) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+const WEB_ASSETS = {
+  "/": ["index.html", "text/html; charset=utf-8"],
+  "/calling.js": ["calling.js", "text/javascript; charset=utf-8"],
+  "/switchboard.js": ["switchboard.js", "text/javascript; charset=utf-8"],
+  "/demo.js": ["demo.js", "text/javascript; charset=utf-8"],
+  "/demo.css": ["demo.css", "text/css; charset=utf-8"],
+};
+
+/**
+ * With SB_WEB_FROM_DISK=1 the pages get web/ from the working tree instead of the copy compiled
+ * into the server, so a change to the page or the SDK needs no rebuild. CI leaves it unset.
+ */
+async function serveWebFromDisk(context) {
+  if (!process.env.SB_WEB_FROM_DISK) return;
+  await context.route(
+    (url) => Object.hasOwn(WEB_ASSETS, url.pathname),
+    (route) => {
+      const [file, contentType] = WEB_ASSETS[new URL(route.request().url()).pathname];
+      route.fulfill({ status: 200, contentType, body: readFileSync(join(root, "web", file), "utf8") });
+    },
+  );
+}
+
+/** Open the demo page (with `hash`) in a fresh browser context (one person, one device). */
+export async function openDemo(browser, endpoint, hash = "", contextOptions = {}) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, ...contextOptions });
+  await serveWebFromDisk(context);
   const page = await context.newPage();
   page.on("console", (m) => {
     if (process.env.SB_BROWSER_LOG) console.log(`[page] ${m.text()}`);
   });
-  const url = `${endpoint}#group=${group}${subscribe ? "" : "&subscribe=0"}`;
+  page.on("pageerror", (e) => console.log(`[page error] ${e.message}`));
+  const url = `${endpoint}${hash}`;
   // A browser started right after its network came up may see that as a network change and
   // abort the first navigation; that is the test set-up, not the server.
   for (let attempt = 1; ; attempt++) {
@@ -132,9 +169,27 @@ export async function joinDemo(browser, endpoint, group, { subscribe = true } = 
       await sleep(500);
     }
   }
-  await page.click("#dev-token");
-  await page.waitForFunction(() => document.getElementById("token").value.length > 20);
-  await page.click("#join-button");
+  return page;
+}
+
+/** Sign the page in: a token given (the page registers with it) or a dev token. */
+export async function signIn(page, token) {
+  if (token) {
+    await page.evaluate(() => (document.getElementById("paste").open = true));
+    await page.fill("#token", token);
+    await page.click("#use-token");
+  } else {
+    await page.click("#dev-token");
+  }
+  await page.waitForFunction(() => window.demo.registered === true, null, { timeout: 30_000 });
+  return page.evaluate(() => window.demo.identity);
+}
+
+/** Open the demo page in a fresh context, get a dev token, join `group`. */
+export async function joinDemo(browser, endpoint, group, { subscribe = true } = {}) {
+  const page = await openDemo(browser, endpoint, `#group=${group}${subscribe ? "" : "&subscribe=0"}`);
+  await signIn(page);
+  await page.click("#join-group");
   await page.waitForFunction(() => window.demo.joined === true, null, { timeout: 30_000 });
   return page;
 }
@@ -187,5 +242,7 @@ export async function samples(page) {
 
 /** Click a layer button ("auto", "low", "medium", "high") on the first remote tile. */
 export async function chooseLayer(page, label) {
+  // The layer buttons are diagnostics: shown once the toggle is on.
+  if (!(await page.evaluate(() => document.body.classList.contains("diagnostics")))) await page.click("#toggle-diagnostics");
   await page.click(`figure.tile[data-participant] button[data-layer="${label}"]`);
 }
