@@ -823,6 +823,12 @@ export class RemoteParticipant extends Emitter {
     return this._participantId;
   }
 
+  /** Mute this participant's microphone (a presenter in a room may). */
+  async mute() {
+    if (this._participantId === undefined) throw new Error("the participant has not joined yet");
+    await this._call._sb.muteParticipant(this._participantId);
+  }
+
   _set(field, value, event) {
     if (this[field] === value) return;
     this[field] = value;
@@ -855,6 +861,7 @@ export class Call extends Emitter {
     this._direction = direction;
     this._callerInfo = callerInfo;
     this._role = "Unknown";
+    this._capabilities = { publish: ["microphone", "camera", "screen"], receive: true, moderate: false };
     this._muted = !!options.audioOptions?.muted;
     this._incomingMuted = false;
     this._localVideoStreams = [...(options.videoOptions?.localVideoStreams ?? [])];
@@ -937,6 +944,31 @@ export class Call extends Emitter {
     return this._sb?.participantId ?? null;
   }
 
+  /**
+   * Switchboard extension: what this participant may do, from its role:
+   * `{publish: ["microphone", "camera", "screen"], receive, moderate}`.
+   */
+  get capabilities() {
+    return this._capabilities;
+  }
+
+  _may(source) {
+    return this._capabilities.publish?.includes(source) ?? true;
+  }
+
+  /** Remove someone from the call (a presenter in a room may). */
+  async removeParticipant(identifier) {
+    const raw = getIdentifierRawId(identifier);
+    const p = this._participants.find((x) => x.identifier.communicationUserId === raw && x.participantId !== undefined);
+    if (!p) throw new Error(`${raw} is not in this call`);
+    await this._sb.removeParticipant(p.participantId);
+  }
+
+  /** Mute everyone else (a presenter in a room may). */
+  async muteAllRemoteParticipants() {
+    for (const p of this.remoteParticipants) if (p.participantId !== undefined && !p.isMuted) await p.mute();
+  }
+
   feature() {
     throw new Error("call features are not available in Switchboard's calling.js");
   }
@@ -973,6 +1005,7 @@ export class Call extends Emitter {
     this._id = joined.callId ?? joined.room ?? this._id;
     this._emit("idChanged");
     this._role = joined.role ?? "Unknown";
+    if (joined.capabilities) this._capabilities = joined.capabilities;
     for (const p of joined.participants) this._onParticipantJoined(p);
     if (this._hangUpWhenJoined) {
       const options = this._hangUpWhenJoined;
@@ -1188,6 +1221,7 @@ export class Call extends Emitter {
   _onRoleChanged({ participantId, role, capabilities }) {
     if (participantId === this._sb.participantId) {
       this._role = role;
+      if (capabilities) this._capabilities = capabilities;
       this._emit("roleChanged");
       // An upgrade that allows the microphone again: send it, muted.
       if (capabilities?.publish?.includes("microphone") && !this._audioTrack) {
@@ -1241,6 +1275,7 @@ export class Call extends Emitter {
   }
 
   async _applyMute(muted) {
+    if (!muted && !this._may("microphone")) throw new Error(`NotAllowed: the role ${this._role} cannot send audio`);
     if (this._audioTrack?.trackId) await this._sb.setMuted(this._audioTrack.trackId, muted);
     else if (this._audioTrack?.track) this._audioTrack.track.enabled = !muted;
     this._setMuted(muted);
@@ -1262,6 +1297,7 @@ export class Call extends Emitter {
   async startVideo(localVideoStream) {
     if (!(localVideoStream instanceof LocalVideoStream)) throw new TypeError("startVideo needs a LocalVideoStream");
     if (this._ended) throw new Error("the call has ended");
+    if (this._sb.inCall && !this._may("camera")) throw new Error(`NotAllowed: the role ${this._role} cannot send video`);
     if (!this._localVideoStreams.includes(localVideoStream)) {
       this._localVideoStreams = [localVideoStream];
       this._emit("localVideoStreamsUpdated", { added: [localVideoStream], removed: [] });

@@ -70,6 +70,7 @@ function setPresence(state, text) {
 
 function showScreen(name) {
   demo.screen = name;
+  document.body.classList.toggle("in-call", name === "incall");
   $("lobby").hidden = name !== "lobby";
   $("incall").hidden = name !== "incall";
   $("ended").hidden = name !== "ended";
@@ -602,7 +603,12 @@ async function renderSelf(call) {
   setToggle($("mic"), !call.isMuted);
   const videoOn = call.isLocalVideoStarted || (call.state !== "Connected" && call.localVideoStreams.length > 0);
   setToggle($("cam"), videoOn);
-  $("cam").disabled = !localVideoStream;
+  // What the role allows (a room's Consumer sends nothing, an Attendee no screen).
+  const may = call.capabilities?.publish ?? ["microphone", "camera"];
+  $("cam").disabled = !localVideoStream || !may.includes("camera");
+  $("mic").disabled = !may.includes("microphone");
+  $("cam").title = may.includes("camera") ? "" : `Your role (${call.role}) cannot send video`;
+  $("mic").title = may.includes("microphone") ? "" : `Your role (${call.role}) cannot send audio`;
   t.setVideoOn(videoOn);
   if (videoOn && localVideoStream) await t.show(localVideoStream, { scalingMode: "Crop", isMirrored: true });
   else t.hide();
@@ -643,7 +649,8 @@ function renderPeople() {
   if (!call) return;
   const list = $("people-list");
   const rows = [];
-  const row = (name, seed, sub, muted, camOff, avatarName = name) => {
+  const moderator = call.capabilities?.moderate;
+  const row = (name, seed, sub, muted, camOff, avatarName = name, p = null) => {
     const li = document.createElement("li");
     const av = document.createElement("span");
     av.className = "avatar";
@@ -665,6 +672,24 @@ function renderPeople() {
     if (muted) icons.insertAdjacentHTML("beforeend", `<svg aria-label="muted"><use href="#i-mic-off"/></svg>`);
     if (camOff) icons.insertAdjacentHTML("beforeend", `<svg aria-label="camera off"><use href="#i-cam-off"/></svg>`);
     li.append(av, who, icons);
+    if (moderator && p?.participantId !== undefined) {
+      // A presenter may mute or remove others.
+      const actions = document.createElement("span");
+      actions.className = "actions";
+      const mute = document.createElement("button");
+      mute.type = "button";
+      mute.textContent = "Mute";
+      mute.dataset.action = "mute";
+      mute.disabled = p.isMuted;
+      mute.onclick = () => p.mute().catch((e) => toast(`Could not mute ${name}: ${e.message}`, "error"));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "Remove";
+      remove.dataset.action = "remove";
+      remove.onclick = () => call.removeParticipant(p.identifier).catch((e) => toast(`Could not remove ${name}: ${e.message}`, "error"));
+      actions.append(mute, remove);
+      li.append(actions);
+    }
     rows.push(li);
   };
   row(`${myName() || "You"} (you)`, demo.identity ?? "self", call.role !== "Unknown" ? call.role : "", call.isMuted, !call.isLocalVideoStarted, myName());
@@ -672,7 +697,7 @@ function renderPeople() {
     const video = p.videoStreams.find((s) => s.mediaStreamType === "Video");
     const connected = p.state === "Connected";
     const sub = [p.role !== "Unknown" ? p.role : "", connected ? "" : `${p.state}…`].filter(Boolean).join(" · ");
-    row(nameOf(p), p.identifier.communicationUserId, sub, connected && p.isMuted, connected && !video?.isAvailable, p.displayName ?? "");
+    row(nameOf(p), p.identifier.communicationUserId, sub, connected && p.isMuted, connected && !video?.isAvailable, p.displayName ?? "", p);
   }
   list.replaceChildren(...rows);
   $("people-title").textContent = `People (${rows.length})`;
@@ -782,6 +807,9 @@ function showEnded(call) {
   $("ended").querySelector(".ended-card").classList.toggle("error", summary.error);
   $("ended").querySelector(".ended-card").setAttribute("role", summary.error ? "alert" : "status");
   $("again").textContent = ctx?.kind === "group" || ctx?.kind === "room" ? "Rejoin" : ctx?.kind === "incoming" ? "Call back" : "Call again";
+  // Trying again cannot help when the server said no for good.
+  const final = ["NotAParticipant", "RoomNotFound", "RoomDeleted", "RemovedFromCall", "BadRequest", "TokenRevoked", "TokenExpired", "TokenInvalid", "CallNotFound"];
+  $("again").hidden = final.includes(call.callEndReason?.name);
   showScreen("ended");
 }
 

@@ -136,7 +136,12 @@ export class Switchboard extends EventTarget {
         break;
       case "trackUnpublished":
         if (msg.participantId === this.participantId) {
-          for (const [mid, p] of this.published) if (p.trackId === msg.trackId) this.published.delete(mid);
+          // The server stopped our track (a role change): its line must not be offered as sending.
+          for (const [mid, p] of this.published) {
+            if (p.trackId !== msg.trackId) continue;
+            this.published.delete(mid);
+            this.retire(p.transceiver);
+          }
         }
         this.dropTrack(msg.trackId);
         this.emit("trackUnpublished", msg);
@@ -271,6 +276,16 @@ export class Switchboard extends EventTarget {
     // Inactive in our next offer, so the server does not take the line for a new track.
     if (transceiver.direction !== "stopped") transceiver.direction = "inactive";
     this.spareSenders.push(transceiver);
+  }
+
+  /** (Moderators) mute another participant's audio. */
+  muteParticipant(participantId) {
+    return this.request({ type: "muteParticipant", participantId });
+  }
+
+  /** (Moderators) remove another participant from the call. */
+  removeParticipant(participantId) {
+    return this.request({ type: "removeParticipant", participantId });
   }
 
   /** Leave the call; the device stays registered. */

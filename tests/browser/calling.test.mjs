@@ -213,6 +213,69 @@ test("three people in a group call: a grid; small phone tiles get a low layer", 
   }
 });
 
+test("an ACS Room: listed roles, an outsider refused, a presenter mutes and removes, a downgrade stops the camera", async () => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  try {
+    const grace = await server.devToken();
+    const alan = await server.devToken();
+    const room = await server.acs("POST", "/rooms?api-version=2024-04-15", {
+      participants: { [grace.identity]: { role: "Presenter" }, [alan.identity]: { role: "Attendee" } },
+    });
+    const join = async (name, token, options) => {
+      const page = await openDemo(browser, server.endpoint, `#room=${room.id}&name=${name}`, options);
+      await signIn(page, token);
+      await page.click("#join-room");
+      return page;
+    };
+    const g = await join("Grace", grace.token, DESKTOP);
+    await g.waitForFunction(() => window.demo.joined === true, null, { timeout: 30_000 });
+    const a = await join("Alan", alan.token, PHONE);
+    await a.waitForFunction(() => window.demo.joined === true, null, { timeout: 30_000 });
+    assert.equal(await g.evaluate(() => window.demo.call.role), "Presenter");
+    assert.equal(await a.evaluate(() => window.demo.call.role), "Attendee");
+    await decoding(g, "Grace");
+    await decoding(a, "Alan");
+
+    // Someone the room does not list is refused, and the page says why in red.
+    const eve = await openDemo(browser, server.endpoint, `#room=${room.id}&name=Eve`, PHONE);
+    await signIn(eve);
+    await eve.click("#join-room");
+    await eve.waitForFunction(() => window.demo.screen === "ended", null, { timeout: 10_000 });
+    assert.equal(await eve.evaluate(() => window.demo.endReason), "NotAParticipant");
+    assert.equal(await eve.getAttribute("#ended .ended-card", "role"), "alert");
+    assert.match(await eve.textContent("#ended-detail"), /not a participant/);
+    await shot(eve, "phone-8-room-refused");
+
+    // Grace mutes Alan from the people panel; Alan is told and his mic shows off.
+    await g.click("#people-button");
+    await g.click("#people-list button[data-action=mute]");
+    await a.waitForFunction(() => document.getElementById("mic").getAttribute("aria-pressed") === "false", null, { timeout: 10_000 });
+    await a.waitForSelector(".toast:has-text('A presenter muted you')");
+    await g.waitForFunction(() => document.querySelector("figure.tile.remote")?.classList.contains("muted"), null, { timeout: 10_000 });
+    await shot(g, "desktop-12-room-presenter");
+    await shot(a, "phone-9-muted-by-presenter");
+
+    // The Rooms API makes Alan a Consumer: his camera stops at once and his page says so.
+    await server.acs("PATCH", `/rooms/${room.id}/participants?api-version=2024-04-15`, { participants: { [alan.identity]: { role: "Consumer" } } });
+    await a.waitForFunction(() => window.demo.call?.role === "Consumer", null, { timeout: 10_000 });
+    await a.waitForFunction(() => document.getElementById("cam").disabled && document.getElementById("cam").getAttribute("aria-pressed") === "false", null, { timeout: 10_000 });
+    await a.waitForSelector(".toast:has-text('Your role is now Consumer')");
+    await g.waitForFunction(() => document.querySelector("figure.tile.remote")?.classList.contains("video-off"), null, { timeout: 10_000 });
+    await decoding(a, "Alan as a Consumer");
+    await shot(a, "phone-10-consumer");
+
+    // Grace removes Alan.
+    await g.click("#people-list button[data-action=remove]");
+    await a.waitForFunction(() => window.demo.screen === "ended", null, { timeout: 10_000 });
+    assert.equal(await a.evaluate(() => window.demo.endReason), "RemovedFromCall");
+    await g.waitForFunction(() => document.querySelectorAll("figure.tile.remote").length === 0, null, { timeout: 10_000 });
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
 test("a call agent renews its registration with a refreshed token before expiry", async () => {
   const server = await startServer();
   const browser = await launchBrowser();

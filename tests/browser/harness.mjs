@@ -68,6 +68,10 @@ export async function startServer({ env = {}, listenIp = "127.0.0.1" } = {}) {
     async devToken() {
       return JSON.parse(await fetchText(`${endpoint}dev/token`, "POST"));
     },
+    /** A management API call, signed like the ACS SDKs sign (HMAC-SHA256); resolves with the JSON. */
+    acs(method, path, body) {
+      return signedRequest(connectionString, method, path, body);
+    },
     /** Another token for an existing identity: `switchboard token issue` on the data dir. */
     issueToken(identity, { scopes = "voip", minutes } = {}) {
       const args = ["token", "issue", "--identity", identity, "--scopes", scopes];
@@ -83,6 +87,38 @@ export async function startServer({ env = {}, listenIp = "127.0.0.1" } = {}) {
       return new Promise((r) => child.on("exit", r));
     },
   };
+}
+
+/** An ACS-style HMAC-signed HTTPS request (x-ms-date, x-ms-content-sha256, Authorization). */
+async function signedRequest(connectionString, method, path, body) {
+  const { createHash, createHmac } = await import("node:crypto");
+  const { request } = await import("node:https");
+  const parts = Object.fromEntries(connectionString.split(";").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")).toLowerCase(), kv.slice(kv.indexOf("=") + 1)]));
+  const url = new URL(path, parts.endpoint);
+  const text = body === undefined ? "" : JSON.stringify(body);
+  const date = new Date().toUTCString();
+  const hash = createHash("sha256").update(text).digest("base64");
+  const toSign = `${method}\n${url.pathname}${url.search}\n${date};${url.host};${hash}`;
+  const signature = createHmac("sha256", Buffer.from(parts.accesskey, "base64")).update(toSign).digest("base64");
+  const headers = {
+    "x-ms-date": date,
+    "x-ms-content-sha256": hash,
+    authorization: `HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=${signature}`,
+    "content-type": method === "PATCH" ? "application/merge-patch+json" : "application/json",
+    "content-length": Buffer.byteLength(text),
+  };
+  return new Promise((resolveBody, reject) => {
+    const req = request(url, { method, headers, rejectUnauthorized: false }, (res) => {
+      let data = "";
+      res.on("data", (c) => (data += c));
+      res.on("end", () => {
+        if (res.statusCode >= 300) reject(new Error(`${method} ${path}: ${res.statusCode} ${data}`));
+        else resolveBody(data ? JSON.parse(data) : null);
+      });
+    });
+    req.on("error", reject);
+    req.end(text);
+  });
 }
 
 /** HTTPS request to the test server (its certificate is self-signed). */
