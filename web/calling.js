@@ -993,9 +993,11 @@ export class Call extends Emitter {
   /** Run the request that puts this device in the call (join, startCall, acceptCall). */
   async _enter(request) {
     this._setState("Connecting");
-    this._wire();
     let joined;
     try {
+      this._sb = await this._agent._sessionForCall();
+      if (this._ended) return;
+      this._wire();
       joined = await request();
     } catch (e) {
       this._end(callEndReasonFor(e.code ?? "InternalError", e.detail ?? e.message));
@@ -1508,27 +1510,52 @@ export class CallAgent extends Emitter {
   }
 
   async _connect() {
+    this._sb = await this._openSession();
+    this._setConnectionState("Connected");
+  }
+
+  /** A new signaling session, registered as a device of this identity. */
+  async _openSession() {
     const sb = new Switchboard({ url: this._settings.url ?? defaultSignalingUrl(), iceServers: this._settings.iceServers });
     await sb.connect();
-    this._sb = sb;
     sb.addEventListener("incomingCall", (e) => this._onIncomingCall(e.detail));
     sb.addEventListener("incomingCallEnded", (e) => {
       this._incoming.get(e.detail.callId)?._end(callEndReasonFor(e.detail.code, e.detail.reason));
     });
     sb.addEventListener("callStateChanged", (e) => {
-      if (e.detail.state === "Disconnected" && ["TokenRevoked", "TokenExpired", "ServerShutdown", "NotKeepingUp"].includes(e.detail.code)) {
+      if (sb === this._sb && e.detail.state === "Disconnected" && ["TokenRevoked", "TokenExpired", "ServerShutdown", "NotKeepingUp"].includes(e.detail.code)) {
         this._fatal = e.detail.code;
       }
     });
     sb.addEventListener("disconnected", (e) => this._onDisconnected(sb, e.detail));
     try {
-      await this._register();
+      await this._register(undefined, sb);
     } catch (e) {
       sb.close();
-      this._sb = null;
       throw e;
     }
-    this._setConnectionState("Connected");
+    return sb;
+  }
+
+  /**
+   * The session a new call runs on: the current one if it never had a call, else a new one,
+   * registered before the old one closes (so this device stays reachable). The server's WebRTC
+   * transport does not negotiate a second call cleanly on the same session.
+   */
+  async _sessionForCall() {
+    if (!this._sb) throw Object.assign(new Error("the call agent is not connected"), { code: "Disconnected" });
+    if (!this._sb.hadCall && !this._sb.inCall) return this._sb;
+    this._swapping ??= (async () => {
+      try {
+        const old = this._sb;
+        this._sb = await this._openSession();
+        old.close();
+        return this._sb;
+      } finally {
+        this._swapping = null;
+      }
+    })();
+    return this._swapping;
   }
 
   /** Switchboard extension: the name shown to people this device calls or meets from now on. */
@@ -1537,9 +1564,9 @@ export class CallAgent extends Emitter {
     if (this._sb?.connected) await this._register({ token: this._registeredToken });
   }
 
-  async _register(token) {
+  async _register(token, sb = this._sb) {
     const t = token ?? (await this._credential.getToken());
-    const r = await this._sb.register({ token: t.token, displayName: this._displayName });
+    const r = await sb.register({ token: t.token, displayName: this._displayName });
     this._identity = r.identity;
     this._expiresOn = r.expiresOn * 1000;
     this._registeredToken = t.token;
@@ -1607,6 +1634,8 @@ export class CallAgent extends Emitter {
   }
 
   _onIncomingCall(msg) {
+    // While a new session takes over, both may ring for the same call.
+    if (this._incoming.has(msg.callId)) return;
     const incomingCall = new IncomingCall(this, msg);
     this._incoming.set(msg.callId, incomingCall);
     this._emit("incomingCall", { incomingCall });

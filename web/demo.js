@@ -415,8 +415,8 @@ function onIncomingCall(incomingCall) {
   };
   $("decline").onclick = async () => {
     declinedHere = true;
-    await incomingCall.reject().catch(() => {});
     $("incoming").close();
+    await incomingCall.reject().catch(() => {});
   };
   $("incoming").showModal();
 }

@@ -12,8 +12,11 @@
 //   sb.addEventListener("track", (e) => video.srcObject = e.detail.stream);
 //   sb.autoSubscribe = true;                             // subscribe to every track published
 //
-// The connection and its RTCPeerConnection outlive calls: the server keeps one WebRTC transport
-// per signaling session, so media lines of a finished call are made inactive, not torn down.
+// The connection and its RTCPeerConnection outlive calls (the server keeps one WebRTC transport
+// per signaling session), but only the first call on a connection negotiates cleanly: after a
+// call the server offers to retire its lines yet refuses the answer (NotJoined), and its next
+// answer no longer matches the browser's m-lines. So host each call on a connection that had no
+// call before; calling.js opens a new one (registered before the old one closes) per call.
 
 /** Simulcast layers, lowest first (the server expects this order). */
 export const SIMULCAST_LAYERS = [
@@ -44,8 +47,8 @@ export class Switchboard extends EventTarget {
     this.negotiating = Promise.resolve();
     /** The registration: {identity, expiresOn (unix seconds)} once registered. */
     this.registration = null;
-    /** Our own sending transceivers of finished calls, reusable by the next call. */
-    this.spareSenders = [];
+    /** Whether a call ended on this connection (the next call should use a new one). */
+    this.hadCall = false;
     this.localStream = null;
     this.resetCall();
   }
@@ -108,11 +111,14 @@ export class Switchboard extends EventTarget {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
+      if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard >", JSON.stringify({ ...message, id, sdp: message.sdp && `${message.sdp.length} bytes` }));
       this.ws.send(JSON.stringify({ ...message, id }));
     });
   }
 
   onMessage(msg) {
+    // Set globalThis.SWITCHBOARD_DEBUG = true to see the signaling in the console.
+    if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard <", JSON.stringify({ ...msg, sdp: msg.sdp && summarizeSdp(msg.sdp) }));
     if (msg.id !== undefined && msg.id !== null && this.pending.has(msg.id)) {
       const { resolve, reject } = this.pending.get(msg.id);
       this.pending.delete(msg.id);
@@ -262,11 +268,12 @@ export class Switchboard extends EventTarget {
     return joined;
   }
 
-  /** The call ended for this device: its sending lines become spares for the next call. */
+  /** The call ended for this device: its sending lines go quiet for good. */
   endCall() {
     if (!this.inCall) return;
     for (const p of this.published.values()) this.retire(p.transceiver);
     this.resetCall();
+    this.hadCall = true;
   }
 
   retire(transceiver) {
@@ -275,8 +282,9 @@ export class Switchboard extends EventTarget {
     transceiver.sender.replaceTrack(null).catch(() => {});
     // Inactive in our next offer, so the server does not take the line for a new track.
     if (transceiver.direction !== "stopped") transceiver.direction = "inactive";
-    this.spareSenders.push(transceiver);
   }
+
+
 
   /** (Moderators) mute another participant's audio. */
   muteParticipant(participantId) {
@@ -315,6 +323,7 @@ export class Switchboard extends EventTarget {
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: this.iceServers });
     pc.ontrack = (e) => {
       const stream = e.streams[0];
+      if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard track", e.transceiver.mid, e.track.kind, e.streams.map((s) => s.id).join(","));
       if (!stream) return;
       const subscriptionId = this.byStream.get(stream.id);
       if (subscriptionId === undefined) {
@@ -347,6 +356,10 @@ export class Switchboard extends EventTarget {
     // Glare: our own offer is outstanding. The server drops its offer when it gets ours and
     // offers again afterwards, so this one can be ignored.
     if (!this.pc || this.pc.signalingState === "have-local-offer") return;
+    // Between calls the server refuses answers (NotJoined) yet offers to retire the old lines;
+    // applying such an offer here would leave us and the server on different descriptions.
+    // It stays outstanding on the server and is dropped by our first offer of the next call.
+    if (!this.inCall) return;
     await this.pc.setRemoteDescription({ type: "offer", sdp });
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);
@@ -391,23 +404,10 @@ export class Switchboard extends EventTarget {
           const simulcast = kind === "video" && (item.simulcast ?? source === "camera");
           item.track.contentHint = kind === "video" ? (source === "screen" ? "detail" : "motion") : "speech";
           const stream = item.stream ?? new MediaStream([item.track]);
-          // Reuse a spare line of an earlier call when it has the same shape.
-          const i = this.spareSenders.findIndex((t) => t._sbKind === kind && t._sbSimulcast === simulcast && t.direction !== "stopped");
-          let t;
-          if (i >= 0) {
-            t = this.spareSenders.splice(i, 1)[0];
-            t._sbRetired = false;
-            t.direction = "sendonly";
-            await t.sender.replaceTrack(item.track);
-            t.sender.setStreams?.(stream);
-          } else {
-            const init = { direction: "sendonly", streams: [stream] };
-            if (simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({ ...l }));
-            t = this.pc.addTransceiver(item.track, init);
-          }
-          t._sbKind = kind;
+          const init = { direction: "sendonly", streams: [stream] };
+          if (simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({ ...l }));
+          const t = this.pc.addTransceiver(item.track, init);
           t._sbSource = source;
-          t._sbSimulcast = simulcast;
           transceivers.push(t);
         }
         await this.negotiate();
@@ -562,6 +562,15 @@ export class Switchboard extends EventTarget {
     this.registration = null;
     this.resetCall();
   }
+}
+
+/** "mid direction" per media line, for debug logs. */
+function summarizeSdp(sdp) {
+  return sdp
+    .split("\r\n\m=")
+    .slice(1)
+    .map((m) => `${m.split(" ")[0]}:${/a=mid:(\S+)/.exec(m)?.[1]}:${/a=(sendonly|recvonly|sendrecv|inactive)/.exec(m)?.[1]}${m.split(" ")[1] === "0" ? ":port0" : ""}`)
+    .join(" ");
 }
 
 function withTimeout(promise, ms, what) {

@@ -1,7 +1,7 @@
 // The demo page and /calling.js as people use them: Ada calls Bob by identity ID; Bob has two
 // devices (two tokens of one identity) and both ring; one answers, the other says it was answered
 // elsewhere; they see and hear each other; camera-off and mute show on the other side; Ada hangs
-// up and Bob's page says so. Then three people in a group call (the grid), and a call agent that
+// up and Bob's page says so; a declined call; and a second call between the same pages. Then three people in a group call (the grid), and a call agent that
 // renews its registration with refreshed tokens.
 //
 // Screenshots of each screen at desktop (1366x768) and phone (390x844) size go to
@@ -159,6 +159,21 @@ test("Ada calls Bob: both of Bob's devices ring, the first answers, the other is
     assert.equal(await bobLaptop.evaluate(() => window.demo.endReason), "Declined");
     assert.match(await bobLaptop.textContent("#ended-detail"), /declined/);
     await shot(bobLaptop, "desktop-9-declined");
+
+    // A second call between the same two pages: both had a call before, media flows again.
+    await ada.click("#back");
+    await bobPhone.click("#back");
+    await ada.click("#tab-direct");
+    await ada.fill("#callee", bob.identity);
+    await ada.click("#start-call");
+    await bobPhone.waitForSelector("#incoming[open]", { timeout: 15_000 });
+    await bobPhone.click("#accept");
+    await bobLaptop.waitForFunction(() => window.demo.lastIncomingEnd === "AnsweredElsewhere" && !document.getElementById("incoming").open, null, { timeout: 10_000 });
+    await decoding(ada, "Ada in the second call");
+    await decoding(bobPhone, "Bob's phone in the second call");
+    await bobPhone.click("#leave");
+    await ada.waitForFunction(() => window.demo.screen === "ended", null, { timeout: 10_000 });
+    assert.match(await ada.textContent("#ended-detail"), /Bob hung up/);
   } finally {
     await browser.close();
     await server.stop();
