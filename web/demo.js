@@ -31,7 +31,8 @@ const callClient = new CallClient();
 let deviceManager = null;
 let localVideoStream = null;
 let preview = null; // {renderer, view}
-const want = { mic: true, cam: true };
+// `#camera=off` / `#mic=off` start with that device off.
+const want = { mic: params.get("mic") !== "off", cam: params.get("camera") !== "off" };
 
 // ---- notices --------------------------------------------------------------------------------
 
@@ -160,6 +161,7 @@ function stopPreview() {
 
 async function initDevices() {
   deviceManager = await callClient.getDeviceManager();
+  // Both, even with the camera off for now: device names and IDs come with the permission.
   const access = await deviceManager.askDevicePermission({ audio: true, video: true });
   if (!access.video) want.cam = false;
   if (!access.audio) want.mic = false;
@@ -236,8 +238,25 @@ function updatePresence() {
   setPresence("online", `Online as ${myName() || "Guest"} · ${shortId(demo.identity)}`);
 }
 
+let signingIn = false;
+
 async function signIn(token) {
+  // One sign-in at a time; a page already signed in keeps its agent (and its call).
+  if (signingIn) return false;
+  signingIn = true;
+  try {
+    return await signInOnce(token);
+  } finally {
+    signingIn = false;
+  }
+}
+
+async function signInOnce(token) {
   signinError(null);
+  if (demo.call) {
+    signinError("Leave the call before you sign in with another token.");
+    return false;
+  }
   let credential;
   try {
     credential = new AzureCommunicationTokenCredential(token.trim());
@@ -275,6 +294,7 @@ async function signIn(token) {
 }
 
 $("dev-token").onclick = async () => {
+  if (signingIn) return;
   $("dev-token").disabled = true;
   try {
     const r = await fetch("/dev/token", { method: "POST" });
@@ -892,9 +912,8 @@ setInterval(async () => {
 // ---- start ------------------------------------------------------------------------------------
 
 showScreen("lobby");
-initDevices()
-  .catch((e) => toast(`Devices: ${e.message}`, "error"))
-  .finally(async () => {
-    const token = params.get("token") ?? sessionStorage.getItem("sb-token");
-    if (token) await signIn(token);
-  });
+// Sign in with the token this tab had (or the address gives) right away, beside the device set-up:
+// read it now, so a sign-in the user starts meanwhile is not replaced by a second agent.
+const startToken = params.get("token") ?? sessionStorage.getItem("sb-token");
+if (startToken) signIn(startToken);
+initDevices().catch((e) => toast(`Devices: ${e.message}`, "error"));
