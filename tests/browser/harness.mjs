@@ -135,8 +135,22 @@ async function fetchText(url, method = "GET") {
   });
 }
 
-/** Debian's chromium, headless, with a fake camera and microphone. */
-export async function launchBrowser({ executablePath = "/usr/bin/chromium", extraArgs = [] } = {}) {
+/**
+ * Debian's chromium, headless, with a fake camera and microphone. A browser that dies while
+ * starting (seen now and then on busy machines) is started once more.
+ */
+export async function launchBrowser(options = {}) {
+  try {
+    return await launchOnce(options);
+  } catch (e) {
+    if (!String(e).includes("has been closed")) throw e;
+    console.log(`# chromium died while starting; starting it again (${String(e).split("\n")[0]})`);
+    await sleep(1000);
+    return launchOnce(options);
+  }
+}
+
+async function launchOnce({ executablePath = "/usr/bin/chromium", extraArgs = [] } = {}) {
   return chromium.launch({
     executablePath,
     headless: true,
@@ -188,9 +202,12 @@ async function serveWebFromDisk(context) {
 export async function openDemo(browser, endpoint, hash = "", contextOptions = {}) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, ...contextOptions });
   await serveWebFromDisk(context);
+  // SB_SIGNAL_LOG=1: every signaling message in and out, on the test's output.
+  if (process.env.SB_SIGNAL_LOG) await context.addInitScript(() => (globalThis.SWITCHBOARD_DEBUG = true));
   const page = await context.newPage();
+  const tag = hash.match(/name=([^&]+)/)?.[1] ?? "page";
   page.on("console", (m) => {
-    if (process.env.SB_BROWSER_LOG) console.log(`[page] ${m.text()}`);
+    if (process.env.SB_BROWSER_LOG || process.env.SB_SIGNAL_LOG) console.log(`[${tag}] ${m.text()}`);
   });
   page.on("pageerror", (e) => console.log(`[page error] ${e.message}`));
   const url = `${endpoint}${hash}`;
