@@ -350,6 +350,9 @@ function inviteLink(kind, id) {
 }
 $("copy-invite-lobby").onclick = () => copy(inviteLink("group", $("group").value.trim()), "Invite link");
 
+/** Settles once the camera and microphone are set up (joining waits for it). */
+let devicesReady = Promise.resolve();
+
 function callOptions() {
   return {
     videoOptions: want.cam && localVideoStream ? { localVideoStreams: [localVideoStream] } : undefined,
@@ -357,20 +360,23 @@ function callOptions() {
   };
 }
 
-$("form-group").onsubmit = (e) => {
+$("form-group").onsubmit = async (e) => {
   e.preventDefault();
+  await devicesReady;
   const groupId = $("group").value.trim();
   if (!UUID.test(groupId)) return toast("A group call ID is a UUID, like 7b0c9f1e-5d3a-4c11-9a57-2f0e1c3b8d42.", "error");
   startMeeting({ kind: "group", id: groupId }, () => demo.callAgent.join({ groupId }, callOptions()));
 };
-$("form-room").onsubmit = (e) => {
+$("form-room").onsubmit = async (e) => {
   e.preventDefault();
+  await devicesReady;
   const roomId = $("room").value.trim();
   if (!roomId) return toast("Enter the ID of a room (from POST /rooms).", "error");
   startMeeting({ kind: "room", id: roomId }, () => demo.callAgent.join({ roomId }, callOptions()));
 };
-$("form-direct").onsubmit = (e) => {
+$("form-direct").onsubmit = async (e) => {
   e.preventDefault();
+  await devicesReady;
   const callee = $("callee").value.trim();
   if (!callee.startsWith("8:acs:")) return toast("An identity ID looks like 8:acs:…_…", "error");
   if (callee === demo.identity) return toast("That is your own ID: call someone else (or open this page in another tab).", "error");
@@ -421,6 +427,7 @@ function onIncomingCall(incomingCall) {
   $("accept").onclick = async () => {
     $("accept").disabled = $("decline").disabled = true;
     try {
+      await devicesReady;
       stopPreview();
       const call = await incomingCall.accept(callOptions());
       $("incoming").close();
@@ -916,4 +923,4 @@ showScreen("lobby");
 // read it now, so a sign-in the user starts meanwhile is not replaced by a second agent.
 const startToken = params.get("token") ?? sessionStorage.getItem("sb-token");
 if (startToken) signIn(startToken);
-initDevices().catch((e) => toast(`Devices: ${e.message}`, "error"));
+devicesReady = initDevices().catch((e) => toast(`Devices: ${e.message}`, "error"));
