@@ -1,16 +1,22 @@
-// Switchboard browser SDK: join a call with an access token, publish camera and microphone with
-// three simulcast layers, subscribe to others, choose layers, mute, and follow participants and
-// active speakers. Plain modern JavaScript; no dependencies.
+// Switchboard browser client, the low level: one signaling WebSocket and one RTCPeerConnection
+// per device, the messages of docs/PROTOCOL.md as methods and events. Most pages want the
+// ACS-shaped API in /calling.js, which is built on this.
 //
 //   import { Switchboard } from "/switchboard.js";
 //   const sb = new Switchboard();                       // wss://<this host>/signal
 //   await sb.connect();
-//   await sb.join({ token, groupId });
+//   await sb.register({ token, displayName: "Ada" });   // a device: it can be called now
+//   sb.addEventListener("incomingCall", (e) => sb.acceptCall(e.detail.callId));
+//   await sb.join({ groupId });                          // or { roomId }, startCall([identity])
 //   await sb.publish();                                  // camera + microphone, simulcast q/h/f
 //   sb.addEventListener("track", (e) => video.srcObject = e.detail.stream);
 //   sb.autoSubscribe = true;                             // subscribe to every track published
 //
-// Signaling messages are documented in docs/PROTOCOL.md.
+// The connection and its RTCPeerConnection outlive calls (the server keeps one WebRTC transport
+// per signaling session), but only the first call on a connection negotiates cleanly: after a
+// call the server offers to retire its lines yet refuses the answer (NotJoined), and its next
+// answer no longer matches the browser's m-lines. So host each call on a connection that had no
+// call before; calling.js opens a new one (registered before the old one closes) per call.
 
 /** Simulcast layers, lowest first (the server expects this order). */
 export const SIMULCAST_LAYERS = [
@@ -23,43 +29,77 @@ export class SwitchboardError extends Error {
   constructor(code, message) {
     super(`${code}: ${message}`);
     this.code = code;
+    this.detail = message;
   }
 }
 
 export class Switchboard extends EventTarget {
-  /** @param {{url?: string, autoSubscribe?: boolean}} options */
+  /** @param {{url?: string, autoSubscribe?: boolean, iceServers?: RTCIceServer[]}} options */
   constructor(options = {}) {
     super();
     this.url = options.url ?? `wss://${location.host}/signal`;
     this.autoSubscribe = options.autoSubscribe ?? false;
+    this.iceServers = options.iceServers ?? [];
     this.ws = null;
     this.pc = null;
     this.nextId = 1;
     this.pending = new Map(); // request id -> {resolve, reject}
+    this.negotiating = Promise.resolve();
+    /** The registration: {identity, expiresOn (unix seconds)} once registered. */
+    this.registration = null;
+    /** Whether a call ended on this connection (the next call should use a new one). */
+    this.hadCall = false;
+    this.localStream = null;
+    this.resetCall();
+  }
+
+  /** Forget everything about the current call (the device stays registered). */
+  resetCall() {
     this.participantId = null;
+    this.callId = null;
+    this.inCall = false;
+    this.joinedInfo = null;
     this.participants = new Map(); // participantId -> participant info
     this.tracks = new Map(); // trackId -> track info (others')
-    this.published = new Map(); // mid -> {trackId, kind, track}
+    this.published = new Map(); // mid -> {trackId, kind, source, track, transceiver}
     this.subscriptions = new Map(); // subscriptionId -> {trackId, streamId, kind, stream, receiver, layer}
     this.byStream = new Map(); // streamId -> subscriptionId
-    this.localStream = null;
-    this.negotiating = Promise.resolve();
+    this.orphans = new Map(); // streamId -> track event that arrived before its `subscribed`
   }
 
   /** Open the signaling WebSocket. */
   connect() {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url);
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new SwitchboardError("ConnectionFailed", `cannot reach ${this.url}`));
+      let open = false;
+      ws.onopen = () => {
+        open = true;
+        resolve();
+      };
+      ws.onerror = () => {
+        if (!open) reject(new SwitchboardError("ConnectionFailed", `cannot reach ${this.url}`));
+      };
       ws.onclose = (e) => {
         for (const p of this.pending.values()) p.reject(new SwitchboardError("Disconnected", "signaling closed"));
         this.pending.clear();
+        if (this.ws === ws) this.ws = null;
         this.emit("disconnected", { code: e.code, reason: e.reason });
       };
-      ws.onmessage = (e) => this.onMessage(JSON.parse(e.data));
+      ws.onmessage = (e) => {
+        let msg;
+        try {
+          msg = JSON.parse(e.data);
+        } catch {
+          return;
+        }
+        this.onMessage(msg);
+      };
       this.ws = ws;
     });
+  }
+
+  get connected() {
+    return this.ws?.readyState === WebSocket.OPEN;
   }
 
   emit(type, detail) {
@@ -67,19 +107,24 @@ export class Switchboard extends EventTarget {
   }
 
   request(message) {
+    if (!this.connected) return Promise.reject(new SwitchboardError("Disconnected", "signaling is not connected"));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
+      if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard >", JSON.stringify({ ...message, id, sdp: message.sdp && `${message.sdp.length} bytes` }));
       this.ws.send(JSON.stringify({ ...message, id }));
     });
   }
 
   onMessage(msg) {
-    if (msg.id !== undefined && this.pending.has(msg.id)) {
+    // Set globalThis.SWITCHBOARD_DEBUG = true to see the signaling in the console.
+    if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard <", JSON.stringify({ ...msg, sdp: msg.sdp && summarizeSdp(msg.sdp) }));
+    if (msg.id !== undefined && msg.id !== null && this.pending.has(msg.id)) {
       const { resolve, reject } = this.pending.get(msg.id);
       this.pending.delete(msg.id);
       if (msg.type === "error") reject(new SwitchboardError(msg.code, msg.message));
       else resolve(msg);
+      if (msg.type === "published") this.onPublished(msg);
       return;
     }
     switch (msg.type) {
@@ -88,6 +133,7 @@ export class Switchboard extends EventTarget {
         this.emit("participantJoined", msg.participant);
         break;
       case "participantLeft":
+        for (const [id, t] of this.tracks) if (t.participantId === msg.participantId) this.dropTrack(id);
         this.participants.delete(msg.participantId);
         this.emit("participantLeft", msg);
         break;
@@ -95,15 +141,36 @@ export class Switchboard extends EventTarget {
         this.addTrack(msg.track);
         break;
       case "trackUnpublished":
-        this.tracks.delete(msg.trackId);
-        for (const [id, s] of this.subscriptions) if (s.trackId === msg.trackId) this.subscriptions.delete(id);
+        if (msg.participantId === this.participantId) {
+          // The server stopped our track (a role change): its line must not be offered as sending.
+          for (const [mid, p] of this.published) {
+            if (p.trackId !== msg.trackId) continue;
+            this.published.delete(mid);
+            this.retire(p.transceiver);
+          }
+        }
+        this.dropTrack(msg.trackId);
         this.emit("trackUnpublished", msg);
         break;
-      case "trackMuted":
+      case "trackMuted": {
+        const t = this.tracks.get(msg.trackId);
+        if (t) t.muted = msg.muted;
+        for (const p of this.published.values()) if (p.trackId === msg.trackId) p.muted = msg.muted;
         this.emit("trackMuted", msg);
         break;
+      }
+      case "roleChanged": {
+        const p = this.participants.get(msg.participantId);
+        if (p) p.role = msg.role;
+        if (msg.participantId === this.participantId && this.joinedInfo) {
+          this.joinedInfo.role = msg.role;
+          if (msg.capabilities) this.joinedInfo.capabilities = msg.capabilities;
+        }
+        this.emit("roleChanged", msg);
+        break;
+      }
       case "published":
-        this.emit("published", msg);
+        this.onPublished(msg);
         break;
       case "layerChanged": {
         const s = this.subscriptions.get(msg.subscriptionId);
@@ -117,7 +184,14 @@ export class Switchboard extends EventTarget {
       case "offer":
         this.enqueue(() => this.onServerOffer(msg.sdp));
         break;
+      case "incomingCall":
+        this.emit("incomingCall", msg);
+        break;
+      case "incomingCallEnded":
+        this.emit("incomingCallEnded", msg);
+        break;
       case "callStateChanged":
+        if (msg.state === "Disconnected") this.endCall();
         this.emit("callStateChanged", msg);
         break;
       case "error":
@@ -126,9 +200,16 @@ export class Switchboard extends EventTarget {
     }
   }
 
+  onPublished(msg) {
+    const t = this.pc?.getTransceivers().find((x) => x.mid === msg.mid);
+    const entry = { trackId: msg.trackId, kind: msg.kind, mid: msg.mid, source: t?._sbSource, track: t?.sender.track, transceiver: t, muted: false };
+    this.published.set(msg.mid, entry);
+    this.emit("published", { ...msg, source: entry.source });
+  }
+
   addParticipant(p) {
     this.participants.set(p.participantId, p);
-    for (const t of p.tracks) this.addTrack(t);
+    for (const t of p.tracks ?? []) this.addTrack(t);
   }
 
   addTrack(track) {
@@ -138,32 +219,130 @@ export class Switchboard extends EventTarget {
     if (this.autoSubscribe) this.subscribe(track.trackId).catch((e) => this.emit("error", e));
   }
 
-  /** Join a group call. Resolves with the join response. */
-  async join({ token, groupId, displayName }) {
-    const joined = await this.request({ type: "join", token, groupId, displayName });
+  dropTrack(trackId) {
+    this.tracks.delete(trackId);
+    for (const [id, s] of this.subscriptions) {
+      if (s.trackId !== trackId) continue;
+      this.subscriptions.delete(id);
+      this.byStream.delete(s.streamId);
+    }
+  }
+
+  // ---- registration and calls -------------------------------------------------------------
+
+  /** Register this connection as a device of the token's identity (again: renew it). */
+  async register({ token, displayName }) {
+    const r = await this.request({ type: "register", token, displayName });
+    this.registration = { identity: r.identity, expiresOn: r.expiresOn };
+    return r;
+  }
+
+  /** Join a group call, an ACS Room or a 1:1 call: exactly one of groupId, roomId, callId. */
+  async join({ token, groupId, roomId, callId, displayName }) {
+    return this.entered(await this.request({ type: "join", token, groupId, roomId, callId, displayName }));
+  }
+
+  /** Call identities (raw IDs, "8:acs:..."); resolves with `joined` (state "Connecting"). */
+  async startCall(targets) {
+    return this.entered(await this.request({ type: "startCall", targets }));
+  }
+
+  /** Answer a call ringing on this device. */
+  async acceptCall(callId) {
+    return this.entered(await this.request({ type: "acceptCall", callId }));
+  }
+
+  /** Decline a call ringing on this device (for every device of this identity). */
+  rejectCall(callId) {
+    return this.request({ type: "rejectCall", callId });
+  }
+
+  entered(joined) {
+    this.resetCall();
+    this.inCall = true;
+    this.joinedInfo = joined;
     this.participantId = joined.participantId;
+    this.callId = joined.callId ?? null;
     this.ensurePeerConnection();
     for (const p of joined.participants) this.addParticipant(p);
     return joined;
   }
 
+  /** The call ended for this device: its sending lines go quiet for good. */
+  endCall() {
+    if (!this.inCall) return;
+    for (const p of this.published.values()) this.retire(p.transceiver);
+    this.resetCall();
+    this.hadCall = true;
+  }
+
+  retire(transceiver) {
+    if (!transceiver || transceiver._sbRetired) return;
+    transceiver._sbRetired = true;
+    transceiver.sender.replaceTrack(null).catch(() => {});
+    // Inactive in our next offer, so the server does not take the line for a new track.
+    if (transceiver.direction !== "stopped") transceiver.direction = "inactive";
+  }
+
+
+
+  /** (Moderators) mute another participant's audio. */
+  muteParticipant(participantId) {
+    return this.request({ type: "muteParticipant", participantId });
+  }
+
+  /** (Moderators) remove another participant from the call. */
+  removeParticipant(participantId) {
+    return this.request({ type: "removeParticipant", participantId });
+  }
+
+  /** Leave the call; the device stays registered. */
+  async leave() {
+    try {
+      await this.request({ type: "leave" });
+    } catch {
+      // not in a call, or already gone
+    }
+    this.endCall();
+  }
+
+  /** Leave the call; `forEveryone` ends it for all (a 1:1 party, or a room's presenter). */
+  async hangUp({ forEveryone = false } = {}) {
+    // On success the server has sent callStateChanged Disconnected (which ends the call here)
+    // before its `ok`; a refused forEveryone leaves us in the call.
+    await this.request({ type: "hangUp", forEveryone });
+    this.endCall();
+  }
+
+  // ---- WebRTC ---------------------------------------------------------------------------------
+
   ensurePeerConnection() {
     if (this.pc) return this.pc;
     // The server is ICE-lite and announces its own candidates; no STUN/TURN needed on loopback
     // or a LAN. Pass iceServers through the constructor option if clients sit behind NAT.
-    const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+    const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: this.iceServers });
     pc.ontrack = (e) => {
       const stream = e.streams[0];
-      const subscriptionId = stream ? this.byStream.get(stream.id) : undefined;
-      const sub = subscriptionId !== undefined ? this.subscriptions.get(subscriptionId) : undefined;
-      if (!sub) return;
-      sub.stream = stream;
-      sub.receiver = e.receiver;
-      this.emit("track", { ...sub, subscriptionId, track: e.track, stream, mid: e.transceiver.mid });
+      if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard track", e.transceiver.mid, e.track.kind, e.streams.map((s) => s.id).join(","));
+      if (!stream) return;
+      const subscriptionId = this.byStream.get(stream.id);
+      if (subscriptionId === undefined) {
+        this.orphans.set(stream.id, e);
+        return;
+      }
+      this.deliver(subscriptionId, e);
     };
     pc.onconnectionstatechange = () => this.emit("connectionState", pc.connectionState);
     this.pc = pc;
     return pc;
+  }
+
+  deliver(subscriptionId, e) {
+    const sub = this.subscriptions.get(subscriptionId);
+    if (!sub) return;
+    sub.stream = e.streams[0];
+    sub.receiver = e.receiver;
+    this.emit("track", { ...sub, subscriptionId, track: e.track, stream: sub.stream, mid: e.transceiver.mid });
   }
 
   /** Serialize negotiations: one offer/answer exchange at a time. */
@@ -176,7 +355,11 @@ export class Switchboard extends EventTarget {
   async onServerOffer(sdp) {
     // Glare: our own offer is outstanding. The server drops its offer when it gets ours and
     // offers again afterwards, so this one can be ignored.
-    if (this.pc.signalingState === "have-local-offer") return;
+    if (!this.pc || this.pc.signalingState === "have-local-offer") return;
+    // Between calls the server refuses answers (NotJoined) yet offers to retire the old lines;
+    // applying such an offer here would leave us and the server on different descriptions.
+    // It stays outstanding on the server and is dropped by our first offer of the next call.
+    if (!this.inCall) return;
     await this.pc.setRemoteDescription({ type: "offer", sdp });
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);
@@ -186,12 +369,99 @@ export class Switchboard extends EventTarget {
   async negotiate() {
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
-    const answer = await this.request({ type: "offer", sdp: this.pc.localDescription.sdp });
+    // What each sending line carries, when it is not the kind's default.
+    const sources = {};
+    for (const t of this.pc.getTransceivers()) {
+      if (t.mid !== null && t._sbSource === "screen" && !t._sbRetired) sources[t.mid] = "screen";
+    }
+    const message = { type: "offer", sdp: this.pc.localDescription.sdp };
+    if (Object.keys(sources).length) message.sources = sources;
+    const answer = await this.request(message);
     await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
   }
 
   /**
-   * Publish camera and microphone (or a given stream).
+   * Start sending tracks. Each item: {track, source?: "microphone"|"camera"|"screen",
+   * simulcast?: boolean (video, default true for the camera), muted?: boolean}. Resolves with
+   * one `published` ({trackId, mid, kind, codec, source}) per track, in the same order.
+   */
+  async publishTracks(items) {
+    if (!this.inCall) throw new SwitchboardError("NotJoined", "join a call first");
+    this.ensurePeerConnection();
+    const transceivers = [];
+    const waiting = new Map(); // mid -> resolve
+    const results = new Map();
+    const onPublished = (e) => {
+      const w = waiting.get(e.detail.mid);
+      if (w) w(e.detail);
+    };
+    this.addEventListener("published", onPublished);
+    try {
+      await this.enqueue(async () => {
+        for (const item of items) {
+          const kind = item.track.kind;
+          const source = item.source ?? (kind === "audio" ? "microphone" : "camera");
+          const simulcast = kind === "video" && (item.simulcast ?? source === "camera");
+          item.track.contentHint = kind === "video" ? (source === "screen" ? "detail" : "motion") : "speech";
+          const stream = item.stream ?? new MediaStream([item.track]);
+          const init = { direction: "sendonly", streams: [stream] };
+          if (simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({ ...l }));
+          const t = this.pc.addTransceiver(item.track, init);
+          t._sbSource = source;
+          transceivers.push(t);
+        }
+        await this.negotiate();
+        for (const t of transceivers) {
+          if (this.published.has(t.mid)) results.set(t, this.published.get(t.mid));
+          else results.set(t, new Promise((resolve) => waiting.set(t.mid, resolve)));
+        }
+      });
+      const published = await Promise.all(transceivers.map((t) => withTimeout(results.get(t), 10_000, `media line ${t.mid} was not published`)));
+      for (const [n, item] of items.entries()) {
+        if (item.muted) await this.setMuted(published[n].trackId, true);
+      }
+      return published;
+    } finally {
+      this.removeEventListener("published", onPublished);
+    }
+  }
+
+  /** The published track (by trackId) and its transceiver. */
+  publication(trackId) {
+    for (const p of this.published.values()) if (p.trackId === trackId) return p;
+    return undefined;
+  }
+
+  /** Send another MediaStreamTrack (or nothing: null) on a published track's line. */
+  async replaceTrack(trackId, track) {
+    const p = this.publication(trackId);
+    if (!p) throw new SwitchboardError("TrackNotFound", `no published track ${trackId}`);
+    if (track) track.contentHint = p.kind === "video" ? (p.source === "screen" ? "detail" : "motion") : "speech";
+    await p.transceiver.sender.replaceTrack(track);
+    p.track = track;
+  }
+
+  /** Mute or unmute one of our tracks: the server stops forwarding it, everyone is told. */
+  async setMuted(trackId, muted) {
+    const p = this.publication(trackId);
+    if (p?.track) p.track.enabled = !muted;
+    await this.request({ type: "mute", trackId, muted });
+    if (p) p.muted = muted;
+  }
+
+  /** Stop a track for good: the server unpublishes it and the line becomes a spare. */
+  async unpublish(trackId) {
+    const p = this.publication(trackId);
+    await this.request({ type: "unpublish", trackId });
+    if (p) {
+      this.published.delete(p.mid);
+      this.retire(p.transceiver);
+    }
+  }
+
+  /**
+   * Publish camera and microphone (or a given stream): the simple path for pages that do not
+   * use /calling.js.
    * @param {{audio?: boolean, video?: boolean, simulcast?: boolean, stream?: MediaStream,
    *          width?: number, height?: number}} options
    */
@@ -204,34 +474,7 @@ export class Switchboard extends EventTarget {
         video: video ? { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: 30 } } : false,
       }));
     this.localStream = stream;
-    this.ensurePeerConnection();
-    const published = new Promise((resolve) => {
-      let want = stream.getTracks().length;
-      const results = [];
-      const onPublished = (e) => {
-        results.push(e.detail);
-        if (results.length >= want) {
-          this.removeEventListener("published", onPublished);
-          resolve(results);
-        }
-      };
-      this.addEventListener("published", onPublished);
-    });
-    await this.enqueue(async () => {
-      for (const track of stream.getTracks()) {
-        const init = { direction: "sendonly", streams: [stream] };
-        if (track.kind === "video" && simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({ ...l }));
-        const transceiver = this.pc.addTransceiver(track, init);
-        transceiver.sender.track.contentHint = track.kind === "video" ? "motion" : "speech";
-      }
-      await this.negotiate();
-    });
-    const results = await published;
-    for (const r of results) {
-      const t = this.pc.getTransceivers().find((x) => x.mid === r.mid);
-      this.published.set(r.mid, { trackId: r.trackId, kind: r.kind, track: t?.sender.track });
-    }
-    return results;
+    return this.publishTracks(stream.getTracks().map((track) => ({ track, stream, simulcast })));
   }
 
   /** Subscribe to a track; the stream arrives as a "track" event. */
@@ -242,12 +485,22 @@ export class Switchboard extends EventTarget {
     const sub = { subscriptionId: r.subscriptionId, trackId, kind: r.kind, streamId: r.streamId, participantId: info?.participantId, layer: null };
     this.subscriptions.set(r.subscriptionId, sub);
     this.byStream.set(r.streamId, r.subscriptionId);
+    const early = this.orphans.get(r.streamId);
+    if (early) {
+      this.orphans.delete(r.streamId);
+      this.deliver(r.subscriptionId, early);
+    }
     return sub;
+  }
+
+  /** Change a subscription's wish: a layer cap (0 = lowest) and/or a frame height cap. */
+  setPreferences(subscriptionId, { preferredLayer, maxHeight } = {}) {
+    return this.request({ type: "setPreferences", subscriptionId, preferredLayer, maxHeight });
   }
 
   /** Prefer a simulcast layer (0 = lowest, 2 = highest, undefined = best that fits). */
   setPreferredLayer(subscriptionId, preferredLayer, maxHeight) {
-    return this.request({ type: "setPreferences", subscriptionId, preferredLayer, maxHeight });
+    return this.setPreferences(subscriptionId, { preferredLayer, maxHeight });
   }
 
   unsubscribe(subscriptionId) {
@@ -259,56 +512,73 @@ export class Switchboard extends EventTarget {
 
   /** Mute or unmute what we publish of `kind` ("audio" or "video"). */
   async mute(kind, muted) {
-    for (const p of this.published.values()) {
-      if (p.kind !== kind) continue;
-      if (p.track) p.track.enabled = !muted;
-      await this.request({ type: "mute", trackId: p.trackId, muted });
-    }
+    for (const p of [...this.published.values()]) if (p.kind === kind) await this.setMuted(p.trackId, muted);
   }
 
-  /** Receive statistics per subscription: frame size, frames decoded, bitrate. */
+  /** Receive statistics of one subscription: frame size, frames decoded, bitrate, layer. */
+  async subscriptionStats(subscriptionId) {
+    const sub = this.subscriptions.get(subscriptionId);
+    if (!sub?.receiver) return null;
+    const report = await sub.receiver.getStats();
+    for (const s of report.values()) {
+      if (s.type !== "inbound-rtp") continue;
+      const prev = sub.lastStats;
+      const bitrate = prev ? ((s.bytesReceived - prev.bytes) * 8 * 1000) / Math.max(1, s.timestamp - prev.at) : 0;
+      sub.lastStats = { bytes: s.bytesReceived, at: s.timestamp };
+      return {
+        kind: sub.kind,
+        trackId: sub.trackId,
+        participantId: sub.participantId,
+        layer: sub.layer,
+        frameWidth: s.frameWidth ?? 0,
+        frameHeight: s.frameHeight ?? 0,
+        framesDecoded: s.framesDecoded ?? 0,
+        packetsReceived: s.packetsReceived ?? 0,
+        packetsLost: s.packetsLost ?? 0,
+        totalSamplesReceived: s.totalSamplesReceived ?? 0,
+        audioLevel: s.audioLevel ?? 0,
+        bitrate: Math.round(bitrate),
+      };
+    }
+    return null;
+  }
+
+  /** Receive statistics per subscription. */
   async stats() {
     const out = {};
-    for (const [id, sub] of this.subscriptions) {
-      if (!sub.receiver) continue;
-      const report = await sub.receiver.getStats();
-      for (const s of report.values()) {
-        if (s.type !== "inbound-rtp") continue;
-        const prev = sub.lastStats;
-        const bitrate = prev ? ((s.bytesReceived - prev.bytes) * 8 * 1000) / Math.max(1, s.timestamp - prev.at) : 0;
-        sub.lastStats = { bytes: s.bytesReceived, at: s.timestamp };
-        out[id] = {
-          kind: sub.kind,
-          trackId: sub.trackId,
-          participantId: sub.participantId,
-          layer: sub.layer,
-          frameWidth: s.frameWidth ?? 0,
-          frameHeight: s.frameHeight ?? 0,
-          framesDecoded: s.framesDecoded ?? 0,
-          packetsReceived: s.packetsReceived ?? 0,
-          packetsLost: s.packetsLost ?? 0,
-          totalSamplesReceived: s.totalSamplesReceived ?? 0,
-          audioLevel: s.audioLevel ?? 0,
-          bitrate: Math.round(bitrate),
-        };
-      }
+    for (const id of [...this.subscriptions.keys()]) {
+      const s = await this.subscriptionStats(id);
+      if (s) out[id] = s;
     }
     return out;
   }
 
-  /** Leave the call and close everything. */
-  async leave() {
-    try {
-      await this.request({ type: "leave" });
-    } catch {
-      // already gone
-    }
-    this.close();
-  }
-
+  /** Close the connection: the server ends the call (ConnectionLost) and the registration. */
   close() {
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     this.pc?.close();
+    this.pc = null;
     this.ws?.close();
+    this.registration = null;
+    this.resetCall();
   }
+}
+
+/** "mid direction" per media line, for debug logs. */
+function summarizeSdp(sdp) {
+  return sdp
+    .split("\r\n\m=")
+    .slice(1)
+    .map((m) => `${m.split(" ")[0]}:${/a=mid:(\S+)/.exec(m)?.[1]}:${/a=(sendonly|recvonly|sendrecv|inactive)/.exec(m)?.[1]}${m.split(" ")[1] === "0" ? ":port0" : ""}`)
+    .join(" ");
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    Promise.resolve(promise).finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new SwitchboardError("Timeout", what)), ms);
+    }),
+  ]);
 }

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/signal", get(signal::upgrade))
         .route("/", get(web::index))
         .route("/switchboard.js", get(web::sdk))
+        .route("/calling.js", get(web::calling))
         .route("/demo.js", get(web::demo))
         .route("/demo.css", get(web::css))
         .route("/dev/token", post(dev::token))

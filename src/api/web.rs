@@ -1,11 +1,13 @@
 //! The browser SDK and the demo page, compiled into the binary (no files needed at runtime, no
-//! CDN): `/`, `/switchboard.js`, `/demo.js`, `/demo.css`.
+//! CDN): `/`, `/calling.js` (the ACS-shaped SDK), `/switchboard.js` (the low-level client it is
+//! built on), `/demo.js`, `/demo.css`.
 
 use axum::http::header;
 use axum::response::IntoResponse;
 
 const INDEX: &str = include_str!("../../web/index.html");
 const SDK: &str = include_str!("../../web/switchboard.js");
+const CALLING: &str = include_str!("../../web/calling.js");
 const DEMO: &str = include_str!("../../web/demo.js");
 const CSS: &str = include_str!("../../web/demo.css");
 
@@ -18,15 +20,24 @@ pub async fn index() -> impl IntoResponse {
 }
 
 /// The SDK is public code; pages on other origins may import it as a module.
-pub async fn sdk() -> impl IntoResponse {
+fn module(body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         ],
-        SDK,
+        body,
     )
+}
+
+pub async fn sdk() -> impl IntoResponse {
+    module(SDK)
+}
+
+/// `calling.js` imports `./switchboard.js`, so both are served side by side.
+pub async fn calling() -> impl IntoResponse {
+    module(CALLING)
 }
 
 pub async fn demo() -> impl IntoResponse {

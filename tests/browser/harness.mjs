@@ -1,6 +1,6 @@
 // Shared helpers for the real-browser tests: a switchboard server process on loopback, Debian's
 // chromium driven by playwright-core, and the demo page.
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
@@ -68,11 +68,57 @@ export async function startServer({ env = {}, listenIp = "127.0.0.1" } = {}) {
     async devToken() {
       return JSON.parse(await fetchText(`${endpoint}dev/token`, "POST"));
     },
+    /** A management API call, signed like the ACS SDKs sign (HMAC-SHA256); resolves with the JSON. */
+    acs(method, path, body) {
+      return signedRequest(connectionString, method, path, body);
+    },
+    /** Another token for an existing identity: `switchboard token issue` on the data dir. */
+    issueToken(identity, { scopes = "voip", minutes } = {}) {
+      const args = ["token", "issue", "--identity", identity, "--scopes", scopes];
+      if (minutes) args.push("--minutes", String(minutes));
+      return execFileSync(switchboardBin(), args, {
+        cwd: dir,
+        env: { ...process.env, RUST_LOG: "warn", SWITCHBOARD__SERVER__DATA_DIR: join(dir, "data") },
+        encoding: "utf8",
+      }).trim();
+    },
     stop() {
       child.kill("SIGTERM");
       return new Promise((r) => child.on("exit", r));
     },
   };
+}
+
+/** An ACS-style HMAC-signed HTTPS request (x-ms-date, x-ms-content-sha256, Authorization). */
+async function signedRequest(connectionString, method, path, body) {
+  const { createHash, createHmac } = await import("node:crypto");
+  const { request } = await import("node:https");
+  const parts = Object.fromEntries(connectionString.split(";").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")).toLowerCase(), kv.slice(kv.indexOf("=") + 1)]));
+  const url = new URL(path, parts.endpoint);
+  const text = body === undefined ? "" : JSON.stringify(body);
+  const date = new Date().toUTCString();
+  const hash = createHash("sha256").update(text).digest("base64");
+  const toSign = `${method}\n${url.pathname}${url.search}\n${date};${url.host};${hash}`;
+  const signature = createHmac("sha256", Buffer.from(parts.accesskey, "base64")).update(toSign).digest("base64");
+  const headers = {
+    "x-ms-date": date,
+    "x-ms-content-sha256": hash,
+    authorization: `HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=${signature}`,
+    "content-type": method === "PATCH" ? "application/merge-patch+json" : "application/json",
+    "content-length": Buffer.byteLength(text),
+  };
+  return new Promise((resolveBody, reject) => {
+    const req = request(url, { method, headers, rejectUnauthorized: false }, (res) => {
+      let data = "";
+      res.on("data", (c) => (data += c));
+      res.on("end", () => {
+        if (res.statusCode >= 300) reject(new Error(`${method} ${path}: ${res.statusCode} ${data}`));
+        else resolveBody(data ? JSON.parse(data) : null);
+      });
+    });
+    req.on("error", reject);
+    req.end(text);
+  });
 }
 
 /** HTTPS request to the test server (its certificate is self-signed). */
@@ -89,8 +135,22 @@ async function fetchText(url, method = "GET") {
   });
 }
 
-/** Debian's chromium, headless, with a fake camera and microphone. */
-export async function launchBrowser({ executablePath = "/usr/bin/chromium", extraArgs = [] } = {}) {
+/**
+ * Debian's chromium, headless, with a fake camera and microphone. A browser that dies while
+ * starting (seen now and then on busy machines) is started once more.
+ */
+export async function launchBrowser(options = {}) {
+  try {
+    return await launchOnce(options);
+  } catch (e) {
+    if (!String(e).includes("has been closed")) throw e;
+    console.log(`# chromium died while starting; starting it again (${String(e).split("\n")[0]})`);
+    await sleep(1000);
+    return launchOnce(options);
+  }
+}
+
+async function launchOnce({ executablePath = "/usr/bin/chromium", extraArgs = [] } = {}) {
   return chromium.launch({
     executablePath,
     headless: true,
@@ -105,7 +165,9 @@ export async function launchBrowser({ executablePath = "/usr/bin/chromium", extr
       "--use-fake-device-for-media-stream",
       "--use-fake-ui-for-media-stream",
       "--allow-loopback-in-peer-connection",
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
+      // Pages served from disk (SB_WEB_FROM_DISK) have no address, so Chromium would treat them
+      // as public and block their connections to the loopback server.
+      `--disable-features=WebRtcHideLocalIpsWithMdns${process.env.SB_WEB_FROM_DISK ? ",LocalNetworkAccessChecks" : ""}`,
       "--ignore-certificate-errors",
       "--autoplay-policy=no-user-gesture-required",
       ...extraArgs,
@@ -113,14 +175,42 @@ export async function launchBrowser({ executablePath = "/usr/bin/chromium", extr
   });
 }
 
-/** Open the demo page in a fresh context, get a dev token, join `group`. */
-export async function joinDemo(browser, endpoint, group, { subscribe = true } = {}) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+const WEB_ASSETS = {
+  "/": ["index.html", "text/html; charset=utf-8"],
+  "/calling.js": ["calling.js", "text/javascript; charset=utf-8"],
+  "/switchboard.js": ["switchboard.js", "text/javascript; charset=utf-8"],
+  "/demo.js": ["demo.js", "text/javascript; charset=utf-8"],
+  "/demo.css": ["demo.css", "text/css; charset=utf-8"],
+};
+
+/**
+ * With SB_WEB_FROM_DISK=1 the pages get web/ from the working tree instead of the copy compiled
+ * into the server, so a change to the page or the SDK needs no rebuild. CI leaves it unset.
+ */
+async function serveWebFromDisk(context) {
+  if (!process.env.SB_WEB_FROM_DISK) return;
+  await context.route(
+    (url) => Object.hasOwn(WEB_ASSETS, url.pathname),
+    (route) => {
+      const [file, contentType] = WEB_ASSETS[new URL(route.request().url()).pathname];
+      route.fulfill({ status: 200, contentType, body: readFileSync(join(root, "web", file), "utf8") });
+    },
+  );
+}
+
+/** Open the demo page (with `hash`) in a fresh browser context (one person, one device). */
+export async function openDemo(browser, endpoint, hash = "", contextOptions = {}) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, ...contextOptions });
+  await serveWebFromDisk(context);
+  // SB_SIGNAL_LOG=1: every signaling message in and out, on the test's output.
+  if (process.env.SB_SIGNAL_LOG) await context.addInitScript(() => (globalThis.SWITCHBOARD_DEBUG = true));
   const page = await context.newPage();
+  const tag = hash.match(/name=([^&]+)/)?.[1] ?? "page";
   page.on("console", (m) => {
-    if (process.env.SB_BROWSER_LOG) console.log(`[page] ${m.text()}`);
+    if (process.env.SB_BROWSER_LOG || process.env.SB_SIGNAL_LOG) console.log(`[${tag}] ${m.text()}`);
   });
-  const url = `${endpoint}#group=${group}${subscribe ? "" : "&subscribe=0"}`;
+  page.on("pageerror", (e) => console.log(`[page error] ${e.message}`));
+  const url = `${endpoint}${hash}`;
   // A browser started right after its network came up may see that as a network change and
   // abort the first navigation; that is the test set-up, not the server.
   for (let attempt = 1; ; attempt++) {
@@ -132,9 +222,27 @@ export async function joinDemo(browser, endpoint, group, { subscribe = true } = 
       await sleep(500);
     }
   }
-  await page.click("#dev-token");
-  await page.waitForFunction(() => document.getElementById("token").value.length > 20);
-  await page.click("#join-button");
+  return page;
+}
+
+/** Sign the page in: a token given (the page registers with it) or a dev token. */
+export async function signIn(page, token) {
+  if (token) {
+    await page.evaluate(() => (document.getElementById("paste").open = true));
+    await page.fill("#token", token);
+    await page.click("#use-token");
+  } else {
+    await page.click("#dev-token");
+  }
+  await page.waitForFunction(() => window.demo.registered === true, null, { timeout: 30_000 });
+  return page.evaluate(() => window.demo.identity);
+}
+
+/** Open the demo page in a fresh context, get a dev token, join `group`. */
+export async function joinDemo(browser, endpoint, group, { subscribe = true } = {}) {
+  const page = await openDemo(browser, endpoint, `#group=${group}${subscribe ? "" : "&subscribe=0"}`);
+  await signIn(page);
+  await page.click("#join-group");
   await page.waitForFunction(() => window.demo.joined === true, null, { timeout: 30_000 });
   return page;
 }
@@ -187,5 +295,7 @@ export async function samples(page) {
 
 /** Click a layer button ("auto", "low", "medium", "high") on the first remote tile. */
 export async function chooseLayer(page, label) {
+  // The layer buttons are diagnostics: shown once the toggle is on.
+  if (!(await page.evaluate(() => document.body.classList.contains("diagnostics")))) await page.click("#toggle-diagnostics");
   await page.click(`figure.tile[data-participant] button[data-layer="${label}"]`);
 }
