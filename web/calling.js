@@ -1538,24 +1538,12 @@ export class CallAgent extends Emitter {
   }
 
   /**
-   * The session a new call runs on: the current one if it never had a call, else a new one,
-   * registered before the old one closes (so this device stays reachable). The server's WebRTC
-   * transport does not negotiate a second call cleanly on the same session.
+   * The session a new call runs on: this device's one signaling session (each call gets its own
+   * peer connection on it).
    */
   async _sessionForCall() {
     if (!this._sb) throw Object.assign(new Error("the call agent is not connected"), { code: "Disconnected" });
-    if (!this._sb.hadCall && !this._sb.inCall) return this._sb;
-    this._swapping ??= (async () => {
-      try {
-        const old = this._sb;
-        this._sb = await this._openSession();
-        old.close();
-        return this._sb;
-      } finally {
-        this._swapping = null;
-      }
-    })();
-    return this._swapping;
+    return this._sb;
   }
 
   /** Switchboard extension: the name shown to people this device calls or meets from now on. */
@@ -1634,7 +1622,7 @@ export class CallAgent extends Emitter {
   }
 
   _onIncomingCall(msg) {
-    // While a new session takes over, both may ring for the same call.
+    // A call rings a device once; a repeated notice (e.g. after a reconnect) is the same call.
     if (this._incoming.has(msg.callId)) return;
     const incomingCall = new IncomingCall(this, msg);
     this._incoming.set(msg.callId, incomingCall);

@@ -12,11 +12,9 @@
 //   sb.addEventListener("track", (e) => video.srcObject = e.detail.stream);
 //   sb.autoSubscribe = true;                             // subscribe to every track published
 //
-// The connection and its RTCPeerConnection outlive calls (the server keeps one WebRTC transport
-// per signaling session), but only the first call on a connection negotiates cleanly: after a
-// call the server offers to retire its lines yet refuses the answer (NotJoined), and its next
-// answer no longer matches the browser's m-lines. So host each call on a connection that had no
-// call before; calling.js opens a new one (registered before the old one closes) per call.
+// The connection (a registered device) outlives calls; each call has its own RTCPeerConnection.
+// When a call ends the server closes its side of the peer, so this client closes its own and the
+// next call negotiates a fresh one (new ICE and DTLS) on the same WebSocket.
 
 /** Simulcast layers, lowest first (the server expects this order). */
 export const SIMULCAST_LAYERS = [
@@ -47,8 +45,6 @@ export class Switchboard extends EventTarget {
     this.negotiating = Promise.resolve();
     /** The registration: {identity, expiresOn (unix seconds)} once registered. */
     this.registration = null;
-    /** Whether a call ended on this connection (the next call should use a new one). */
-    this.hadCall = false;
     this.localStream = null;
     this.resetCall();
   }
@@ -268,12 +264,15 @@ export class Switchboard extends EventTarget {
     return joined;
   }
 
-  /** The call ended for this device: its sending lines go quiet for good. */
+  /** The call ended for this device: its peer connection goes with it (the server closed its
+   * side); the next call opens a new one. Local tracks stay with their owner. */
   endCall() {
     if (!this.inCall) return;
     for (const p of this.published.values()) this.retire(p.transceiver);
+    this.pc?.close();
+    this.pc = null;
+    this.negotiating = Promise.resolve();
     this.resetCall();
-    this.hadCall = true;
   }
 
   retire(transceiver) {
@@ -356,9 +355,7 @@ export class Switchboard extends EventTarget {
     // Glare: our own offer is outstanding. The server drops its offer when it gets ours and
     // offers again afterwards, so this one can be ignored.
     if (!this.pc || this.pc.signalingState === "have-local-offer") return;
-    // Between calls the server refuses answers (NotJoined) yet offers to retire the old lines;
-    // applying such an offer here would leave us and the server on different descriptions.
-    // It stays outstanding on the server and is dropped by our first offer of the next call.
+    // The server offers only while this session is in the call the offer belongs to.
     if (!this.inCall) return;
     await this.pc.setRemoteDescription({ type: "offer", sdp });
     const answer = await this.pc.createAnswer();
