@@ -14,6 +14,7 @@ pub mod https;
 pub mod identity;
 pub mod media;
 pub mod metrics;
+pub mod organization;
 pub mod room_directory;
 pub mod rooms;
 pub mod rtp;

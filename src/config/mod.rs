@@ -8,6 +8,7 @@ mod load;
 pub use bounded::{Bounded, OutOfRange};
 pub use load::{ConfigError, LoadedConfig, load, load_from_str};
 
+use crate::organization::{ConfiguredUser, ExternalIdPattern, OrgLists};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ pub struct Config {
     pub limits: LimitsSection,
     pub calls: CallsSection,
     pub rooms: RoomsSection,
+    pub organization: OrganizationSection,
     pub dev: DevSection,
 }
 
@@ -190,6 +192,38 @@ pub struct RoomsSection {
 impl Default for RoomsSection {
     fn default() -> Self {
         Self { max_participants_per_room: Bounded::new_const(1_000), page_size: Bounded::new_const(100) }
+    }
+}
+
+/// `[organization]`: who belongs to the organization that runs this server (meeting lobbies let
+/// members, and depending on the meeting guests and federated users, in directly). Decided when
+/// a token is issued and carried in it (`org` claim). Entries are checked while the config is
+/// read; users listed for another resource are refused at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrganizationSection {
+    /// Communication users (`8:acs:<resourceId>_<uuid>`) that are members.
+    pub members: Vec<ConfiguredUser>,
+    /// externalId patterns of members (`*@contoso.com`, `*.contoso.com`, or an exact externalId).
+    pub member_domains: Vec<ExternalIdPattern>,
+    /// Communication users that are guests of the organization.
+    pub guests: Vec<ConfiguredUser>,
+    /// externalId patterns of guests.
+    pub guest_domains: Vec<ExternalIdPattern>,
+    /// externalId patterns of federated (trusted) organizations' users.
+    pub federated_domains: Vec<ExternalIdPattern>,
+}
+
+impl OrganizationSection {
+    /// The lists as `OrgPolicy::new` takes them.
+    pub fn lists(&self) -> OrgLists<'_> {
+        OrgLists {
+            members: &self.members,
+            member_domains: &self.member_domains,
+            guests: &self.guests,
+            guest_domains: &self.guest_domains,
+            federated_domains: &self.federated_domains,
+        }
     }
 }
 
