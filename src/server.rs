@@ -11,6 +11,7 @@ use crate::identity::IdentityDirectory;
 use crate::media::metrics::MediaMetrics;
 use crate::media::plane::{MediaPlane, MediaSettings};
 use crate::metrics::Metrics;
+use crate::organization::{ForeignConfiguredUser, OrgPolicy};
 use crate::room_directory::{RoomDirectory, RosterLimits};
 use crate::rooms::{RoomLimits, RoomMetrics, Rooms};
 use crate::signaling::context::{JoinLimiter, SignalingContext};
@@ -37,6 +38,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, reason: String },
     #[error(transparent)]
     Media(#[from] crate::media::plane::MediaError),
+    #[error(transparent)]
+    Organization(#[from] ForeignConfiguredUser),
 }
 
 /// A started server. Drop does not stop it; call `stop`.
@@ -147,6 +150,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let store = Arc::new(Store::open(&prepared.db_path)?);
     let metrics = Arc::new(Metrics::new());
     let directory = Arc::new(IdentityDirectory::new(store.clone()));
+    let org_policy = Arc::new(OrgPolicy::new(config.organization.lists(), &prepared.resource_id)?);
     let room_directory = Arc::new(RoomDirectory::new(
         store,
         prepared.resource_id.clone(),
@@ -233,7 +237,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         placement: std::sync::atomic::AtomicUsize::new(0),
     });
     let services = Arc::new(Services {
-        issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone()),
+        issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),
         directory: directory.clone(),
         room_directory,
         verifier: verifier.clone(),

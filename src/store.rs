@@ -205,18 +205,20 @@ impl Store {
         Ok(generation)
     }
 
-    /// Record that a token was issued; returns the generation to put in it, or `None` for an
-    /// unknown identity.
-    pub fn note_token_issued(&self, id: Uuid, now_ms: i64) -> Result<Option<u32>, StoreError> {
+    /// Record that a token was issued; returns the generation to put in it and the identity's
+    /// externalId (its organization membership follows from it), or `None` for an unknown
+    /// identity. One statement, so the token describes the identity as it was when issued.
+    pub fn note_token_issued(&self, id: Uuid, now_ms: i64) -> Result<Option<(u32, Option<String>)>, StoreError> {
         let conn = self.conn()?;
-        let generation: Option<u32> = conn
+        let issued = conn
             .query_row(
-                "UPDATE identities SET last_token_issued_at_ms = ?2 WHERE id = ?1 RETURNING token_generation",
+                "UPDATE identities SET last_token_issued_at_ms = ?2 WHERE id = ?1
+                 RETURNING token_generation, external_id",
                 params![id.to_string(), now_ms],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        Ok(generation)
+        Ok(issued)
     }
 
     /// How many identities exist (for metrics and tests).
@@ -508,7 +510,7 @@ mod tests {
     fn revoke_bumps_generation_and_delete_removes() {
         let s = Store::open_in_memory().expect("in-memory db");
         let (a, _) = s.create_identity(None, 1).expect("create");
-        assert_eq!(s.note_token_issued(a.id, 5).expect("issue"), Some(0));
+        assert_eq!(s.note_token_issued(a.id, 5).expect("issue"), Some((0, None)));
         assert_eq!(s.revoke_tokens(a.id).expect("revoke"), Some(1));
         assert_eq!(s.revoke_tokens(a.id).expect("revoke"), Some(2));
         assert_eq!(s.identity(a.id).expect("get").map(|r| r.last_token_issued_at_ms), Some(Some(5)));
