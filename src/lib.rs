@@ -13,6 +13,7 @@ pub mod devices;
 pub mod https;
 pub mod identity;
 pub mod media;
+pub mod meeting_directory;
 pub mod meeting_policy;
 pub mod metrics;
 pub mod organization;
