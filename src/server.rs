@@ -10,6 +10,7 @@ use crate::devices::DeviceRegistry;
 use crate::identity::IdentityDirectory;
 use crate::media::metrics::MediaMetrics;
 use crate::media::plane::{MediaPlane, MediaSettings};
+use crate::meeting_directory::{MeetingDirectory, MeetingLimits};
 use crate::metrics::Metrics;
 use crate::organization::{ForeignConfiguredUser, OrgPolicy};
 use crate::room_directory::{RoomDirectory, RosterLimits};
@@ -82,6 +83,11 @@ impl RunningServer {
         self.services.room_directory.clone()
     }
 
+    /// The meetings (the join path and tests find meetings and check passcodes through it).
+    pub fn meeting_directory(&self) -> Arc<MeetingDirectory> {
+        self.services.meeting_directory.clone()
+    }
+
     /// The verifier every join path uses (tests check revocation through it).
     pub fn token_verifier(&self) -> Arc<crate::auth::TokenVerifier> {
         self.services.verifier.clone()
@@ -151,6 +157,24 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let metrics = Arc::new(Metrics::new());
     let directory = Arc::new(IdentityDirectory::new(store.clone()));
     let org_policy = Arc::new(OrgPolicy::new(config.organization.lists(), &prepared.resource_id)?);
+    // Bound before the services are built: join links are made on the public endpoint, whose
+    // port is known only now when it is 0. Connections wait in the backlog until serving starts.
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
+    let https_addr =
+        listener.local_addr().map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
+    let endpoint = endpoint_for(&config.http.public_url, https_addr);
+    let meeting_directory = Arc::new(MeetingDirectory::new(
+        store.clone(),
+        prepared.resource_id.clone(),
+        &endpoint,
+        MeetingLimits {
+            max_attendees: to_usize(config.meetings.max_attendees_per_meeting.get()),
+            max_subject_chars: to_usize(config.meetings.max_subject_chars.get()),
+            page_size: to_usize(config.meetings.page_size.get()),
+        },
+    ));
     let room_directory = Arc::new(RoomDirectory::new(
         store,
         prepared.resource_id.clone(),
@@ -240,6 +264,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),
         directory: directory.clone(),
         room_directory,
+        meeting_directory,
         verifier: verifier.clone(),
         keys,
         hmac: HmacVerifier::new(&prepared.access_keys, Duration::from_secs(config.auth.max_clock_skew_seconds.get())),
@@ -256,11 +281,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::warn!("dev.token_endpoint is on: POST /dev/token hands out tokens to anyone");
     }
     let quic_addr = media.quic_addr();
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
-    let https_addr =
-        listener.local_addr().map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -270,7 +290,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let identity_events = directory.subscribe();
     tasks.spawn(crate::devices::run_revocation_fanout(devices, directory.clone(), identity_events, shutdown.clone()));
 
-    let endpoint = endpoint_for(&config.http.public_url, https_addr);
     let connection_string_file = prepared.data_dir.join("connection-string");
     bootstrap::write_private(&connection_string_file, &format!("{}\n", connection_string(&endpoint, &access_key_b64)))?;
 
