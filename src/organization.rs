@@ -19,8 +19,8 @@ use uuid::Uuid;
 /// Longest accepted externalId pattern (the identity API accepts externalIds of up to 256).
 pub const MAX_PATTERN_LEN: usize = 256;
 
-/// Where an identity stands toward the organization. Ordered from most to least trusted only in
-/// the sense of documentation; rules compare variants explicitly.
+/// Where an identity stands toward the organization. The variants are not ordered: each rule
+/// (`meeting_policy`) names the ones it admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum OrgStatus {
     /// A member of the organization.
