@@ -18,7 +18,7 @@ fn token_verification(c: &mut Criterion) {
     let keys = Arc::new(KeyRing::new(key, vec![]));
     let directory = Arc::new(IdentityDirectory::new(Store::open_in_memory().expect("db")));
     let metrics = Metrics::new();
-    let issuer = TokenIssuer::new(keys.clone(), directory.clone(), RESOURCE.to_owned());
+    let issuer = TokenIssuer::new(keys.clone(), directory.clone(), RESOURCE.to_owned(), Arc::default());
     let verifier = TokenVerifier::new(keys, directory.clone(), RESOURCE.to_owned(), 30, &metrics.tokens);
     let id = IdentityId(directory.create(None, 0).expect("identity").0.id);
     let now = 1_800_000_000;

@@ -51,6 +51,16 @@ impl fmt::Display for IdentityId {
     }
 }
 
+/// What a token being issued learns about its identity, read in the same statement that records
+/// the issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// The revocation generation the token carries.
+    pub generation: u32,
+    /// The identity's externalId: its organization membership is decided from it.
+    pub external_id: Option<String>,
+}
+
 /// Something that changed an identity's right to stay connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityEvent {
@@ -130,13 +140,13 @@ impl IdentityDirectory {
         }
     }
 
-    /// Record a token issue; returns the generation the token must carry (`None`: unknown).
-    pub fn note_token_issued(&self, id: IdentityId, now_ms: i64) -> Result<Option<u32>, StoreError> {
-        let generation = self.store.note_token_issued(id.0, now_ms)?;
-        if let Some(g) = generation {
-            self.generations.insert(id, g);
-        }
-        Ok(generation)
+    /// Record a token issue; returns what the token must carry (`None`: unknown identity).
+    pub fn note_token_issued(&self, id: IdentityId, now_ms: i64) -> Result<Option<TokenGrant>, StoreError> {
+        let issued = self.store.note_token_issued(id.0, now_ms)?;
+        Ok(issued.map(|(generation, external_id)| {
+            self.generations.insert(id, generation);
+            TokenGrant { generation, external_id }
+        }))
     }
 
     /// The current token generation of a live identity, `None` when it does not exist.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use switchboard::auth::{Scopes, TokenIssuer, TokenLifetime};
 use switchboard::config::{self, Config, ConfigError};
 use switchboard::identity::{IdentityDirectory, IdentityId};
+use switchboard::organization::{ForeignConfiguredUser, OrgPolicy};
 use switchboard::{bootstrap, server, store::Store};
 
 /// Exit code for a refused configuration.
@@ -102,9 +103,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard: {e:#}");
-            ExitCode::FAILURE
+            if is_config_error(&e) { ExitCode::from(EXIT_CONFIG) } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// Config mistakes found only once the data directory is known (users listed for another
+/// resource than the generated one) exit like the others found while loading.
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ForeignConfiguredUser>().is_some()
+        || matches!(e.downcast_ref::<server::StartError>(), Some(server::StartError::Organization(_)))
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {
@@ -180,7 +188,10 @@ fn token_issue(config: &Config, identity: &str, scopes: &[String], minutes: Opti
     let minutes =
         minutes.unwrap_or_else(|| i64::try_from(config.tokens.default_lifetime_minutes.get()).unwrap_or(1440));
     let lifetime = TokenLifetime::from_minutes(minutes).context("--minutes")?;
-    let issuer = TokenIssuer::new(std::sync::Arc::new(prepared.keys), directory, prepared.resource_id);
+    // The token carries the identity's organization standing, decided here as by the server.
+    let org = OrgPolicy::new(config.organization.lists(), &prepared.resource_id)?;
+    let issuer =
+        TokenIssuer::new(std::sync::Arc::new(prepared.keys), directory, prepared.resource_id, std::sync::Arc::new(org));
     let token = issuer.issue(id, scopes, lifetime, unix_now())?;
     println!("{}", token.token);
     Ok(())

@@ -10,7 +10,9 @@ use crate::devices::DeviceRegistry;
 use crate::identity::IdentityDirectory;
 use crate::media::metrics::MediaMetrics;
 use crate::media::plane::{MediaPlane, MediaSettings};
+use crate::meeting_directory::{MeetingDirectory, MeetingLimits};
 use crate::metrics::Metrics;
+use crate::organization::{ForeignConfiguredUser, OrgPolicy};
 use crate::room_directory::{RoomDirectory, RosterLimits};
 use crate::rooms::{RoomLimits, RoomMetrics, Rooms};
 use crate::signaling::context::{JoinLimiter, SignalingContext};
@@ -37,6 +39,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, reason: String },
     #[error(transparent)]
     Media(#[from] crate::media::plane::MediaError),
+    #[error(transparent)]
+    Organization(#[from] ForeignConfiguredUser),
 }
 
 /// A started server. Drop does not stop it; call `stop`.
@@ -77,6 +81,11 @@ impl RunningServer {
     /// The ACS rooms (tests check admission through it).
     pub fn room_directory(&self) -> Arc<RoomDirectory> {
         self.services.room_directory.clone()
+    }
+
+    /// The meetings (the join path and tests find meetings and check passcodes through it).
+    pub fn meeting_directory(&self) -> Arc<MeetingDirectory> {
+        self.services.meeting_directory.clone()
     }
 
     /// The verifier every join path uses (tests check revocation through it).
@@ -147,6 +156,25 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let store = Arc::new(Store::open(&prepared.db_path)?);
     let metrics = Arc::new(Metrics::new());
     let directory = Arc::new(IdentityDirectory::new(store.clone()));
+    let org_policy = Arc::new(OrgPolicy::new(config.organization.lists(), &prepared.resource_id)?);
+    // Bound before the services are built: join links are made on the public endpoint, whose
+    // port is known only now when it is 0. Connections wait in the backlog until serving starts.
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
+    let https_addr =
+        listener.local_addr().map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
+    let endpoint = endpoint_for(&config.http.public_url, https_addr);
+    let meeting_directory = Arc::new(MeetingDirectory::new(
+        store.clone(),
+        prepared.resource_id.clone(),
+        &endpoint,
+        MeetingLimits {
+            max_attendees: to_usize(config.meetings.max_attendees_per_meeting.get()),
+            max_subject_chars: to_usize(config.meetings.max_subject_chars.get()),
+            page_size: to_usize(config.meetings.page_size.get()),
+        },
+    ));
     let room_directory = Arc::new(RoomDirectory::new(
         store,
         prepared.resource_id.clone(),
@@ -233,9 +261,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         placement: std::sync::atomic::AtomicUsize::new(0),
     });
     let services = Arc::new(Services {
-        issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone()),
+        issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),
         directory: directory.clone(),
         room_directory,
+        meeting_directory,
         verifier: verifier.clone(),
         keys,
         hmac: HmacVerifier::new(&prepared.access_keys, Duration::from_secs(config.auth.max_clock_skew_seconds.get())),
@@ -252,11 +281,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::warn!("dev.token_endpoint is on: POST /dev/token hands out tokens to anyone");
     }
     let quic_addr = media.quic_addr();
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
-    let https_addr =
-        listener.local_addr().map_err(|e| StartError::Bind { addr: config.http.listen, reason: e.to_string() })?;
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -266,7 +290,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let identity_events = directory.subscribe();
     tasks.spawn(crate::devices::run_revocation_fanout(devices, directory.clone(), identity_events, shutdown.clone()));
 
-    let endpoint = endpoint_for(&config.http.public_url, https_addr);
     let connection_string_file = prepared.data_dir.join("connection-string");
     bootstrap::write_private(&connection_string_file, &format!("{}\n", connection_string(&endpoint, &access_key_b64)))?;
 

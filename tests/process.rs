@@ -102,6 +102,9 @@ fn bad_config_stops_with_one_line_naming_the_key_and_exit_2() {
         ("[auth]\naccess_keys = \"abc\"\n", "auth.access_keys"),
         ("[server]\nlog = \"info,,=\"\n", "server.log"),
         ("[http]\npublic_url = \"ftp://x\"\n", "http.public_url"),
+        ("[organization]\nmember_domains = [\"contoso*\"]\n", "organization.member_domains"),
+        ("[organization]\nguests = [\"8:acs:nope\"]\n", "organization.guests"),
+        ("[meetings]\nlobby_timeout_seconds = 0\n", "meetings.lobby_timeout_seconds"),
         ("[http\nlisten=1", "config.toml"),
     ];
     for (text, key) in cases {
@@ -117,6 +120,19 @@ fn bad_config_stops_with_one_line_naming_the_key_and_exit_2() {
         "SWITCHBOARD__HTTP__MAX_BODY_BYTES",
     );
     assert_config_error(dir.path(), &["check-config", "--config", "missing.toml"], &[], "missing.toml");
+    // A member of another resource: caught at load with a configured resource ID, else at start
+    // (the generated resource ID is known only then), with the same exit code.
+    let foreign = format!("[\"8:acs:2b2c3d4e-0000-4000-8000-000000000001_{}\"]", uuid::Uuid::new_v4());
+    let env = [("SWITCHBOARD__ORGANIZATION__MEMBERS", foreign.as_str())];
+    let with_resource = [env[0], ("SWITCHBOARD__SERVER__RESOURCE_ID", "1b2c3d4e-0000-4000-8000-000000000001")];
+    assert_config_error(
+        dir.path(),
+        &["check-config", "--config", "config.toml"],
+        &with_resource,
+        "organization.members",
+    );
+    let quiet = [env[0], ("SWITCHBOARD__SERVER__LOG", "error")];
+    assert_config_error(dir.path(), &["serve", "--config", "config.toml"], &quiet, "organization.members");
     let ok = switchboard(dir.path(), &["check-config", "--config", "config.toml"], &[]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
@@ -141,10 +157,11 @@ async fn cli_creates_identities_and_issues_tokens_on_the_data_dir() {
     let again = switchboard(dir.path(), &["identity", "create", "--external-id", "ops-user"], &[]);
     assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), raw, "idempotent by external ID");
 
+    // The CLI decides organization membership as the server does: this externalId is a member.
     let out = switchboard(
         dir.path(),
         &["token", "issue", "--identity", &raw, "--scopes", "voip.join,chat", "--minutes", "60"],
-        &[],
+        &[("SWITCHBOARD__ORGANIZATION__MEMBER_DOMAINS", "[\"ops-user\"]")],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).expect("utf8").trim().to_owned();
@@ -169,6 +186,7 @@ async fn cli_creates_identities_and_issues_tokens_on_the_data_dir() {
     let verifier = running.token_verifier();
     let v = verifier.verify(&token, Action::JoinCall, now()).expect("CLI token verifies");
     assert_eq!(v.raw_id, raw);
+    assert_eq!(v.org, switchboard::organization::OrgStatus::Member, "the CLI's token carries the org claim");
     assert_eq!(verifier.verify(&token, Action::StartCall, now()), Err(TokenError::InsufficientScope));
     running.stop().await;
 }

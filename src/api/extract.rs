@@ -40,6 +40,10 @@ pub struct ApiVersion(pub String);
 /// Routes declare which versions they accept by implementing this on a marker type.
 pub trait SupportedVersions {
     const VERSIONS: &'static [&'static str];
+    /// The version a request without `api-version` is read as; `None` (the ACS APIs): the
+    /// parameter is required. APIs shaped like Microsoft Graph, which has no `api-version`,
+    /// set one so Graph-style clients need not send it.
+    const DEFAULT: Option<&'static str> = None;
 }
 
 /// Extracts and checks `api-version` for the marker `V`.
@@ -53,7 +57,7 @@ impl<S: Send + Sync, V: SupportedVersions> FromRequestParts<S> for Versioned<V> 
         let version = form_urlencoded_pairs(query)
             .find(|(k, _)| k == "api-version")
             .map(|(_, v)| python_enum_version(&v).unwrap_or(v));
-        match version {
+        match version.or_else(|| V::DEFAULT.map(str::to_owned)) {
             None => Err(AcsError::new(
                 axum::http::StatusCode::BAD_REQUEST,
                 "MissingApiVersionParameter",

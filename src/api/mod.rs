@@ -5,6 +5,7 @@ pub mod dev;
 pub mod error;
 pub mod extract;
 pub mod identities;
+pub mod meetings;
 pub mod ops;
 pub mod rooms;
 pub mod signal;
@@ -30,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms", post(rooms::create).get(rooms::list))
         .route("/rooms/{id}", get(rooms::get).patch(rooms::update).delete(rooms::delete))
         .route("/rooms/{id}/participants", get(rooms::participants).patch(rooms::update_participants))
+        .route("/meetings", post(meetings::create).get(meetings::list))
+        .route("/meetings/{id}", get(meetings::get).patch(meetings::update).delete(meetings::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
 
     Router::new()

@@ -293,7 +293,7 @@ fn parse_role(s: &AppState, identity: IdentityId, role: Option<&str>) -> Result<
 }
 
 /// An RFC 3339 date-time (any offset) as Unix microseconds; `None` stays `None`.
-fn parse_time(value: Option<String>, field: &str) -> Result<Option<i64>, AcsError> {
+pub(super) fn parse_time(value: Option<String>, field: &str) -> Result<Option<i64>, AcsError> {
     let Some(text) = value else {
         return Ok(None);
     };
@@ -311,14 +311,14 @@ fn parse_time(value: Option<String>, field: &str) -> Result<Option<i64>, AcsErro
 
 /// Unix microseconds as RFC 3339 UTC, with as many sub-second digits as it has
 /// (`2026-05-01T09:00:00Z`, `2026-05-01T09:00:00.123456Z`).
-fn timestamp(us: i64) -> String {
+pub(super) fn timestamp(us: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
 }
 
-fn now_us() -> i64 {
+pub(super) fn now_us() -> i64 {
     let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
 }

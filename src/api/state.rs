@@ -2,6 +2,7 @@
 
 use crate::auth::{HmacVerifier, KeyRing, TokenIssuer, TokenLifetime, TokenVerifier};
 use crate::identity::IdentityDirectory;
+use crate::meeting_directory::MeetingDirectory;
 use crate::metrics::Metrics;
 use crate::room_directory::RoomDirectory;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub struct Services {
     pub directory: Arc<IdentityDirectory>,
     /// ACS rooms (`/rooms`); shares the identity directory's store.
     pub room_directory: Arc<RoomDirectory>,
+    /// Meetings (`/meetings`); shares the same store.
+    pub meeting_directory: Arc<MeetingDirectory>,
     pub issuer: TokenIssuer,
     pub verifier: Arc<TokenVerifier>,
     pub keys: Arc<KeyRing>,

@@ -2,10 +2,15 @@
 //! `TokenVerifier` (used by every join path). A token is an ES256 JWT whose claims carry the
 //! identity, its scopes and the revocation generation it was issued under; the verifier compares
 //! that generation with the identity's current one, so revocation and deletion act at once.
+//!
+//! A token also carries the identity's standing toward the organization (`org`: member, guest,
+//! federated; absent for external identities), decided by the `OrgPolicy` when it is issued, so
+//! a meeting join decides who skips the lobby without a lookup.
 
 use super::keys::{KeyError, KeyRing};
 use crate::identity::{IdentityDirectory, IdentityId};
 use crate::metrics::TokenMetrics;
+use crate::organization::{OrgPolicy, OrgStatus};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use prometheus::IntCounter;
@@ -131,6 +136,11 @@ pub struct Claims {
     pub resource_id: String,
     /// Revocation generation the token was issued under.
     pub rgen: u32,
+    /// The identity's standing toward the organization when the token was issued: `member`,
+    /// `guest` or `federated`; absent for external identities (and in tokens issued before the
+    /// claim existed, which read as external).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
 }
 
 /// A token handed to a client.
@@ -160,14 +170,22 @@ pub struct TokenIssuer {
     keys: Arc<KeyRing>,
     directory: Arc<IdentityDirectory>,
     resource_id: String,
+    /// Decides the `org` claim. Required, so no issue path can forget it.
+    org: Arc<OrgPolicy>,
 }
 
 impl TokenIssuer {
-    pub fn new(keys: Arc<KeyRing>, directory: Arc<IdentityDirectory>, resource_id: String) -> Self {
-        Self { keys, directory, resource_id }
+    pub fn new(
+        keys: Arc<KeyRing>,
+        directory: Arc<IdentityDirectory>,
+        resource_id: String,
+        org: Arc<OrgPolicy>,
+    ) -> Self {
+        Self { keys, directory, resource_id, org }
     }
 
-    /// Issue a token for a live identity. `now` is unix seconds.
+    /// Issue a token for a live identity, with its organization standing as of now. `now` is
+    /// unix seconds.
     pub fn issue(
         &self,
         id: IdentityId,
@@ -178,8 +196,9 @@ impl TokenIssuer {
         if scopes.is_empty() {
             return Err(IssueError::NoScopes);
         }
-        let generation =
+        let grant =
             self.directory.note_token_issued(id, now.saturating_mul(1000))?.ok_or(IssueError::UnknownIdentity)?;
+        let org = self.org.classify(id, grant.external_id.as_deref());
         let exp = now + i64::from(lifetime.minutes()) * 60;
         let names: Vec<&str> = scopes.names().collect();
         let raw = id.raw(&self.resource_id);
@@ -191,7 +210,8 @@ impl TokenIssuer {
             iat: now,
             exp,
             resource_id: self.resource_id.clone(),
-            rgen: generation,
+            rgen: grant.generation,
+            org: org.claim().map(str::to_owned),
         };
         let value = serde_json::to_value(&claims).expect("Claims has only string and integer fields");
         let token = self.keys.current().sign_jwt(&value)?;
@@ -266,6 +286,8 @@ pub struct VerifiedToken {
     /// Unix seconds.
     pub expires_at: i64,
     pub generation: u32,
+    /// From the `org` claim; `External` when the token has none.
+    pub org: OrgStatus,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +367,7 @@ impl TokenVerifier {
                 scopes,
                 expires_at: claims.exp,
                 generation: claims.rgen,
+                org: OrgStatus::from_claim(claims.org.as_deref()),
             }),
         }
     }
@@ -385,6 +408,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     struct Fixture {
+        keys: Arc<KeyRing>,
         issuer: TokenIssuer,
         verifier: TokenVerifier,
         directory: Arc<IdentityDirectory>,
@@ -396,9 +420,9 @@ mod tests {
         let keys = Arc::new(KeyRing::new(key, vec![]));
         let directory = Arc::new(IdentityDirectory::new(Store::open_in_memory().expect("db")));
         let metrics = Metrics::new();
-        let issuer = TokenIssuer::new(keys.clone(), directory.clone(), RES.to_owned());
-        let verifier = TokenVerifier::new(keys, directory.clone(), RES.to_owned(), 30, &metrics.tokens);
-        Fixture { issuer, verifier, directory, metrics }
+        let issuer = TokenIssuer::new(keys.clone(), directory.clone(), RES.to_owned(), Arc::default());
+        let verifier = TokenVerifier::new(keys.clone(), directory.clone(), RES.to_owned(), 30, &metrics.tokens);
+        Fixture { keys, issuer, verifier, directory, metrics }
     }
 
     fn new_identity(f: &Fixture) -> IdentityId {
@@ -492,6 +516,64 @@ mod tests {
         let none_alg = format!("{}.{}.", B64URL.encode(r#"{"alg":"none","kid":"x"}"#), parts[1]);
         assert_eq!(f.verifier.verify(&none_alg, Action::JoinCall, NOW), Err(TokenError::UnsupportedAlgorithm));
         assert!(f.verifier.verify(&"a".repeat(MAX_TOKEN_LEN + 1), Action::JoinCall, NOW).is_err());
+    }
+
+    /// Decode a token's claims without verifying it (tests look inside).
+    fn claims_of(token: &str) -> serde_json::Value {
+        let payload = token.split('.').nth(1).expect("a JWT has a payload");
+        serde_json::from_slice(&B64URL.decode(payload).expect("b64")).expect("json")
+    }
+
+    #[test]
+    fn org_claim_is_decided_at_issue_and_returned_by_the_verifier() {
+        use crate::organization::{ConfiguredUser, ExternalIdPattern, OrgLists};
+        let f = fixture();
+        let create = |ext: Option<&str>| IdentityId(f.directory.create(ext, 0).expect("create").0.id);
+        let (listed_member, listed_guest) = (create(Some("ada@fabrikam.com")), create(None));
+        let pattern = |s: &str| ExternalIdPattern::try_from(s.to_owned()).expect("valid pattern");
+        let user = |id: IdentityId| ConfiguredUser::try_from(id.raw(RES)).expect("raw ID");
+        let (members, guests) = ([user(listed_member)], [user(listed_guest)]);
+        let (member_domains, federated_domains) = ([pattern("*@contoso.com")], [pattern("*@fabrikam.com")]);
+        let lists = OrgLists {
+            members: &members,
+            member_domains: &member_domains,
+            guests: &guests,
+            guest_domains: &[],
+            federated_domains: &federated_domains,
+        };
+        let policy = Arc::new(OrgPolicy::new(lists, RES).expect("policy"));
+        let issuer = TokenIssuer::new(f.keys.clone(), f.directory.clone(), RES.to_owned(), policy);
+        let cases = [
+            (listed_member, Some("member"), OrgStatus::Member),
+            (listed_guest, Some("guest"), OrgStatus::Guest),
+            (create(Some("bob@Contoso.COM")), Some("member"), OrgStatus::Member),
+            (create(Some("eve@fabrikam.com")), Some("federated"), OrgStatus::Federated),
+            (create(Some("mallory@example.org")), None, OrgStatus::External),
+            (create(None), None, OrgStatus::External),
+        ];
+        for (id, claim, status) in cases {
+            let t = issuer.issue(id, Scopes::VOIP, hour(), NOW).expect("issue");
+            assert_eq!(claims_of(&t.token).get("org").and_then(|v| v.as_str()), claim, "{status:?}");
+            assert_eq!(f.verifier.verify(&t.token, Action::JoinCall, NOW).map(|v| v.org), Ok(status));
+        }
+        // The same identity through the issuer without a policy: external.
+        let t = f.issuer.issue(listed_member, Scopes::VOIP, hour(), NOW).expect("issue");
+        assert_eq!(f.verifier.verify(&t.token, Action::JoinCall, NOW).map(|v| v.org), Ok(OrgStatus::External));
+    }
+
+    #[test]
+    fn tokens_without_an_org_claim_verify_as_external() {
+        // A token as issued before the claim existed: the same claims minus `org`, signed by the
+        // server's key.
+        let f = fixture();
+        let id = new_identity(&f);
+        let t = f.issuer.issue(id, Scopes::VOIP, hour(), NOW).expect("issue");
+        let claims = claims_of(&t.token);
+        assert!(claims.get("org").is_none(), "external: no claim at all");
+        let old: Claims = serde_json::from_value(claims).expect("claims without org parse");
+        assert_eq!(old.org, None);
+        let v = f.verifier.verify(&t.token, Action::JoinCall, NOW).expect("valid");
+        assert_eq!(v.org, OrgStatus::External);
     }
 
     proptest::proptest! {

@@ -207,6 +207,13 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     if let Some(ip) = c.webrtc.public_ips.iter().find(|ip| ip.is_unspecified() || ip.is_multicast()) {
         return Err(("webrtc.public_ips", format!("{ip} cannot be an ICE candidate")));
     }
+    // With a configured resource ID, listed users of another resource are caught here; with a
+    // generated one, at start (`OrgPolicy::new` in `server::start`).
+    if !c.server.resource_id.is_empty()
+        && let Err(e) = crate::organization::OrgPolicy::new(c.organization.lists(), &c.server.resource_id)
+    {
+        return Err((e.key, format!("`{}` belongs to resource {}, not to server.resource_id", e.raw, e.resource)));
+    }
     for (i, key) in c.auth.access_keys.iter().enumerate() {
         match base64::engine::general_purpose::STANDARD.decode(key) {
             Ok(bytes) if bytes.len() >= 16 => {}
@@ -295,6 +302,31 @@ mod tests {
         assert_eq!(e.key(), Some("http.public_url"));
         let e = parse_env("[server]\nresource_id = \"a_b\"\n", &[]).unwrap_err();
         assert_eq!(e.key(), Some("server.resource_id"));
+    }
+
+    #[test]
+    fn organization_entries_are_checked_and_named() {
+        let text = "[organization]\nmember_domains = [\"*@contoso.com\", \"contoso*\"]\n";
+        let e = parse_env(text, &[]).unwrap_err();
+        assert!(e.key().is_some_and(|k| k.starts_with("organization.member_domains")), "{e}");
+        assert!(e.to_string().contains("contoso*"), "{e}");
+        let e = parse_env("[organization]\nguests = [\"bob\"]\n", &[]).unwrap_err();
+        assert!(e.key().is_some_and(|k| k.starts_with("organization.guests")), "{e}");
+        let e = parse_env("", &[("SWITCHBOARD__ORGANIZATION__FEDERATED_DOMAINS", "[\"*fabrikam.com\"]")]).unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD__ORGANIZATION__FEDERATED_DOMAINS"), "{e}");
+
+        let res = "1b2c3d4e-0000-4000-8000-000000000001";
+        let ours = format!("8:acs:{res}_{}", uuid::Uuid::new_v4());
+        let theirs = format!("8:acs:2b2c3d4e-0000-4000-8000-000000000001_{}", uuid::Uuid::new_v4());
+        let text = format!("[server]\nresource_id = \"{res}\"\n[organization]\nmembers = [\"{ours}\"]\n");
+        let c = parse_env(&text, &[]).expect("a member of this resource");
+        assert_eq!(c.organization.members.len(), 1);
+        let text = format!("[server]\nresource_id = \"{res}\"\n[organization]\nmembers = [\"{theirs}\"]\n");
+        let e = parse_env(&text, &[]).unwrap_err();
+        assert_eq!(e.key(), Some("organization.members"), "{e}");
+        // Without a configured resource ID, the resource is checked at start.
+        let text = format!("[organization]\nmembers = [\"{theirs}\"]\n");
+        assert!(parse_env(&text, &[]).is_ok());
     }
 
     #[test]

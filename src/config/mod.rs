@@ -8,6 +8,7 @@ mod load;
 pub use bounded::{Bounded, OutOfRange};
 pub use load::{ConfigError, LoadedConfig, load, load_from_str};
 
+use crate::organization::{ConfiguredUser, ExternalIdPattern, OrgLists};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub struct Config {
     pub limits: LimitsSection,
     pub calls: CallsSection,
     pub rooms: RoomsSection,
+    pub meetings: MeetingsSection,
+    pub organization: OrganizationSection,
     pub dev: DevSection,
 }
 
@@ -190,6 +193,71 @@ pub struct RoomsSection {
 impl Default for RoomsSection {
     fn default() -> Self {
         Self { max_participants_per_room: Bounded::new_const(1_000), page_size: Bounded::new_const(100) }
+    }
+}
+
+/// `[meetings]`: Teams-style meetings (`/meetings`, kept in the store) and their lobbies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeetingsSection {
+    /// Most attendees one meeting may list (the organizer is not counted). Bounds what a caller
+    /// can make the server store and send back per meeting.
+    pub max_attendees_per_meeting: Bounded<1, 100_000>,
+    /// Longest subject, in characters.
+    pub max_subject_chars: Bounded<1, 10_000>,
+    /// Meetings per page of `GET /meetings`; the rest follow through `@odata.nextLink`.
+    pub page_size: Bounded<1, 1000>,
+    /// How long a joiner may wait in a meeting's lobby before it is turned away.
+    pub lobby_timeout_seconds: Bounded<1, 86_400>,
+    /// Wrong passcodes one client address may try per minute, over all meetings.
+    pub wrong_passcodes_per_minute_per_address: Bounded<1, 10_000>,
+    /// Wrong passcodes all clients together may try per minute against one meeting: bounds how
+    /// fast a distributed guesser can search one meeting's passcodes.
+    pub wrong_passcodes_per_minute_per_meeting: Bounded<1, 100_000>,
+}
+
+impl Default for MeetingsSection {
+    fn default() -> Self {
+        Self {
+            max_attendees_per_meeting: Bounded::new_const(1_000),
+            max_subject_chars: Bounded::new_const(256),
+            page_size: Bounded::new_const(100),
+            lobby_timeout_seconds: Bounded::new_const(900),
+            wrong_passcodes_per_minute_per_address: Bounded::new_const(5),
+            wrong_passcodes_per_minute_per_meeting: Bounded::new_const(20),
+        }
+    }
+}
+
+/// `[organization]`: who belongs to the organization that runs this server (meeting lobbies let
+/// members, and depending on the meeting guests and federated users, in directly). Decided when
+/// a token is issued and carried in it (`org` claim). Entries are checked while the config is
+/// read; users listed for another resource are refused at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrganizationSection {
+    /// Communication users (`8:acs:<resourceId>_<uuid>`) that are members.
+    pub members: Vec<ConfiguredUser>,
+    /// externalId patterns of members (`*@contoso.com`, `*.contoso.com`, or an exact externalId).
+    pub member_domains: Vec<ExternalIdPattern>,
+    /// Communication users that are guests of the organization.
+    pub guests: Vec<ConfiguredUser>,
+    /// externalId patterns of guests.
+    pub guest_domains: Vec<ExternalIdPattern>,
+    /// externalId patterns of federated (trusted) organizations' users.
+    pub federated_domains: Vec<ExternalIdPattern>,
+}
+
+impl OrganizationSection {
+    /// The lists as `OrgPolicy::new` takes them.
+    pub fn lists(&self) -> OrgLists<'_> {
+        OrgLists {
+            members: &self.members,
+            member_domains: &self.member_domains,
+            guests: &self.guests,
+            guest_domains: &self.guest_domains,
+            federated_domains: &self.federated_domains,
+        }
     }
 }
 
