@@ -139,6 +139,11 @@ async fn switching_up_happens_at_the_next_high_keyframe() {
         publisher
     });
     subscriber.run(Duration::from_millis(1000)).await;
+    assert!(
+        subscriber.signals.iter().any(|m| matches!(m,
+            ServerMessage::LayerChanged { subscription_id, layer: 0 } if *subscription_id == sub.subscription_id)),
+        "the first layer is reported before any switch"
+    );
     subscriber.client.set_preferences(sub.subscription_id, None, None).await.expect("prefer high");
     let asked_at = Instant::now();
     subscriber.run(Duration::from_millis(1200)).await;

@@ -77,6 +77,8 @@ pub struct ForwardReport {
     pub dropped: u32,
     pub switched_up: u32,
     pub switched_down: u32,
+    /// Subscriptions that received their first layer (reported like a switch, not counted as one).
+    pub started: u32,
 }
 
 /// One published track on one worker.
@@ -202,7 +204,8 @@ impl<S: Copy> TrackForwarder<S> {
                         match from {
                             Some(f) if f < layer => report.switched_up += 1,
                             Some(f) if f > layer => report.switched_down += 1,
-                            _ => {}
+                            Some(_) => {}
+                            None => report.started += 1,
                         }
                         self.changes.push(LayerChange { subscription: sub.id, from, to: layer });
                         Some(sub.rewriter.start_segment(now, layer, pkt.seq, pkt.timestamp, pkt.vp8.as_ref()))

@@ -384,7 +384,8 @@ fn forward(track: &mut LocalTrack, layer: u8, pkt: &MediaPacket, now: Instant, o
     }
     out.counters.switches_up.inc_by(u64::from(report.switched_up));
     out.counters.switches_down.inc_by(u64::from(report.switched_down));
-    report.switched_up + report.switched_down > 0
+    // A subscription's first layer is reported too (clients show it before any switch).
+    report.switched_up + report.switched_down + report.started > 0
 }
 
 /// Send a subscriber's copy of `pkt` on its transport.
