@@ -253,6 +253,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         calls,
         resource_id: prepared.resource_id.clone(),
         room_directory: room_directory.clone(),
+        meeting_directory: meeting_directory.clone(),
+        passcodes: crate::signaling::PasscodeGuard::new(
+            u32::try_from(config.meetings.wrong_passcodes_per_minute_per_address.get()).unwrap_or(u32::MAX),
+            u32::try_from(config.meetings.wrong_passcodes_per_minute_per_meeting.get()).unwrap_or(u32::MAX),
+        ),
+        lobby_timeout: Duration::from_secs(config.meetings.lobby_timeout_seconds.get()),
         join_limiter: JoinLimiter::new(u32::try_from(limits.joins_per_second_per_address.get()).unwrap_or(u32::MAX)),
         messages_per_second: u32::try_from(limits.messages_per_second_per_session.get()).unwrap_or(u32::MAX),
         shutdown: signaling_shutdown.clone(),

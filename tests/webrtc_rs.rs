@@ -10,22 +10,14 @@ use std::time::Duration;
 use switchboard::client::ClientEvent;
 use switchboard::client::synthetic::{SyntheticAudio, SyntheticVideo, read_marker};
 use switchboard::sfu::packet::{Codec, MediaKind};
-use switchboard::signaling::messages::{ClientMessage, ErrorCode, ServerMessage};
+use switchboard::signaling::messages::{ClientMessage, ErrorCode, JoinAt, ServerMessage};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 
 /// Join over WebSocket with a fresh identity.
 async fn ws_join(ts: &TestServer, g: &str) -> Signal {
     let (_, token) = ts.identity(&["voip"]).await;
     let mut s = Signal::connect(&ts.server.endpoint, &ts.ca).await;
-    let r = s
-        .request(ClientMessage::Join {
-            token: Some(token),
-            group_id: Some(g.into()),
-            room_id: None,
-            call_id: None,
-            display_name: None,
-        })
-        .await;
+    let r = s.request(ClientMessage::Join { token: Some(token), at: JoinAt::group(g), display_name: None }).await;
     assert!(matches!(r, ServerMessage::Joined { .. }), "{r:?}");
     s
 }
@@ -388,15 +380,8 @@ async fn a_consumer_offering_to_send_is_answered_inactive_and_still_receives() {
 
     // The consumer joins over WebSocket and offers to send video and audio.
     let mut sig = Signal::connect(&ts.server.endpoint, &ts.ca).await;
-    let joined = sig
-        .request(ClientMessage::Join {
-            token: Some(c_token),
-            group_id: None,
-            room_id: Some(room_id),
-            call_id: None,
-            display_name: None,
-        })
-        .await;
+    let joined =
+        sig.request(ClientMessage::Join { token: Some(c_token), at: JoinAt::room(&room_id), display_name: None }).await;
     let ServerMessage::Joined { capabilities, .. } = &joined else { panic!("joined: {joined:?}") };
     assert!(capabilities.publish.is_empty() && capabilities.receive, "{capabilities:?}");
     // A send-only video line (as a publishing browser offers) and a send-receive audio line.
@@ -467,15 +452,7 @@ async fn one_session_takes_part_in_two_calls_one_after_the_other() {
     assert!(matches!(r, ServerMessage::Registered { .. }), "{r:?}");
     for round in 0..2 {
         let g = group();
-        let r = sig
-            .request(ClientMessage::Join {
-                token: None,
-                group_id: Some(g.clone()),
-                room_id: None,
-                call_id: None,
-                display_name: None,
-            })
-            .await;
+        let r = sig.request(ClientMessage::Join { token: None, at: JoinAt::group(&g), display_name: None }).await;
         assert!(matches!(r, ServerMessage::Joined { .. }), "round {round}: {r:?}");
         // A QUIC publisher in the same call.
         let (quic, _) = ts.joined(&g).await;

@@ -23,6 +23,7 @@ use crate::meeting_directory::{
     AllowedPresenters, LobbyBypassScope, MeetingCursor, MeetingDirectoryError, MeetingId, MeetingRecord,
     MeetingRequest, MeetingRole, MeetingUpdate,
 };
+use crate::rooms::{EndReason, RoomKey, Whom};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -220,6 +221,11 @@ pub async fn update(
     };
     let state = s.clone();
     let change = blocking(move || state.meeting_directory.update(id, update)).await?.map_err(meeting_error)?;
+    // A live meeting decides its next joins by the new settings (under its lock, so no join
+    // races the change); who is in stays in, who waits keeps waiting.
+    if let Some(room) = s.signaling.rooms.get(&RoomKey::Meeting(id)) {
+        room.set_meeting(std::sync::Arc::new(change.new.clone()));
+    }
     tracing::debug!(meeting = %id, "meeting updated");
     Ok(axum::Json(meeting_json(&s, &change.new)).into_response())
 }
@@ -231,8 +237,82 @@ pub async fn delete(State(s): State<AppState>, _v: Version, Path(raw): Path<Stri
     if !blocking(move || state.meeting_directory.delete(id)).await?? {
         return Err(not_found());
     }
+    // New joins are refused already (the meeting is gone); end its live call and empty its lobby.
+    s.signaling.live.close_room(&RoomKey::Meeting(id), EndReason::RoomDeleted).await.map_err(AcsError::internal)?;
     tracing::debug!(meeting = %id, "meeting deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Whom a lobby request names: raw IDs of identities waiting, or everyone.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LobbyRequest {
+    #[serde(default)]
+    participants: Vec<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /meetings/{id}/lobby`: who waits in the live meeting's lobby, oldest first (empty when
+/// the meeting has no live call).
+pub async fn lobby(State(s): State<AppState>, _v: Version, Path(raw): Path<String>) -> Result<Response, AcsError> {
+    let id = parse_meeting_id(&raw)?;
+    let state = s.clone();
+    blocking(move || state.meeting_directory.get(id)).await??.ok_or_else(not_found)?;
+    let waiting = s.signaling.rooms.get(&RoomKey::Meeting(id)).map(|r| r.lobby()).unwrap_or_default();
+    let value: Vec<Value> = waiting.iter().map(lobby_json).collect();
+    Ok(axum::Json(json!({ "value": value })).into_response())
+}
+
+/// `POST /meetings/{id}/lobby:admit` (`{participants: [rawId...]}` or `{all: true}`) and
+/// `POST /meetings/{id}/lobby:reject`: 200 with who was admitted or turned away. Those not
+/// waiting (any more) are skipped.
+pub async fn lobby_action(
+    State(s): State<AppState>,
+    _v: Version,
+    Path((raw, action)): Path<(String, String)>,
+    AcsJson(body): AcsJson<LobbyRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_meeting_id(&raw)?;
+    let admit = match action.as_str() {
+        "lobby:admit" => true,
+        "lobby:reject" => false,
+        other => return Err(AcsError::not_found("UnknownOperation", format!("unknown meeting operation '{other}'"))),
+    };
+    if body.all != body.participants.is_empty() {
+        return Err(AcsError::bad_argument("name the participants, or set all to true (not both)", "participants"));
+    }
+    let mut identities = Vec::with_capacity(body.participants.len());
+    for (i, p) in body.participants.iter().enumerate() {
+        identities.push(s.meeting_directory.parse_participant(p, format!("participants[{i}]")).map_err(meeting_error)?);
+    }
+    let state = s.clone();
+    blocking(move || state.meeting_directory.get(id)).await??.ok_or_else(not_found)?;
+    let whom = if body.all { Whom::All } else { Whom::Identities(identities) };
+    let Some(room) = s.signaling.rooms.get(&RoomKey::Meeting(id)) else {
+        return Ok(axum::Json(json!({ "value": [] })).into_response());
+    };
+    let before: Vec<_> = room.lobby();
+    let done = if admit {
+        s.signaling.rooms.admit(&room, &whom)
+    } else {
+        s.signaling.rooms.turn_away(&room, &whom, EndReason::LobbyRejected)
+    };
+    let value: Vec<Value> =
+        before.iter().filter(|v| done.iter().any(|d| d.participant == v.participant)).map(lobby_json).collect();
+    Ok(axum::Json(json!({ "value": value })).into_response())
+}
+
+fn lobby_json(v: &crate::rooms::LobbyView) -> Value {
+    let mut out = json!({
+        "participantId": v.participant.0,
+        "identity": { "user": { "id": v.raw_id.to_string() } },
+        "waitingSince": super::identities::rfc3339(v.waiting_since_ms / 1000),
+    });
+    if let Some(name) = &v.display_name {
+        out["displayName"] = name.to_string().into();
+    }
+    out
 }
 
 /// The organizer: its raw ID, and a role that can only be `presenter` (what Graph answers).

@@ -33,6 +33,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{id}/participants", get(rooms::participants).patch(rooms::update_participants))
         .route("/meetings", post(meetings::create).get(meetings::list))
         .route("/meetings/{id}", get(meetings::get).patch(meetings::update).delete(meetings::delete))
+        .route("/meetings/{id}/lobby", get(meetings::lobby))
+        .route("/meetings/{id}/{action}", post(meetings::lobby_action))
         .route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
 
     Router::new()

@@ -133,9 +133,11 @@ impl LiveCalls {
         Ok(())
     }
 
-    /// End a room's live call for everyone (the room was deleted).
+    /// End a room's live call for everyone, and turn away whoever waits in its lobby (the room or
+    /// meeting was deleted).
     pub async fn close_room(&self, key: &RoomKey, reason: EndReason) -> Result<(), ControlError> {
         let Some(room) = self.rooms.get(key) else { return Ok(()) };
+        self.rooms.turn_away(&room, &crate::rooms::Whom::All, reason);
         for member in room.members() {
             match self.remove(&room, member.id, reason).await {
                 Ok(()) | Err(ControlError::Room(RoomError::ParticipantNotFound)) => {}

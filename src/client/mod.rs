@@ -13,8 +13,8 @@ use crate::media::quic::ALPN;
 use crate::rtp::{rtcp, varint};
 use crate::sfu::packet::{Codec, MediaKind};
 use crate::signaling::messages::{
-    CallState, CapabilitiesInfo, ClientEnvelope, ClientMessage, ErrorCode, LayerFlow, LayerRequest, ParticipantInfo,
-    Role, ServerMessage, TrackSource,
+    CallState, CapabilitiesInfo, ClientEnvelope, ClientMessage, ErrorCode, JoinAt, LayerFlow, LayerRequest,
+    ParticipantInfo, Role, ServerMessage, TrackSource,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use shared::Shared;
@@ -98,6 +98,8 @@ pub struct Joined {
     pub state: CallState,
     /// A 1:1 call's ID.
     pub call_id: Option<String>,
+    /// A meeting's ID.
+    pub meeting_id: Option<String>,
     pub role: Option<Role>,
     pub capabilities: CapabilitiesInfo,
     pub participants: Vec<ParticipantInfo>,
@@ -109,6 +111,13 @@ pub enum Locator {
     Group(String),
     Room(String),
     Call(String),
+    /// A meeting's 12-digit `joinMeetingId` and passcode.
+    Meeting {
+        join_meeting_id: String,
+        passcode: Option<String>,
+    },
+    /// A meeting's `joinWebUrl`.
+    MeetingLink(String),
 }
 
 type Pending = Arc<Mutex<std::collections::HashMap<u64, oneshot::Sender<ServerMessage>>>>;
@@ -211,25 +220,23 @@ impl Client {
         self.join(Some(token), Locator::Group(group_id.into()), None).await
     }
 
-    /// Join a call, a group call or a room; `token` may be left out once registered.
+    /// Join a call, a group call, a room or a meeting; `token` may be left out once registered.
+    /// A meeting join may land in its lobby (`Joined::state` is `InLobby`; `admitted` follows).
     pub async fn join(
         &self,
         token: Option<&str>,
         locator: Locator,
         display_name: Option<&str>,
     ) -> Result<Joined, ClientError> {
-        let (group_id, room_id, call_id) = match locator {
-            Locator::Group(g) => (Some(g), None, None),
-            Locator::Room(r) => (None, Some(r), None),
-            Locator::Call(c) => (None, None, Some(c)),
+        let at = match &locator {
+            Locator::Group(g) => JoinAt::group(g),
+            Locator::Room(r) => JoinAt::room(r),
+            Locator::Call(c) => JoinAt::call(c),
+            Locator::Meeting { join_meeting_id, passcode } => JoinAt::meeting(join_meeting_id, passcode.as_deref()),
+            Locator::MeetingLink(link) => JoinAt::meeting_link(link),
         };
-        let msg = ClientMessage::Join {
-            token: token.map(str::to_owned),
-            group_id,
-            room_id,
-            call_id,
-            display_name: display_name.map(str::to_owned),
-        };
+        let msg =
+            ClientMessage::Join { token: token.map(str::to_owned), at, display_name: display_name.map(str::to_owned) };
         joined(self.request(msg).await?)
     }
 
@@ -248,6 +255,16 @@ impl Client {
     /// Decline a call ringing on this device.
     pub async fn reject_call(&self, call_id: &str) -> Result<(), ClientError> {
         self.request(ClientMessage::RejectCall { call_id: call_id.into() }).await.map(drop)
+    }
+
+    /// (A meeting's organizer or presenters) let people in from the lobby: those named, or all.
+    pub async fn admit_lobby(&self, participant_ids: &[u64], all: bool) -> Result<(), ClientError> {
+        self.request(ClientMessage::AdmitLobby { participant_ids: participant_ids.to_vec(), all }).await.map(drop)
+    }
+
+    /// (A meeting's organizer or presenters) turn people away from the lobby.
+    pub async fn reject_lobby(&self, participant_ids: &[u64], all: bool) -> Result<(), ClientError> {
+        self.request(ClientMessage::RejectLobby { participant_ids: participant_ids.to_vec(), all }).await.map(drop)
     }
 
     /// Hang up (for everyone: end a 1:1 call for all, or as a presenter a room's call). A
@@ -405,9 +422,17 @@ impl Client {
 
 fn joined(msg: ServerMessage) -> Result<Joined, ClientError> {
     match msg {
-        ServerMessage::Joined { participant_id, room, state, call_id, role, capabilities, participants, .. } => {
-            Ok(Joined { participant_id, room, state, call_id, role, capabilities, participants })
-        }
+        ServerMessage::Joined {
+            participant_id,
+            room,
+            state,
+            call_id,
+            meeting_id,
+            role,
+            capabilities,
+            participants,
+            ..
+        } => Ok(Joined { participant_id, room, state, call_id, meeting_id, role, capabilities, participants }),
         other => Err(ClientError::Unexpected(format!("{other:?}"))),
     }
 }

@@ -94,6 +94,10 @@ pub enum EndReason {
     ServerShutdown,
     /// The client did not read its messages fast enough.
     NotKeepingUp,
+    /// A meeting's organizer or a presenter turned this person away from the lobby.
+    LobbyRejected,
+    /// Nobody admitted this person within the lobby timeout.
+    LobbyTimeout,
 }
 
 impl EndReason {
@@ -114,6 +118,8 @@ impl EndReason {
             EndReason::TokenExpired => "token_expired",
             EndReason::ServerShutdown => "server_shutdown",
             EndReason::NotKeepingUp => "not_keeping_up",
+            EndReason::LobbyRejected => "rejected",
+            EndReason::LobbyTimeout => "timeout",
         }
     }
 
@@ -134,6 +140,8 @@ impl EndReason {
             EndReason::TokenExpired => "the access token expired",
             EndReason::ServerShutdown => "the server is shutting down",
             EndReason::NotKeepingUp => "the client did not keep up with its messages",
+            EndReason::LobbyRejected => "you were not admitted to the meeting",
+            EndReason::LobbyTimeout => "nobody admitted you to the meeting in time",
         }
     }
 }
@@ -186,12 +194,20 @@ pub enum RoomEvent {
         state: CallState,
         reason: Option<EndReason>,
     },
+    /// (To members who may moderate a meeting) who waits in its lobby now.
+    LobbyChanged(Vec<super::lobby::LobbyView>),
+    /// (To the one admitted only) it was let in from the lobby, with this role; who is there.
+    Admitted {
+        participant: ParticipantId,
+        role: super::role::Role,
+        participants: Vec<MemberView>,
+    },
 }
 
 impl RoomEvent {
     /// Events a slow member may miss without its view going wrong (the next one replaces it).
     fn is_droppable(&self) -> bool {
-        matches!(self, RoomEvent::ActiveSpeakers(_))
+        matches!(self, RoomEvent::ActiveSpeakers(_) | RoomEvent::LobbyChanged(_))
     }
 }
 

@@ -8,6 +8,7 @@
 //! last participant leaves; a join that races the removal retries on a fresh room.
 
 mod events;
+mod lobby;
 mod role;
 mod room;
 
@@ -15,13 +16,17 @@ pub use events::{
     CallState, EndReason, Layer, MEMBER_QUEUE, MemberEvents, MemberSink, MemberView, RoomEvent, TrackView,
     UnpublishReason,
 };
+pub use lobby::{LobbyOutcome, LobbyView, MeetingEntry, Whom};
 pub use role::{Capabilities, Role, Sources, TrackSource, UnknownRole};
 pub use room::{Departure, JoinRequest, Member, PublishRequest, RoleApplied, Room, RoomError, TrackEntry};
 
 use crate::media::ids::{ParticipantId, RoomId};
+use crate::meeting_directory::{MeetingId, MeetingRecord};
+use crate::meeting_policy::Joiner;
 use crate::metrics::counter_vec;
 use crate::room_directory::AcsRoomId;
 use dashmap::DashMap;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry as PromRegistry};
 use std::fmt;
 use std::sync::Arc;
@@ -36,6 +41,8 @@ pub enum RoomKey {
     Room(AcsRoomId),
     /// A 1:1 call (or a small group ring): its caller and the callees who accept.
     Call(Uuid),
+    /// A scheduled meeting: its settings decide who goes straight in and who waits in its lobby.
+    Meeting(MeetingId),
 }
 
 impl fmt::Display for RoomKey {
@@ -44,6 +51,7 @@ impl fmt::Display for RoomKey {
             RoomKey::Group(id) => write!(f, "group:{id}"),
             RoomKey::Room(id) => write!(f, "room:{id}"),
             RoomKey::Call(id) => write!(f, "call:{id}"),
+            RoomKey::Meeting(id) => write!(f, "meeting:{id}"),
         }
     }
 }
@@ -54,6 +62,7 @@ pub enum RoomKind {
     GroupCall,
     Room,
     Call,
+    Meeting,
 }
 
 impl RoomKind {
@@ -62,6 +71,7 @@ impl RoomKind {
             RoomKind::GroupCall => "group_call",
             RoomKind::Room => "room",
             RoomKind::Call => "call",
+            RoomKind::Meeting => "meeting",
         }
     }
 
@@ -70,6 +80,7 @@ impl RoomKind {
             RoomKey::Group(_) => RoomKind::GroupCall,
             RoomKey::Room(_) => RoomKind::Room,
             RoomKey::Call(_) => RoomKind::Call,
+            RoomKey::Meeting(_) => RoomKind::Meeting,
         }
     }
 }
@@ -90,6 +101,16 @@ pub struct RoomMetrics {
     pub joins: IntCounterVec,
     /// `switchboard_role_changes_total{result}`: role changes and removals applied to live calls.
     pub role_changes: IntCounterVec,
+    /// `switchboard_lobby_waiting`: people waiting in meeting lobbies.
+    pub lobby_waiting: IntGauge,
+    /// `switchboard_lobby_wait_seconds`: how long people waited, whatever ended the wait.
+    pub lobby_wait: Histogram,
+    /// `switchboard_lobby_admissions_total{how}`: `bypass` (straight in) or `admitted`.
+    pub lobby_admissions: IntCounterVec,
+    /// `switchboard_lobby_exits_total{reason}`: `rejected`, `timeout`, `left`, `meeting_deleted`.
+    pub lobby_exits: IntCounterVec,
+    /// `switchboard_meeting_wrong_passcodes_total`.
+    pub wrong_passcodes: IntCounter,
 }
 
 impl RoomMetrics {
@@ -114,6 +135,39 @@ impl RoomMetrics {
                 "Role changes and removals applied to live participants, by what was applied",
                 &["change"],
             ),
+            lobby_waiting: {
+                let g = IntGauge::new("lobby_waiting", "People waiting in meeting lobbies")
+                    .expect("constant gauge options are valid");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            lobby_wait: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new("lobby_wait_seconds", "Time spent in a meeting lobby, however the wait ended")
+                        .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0]),
+                )
+                .expect("constant histogram options are valid");
+                registry.register(Box::new(h.clone())).expect("registered once");
+                h
+            },
+            lobby_admissions: counter_vec(
+                registry,
+                "lobby_admissions_total",
+                "Meeting entries: straight in (bypass) or admitted from the lobby",
+                &["how"],
+            ),
+            lobby_exits: counter_vec(
+                registry,
+                "lobby_exits_total",
+                "Lobby waits that ended without admission, by reason",
+                &["reason"],
+            ),
+            wrong_passcodes: {
+                let c = IntCounter::new("meeting_wrong_passcodes_total", "Meeting joins refused for a wrong passcode")
+                    .expect("constant counter options are valid");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
         }
     }
 }
@@ -169,24 +223,7 @@ impl Rooms {
     ) -> Result<(Arc<Room>, ParticipantId, Vec<MemberView>), RoomError> {
         let kind = RoomKind::of(&key);
         loop {
-            let room = match self.by_key.get(&key) {
-                Some(r) => r.clone(),
-                None => {
-                    if !req.can_create {
-                        return Err(RoomError::NotFound);
-                    }
-                    if self.by_key.len() >= self.limits.max_rooms {
-                        return Err(RoomError::TooManyRooms);
-                    }
-                    let candidate = Arc::new(Room::new(key.clone(), kind));
-                    let room = self.by_key.entry(key.clone()).or_insert(candidate.clone()).clone();
-                    if Arc::ptr_eq(&room, &candidate) {
-                        self.by_id.insert(room.id, room.clone());
-                        self.metrics.rooms.with_label_values(&[kind.label()]).inc();
-                    }
-                    room
-                }
-            };
+            let room = self.get_or_create(&key, req.can_create, |_| {})?;
             match room.add_member(req.clone(), self.limits) {
                 Ok((pid, snapshot)) => {
                     self.metrics.participants.with_label_values(&[kind.label()]).inc();
@@ -201,15 +238,120 @@ impl Rooms {
         }
     }
 
+    /// The live room of `key`, created (and set up by `init` before anyone can see it) when there
+    /// is none and `can_create`.
+    fn get_or_create(&self, key: &RoomKey, can_create: bool, init: impl FnOnce(&Room)) -> Result<Arc<Room>, RoomError> {
+        if let Some(r) = self.by_key.get(key) {
+            return Ok(r.clone());
+        }
+        if !can_create {
+            return Err(RoomError::NotFound);
+        }
+        if self.by_key.len() >= self.limits.max_rooms {
+            return Err(RoomError::TooManyRooms);
+        }
+        let kind = RoomKind::of(key);
+        let candidate = Arc::new(Room::new(key.clone(), kind));
+        init(&candidate);
+        let room = self.by_key.entry(key.clone()).or_insert(candidate.clone()).clone();
+        if Arc::ptr_eq(&room, &candidate) {
+            self.by_id.insert(room.id, room.clone());
+            self.metrics.rooms.with_label_values(&[kind.label()]).inc();
+        }
+        Ok(room)
+    }
+
     /// Remove a participant (and its tracks), telling everyone; the room goes away with its last
     /// participant. Returns what the media plane must forget (`None`: it was not a member).
     pub fn leave(&self, room: &Arc<Room>, participant: ParticipantId, reason: EndReason) -> Option<Departure> {
         let departure = room.remove_member(participant, reason);
-        if departure.is_some() {
-            self.metrics.participants.with_label_values(&[room.kind.label()]).dec();
+        match departure.as_ref().map(|d| d.waited) {
+            Some(Some(waited)) => self.count_lobby_exit(waited, reason),
+            Some(None) => self.metrics.participants.with_label_values(&[room.kind.label()]).dec(),
+            None => {}
         }
         self.remove_if_empty(room);
         departure
+    }
+
+    /// Join a meeting (creating its room with `record` as its settings if needed): straight in,
+    /// or into its lobby, as its settings decide under the room's lock.
+    pub fn join_meeting(
+        &self,
+        id: MeetingId,
+        record: Arc<MeetingRecord>,
+        req: JoinRequest,
+        joiner: Joiner,
+    ) -> Result<(Arc<Room>, MeetingEntry), RoomError> {
+        let result = self.join_meeting_inner(id, record, req, joiner);
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        };
+        self.metrics.joins.with_label_values(&[label]).inc();
+        match &result {
+            Ok((room, MeetingEntry::Joined { .. })) => {
+                self.metrics.participants.with_label_values(&[room.kind.label()]).inc();
+                self.metrics.lobby_admissions.with_label_values(&["bypass"]).inc();
+            }
+            Ok((_, MeetingEntry::Waiting { .. })) => self.metrics.lobby_waiting.inc(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn join_meeting_inner(
+        &self,
+        id: MeetingId,
+        record: Arc<MeetingRecord>,
+        req: JoinRequest,
+        joiner: Joiner,
+    ) -> Result<(Arc<Room>, MeetingEntry), RoomError> {
+        let key = RoomKey::Meeting(id);
+        loop {
+            let room = self.get_or_create(&key, true, |room| room.set_meeting(record.clone()))?;
+            match room.enter_meeting(req.clone(), joiner, self.limits) {
+                Ok(entry) => return Ok((room, entry)),
+                Err(RoomError::Closed) => continue,
+                Err(e) => {
+                    self.remove_if_empty(&room);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Let people in from a meeting's lobby.
+    pub fn admit(&self, room: &Room, whom: &Whom) -> Vec<LobbyOutcome> {
+        let admitted = room.admit(whom, self.limits);
+        for a in &admitted {
+            self.metrics.lobby_waiting.dec();
+            self.metrics.lobby_wait.observe(a.waited.as_secs_f64());
+            self.metrics.lobby_admissions.with_label_values(&["admitted"]).inc();
+            self.metrics.participants.with_label_values(&[room.kind.label()]).inc();
+        }
+        admitted
+    }
+
+    /// Turn people away from a meeting's lobby (rejected, timed out, meeting deleted).
+    pub fn turn_away(&self, room: &Arc<Room>, whom: &Whom, reason: EndReason) -> Vec<LobbyOutcome> {
+        let out = room.turn_away(whom, reason);
+        for o in &out {
+            self.count_lobby_exit(o.waited, reason);
+        }
+        self.remove_if_empty(room);
+        out
+    }
+
+    fn count_lobby_exit(&self, waited: std::time::Duration, reason: EndReason) {
+        self.metrics.lobby_waiting.dec();
+        self.metrics.lobby_wait.observe(waited.as_secs_f64());
+        self.metrics.lobby_exits.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// Count a meeting join refused for a wrong passcode.
+    pub fn count_wrong_passcode(&self) {
+        self.metrics.wrong_passcodes.inc();
     }
 
     fn remove_if_empty(&self, room: &Arc<Room>) {

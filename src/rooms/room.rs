@@ -89,7 +89,7 @@ pub struct Member {
     pub role_version: u64,
     pub session: SessionId,
     pub worker: usize,
-    sink: MemberSink,
+    pub(super) sink: MemberSink,
     pub tracks: Vec<TrackId>,
 }
 
@@ -141,6 +141,8 @@ pub struct Departure {
     pub session: SessionId,
     pub worker: usize,
     pub tracks: Vec<TrackId>,
+    /// Someone who left a meeting's lobby: how long it waited.
+    pub waited: Option<std::time::Duration>,
 }
 
 /// A role change applied to the room, with what the media plane must now enforce.
@@ -156,19 +158,24 @@ pub struct RoleApplied {
 }
 
 #[derive(Default)]
-struct RoomState {
-    closed: bool,
-    ended: bool,
-    members: BTreeMap<ParticipantId, Member>,
+pub(super) struct RoomState {
+    pub(super) closed: bool,
+    pub(super) ended: bool,
+    pub(super) members: BTreeMap<ParticipantId, Member>,
     tracks: BTreeMap<TrackId, TrackEntry>,
     levels: HashMap<TrackId, f32>,
     speakers: SpeakerRanking<ParticipantId>,
     observers: Vec<mpsc::Sender<Arc<RoomEvent>>>,
+    /// A meeting's lobby: who waits to be admitted (never members; they receive nothing of the
+    /// room but their own lobby state).
+    pub(super) lobby: BTreeMap<ParticipantId, super::lobby::LobbyEntry>,
+    /// A meeting room's live settings (who bypasses the lobby, who presents).
+    pub(super) meeting: Option<Arc<crate::meeting_directory::MeetingRecord>>,
 }
 
 impl RoomState {
     /// Queue `event` for every member and observer.
-    fn emit(&mut self, event: RoomEvent) {
+    pub(super) fn emit(&mut self, event: RoomEvent) {
         let event = Arc::new(event);
         for m in self.members.values() {
             m.sink.deliver(&event);
@@ -183,7 +190,48 @@ impl RoomState {
         });
     }
 
-    fn view(&self, m: &Member) -> MemberView {
+    /// Whether someone may still join: the room is open, the call not over, and not full.
+    pub(super) fn check_open(&self, limits: RoomLimits) -> Result<(), RoomError> {
+        if self.closed {
+            return Err(RoomError::Closed);
+        }
+        if self.ended {
+            return Err(RoomError::Ended);
+        }
+        if self.members.len() >= limits.max_participants {
+            return Err(RoomError::RoomFull);
+        }
+        Ok(())
+    }
+
+    /// Add a member with `role`, telling everyone; a member who may moderate a meeting also gets
+    /// its lobby. Returns who was already there.
+    pub(super) fn insert_member(&mut self, id: ParticipantId, req: JoinRequest, role: Option<Role>) -> Vec<MemberView> {
+        let member = Member {
+            id,
+            identity: req.identity,
+            raw_id: req.raw_id,
+            display_name: req.display_name,
+            role,
+            caps: role.map_or(Capabilities::PARTICIPANT, Role::capabilities),
+            role_version: 0,
+            session: req.session,
+            worker: req.worker,
+            sink: req.sink,
+            tracks: Vec::new(),
+        };
+        let snapshot: Vec<MemberView> = self.members.values().map(|m| self.view(m)).collect();
+        let joined = RoomEvent::MemberJoined(self.view(&member));
+        self.emit(joined);
+        let moderates = member.caps.moderate;
+        self.members.insert(id, member);
+        if moderates {
+            self.show_lobby_to(id);
+        }
+        snapshot
+    }
+
+    pub(super) fn view(&self, m: &Member) -> MemberView {
         MemberView {
             participant: m.id,
             identity: m.identity,
@@ -218,7 +266,7 @@ impl Room {
         Self { id: RoomId::next(), key, kind, state: Mutex::new(RoomState::default()) }
     }
 
-    fn state(&self) -> MutexGuard<'_, RoomState> {
+    pub(super) fn state(&self) -> MutexGuard<'_, RoomState> {
         // A panic while holding the lock is a bug elsewhere; the room data itself is still
         // consistent (every section completes its updates before it can fail), so keep going.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -236,52 +284,34 @@ impl Room {
         limits: RoomLimits,
     ) -> Result<(ParticipantId, Vec<MemberView>), RoomError> {
         let mut st = self.state();
-        if st.closed {
-            return Err(RoomError::Closed);
-        }
-        if st.ended {
-            return Err(RoomError::Ended);
-        }
-        if st.members.len() >= limits.max_participants {
-            return Err(RoomError::RoomFull);
-        }
-        let member = Member {
-            id: ParticipantId::next(),
-            identity: req.identity,
-            raw_id: req.raw_id,
-            display_name: req.display_name,
-            role: req.role,
-            caps: req.role.map_or(Capabilities::PARTICIPANT, Role::capabilities),
-            role_version: 0,
-            session: req.session,
-            worker: req.worker,
-            sink: req.sink,
-            tracks: Vec::new(),
-        };
-        let snapshot: Vec<MemberView> = st.members.values().map(|m| st.view(m)).collect();
-        let joined = RoomEvent::MemberJoined(st.view(&member));
-        st.emit(joined);
-        let id = member.id;
-        st.members.insert(id, member);
+        st.check_open(limits)?;
+        let id = ParticipantId::next();
+        let role = req.role;
+        let snapshot = st.insert_member(id, req, role);
         Ok((id, snapshot))
     }
 
-    /// Remove a member and its tracks, telling everyone (the member included).
+    /// Remove a member and its tracks, telling everyone (the member included), or someone waiting
+    /// in the lobby (telling it and the moderators).
     pub(super) fn remove_member(&self, participant: ParticipantId, reason: EndReason) -> Option<Departure> {
         let mut st = self.state();
+        if st.lobby.contains_key(&participant) {
+            return st.remove_waiting(participant, reason).map(|entry| entry.departure());
+        }
         let member = st.members.get(&participant)?.clone();
         for track in &member.tracks {
             st.drop_track(participant, *track, UnpublishReason::Left);
         }
         st.emit(RoomEvent::MemberLeft { participant, identity: member.identity, reason });
         st.members.remove(&participant);
-        Some(Departure { session: member.session, worker: member.worker, tracks: member.tracks })
+        Some(Departure { session: member.session, worker: member.worker, tracks: member.tracks, waited: None })
     }
 
-    /// Mark the room closed if nobody is left; returns true when it was (now) closed.
+    /// Mark the room closed if nobody is left (members or waiting); returns true when it was
+    /// (now) closed.
     pub(super) fn close_if_empty(&self) -> bool {
         let mut st = self.state();
-        if st.members.is_empty() {
+        if st.members.is_empty() && st.lobby.is_empty() {
             st.closed = true;
         }
         st.closed
@@ -362,12 +392,16 @@ impl Room {
         let mut st = self.state();
         let member = st.members.get_mut(&participant).ok_or(RoomError::ParticipantNotFound)?;
         let caps = role.capabilities();
+        let gained_moderation = caps.moderate && !member.caps.moderate;
         member.role = Some(role);
         member.caps = caps;
         member.role_version += 1;
         let (session, worker, version, tracks) =
             (member.session, member.worker, member.role_version, member.tracks.clone());
         st.emit(RoomEvent::RoleChanged { participant, role });
+        if gained_moderation {
+            st.show_lobby_to(participant);
+        }
         let unpublished: Vec<TrackId> =
             tracks.into_iter().filter(|t| st.tracks.get(t).is_some_and(|e| !caps.may_publish(e.source))).collect();
         for t in &unpublished {

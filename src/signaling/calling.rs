@@ -21,9 +21,7 @@ impl SessionHandler {
         if !r.scopes.allows(Action::StartCall) {
             return Err((ErrorCode::TokenScopeInsufficient, "starting a call needs the voip scope".into()));
         }
-        if self.joined.is_some() {
-            return Err((ErrorCode::AlreadyJoined, "this session is in a call; leave it first".into()));
-        }
+        self.not_in_a_call()?;
         let max = self.ctx.calls.settings().max_targets;
         if targets.is_empty() || targets.len() > max {
             return Err((ErrorCode::BadRequest, format!("startCall needs 1 to {max} targets")));
@@ -68,9 +66,7 @@ impl SessionHandler {
     pub(super) async fn accept_call(&mut self, id: Option<u64>, call_id: &str) -> Result<ServerMessage, Failure> {
         let call = parse_call_id(call_id)?;
         let identity = self.registered()?.identity();
-        if self.joined.is_some() {
-            return Err((ErrorCode::AlreadyJoined, "this session is in a call; leave it first".into()));
-        }
+        self.not_in_a_call()?;
         self.ctx.calls.accept(call, identity, self.session).await.map_err(call_failure)?;
         let entry = Entry {
             key: RoomKey::Call(call),
@@ -167,7 +163,7 @@ impl SessionHandler {
 
     fn moderator(&self) -> Result<(Arc<crate::rooms::Room>, ParticipantId), Failure> {
         let j = self.joined()?;
-        if !j.caps.moderate || j.room.kind != RoomKind::Room {
+        if !j.caps.moderate || !matches!(j.room.kind, RoomKind::Room | RoomKind::Meeting) {
             return Err((ErrorCode::NotAllowed, "only a presenter may mute or remove others".into()));
         }
         Ok((j.room.clone(), j.participant))

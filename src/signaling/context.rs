@@ -30,6 +30,12 @@ pub struct SignalingContext {
     pub resource_id: String,
     /// ACS Rooms: who may join which room, with which role, when.
     pub room_directory: Arc<crate::room_directory::RoomDirectory>,
+    /// Meetings: their settings, join IDs, passcodes and links.
+    pub meeting_directory: Arc<crate::meeting_directory::MeetingDirectory>,
+    /// Wrong meeting IDs and passcodes, limited per address and per meeting.
+    pub passcodes: super::PasscodeGuard,
+    /// How long someone may wait in a meeting's lobby.
+    pub lobby_timeout: Duration,
     pub join_limiter: JoinLimiter,
     pub messages_per_second: u32,
     /// Cancelled when the server begins a graceful stop.

@@ -29,17 +29,14 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         display_name: Option<String>,
     },
-    /// Join a call. Exactly one locator (`groupId`, `roomId`, `callId`) must be given. Without a
-    /// registration the `token` is required (and registers the device).
+    /// Join a call. Exactly one locator (`groupId`, `roomId`, `callId`, `meetingId` with
+    /// `passcode`, or `meetingLink`) must be given. Without a registration the `token` is required
+    /// (and registers the device).
     Join {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group_id: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        room_id: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        call_id: Option<String>,
+        #[serde(flatten)]
+        at: JoinAt,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         display_name: Option<String>,
     },
@@ -68,6 +65,20 @@ pub enum ClientMessage {
     /// Moderation (presenters): remove another participant from the call.
     RemoveParticipant {
         participant_id: u64,
+    },
+    /// Meetings (organizer and presenters): let people in from the lobby: those named, or `all`.
+    AdmitLobby {
+        #[serde(default)]
+        participant_ids: Vec<u64>,
+        #[serde(default)]
+        all: bool,
+    },
+    /// Meetings (organizer and presenters): turn people away from the lobby.
+    RejectLobby {
+        #[serde(default)]
+        participant_ids: Vec<u64>,
+        #[serde(default)]
+        all: bool,
     },
     /// Start sending a track. Simulcast video lists its layers lowest first.
     Publish {
@@ -130,6 +141,51 @@ pub enum ClientMessage {
     },
 }
 
+/// Where a `join` goes: exactly one of the locators.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinAt {
+    /// A group call (any UUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// An ACS Room (from `POST /rooms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
+    /// A 1:1 call this identity is a party of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// A meeting's 12-digit `joinMeetingId`, with its `passcode` (when it has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passcode: Option<String>,
+    /// A meeting's `joinWebUrl` (no passcode needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_link: Option<String>,
+}
+
+impl JoinAt {
+    pub fn group(id: &str) -> Self {
+        Self { group_id: Some(id.to_owned()), ..Self::default() }
+    }
+
+    pub fn room(id: &str) -> Self {
+        Self { room_id: Some(id.to_owned()), ..Self::default() }
+    }
+
+    pub fn call(id: &str) -> Self {
+        Self { call_id: Some(id.to_owned()), ..Self::default() }
+    }
+
+    pub fn meeting(join_meeting_id: &str, passcode: Option<&str>) -> Self {
+        Self { meeting_id: Some(join_meeting_id.to_owned()), passcode: passcode.map(str::to_owned), ..Self::default() }
+    }
+
+    pub fn meeting_link(link: &str) -> Self {
+        Self { meeting_link: Some(link.to_owned()), ..Self::default() }
+    }
+}
+
 /// Messages from the server. Responses carry the request's `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
@@ -151,11 +207,25 @@ pub enum ServerMessage {
         /// A 1:1 call's ID (`startCall`, `acceptCall`, or a join by `callId`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         call_id: Option<String>,
-        /// The role in an ACS Room.
+        /// The meeting's ID (a join by `meetingId` or `meetingLink`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meeting_id: Option<String>,
+        /// The role in an ACS Room or a meeting.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         role: Option<Role>,
         capabilities: CapabilitiesInfo,
         participants: Vec<ParticipantInfo>,
+    },
+    /// Let in from a meeting's lobby: the role, what it may do, and who is there.
+    Admitted {
+        participant_id: u64,
+        role: Role,
+        capabilities: CapabilitiesInfo,
+        participants: Vec<ParticipantInfo>,
+    },
+    /// (Organizer and presenters of a meeting) who waits in the lobby now, oldest first.
+    LobbyUpdated {
+        participants: Vec<LobbyParticipantInfo>,
     },
     /// A call rings on this device.
     IncomingCall {
@@ -341,6 +411,30 @@ impl From<&TrackView> for TrackInfo {
     }
 }
 
+/// Someone waiting in a meeting's lobby.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LobbyParticipantInfo {
+    pub participant_id: u64,
+    /// The identity's raw ID.
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Unix milliseconds.
+    pub waiting_since: i64,
+}
+
+impl From<&crate::rooms::LobbyView> for LobbyParticipantInfo {
+    fn from(v: &crate::rooms::LobbyView) -> Self {
+        Self {
+            participant_id: v.participant.0,
+            identity: v.raw_id.to_string(),
+            display_name: v.display_name.as_deref().map(str::to_owned),
+            waiting_since: v.waiting_since_ms,
+        }
+    }
+}
+
 /// What this participant may do (from its role).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -404,6 +498,12 @@ pub enum ErrorCode {
     RoomNotValidNow,
     RoomNotFound,
     ParticipantNotFound,
+    /// No meeting has that `meetingId` or `meetingLink`.
+    MeetingNotFound,
+    /// The meeting's passcode does not match.
+    WrongPasscode,
+    /// The request is not possible while waiting in a meeting's lobby.
+    InLobby,
     RoomFull,
     LimitExceeded,
     TrackNotFound,
@@ -474,14 +574,17 @@ mod tests {
         assert_eq!(m.id, Some(1));
         assert_eq!(
             m.message,
-            ClientMessage::Join {
-                token: Some("t".into()),
-                group_id: Some("g".into()),
-                room_id: None,
-                call_id: None,
-                display_name: None
-            }
+            ClientMessage::Join { token: Some("t".into()), at: JoinAt::group("g"), display_name: None }
         );
+        let m = parse_client(br#"{"type":"join","id":2,"meetingId":"123456789012","passcode":"Xy7"}"#).expect("valid");
+        assert_eq!(
+            m.message,
+            ClientMessage::Join { token: None, at: JoinAt::meeting("123456789012", Some("Xy7")), display_name: None }
+        );
+        let back = serde_json::to_string(&ClientEnvelope { id: Some(2), message: m.message.clone() }).expect("json");
+        assert_eq!(parse_client(back.as_bytes()).expect("valid").message, m.message, "round trip");
+        let m = parse_client(br#"{"type":"admitLobby","all":true}"#).expect("valid");
+        assert_eq!(m.message, ClientMessage::AdmitLobby { participant_ids: vec![], all: true });
         let m = parse_client(br#"{"type":"startCall","id":2,"targets":["8:acs:r_1"]}"#).expect("valid");
         assert_eq!(m.message, ClientMessage::StartCall { targets: vec!["8:acs:r_1".into()] });
         let m = parse_client(br#"{"type":"hangUp"}"#).expect("valid");

@@ -3,6 +3,7 @@
 
 mod calling;
 pub mod context;
+mod meeting;
 pub mod messages;
 mod publishing;
 pub mod quic_session;
@@ -10,3 +11,5 @@ pub mod runner;
 pub mod session;
 mod translate;
 pub mod ws_session;
+
+pub use meeting::PasscodeGuard;

@@ -40,6 +40,7 @@ pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: Se
     let mut gone = false;
     loop {
         let expiry = handler.token_deadline();
+        let lobby_deadline = handler.lobby_deadline();
         let overflow = handler.room_events.as_ref().map(|e| e.overflowed.clone());
         tokio::select! {
             input = carrier.next() => match input {
@@ -68,6 +69,7 @@ pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: Se
             () = sleep_until(expiry) => {
                 handler.end_session(EndReason::TokenExpired, close_code::TOKEN_EXPIRED).await;
             }
+            () = sleep_until(lobby_deadline) => handler.lobby_timed_out().await,
             () = ctx.shutdown.cancelled() => {
                 handler.end_session(EndReason::ServerShutdown, close_code::SERVER_SHUTDOWN).await;
             }

@@ -9,7 +9,9 @@
 //! (`calling.rs`), room events (`translate.rs`); registration, joining and leaving are here.
 
 use super::context::{SignalingContext, TokenBucket};
-use super::messages::{CallState, ClientEnvelope, ClientMessage, EndReason, ErrorCode, ServerMessage, parse_client};
+use super::messages::{
+    CallState, ClientEnvelope, ClientMessage, EndReason, ErrorCode, JoinAt, ServerMessage, parse_client,
+};
 use crate::auth::{Action, Scopes, TokenError, VerifiedToken};
 use crate::calls::ControlError;
 use crate::devices::{Device, DeviceNotice, NOTICE_QUEUE, Registration};
@@ -53,6 +55,8 @@ pub(super) struct Registered {
     pub raw_id: Arc<str>,
     pub generation: u32,
     pub scopes: Scopes,
+    /// The token's organization standing (for meeting lobbies).
+    pub org: crate::organization::OrgStatus,
     /// Unix seconds.
     pub expires_at: i64,
     pub display_name: Option<Arc<str>>,
@@ -93,6 +97,15 @@ enum Locator {
     Group(Uuid),
     Room(AcsRoomId),
     Call(Uuid),
+    Meeting(MeetingAt),
+}
+
+/// How a meeting is named in a `join`.
+pub(super) enum MeetingAt {
+    /// Its 12-digit `joinMeetingId` and the passcode given with it.
+    JoinId { join_id: String, passcode: Option<String> },
+    /// Its `joinWebUrl` (knowing the link is enough; no passcode).
+    Link(String),
 }
 
 /// The signaling state machine of one session.
@@ -100,12 +113,14 @@ pub struct SessionHandler {
     pub(super) ctx: Arc<SignalingContext>,
     pub(super) session: SessionId,
     pub(super) worker: usize,
-    remote: SocketAddr,
+    pub(super) remote: SocketAddr,
     pub(super) transport: Transport,
     /// Messages for the client, in order.
     out: VecDeque<ServerMessage>,
     pub(super) registration: Option<Registered>,
     pub(super) joined: Option<Joined>,
+    /// Waiting in a meeting's lobby (never at the same time as `joined`).
+    pub(super) waiting: Option<super::meeting::Waiting>,
     pub(super) next_flow: u64,
     bucket: TokenBucket,
     /// Device notices (incoming calls) for this session; the sender is in the device registry.
@@ -135,6 +150,7 @@ impl SessionHandler {
             out: VecDeque::new(),
             registration: None,
             joined: None,
+            waiting: None,
             next_flow: 0,
             bucket,
             notices,
@@ -193,8 +209,8 @@ impl SessionHandler {
         let reply = match message {
             ClientMessage::Ping {} => ServerMessage::Pong { id },
             ClientMessage::Register { token, display_name } => self.register(id, &token, display_name)?,
-            ClientMessage::Join { token, group_id, room_id, call_id, display_name } => {
-                let locator = parse_locator(group_id, room_id, call_id).inspect_err(|_| {
+            ClientMessage::Join { token, at, display_name } => {
+                let locator = parse_locator(at).inspect_err(|_| {
                     self.ctx.rooms.count_join_failure("bad_request");
                 })?;
                 self.join(id, token.as_deref(), locator, display_name).await?
@@ -202,7 +218,17 @@ impl SessionHandler {
             ClientMessage::StartCall { targets } => self.start_call(id, &targets).await?,
             ClientMessage::AcceptCall { call_id } => self.accept_call(id, &call_id).await?,
             ClientMessage::RejectCall { call_id } => self.reject_call(id, &call_id).await?,
+            ClientMessage::Leave {} | ClientMessage::HangUp { .. } if self.waiting.is_some() => {
+                self.leave(EndReason::Left).await;
+                self.send(disconnected(EndReason::Left));
+                ServerMessage::Ok { id }
+            }
+            _ if self.waiting.is_some() => {
+                return Err((ErrorCode::InLobby, "waiting in the meeting's lobby to be admitted".to_owned()));
+            }
             _ if self.joined.is_none() => return Err((ErrorCode::NotJoined, "join a call first".to_owned())),
+            ClientMessage::AdmitLobby { participant_ids, all } => self.admit_lobby(id, participant_ids, all)?,
+            ClientMessage::RejectLobby { participant_ids, all } => self.reject_lobby(id, participant_ids, all)?,
             ClientMessage::Leave {} => {
                 self.leave(EndReason::Left).await;
                 self.send(disconnected(EndReason::Left));
@@ -261,6 +287,7 @@ impl SessionHandler {
             }
             r.generation = r.generation.max(verified.generation);
             r.scopes = verified.scopes;
+            r.org = verified.org;
             r.expires_at = verified.expires_at;
             if display_name.is_some() {
                 r.display_name = display_name;
@@ -281,6 +308,7 @@ impl SessionHandler {
             raw_id: verified.raw_id.into(),
             generation: verified.generation,
             scopes: verified.scopes,
+            org: verified.org,
             expires_at: verified.expires_at,
             display_name,
         });
@@ -299,9 +327,7 @@ impl SessionHandler {
         locator: Locator,
         display_name: Option<String>,
     ) -> Result<ServerMessage, Failure> {
-        if self.joined.is_some() {
-            return Err((ErrorCode::AlreadyJoined, "this session is in a call; leave it first".into()));
-        }
+        self.not_in_a_call()?;
         if !self.ctx.join_limiter.allow(self.remote.ip(), Instant::now()) {
             self.ctx.rooms.count_join_failure("rate_limited");
             return Err((ErrorCode::RateLimited, "too many join attempts from this address".into()));
@@ -336,6 +362,7 @@ impl SessionHandler {
                 }
                 (RoomKey::Call(call), None, false)
             }
+            Locator::Meeting(at) => return self.join_meeting(id, at, display_name).await,
         };
         let call = match key {
             RoomKey::Call(c) => Some(c),
@@ -376,6 +403,7 @@ impl SessionHandler {
             room: room_name,
             state,
             call_id: call.map(|c| c.to_string()),
+            meeting_id: None,
             role,
             capabilities: caps.into(),
             participants: snapshot.iter().map(Into::into).collect(),
@@ -404,15 +432,27 @@ impl SessionHandler {
         })
     }
 
-    /// Leave the call (if in one): tell the others, and make the media plane forget this
-    /// session's bindings, subscriptions and tracks. The device stays registered.
+    /// Leave the call (if in one) or a meeting's lobby: tell the others, and make the media plane
+    /// forget this session's bindings, subscriptions and tracks. The device stays registered.
     pub async fn leave(&mut self, reason: EndReason) {
         self.room_events = None;
-        let Some(j) = self.joined.take() else { return };
-        if let Some(departure) = self.ctx.rooms.leave(&j.room, j.participant, reason) {
+        let (room, participant) = match (self.joined.take(), self.waiting.take()) {
+            (Some(j), _) => (j.room, j.participant),
+            (None, Some(w)) => (w.room, w.participant),
+            (None, None) => return,
+        };
+        if let Some(departure) = self.ctx.rooms.leave(&room, participant, reason) {
             // A stopped worker has nothing left to forget.
             let _ = self.ctx.live.forget(&departure).await;
         }
+    }
+
+    /// Refuse a request that needs this session to be in no call and no lobby.
+    pub(super) fn not_in_a_call(&self) -> Result<(), Failure> {
+        if self.joined.is_some() || self.waiting.is_some() {
+            return Err((ErrorCode::AlreadyJoined, "this session is in a call (or a lobby); leave it first".into()));
+        }
+        Ok(())
     }
 
     /// End the session: leave the call, tell the client why, and close the connection.
@@ -439,21 +479,25 @@ impl SessionHandler {
     }
 }
 
-fn parse_locator(
-    group_id: Option<String>,
-    room_id: Option<String>,
-    call_id: Option<String>,
-) -> Result<Locator, Failure> {
+fn parse_locator(at: JoinAt) -> Result<Locator, Failure> {
     let uuid = |v: &str, field: &str| {
         Uuid::parse_str(v).map_err(|_| (ErrorCode::BadRequest, format!("{field} must be a UUID")))
     };
-    match (group_id, room_id, call_id) {
-        (Some(g), None, None) => Ok(Locator::Group(uuid(&g, "groupId")?)),
-        (None, Some(r), None) => AcsRoomId::parse(&r)
+    let JoinAt { group_id, room_id, call_id, meeting_id, passcode, meeting_link } = at;
+    match (group_id, room_id, call_id, meeting_id, meeting_link) {
+        (Some(g), None, None, None, None) => Ok(Locator::Group(uuid(&g, "groupId")?)),
+        (None, Some(r), None, None, None) => AcsRoomId::parse(&r)
             .map(Locator::Room)
             .ok_or((ErrorCode::RoomNotFound, "roomId is not the ID of a room".into())),
-        (None, None, Some(c)) => Ok(Locator::Call(uuid(&c, "callId")?)),
-        _ => Err((ErrorCode::BadRequest, "join needs exactly one locator: groupId, roomId or callId".into())),
+        (None, None, Some(c), None, None) => Ok(Locator::Call(uuid(&c, "callId")?)),
+        (None, None, None, Some(m), None) if m.len() <= 64 && passcode.as_ref().is_none_or(|p| p.len() <= 64) => {
+            Ok(Locator::Meeting(MeetingAt::JoinId { join_id: m, passcode }))
+        }
+        (None, None, None, None, Some(link)) if link.len() <= 2048 => Ok(Locator::Meeting(MeetingAt::Link(link))),
+        _ => Err((
+            ErrorCode::BadRequest,
+            "join needs exactly one locator: groupId, roomId, callId, meetingId (with passcode) or meetingLink".into(),
+        )),
     }
 }
 

@@ -10,6 +10,11 @@ use std::sync::Arc;
 impl SessionHandler {
     /// One event of the room this session is in.
     pub async fn on_room_event(&mut self, event: Arc<RoomEvent>) {
+        if self.joined.is_none() {
+            // Waiting in a meeting's lobby: only its own lobby state reaches it.
+            self.on_lobby_event(&event).await;
+            return;
+        }
         let Some(j) = self.joined.as_mut() else { return };
         let me = j.participant;
         let msg = match &*event {
@@ -80,6 +85,11 @@ impl SessionHandler {
             RoomEvent::CallStateChanged { state, .. } => {
                 ServerMessage::CallStateChanged { state: *state, code: None, reason: None }
             }
+            RoomEvent::LobbyChanged(waiting) => {
+                ServerMessage::LobbyUpdated { participants: waiting.iter().map(Into::into).collect() }
+            }
+            // Only ever delivered to someone waiting (handled above).
+            RoomEvent::Admitted { .. } => return,
         };
         self.send(msg);
     }
