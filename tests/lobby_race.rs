@@ -81,7 +81,7 @@ async fn admissions_racing_leaves_rejections_and_setting_changes_never_leak_medi
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let scope = if i % 2 == 0 { "everyone" } else { "organizer" };
+                let scope = if i.is_multiple_of(2) { "everyone" } else { "organizer" };
                 ts.api
                     .call(
                         Method::PATCH,
@@ -89,7 +89,7 @@ async fn admissions_racing_leaves_rejections_and_setting_changes_never_leak_medi
                         Some(json!({"lobbyBypassSettings": {"scope": scope}})),
                     )
                     .await;
-                let action = if i % 3 == 0 { "lobby:reject" } else { "lobby:admit" };
+                let action = if i.is_multiple_of(3) { "lobby:reject" } else { "lobby:admit" };
                 ts.api
                     .call(Method::POST, &format!("/meetings/{meeting_id}/{action}"), Some(json!({"all": true})))
                     .await;
@@ -169,10 +169,12 @@ async fn admissions_racing_leaves_rejections_and_setting_changes_never_leak_medi
                         _ => {}
                     }
                 }
-                if inside && subs.is_empty() && !ended {
-                    if let Ok(s) = client.subscribe(video, Some(0), None).await {
-                        subs.insert(s.subscription_id);
-                    }
+                if inside
+                    && subs.is_empty()
+                    && !ended
+                    && let Ok(s) = client.subscribe(video, Some(0), None).await
+                {
+                    subs.insert(s.subscription_id);
                 }
                 old_subs.extend(subs);
                 if !ended {

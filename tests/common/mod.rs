@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod media;
+pub mod relay;
 pub mod webrtc;
 
 use reqwest::Method;
