@@ -96,6 +96,10 @@ async fn external_id_makes_create_idempotent() {
     let (s, body) = api.call(Method::POST, &path, Some(json!({"externalId": ""}))).await;
     assert_eq!(s, 400);
     assert_eq!(body["error"]["target"], "externalId");
+    // ACS names the same mapping `customId` (2025-03-02-preview): one identity either way.
+    let (s4, b4) = api.call(Method::POST, &path, Some(json!({"customId": "crm-42"}))).await;
+    assert_eq!((s4, &b4["identity"]["id"]), (200, &b1["identity"]["id"]), "{b4}");
+    assert_eq!(b4["identity"]["customId"], "crm-42");
     running.stop().await;
 }
 

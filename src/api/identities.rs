@@ -34,7 +34,8 @@ pub struct CreateIdentity {
     create_token_with_scopes: Option<Vec<String>>,
     #[serde(default)]
     expires_in_minutes: Option<i64>,
-    #[serde(default)]
+    /// `customId` is ACS's name for it (`2025-03-02-preview`); both are accepted.
+    #[serde(default, alias = "customId")]
     external_id: Option<String>,
 }
 
@@ -186,6 +187,7 @@ fn identity_json(s: &AppState, r: &IdentityRecord) -> serde_json::Value {
     let mut v = json!({ "id": IdentityId(r.id).raw(&s.resource_id) });
     if let Some(ext) = &r.external_id {
         v["externalId"] = ext.clone().into();
+        v["customId"] = ext.clone().into();
     }
     if let Some(ms) = r.last_token_issued_at_ms {
         v["lastTokenIssuedAt"] = rfc3339(ms / 1000).into();

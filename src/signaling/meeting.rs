@@ -47,6 +47,7 @@ impl SessionHandler {
             sink,
         };
         let meeting = record.id;
+        let join_meeting_id = record.join_meeting_id.to_string();
         let (room, entry) =
             self.ctx.rooms.join_meeting(meeting, Arc::new(record), request, joiner).map_err(|e| room_failure(&e))?;
         self.room_events = Some(events);
@@ -67,7 +68,7 @@ impl SessionHandler {
                     room: room_name,
                     state: CallState::Connected,
                     call_id: None,
-                    meeting_id: Some(meeting.to_string()),
+                    meeting_id: Some(join_meeting_id.clone()),
                     role: Some(role),
                     capabilities: caps.into(),
                     participants: snapshot.iter().map(Into::into).collect(),
@@ -83,7 +84,7 @@ impl SessionHandler {
                     room: room_name,
                     state: CallState::InLobby,
                     call_id: None,
-                    meeting_id: Some(meeting.to_string()),
+                    meeting_id: Some(join_meeting_id.clone()),
                     role: None,
                     capabilities: Capabilities::NONE.into(),
                     participants: Vec::new(),

@@ -207,7 +207,7 @@ pub enum ServerMessage {
         /// A 1:1 call's ID (`startCall`, `acceptCall`, or a join by `callId`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         call_id: Option<String>,
-        /// The meeting's ID (a join by `meetingId` or `meetingLink`).
+        /// A meeting's 12-digit join meeting ID (a join by `meetingId` or `meetingLink`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         meeting_id: Option<String>,
         /// The role in an ACS Room or a meeting.
