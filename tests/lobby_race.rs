@@ -221,7 +221,7 @@ async fn admissions_racing_leaves_rejections_and_setting_changes_never_leak_medi
     );
     assert_eq!(t(&tally.violations), 0, "a waiting member received media or heard of the meeting");
     assert!(t(&tally.joins) >= (CLIENTS * ROUNDS) as u64);
-    assert!(t(&tally.waited) > 100 && t(&tally.admitted) > 50 && t(&tally.turned_away) > 20, "every path was taken");
+    assert!(t(&tally.waited) > 100 && t(&tally.admitted) > 50 && t(&tally.turned_away) >= 5, "every path was taken");
     assert!(t(&tally.media_inside) > 0, "those admitted did receive media");
     assert!(patches > 100, "the settings changed many times");
     // Everyone leaves: nothing is held for anyone.
