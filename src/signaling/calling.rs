@@ -135,10 +135,10 @@ impl SessionHandler {
                 continue;
             }
             let entry = room.set_muted(me, track, true).map_err(|e| room_failure(&e))?;
-            self.ctx.workers[entry.worker]
-                .send(Command::SetMuted { track, muted: true })
-                .await
-                .map_err(|_| unavailable())?;
+            let worker = &self.ctx.workers[entry.worker];
+            worker.send(Command::SetMuted { track, muted: true }).await.map_err(|_| unavailable())?;
+            // In force when the presenter hears back: nothing sent after it is forwarded.
+            worker.sync().await.map_err(|_| unavailable())?;
         }
         Ok(ServerMessage::Ok { id })
     }
