@@ -3,8 +3,8 @@
 // (a dev token: external) types the meeting ID with a wrong passcode and is told so on the form,
 // then with the right one, and waits: for over five seconds her page receives nothing at all
 // while Olga sends her camera. Olga sees Eve in the lobby panel and admits her; they see each
-// other. Rex joins by link and Olga rejects him: his page says so. A second server shows the wait
-// timing out, and leaving the lobby.
+// other. Rex (by link) and Ria wait together: Olga rejects Rex, whose page says so, and admits
+// Ria with "Admit all". A second server shows the wait timing out, and leaving the lobby.
 //
 // Screenshots at desktop (1366x768) and phone (390x844) size go to $SB_ARTIFACTS (default
 // tests/browser/artifacts/), named lobby-*.
@@ -209,15 +209,23 @@ test("a meeting's lobby: a wrong passcode, waiting with nothing received, admitt
     await shotBoth(e, "6-admitted-in-call");
     await shotBoth(o, "7-organizer-in-call");
 
-    // Rex joins by link (from the address) and is turned away.
+    // Rex (by link, from the address) and Ria (by ID) wait together; Olga turns Rex away and
+    // admits the rest with "Admit all".
     const r = await openDemo(browser, server.endpoint, `#meeting=${encodeURIComponent(meeting.joinWebUrl)}&name=Rex&camera=off`, DESKTOP);
-    await signIn(r);
+    const ria = await openDemo(browser, server.endpoint, `#meetingId=${joinMeetingId}&passcode=${passcode}&name=Ria&camera=off&subscribe=0`, DESKTOP);
+    for (const page of [r, ria]) {
+      await signIn(page);
+      await page.click("#join-meeting");
+      await page.waitForFunction(() => window.demo.screen === "waiting", null, { timeout: 10_000 });
+    }
     assert.equal(await r.inputValue("#meeting-link"), meeting.joinWebUrl);
-    await r.click("#join-meeting");
-    await r.waitForFunction(() => window.demo.screen === "waiting", null, { timeout: 10_000 });
-    await o.waitForFunction(() => document.getElementById("lobby-count").textContent === "1" && !document.getElementById("lobby-count").hidden, null, { timeout: 10_000 });
+    await o.waitForFunction(() => document.getElementById("lobby-count").textContent === "2", null, { timeout: 10_000 });
     // This time through the notice's button.
-    await o.click(".toast:has-text('Rex is waiting in the lobby') button.action");
+    await o.click(".toast:has-text('waiting in the lobby') button.action >> nth=0");
+    await o.waitForSelector("#lobby-list li >> nth=1");
+    assert.deepEqual(await o.$$eval("#lobby-list li .who > span:first-child", (els) => els.map((e) => e.textContent)), ["Rex", "Ria"], "oldest first");
+    assert.equal(await o.textContent("#admit-all"), "Admit all 2");
+    await shot(o, "desktop-5b-lobby-panel-two-waiting");
     await o.click("#lobby-list li:has-text('Rex') button[data-action=reject]");
     await r.waitForFunction(() => window.demo.screen === "ended", null, { timeout: 10_000 });
     assert.equal(await r.evaluate(() => window.demo.endReason), "LobbyRejected");
@@ -226,8 +234,11 @@ test("a meeting's lobby: a wrong passcode, waiting with nothing received, admitt
     assert.equal(await r.getAttribute("#ended .ended-card", "role"), "alert");
     assert.ok(await r.evaluate(() => document.getElementById("again").hidden), "no rejoin button after a rejection");
     await shotBoth(r, "8-rejected");
-    await o.waitForFunction(() => document.getElementById("lobby-count").hidden, null, { timeout: 10_000 });
-    assert.equal(await o.evaluate(() => window.demo.call.remoteParticipants.length), 1, "Rex never joined");
+    await o.waitForFunction(() => document.getElementById("lobby-count").textContent === "1", null, { timeout: 10_000 });
+    await o.click("#admit-all");
+    await ria.waitForFunction(() => window.demo.screen === "incall" && window.demo.callState === "Connected", null, { timeout: 10_000 });
+    await o.waitForFunction(() => document.getElementById("lobby-count").hidden && window.demo.call.remoteParticipants.length === 2, null, { timeout: 10_000 });
+    assert.deepEqual(await o.evaluate(() => window.demo.call.remoteParticipants.map((p) => p.displayName).sort()), ["Eve", "Ria"], "Rex never joined");
   } finally {
     await browser?.close();
     await server.stop();
