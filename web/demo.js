@@ -375,7 +375,7 @@ $("meeting-link").value = params.get("meeting") ?? linkInPath ?? "";
 $("meeting-id").value = params.get("meetingId") ? formatMeetingId(params.get("meetingId").replace(/\s+/g, "")) : "";
 $("meeting-passcode").value = params.get("passcode") ?? "";
 const meetingPrefilled = !!($("meeting-link").value || $("meeting-id").value);
-selectTab(params.get("room") ? "room" : params.get("call") ? "direct" : meetingPrefilled ? "meeting" : "group");
+selectTab(params.get("room") ? "room" : params.get("call") ? "direct" : params.get("group") ? "group" : meetingPrefilled ? "meeting" : "group");
 // One way or the other: typing a link clears the ID and passcode, and the other way round.
 $("meeting-link").addEventListener("input", () => {
   if ($("meeting-link").value) $("meeting-id").value = $("meeting-passcode").value = "";
@@ -406,7 +406,8 @@ function inviteLink(kind, id) {
     const passcode = ctx?.passcode ? `&passcode=${encodeURIComponent(ctx.passcode)}` : "";
     return `${location.origin}/#meetingId=${ctx?.meetingId}${passcode}`;
   }
-  return `${location.origin}${location.pathname}#${kind}=${encodeURIComponent(id)}`;
+  // Not on a meeting's /meet/ address: that would open the meeting's form too.
+  return `${location.origin}${linkInPath ? "/" : location.pathname}#${kind}=${encodeURIComponent(id)}`;
 }
 $("copy-invite-lobby").onclick = () => copy(inviteLink("group", $("group").value.trim()), "Invite link");
 
