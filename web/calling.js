@@ -8,8 +8,11 @@
 //   const callClient = new CallClient();
 //   const callAgent = await callClient.createCallAgent(new AzureCommunicationTokenCredential(token), { displayName: "Ada" });
 //   const call = callAgent.join({ groupId }, { audioOptions: { muted: false } });
+//   const call = callAgent.join({ meetingLink }, options);   // a meeting: may wait 'InLobby'
+//   call.lobby.on("lobbyParticipantsUpdated", ({ added }) => added.forEach((p) => call.lobby.admit(p.identifier)));
 //
-// What is not here: hold/resume, screen sharing from this API, Teams interop, `feature(...)`.
+// What is not here: hold/resume, screen sharing from this API, Teams interop (meetings are
+// Switchboard's own, joined with the ACS locator shapes), `feature(...)`.
 // Switchboard additions are marked "Switchboard extension" below.
 
 import { Switchboard, SwitchboardError } from "./switchboard.js";
@@ -189,6 +192,12 @@ const END_CODES = {
   RoomFull: [403, 0],
   LimitExceeded: [503, 0],
   RateLimited: [429, 0],
+  // Meetings. ACS documents no subcodes for these outside Teams interop: codes only.
+  LobbyRejected: [403, 0],
+  LobbyTimeout: [408, 0],
+  MeetingNotFound: [404, 0],
+  WrongPasscode: [403, 0],
+  InLobby: [400, 0],
   ServiceUnavailable: [503, 0],
   InternalError: [500, 0],
   Disconnected: [490, 4502],
@@ -786,6 +795,7 @@ export class RemoteParticipant extends Emitter {
     this._isSpeaking = false;
     this._audio = new Map(); // trackId -> muted
     this._videoStreams = [];
+    this._waitingSince = undefined;
     this.callEndReason = undefined;
   }
 
@@ -793,11 +803,16 @@ export class RemoteParticipant extends Emitter {
     return "RemoteParticipant";
   }
 
+  /** Switchboard extension: since when it waits in the meeting's lobby (a Date), while 'InLobby'. */
+  get waitingSince() {
+    return this._waitingSince;
+  }
+
   get displayName() {
     return this._displayName;
   }
 
-  /** 'Idle' | 'Connecting' | 'Ringing' | 'Connected' | 'Disconnected' */
+  /** 'Idle' | 'Connecting' | 'Ringing' | 'InLobby' | 'Connected' | 'Disconnected' */
   get state() {
     return this._state;
   }
@@ -845,6 +860,83 @@ export class RemoteParticipant extends Emitter {
   }
 }
 
+// ---- the lobby of a meeting --------------------------------------------------------------------
+
+/**
+ * A meeting's lobby, as the ACS `Lobby` (`call.lobby`): who waits, and (for the organizer and
+ * presenters) admitting and rejecting them. Others see it empty. Waiting people are
+ * RemoteParticipants in state 'InLobby'; one who is admitted becomes, as the same object, a
+ * 'Connected' member of `call.remoteParticipants`.
+ */
+export class Lobby extends Emitter {
+  constructor(call) {
+    super();
+    this._call = call;
+    this._waiting = new Map(); // participantId -> RemoteParticipant ('InLobby')
+  }
+
+  get kind() {
+    return "Lobby";
+  }
+
+  /** Who waits now, oldest first (only the organizer and presenters are told). */
+  get participants() {
+    return [...this._waiting.values()];
+  }
+
+  /**
+   * Let in a waiting identity: every device of it that waits. Switchboard also takes the
+   * RemoteParticipant itself (then only that device).
+   */
+  async admit(identifier) {
+    await this._call._sb.admitLobby(this._find(identifier));
+  }
+
+  /** Let everyone in. Resolves with ACS's `{successCount, failureCount}`: those waiting when asked. */
+  async admitAll() {
+    const successCount = this._waiting.size;
+    await this._call._sb.admitLobby({ all: true });
+    return { successCount, failureCount: 0 };
+  }
+
+  /** Turn a waiting identity away (its wait ends with `LobbyRejected`). */
+  async reject(identifier) {
+    await this._call._sb.rejectLobby(this._find(identifier));
+  }
+
+  _find(identifier) {
+    if (identifier instanceof RemoteParticipant && this._waiting.has(identifier.participantId)) return [identifier.participantId];
+    const raw = getIdentifierRawId(identifier instanceof RemoteParticipant ? identifier.identifier : identifier);
+    const ids = this.participants.filter((p) => p.identifier.communicationUserId === raw).map((p) => p.participantId);
+    if (!ids.length) throw new Error(`${raw} is not waiting in the lobby`);
+    return ids;
+  }
+
+  /** `lobbyUpdated`: the whole list, oldest first. */
+  _update(list) {
+    const now = new Map();
+    const added = [];
+    for (const info of list) {
+      let p = this._waiting.get(info.participantId);
+      if (!p) {
+        p = new RemoteParticipant(this._call, { ...info, state: "InLobby" });
+        p._waitingSince = new Date(info.waitingSince);
+        added.push(p);
+      }
+      now.set(info.participantId, p);
+    }
+    const removed = [...this._waiting.values()].filter((p) => !now.has(p.participantId));
+    // One who leaves the lobby may show up as a member next (admitted): keep it to reuse.
+    for (const p of removed) this._call._leftLobby.set(p.participantId, p);
+    this._waiting = now;
+    if (added.length || removed.length) this._emit("lobbyParticipantsUpdated", { added, removed });
+  }
+
+  _clear() {
+    this._update([]);
+  }
+}
+
 // ---- calls -------------------------------------------------------------------------------------
 
 /** Labels the ACS call states use; the protocol's are a subset. */
@@ -868,6 +960,8 @@ export class Call extends Emitter {
     this._videoStarted = false;
     this._participants = [];
     this._byPid = new Map();
+    this._lobby = new Lobby(this);
+    this._leftLobby = new Map(); // participantId -> RemoteParticipant that left the lobby (admitted, or not)
     this._videoBySubscription = new Map(); // subscriptionId -> RemoteVideoStream
     this._audioBySubscription = new Map(); // subscriptionId -> HTMLAudioElement
     this._audioTrack = null; // {trackId, track}
@@ -933,6 +1027,11 @@ export class Call extends Emitter {
 
   get remoteParticipants() {
     return this._participants.filter((p) => p.state !== "Disconnected");
+  }
+
+  /** A meeting's lobby (ACS `call.lobby`): empty in other calls, and for whoever cannot admit. */
+  get lobby() {
+    return this._lobby;
   }
 
   get totalParticipantCount() {
@@ -1006,17 +1105,33 @@ export class Call extends Emitter {
     if (this._ended) return;
     this._id = joined.callId ?? joined.room ?? this._id;
     this._emit("idChanged");
-    this._role = joined.role ?? "Unknown";
-    if (joined.capabilities) this._capabilities = joined.capabilities;
-    for (const p of joined.participants) this._onParticipantJoined(p);
     if (this._hangUpWhenJoined) {
       const options = this._hangUpWhenJoined;
       this._hangUpWhenJoined = null;
       await this.hangUp(options);
       return;
     }
+    if (joined.state === "InLobby") {
+      // Waiting: no role, no capabilities, nobody, nothing sent. mute()/startVideo() now only
+      // choose what is sent once admitted (`admitted` below).
+      this._setState("InLobby");
+      return;
+    }
+    this._role = joined.role ?? "Unknown";
+    if (joined.capabilities) this._capabilities = joined.capabilities;
+    for (const p of joined.participants) this._onParticipantJoined(p);
     this._setState(joined.state === "Connecting" ? "Connecting" : joined.state);
     this._publishLocalMedia(joined.capabilities).catch((e) => this._emit("mediaError", { kind: "publish", error: e }));
+  }
+
+  /** Let in from the lobby: the role, who is there, then 'Connected', then our media. */
+  _onAdmitted(msg) {
+    if (this._state !== "InLobby") return;
+    this._role = msg.role ?? "Unknown";
+    if (msg.capabilities) this._capabilities = msg.capabilities;
+    for (const p of msg.participants) this._onParticipantJoined(p);
+    this._setState("Connected");
+    this._publishLocalMedia(msg.capabilities).catch((e) => this._emit("mediaError", { kind: "publish", error: e }));
   }
 
   _wire() {
@@ -1036,9 +1151,12 @@ export class Call extends Emitter {
     on("roleChanged", (m) => this._onRoleChanged(m));
     on("activeSpeakers", (s) => this._onSpeakers(s));
     on("track", (t) => this._onTrack(t));
+    on("lobbyUpdated", (list) => this._lobby._update(list));
+    on("admitted", (m) => this._onAdmitted(m));
     on("callStateChanged", (m) => {
       if (m.state === "Disconnected") this._end(callEndReasonFor(m.code ?? "HungUp", m.reason));
-      else this._setState(m.state);
+      // Admission: 'Connected' once `admitted` has said the role and who is there.
+      else if (!(m.state === "Connected" && this._state === "InLobby")) this._setState(m.state);
     });
   }
 
@@ -1117,7 +1235,21 @@ export class Call extends Emitter {
 
   _onParticipantJoined(info) {
     if (info.participantId === this._sb.participantId) return;
-    // A callee we rang: the same RemoteParticipant becomes connected.
+    // A callee we rang, or someone we saw in the lobby: the same RemoteParticipant becomes connected.
+    const waited = this._lobby._waiting.get(info.participantId) ?? this._leftLobby.get(info.participantId);
+    if (waited) {
+      this._leftLobby.delete(info.participantId);
+      if (this._lobby._waiting.delete(info.participantId)) this._lobby._emit("lobbyParticipantsUpdated", { added: [], removed: [waited] });
+      waited._waitingSince = undefined;
+      if (info.role) waited._role = info.role;
+      if (info.displayName) waited._displayName = info.displayName;
+      this._byPid.set(info.participantId, waited);
+      this._addParticipant(waited, false);
+      waited._setState("Connected");
+      this._emit("remoteParticipantsUpdated", { added: [waited], removed: [] });
+      for (const t of info.tracks ?? []) this._onTrackPublished(t);
+      return;
+    }
     let p = this._participants.find((x) => x.participantId === undefined && x.identifier.communicationUserId === info.identity && x.state !== "Disconnected");
     if (p) {
       p._participantId = info.participantId;
@@ -1304,7 +1436,7 @@ export class Call extends Emitter {
       this._localVideoStreams = [localVideoStream];
       this._emit("localVideoStreamsUpdated", { added: [localVideoStream], removed: [] });
     }
-    if (this._sb.participantId === null || this._state === "Connecting" && !this._sb.inCall) return; // sent once joined
+    if (this._sb.participantId === null || this._state === "InLobby" || (this._state === "Connecting" && !this._sb.inCall)) return; // sent once joined (admitted)
     const track = await localVideoStream._acquire(this);
     if (this._videoPub) {
       // The line of an earlier stopVideo: send on it again, and unmute it.
@@ -1381,6 +1513,8 @@ export class Call extends Emitter {
     this._state = "Disconnected";
     this._ended = true;
     this._unwire();
+    this._lobby._clear();
+    this._leftLobby.clear();
     for (const p of this._participants) {
       for (const s of p._videoStreams) s._end();
       if (p.state !== "Disconnected") {
@@ -1655,11 +1789,26 @@ export class CallAgent extends Emitter {
     return call;
   }
 
-  /** Join a group call `{groupId}`, an ACS Room `{roomId}`, or a 1:1 call again (`{callId}`, Switchboard extension). */
+  /**
+   * Join a group call `{groupId}`, an ACS Room `{roomId}`, a meeting by link `{meetingLink}`
+   * (ACS TeamsMeetingLinkLocator) or by ID and passcode `{meetingId, passcode}` (ACS
+   * TeamsMeetingIdLocator), or a 1:1 call again (`{callId}`, Switchboard extension). A meeting
+   * may keep the call 'InLobby' until someone admits it.
+   */
   join(locator, options = {}) {
-    const { groupId, roomId, callId } = locator ?? {};
-    const request = groupId ? { groupId } : roomId ? { roomId } : callId ? { callId } : null;
-    if (!request) throw new TypeError("join needs {groupId} or {roomId}");
+    const { groupId, roomId, callId, meetingLink, meetingId, passcode } = locator ?? {};
+    const request = groupId
+      ? { groupId }
+      : roomId
+        ? { roomId }
+        : meetingLink
+          ? { meetingLink }
+          : meetingId
+            ? { meetingId: String(meetingId).replace(/\s+/g, ""), passcode: passcode || undefined }
+            : callId
+              ? { callId }
+              : null;
+    if (!request) throw new TypeError("join needs {groupId}, {roomId}, {meetingLink} or {meetingId, passcode}");
     const call = this._newCall({ direction: "Outgoing", options });
     call._enter(() => this._sb.join(request)).catch(() => {});
     return call;

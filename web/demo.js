@@ -1,6 +1,7 @@
 // The demo page, built on /calling.js (the ACS-shaped SDK): sign in with a token, preview the
-// camera, then join a group call, a room, or call someone; answer calls that ring here. Exposes
-// `window.demo` for automated tests (see tests/browser/harness.mjs).
+// camera, then join a group call, a meeting (waiting in its lobby when the meeting says so), a
+// room, or call someone; answer calls that ring here; admit people from a meeting's lobby.
+// Exposes `window.demo` for automated tests (see tests/browser/harness.mjs).
 import { CallClient, AzureCommunicationTokenCredential, LocalVideoStream, VideoStreamRenderer } from "/calling.js";
 
 const $ = (id) => document.getElementById(id);
@@ -36,13 +37,27 @@ const want = { mic: params.get("mic") !== "off", cam: params.get("camera") !== "
 
 // ---- notices --------------------------------------------------------------------------------
 
-/** A notice: errors are red and announced (role=alert); the rest are quiet (role=status). */
-function toast(text, kind = "info", ms = kind === "error" ? 9000 : 4500) {
+/**
+ * A notice: errors are red and announced (role=alert); the rest are quiet (role=status).
+ * `action` ({label, run}) adds a button that does something and dismisses the notice.
+ */
+function toast(text, kind = "info", ms = kind === "error" ? 9000 : 4500, action = null) {
   const el = document.createElement("div");
   el.className = `toast ${kind}`;
   el.setAttribute("role", kind === "error" ? "alert" : "status");
   const span = document.createElement("span");
   span.textContent = text;
+  if (action) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "action";
+    b.textContent = action.label;
+    b.onclick = () => {
+      el.remove();
+      action.run();
+    };
+    span.append(" ", b);
+  }
   const close = document.createElement("button");
   close.className = "close";
   close.type = "button";
@@ -69,12 +84,12 @@ function setPresence(state, text) {
   $("presence-text").textContent = text;
 }
 
+/** The screens: "lobby" (before a call: sign in, devices, ways to meet), "waiting" (in a
+ * meeting's lobby), "incall", "ended". */
 function showScreen(name) {
   demo.screen = name;
   document.body.classList.toggle("in-call", name === "incall");
-  $("lobby").hidden = name !== "lobby";
-  $("incall").hidden = name !== "incall";
-  $("ended").hidden = name !== "ended";
+  for (const screen of ["lobby", "waiting", "incall", "ended"]) $(screen).hidden = name !== screen;
 }
 
 // ---- people ---------------------------------------------------------------------------------
@@ -107,7 +122,16 @@ function shortId(id) {
 function nameOf(p) {
   if (p.displayName) return p.displayName;
   const id = shortId(p.identifier?.communicationUserId);
-  return p.state === "Connected" ? `Guest ${id}` : id;
+  return p.state === "Connected" || p.state === "InLobby" ? `Guest ${id}` : id;
+}
+
+function mmss(seconds) {
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
+/** "483 920 175 546": a meeting ID as people read it out. */
+function formatMeetingId(id) {
+  return String(id).replace(/(\d{3})(?=\d)/g, "$1 ");
 }
 
 function myName() {
@@ -330,23 +354,60 @@ $("sign-out").onclick = async () => {
 
 // ---- the three ways to meet -----------------------------------------------------------------
 
+const TABS = ["group", "meeting", "room", "direct"];
 function selectTab(which) {
-  for (const t of ["group", "room", "direct"]) {
+  for (const t of TABS) {
     $(`tab-${t}`).setAttribute("aria-selected", String(t === which));
     $(`form-${t}`).hidden = t !== which;
   }
 }
-for (const t of ["group", "room", "direct"]) $(`tab-${t}`).onclick = () => selectTab(t);
+for (const t of TABS) $(`tab-${t}`).onclick = () => selectTab(t);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 $("group").value = params.get("group") ?? crypto.randomUUID();
 $("new-group").onclick = () => ($("group").value = crypto.randomUUID());
 if (params.get("room")) $("room").value = params.get("room");
 if (params.get("call")) $("callee").value = params.get("call");
-selectTab(params.get("room") ? "room" : params.get("call") ? "direct" : "group");
+// A meeting: its join link is this page at /meet/<token>, or `#meeting=<link>`, or
+// `#meetingId=<12 digits>&passcode=<passcode>`.
+const linkInPath = /^\/meet\/[^/]+\/?$/.test(location.pathname) ? `${location.origin}${location.pathname}` : null;
+$("meeting-link").value = params.get("meeting") ?? linkInPath ?? "";
+$("meeting-id").value = params.get("meetingId") ? formatMeetingId(params.get("meetingId").replace(/\s+/g, "")) : "";
+$("meeting-passcode").value = params.get("passcode") ?? "";
+const meetingPrefilled = !!($("meeting-link").value || $("meeting-id").value);
+selectTab(params.get("room") ? "room" : params.get("call") ? "direct" : params.get("group") ? "group" : meetingPrefilled ? "meeting" : "group");
+// One way or the other: typing a link clears the ID and passcode, and the other way round.
+$("meeting-link").addEventListener("input", () => {
+  if ($("meeting-link").value) $("meeting-id").value = $("meeting-passcode").value = "";
+  meetingError(null);
+});
+for (const id of ["meeting-id", "meeting-passcode"]) {
+  $(id).addEventListener("input", () => {
+    if ($(id).value) $("meeting-link").value = "";
+    meetingError(null);
+  });
+}
+
+/** An error under the meeting form, with the field it is about marked and focused. */
+function meetingError(text, field) {
+  $("meeting-error").textContent = text ?? "";
+  $("meeting-error").hidden = !text;
+  for (const id of ["meeting-link", "meeting-id", "meeting-passcode"]) $(id).removeAttribute("aria-invalid");
+  if (text && field) {
+    $(field).setAttribute("aria-invalid", "true");
+    $(field).focus();
+  }
+}
 
 function inviteLink(kind, id) {
-  return `${location.origin}${location.pathname}#${kind}=${encodeURIComponent(id)}`;
+  if (kind === "meeting") {
+    // The meeting's own join link, or the ID and passcode on this page's address.
+    if (ctx?.link) return ctx.link;
+    const passcode = ctx?.passcode ? `&passcode=${encodeURIComponent(ctx.passcode)}` : "";
+    return `${location.origin}/#meetingId=${ctx?.meetingId}${passcode}`;
+  }
+  // Not on a meeting's /meet/ address: that would open the meeting's form too.
+  return `${location.origin}${linkInPath ? "/" : location.pathname}#${kind}=${encodeURIComponent(id)}`;
 }
 $("copy-invite-lobby").onclick = () => copy(inviteLink("group", $("group").value.trim()), "Invite link");
 
@@ -367,6 +428,23 @@ $("form-group").onsubmit = async (e) => {
   if (!UUID.test(groupId)) return toast("A group call ID is a UUID, like 7b0c9f1e-5d3a-4c11-9a57-2f0e1c3b8d42.", "error");
   startMeeting({ kind: "group", id: groupId }, () => demo.callAgent.join({ groupId }, callOptions()));
 };
+$("form-meeting").onsubmit = async (e) => {
+  e.preventDefault();
+  meetingError(null);
+  await devicesReady;
+  const link = $("meeting-link").value.trim();
+  const meetingId = $("meeting-id").value.replace(/\s+/g, "");
+  const passcode = $("meeting-passcode").value.trim();
+  if (link) {
+    if (!/\/meet\/[\w-]+/.test(link)) return meetingError("A meeting link looks like https://host/meet/… (the meeting's joinWebUrl).", "meeting-link");
+    startMeeting({ kind: "meeting", id: link, link }, () => demo.callAgent.join({ meetingLink: link }, callOptions()));
+  } else if (meetingId) {
+    if (!/^\d{12}$/.test(meetingId)) return meetingError("A meeting ID has 12 digits.", "meeting-id");
+    startMeeting({ kind: "meeting", id: meetingId, meetingId, passcode }, () => demo.callAgent.join({ meetingId, passcode }, callOptions()));
+  } else {
+    meetingError("Paste the meeting link, or type the meeting ID and its passcode.", "meeting-link");
+  }
+};
 $("form-room").onsubmit = async (e) => {
   e.preventDefault();
   await devicesReady;
@@ -385,7 +463,10 @@ $("form-direct").onsubmit = async (e) => {
 
 function startMeeting(context, start) {
   if (!demo.callAgent || demo.call) return;
-  if (context.kind !== "direct") location.hash = `${context.kind}=${context.id}`;
+  if (context.kind === "group" || context.kind === "room") location.hash = `${context.kind}=${context.id}`;
+  // A meeting's address says how to come back (a /meet/ page already does).
+  else if (context.kind === "meeting" && context.meetingId) location.hash = `meetingId=${context.meetingId}${context.passcode ? `&passcode=${encodeURIComponent(context.passcode)}` : ""}`;
+  else if (context.kind === "meeting" && !linkInPath) location.hash = `meeting=${encodeURIComponent(context.link)}`;
   let call;
   try {
     call = start();
@@ -454,8 +535,10 @@ let ctx = null; // {kind, id, peerName}
 let tiles = new Map(); // key -> Tile
 let grid = null;
 let connectedAt = 0;
+let waitingSince = 0; // when this page started waiting in a meeting's lobby
 let clock = null;
 let hungUpHere = false;
+let waitingPreview = null; // {renderer, view}: your camera while you wait (nothing is sent)
 
 /** A video tile: a participant (or you), with name, mute and camera-off badges. */
 class Tile {
@@ -604,6 +687,7 @@ function titleText() {
   if (!ctx) return "";
   if (ctx.kind === "group") return `Group call ${ctx.id}`;
   if (ctx.kind === "room") return `Room ${ctx.id}`;
+  if (ctx.kind === "meeting") return ctx.meetingId ? `Meeting ${formatMeetingId(ctx.meetingId)}` : "Meeting";
   const peer = demo.call?.remoteParticipants[0];
   if (peer?.displayName) ctx.peerName = peer.displayName;
   return `Call with ${ctx.peerName ?? shortId(ctx.id)}`;
@@ -615,7 +699,7 @@ function renderHeader(call) {
   $("call-state").textContent = stateText(call);
   $("call-state").dataset.tone = call.state === "Disconnected" && endSummary(call).error ? "error" : "";
   $("call-title").textContent = titleText();
-  $("copy-invite").hidden = !(ctx?.kind === "group" || ctx?.kind === "room");
+  $("copy-invite").hidden = !(ctx?.kind === "group" || ctx?.kind === "room" || ctx?.kind === "meeting");
 }
 
 function selfTile() {
@@ -625,6 +709,8 @@ function selfTile() {
 async function renderSelf(call) {
   const t = selfTile();
   if (!t) return;
+  // While waiting in the lobby the waiting screen shows your camera.
+  if (call.state === "InLobby") return t.hide();
   t.setName(myName() || "You");
   t.setMuted(call.isMuted);
   setToggle($("mic"), !call.isMuted);
@@ -731,13 +817,171 @@ function renderPeople() {
   $("people-count").textContent = `(${rows.length})`;
 }
 
+// ---- waiting in a meeting's lobby --------------------------------------------------------------
+
+/** The waiting screen: your camera (local only), what you will send, how long you have waited. */
+function renderWaiting(call) {
+  if (demo.screen !== "waiting") {
+    waitingSince = Date.now();
+    showScreen("waiting");
+  }
+  $("waiting-name").textContent = `${myName() || "You"} (you)`;
+  setAvatar($("waiting-avatar"), myName());
+  $("waiting-avatar").style.background = colour(demo.identity ?? "self");
+  const camOn = call.localVideoStreams.length > 0 && !!localVideoStream;
+  setToggle($("wait-mic"), !call.isMuted);
+  setToggle($("wait-cam"), camOn);
+  $("wait-cam").disabled = !localVideoStream;
+  $("waiting-preview").classList.toggle("muted", call.isMuted);
+  $("waiting-preview").classList.toggle("video-off", !camOn);
+  renderWaitingMeta();
+  if (camOn) showWaitingPreview();
+  else stopWaitingPreview();
+}
+
+function renderWaitingMeta() {
+  const where = ctx?.meetingId ? `Meeting ${formatMeetingId(ctx.meetingId)}` : "Meeting";
+  $("waiting-meta").textContent = `${where} · waiting ${mmss(Math.floor((Date.now() - waitingSince) / 1000))}`;
+}
+
+async function showWaitingPreview() {
+  if (waitingPreview) return;
+  const renderer = new VideoStreamRenderer(localVideoStream);
+  waitingPreview = { renderer };
+  try {
+    const view = await renderer.createView({ scalingMode: "Crop", isMirrored: true });
+    if (waitingPreview?.renderer !== renderer) return view.dispose();
+    waitingPreview.view = view;
+    $("waiting-media").append(view.target);
+  } catch (e) {
+    if (waitingPreview?.renderer === renderer) waitingPreview = null;
+    toast(`Could not start the camera: ${e.message}`, "error");
+  }
+}
+
+function stopWaitingPreview() {
+  waitingPreview?.renderer.dispose();
+  waitingPreview = null;
+}
+
+$("wait-mic").onclick = async () => {
+  const call = demo.call;
+  if (!call) return;
+  // Before admission this only chooses: the microphone opens once you are let in.
+  want.mic = call.isMuted;
+  await (call.isMuted ? call.unmute() : call.mute()).catch((e) => toast(e.message, "error"));
+};
+$("wait-cam").onclick = async () => {
+  const call = demo.call;
+  if (!call || !localVideoStream) return;
+  want.cam = call.localVideoStreams.length === 0;
+  await (want.cam ? call.startVideo(localVideoStream) : call.stopVideo(localVideoStream)).catch((e) => toast(`Camera: ${e.message}`, "error"));
+};
+$("wait-leave").onclick = async () => {
+  hungUpHere = true;
+  await demo.call?.hangUp().catch((e) => toast(e.message, "error"));
+};
+
+// ---- the lobby panel (a meeting's organizer and presenters) ----------------------------------------
+
+function canAdmit(call) {
+  return ctx?.kind === "meeting" && call?.state === "Connected" && !!call.capabilities?.moderate;
+}
+
+/** Who waits: name, identity, how long; Admit / Reject each, Admit all. And the toolbar count. */
+function renderLobby() {
+  const call = demo.call;
+  const may = canAdmit(call);
+  $("lobby-button").hidden = !may;
+  if (!may) {
+    if (!$("lobby-panel").hidden) showPanel(null);
+    return;
+  }
+  const waiting = call.lobby.participants;
+  const n = waiting.length;
+  $("lobby-count").textContent = String(n);
+  $("lobby-count").hidden = n === 0;
+  $("lobby-button").classList.toggle("has-waiting", n > 0);
+  $("lobby-button").setAttribute("aria-label", n ? `Lobby: ${n} waiting` : "Lobby: nobody waiting");
+  $("lobby-title").textContent = n ? `Lobby · ${n} waiting` : "Lobby";
+  $("lobby-empty").hidden = n > 0;
+  $("admit-all").textContent = n > 1 ? `Admit all ${n}` : "Admit all";
+  $("admit-all").hidden = n === 0;
+  const rows = waiting.map((p) => {
+    const li = document.createElement("li");
+    li.dataset.participant = p.participantId;
+    const av = document.createElement("span");
+    av.className = "avatar";
+    setAvatar(av, p.displayName ?? "");
+    av.style.background = colour(p.identifier.communicationUserId);
+    const who = document.createElement("span");
+    who.className = "who";
+    const name = document.createElement("span");
+    name.textContent = nameOf(p);
+    const sub = document.createElement("span");
+    sub.className = "muted";
+    sub.title = p.identifier.communicationUserId;
+    sub.innerHTML = `<span class="id"></span> · waiting <span class="since"></span>`;
+    sub.querySelector(".id").textContent = shortId(p.identifier.communicationUserId);
+    who.append(name, sub);
+    const actions = document.createElement("span");
+    actions.className = "actions";
+    const act = (label, cls, action, run) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = cls;
+      b.textContent = label;
+      b.dataset.action = action;
+      b.setAttribute("aria-label", `${label} ${nameOf(p)}`);
+      b.onclick = async () => {
+        for (const x of actions.querySelectorAll("button")) x.disabled = true;
+        try {
+          await run();
+        } catch (e) {
+          for (const x of actions.querySelectorAll("button")) x.disabled = false;
+          toast(`Could not ${label.toLowerCase()} ${nameOf(p)}: ${e.message}`, "error");
+        }
+      };
+      actions.append(b);
+    };
+    act("Admit", "accept", "admit", () => call.lobby.admit(p));
+    act("Reject", "reject", "reject", () => call.lobby.reject(p));
+    li.append(av, who, actions);
+    li._since = p.waitingSince?.getTime() ?? Date.now();
+    return li;
+  });
+  $("lobby-list").replaceChildren(...rows);
+  renderLobbyTimes();
+}
+
+/** The waiting times only, in place (rebuilding rows under the pointer would eat clicks). */
+function renderLobbyTimes() {
+  for (const li of $("lobby-list").children) {
+    li.querySelector(".since").textContent = mmss(Math.max(0, Math.floor((Date.now() - li._since) / 1000)));
+  }
+}
+
+$("admit-all").onclick = async () => {
+  $("admit-all").disabled = true;
+  try {
+    await demo.call?.lobby.admitAll();
+  } catch (e) {
+    toast(`Could not admit everyone: ${e.message}`, "error");
+  } finally {
+    $("admit-all").disabled = false;
+  }
+};
+
 function enterCall(call, context) {
   ctx = context;
   demo.call = call;
   demo.joined = false;
   demo.endReason = null;
   hungUpHere = false;
+  waitingSince = 0;
   stopPreview();
+  stopWaitingPreview();
+  if (!$("lobby-panel").hidden) showPanel(null);
   for (const t of tiles.values()) t.dispose();
   tiles = new Map();
   grid = document.createElement("div");
@@ -752,9 +996,18 @@ function enterCall(call, context) {
 
   const update = () => {
     if (call.state === "Connected" && !connectedAt) connectedAt = Date.now();
+    if (call.state === "InLobby") renderWaiting(call);
+    else if (demo.screen === "waiting" && call.state === "Connected") {
+      // Admitted: straight into the call.
+      stopWaitingPreview();
+      showScreen("incall");
+      layout();
+      toast("You're in: someone let you in from the lobby.", "success", 3000);
+    }
     renderHeader(call);
     renderSelf(call);
     renderPeople();
+    renderLobby();
     demo.joined = call.state === "Connected" && (!call.localVideoStreams.length || call.isLocalVideoStarted);
     if (call.state === "Disconnected") showEnded(call);
   };
@@ -770,6 +1023,13 @@ function enterCall(call, context) {
   });
   call.on("mutedByOthers", () => toast("A presenter muted you. Unmute when you want to speak.", "info"));
   call.on("mediaError", ({ kind, error }) => toast(`Could not start the ${kind}: ${error.message}`, "error"));
+  call.lobby.on("lobbyParticipantsUpdated", ({ added }) => {
+    renderLobby();
+    if (added.length && $("lobby-panel").hidden && canAdmit(call)) {
+      const who = added.length === 1 ? `${nameOf(added[0])} is` : `${added.length} people are`;
+      toast(`${who} waiting in the lobby.`, "info", 8000, { label: "Show", run: () => showPanel("lobby") }).dataset.about = "lobby";
+    }
+  });
   call.on("remoteParticipantsUpdated", ({ added, removed }) => {
     for (const p of added) participantTile(p);
     for (const p of removed) {
@@ -777,13 +1037,16 @@ function enterCall(call, context) {
       t?.dispose();
       tiles.delete(p);
       // In a 1:1 call the end of the call says it.
-      if (call.state === "Connected" && (ctx?.kind === "group" || ctx?.kind === "room")) toast(`${nameOf(p)} left`, "info", 3000);
+      if (call.state === "Connected" && ctx?.kind !== "direct" && ctx?.kind !== "incoming") toast(`${nameOf(p)} left`, "info", 3000);
     }
     layout();
   });
   clearInterval(clock);
   clock = setInterval(() => {
-    if (demo.call === call && call.state === "Connected") renderHeader(call);
+    if (demo.call !== call) return;
+    if (call.state === "Connected") renderHeader(call);
+    if (call.state === "InLobby") renderWaitingMeta();
+    if (!$("lobby-panel").hidden) renderLobbyTimes();
   }, 1000);
   update();
 }
@@ -811,10 +1074,35 @@ function endSummary(call) {
     CallNotFound: ["no such call", "There is no such call (a voip.join token cannot start one)."],
     AnsweredElsewhere: ["answered elsewhere", "Answered on another device."],
     CallEnded: ["already over", "The call was already over."],
+    LobbyRejected: ["not admitted", "Someone in the meeting turned down your request to join.", "You were not let in"],
+    LobbyTimeout: ["nobody let you in", "You waited in the lobby, but nobody in the meeting admitted you in time.", "Nobody let you in"],
+    MeetingNotFound: ["no such meeting", "No meeting has this ID or link. It may have been deleted."],
+    WrongPasscode: ["wrong passcode", "The passcode does not match this meeting's."],
   };
-  const [short, long] = table[r.name] ?? [r.name, r.message || r.name];
-  const calm = new Set(["HungUp", "Left", "Declined", "Cancelled", "NoAnswer", "Unreachable", "AnsweredElsewhere", "CallEnded"]);
-  return { short, long, error: !calm.has(r.name) };
+  if (ctx?.kind === "meeting") {
+    table.RoomDeleted = ["meeting deleted", "The meeting was deleted."];
+    // Leaving before anyone let you in.
+    if (waitingSince && !connectedAt && (r.name === "Left" || r.name === "HungUp")) table[r.name] = ["you left", "You left the lobby before anyone let you in.", "You left the lobby"];
+  }
+  const [short, long, title] = table[r.name] ?? [r.name, r.message || r.name];
+  const calm = new Set(["HungUp", "Left", "Declined", "Cancelled", "NoAnswer", "Unreachable", "AnsweredElsewhere", "CallEnded", "LobbyTimeout"]);
+  return { short, long, title, error: !calm.has(r.name) };
+}
+
+/** Meeting joins the server refused outright: said on the join form, where they can be fixed. */
+function meetingRefusal(reason) {
+  switch (reason?.name) {
+    case "WrongPasscode":
+      return ["That passcode is not right for this meeting. Check it and try again.", "meeting-passcode"];
+    case "MeetingNotFound":
+      return ctx?.link ? ["No meeting has this link. Check it, or ask for a new one.", "meeting-link"] : ["No meeting has this ID. Check the 12 digits (and the passcode).", "meeting-id"];
+    case "RateLimited":
+      return ["Too many wrong meeting IDs or passcodes from here. Wait a minute, then try again.", ctx?.link ? "meeting-link" : "meeting-passcode"];
+    case "BadRequest":
+      return [`The server did not take that: ${reason.message}`, ctx?.link ? "meeting-link" : "meeting-id"];
+    default:
+      return null;
+  }
 }
 
 function showEnded(call) {
@@ -824,18 +1112,30 @@ function showEnded(call) {
   demo.call = null;
   demo.joined = false;
   clearInterval(clock);
+  stopWaitingPreview();
   for (const t of tiles.values()) t.dispose();
   tiles = new Map();
+  renderLobby();
+  // A meeting that refused the ID, link or passcode: back to the form, which says what to fix.
+  const refusal = ctx?.kind === "meeting" && !waitingSince && !connectedAt ? meetingRefusal(call.callEndReason) : null;
+  if (refusal) {
+    showScreen("lobby");
+    selectTab("meeting");
+    meetingError(...refusal);
+    startPreview();
+    return;
+  }
   // A call that never connected: say what happened instead of "ended".
-  const title = connectedAt ? (summary.error ? "The call was interrupted" : "Call ended") : summary.error ? "Could not join" : summary.short[0].toUpperCase() + summary.short.slice(1);
+  const title = summary.title ?? (connectedAt ? (summary.error ? "The call was interrupted" : "Call ended") : summary.error ? "Could not join" : summary.short[0].toUpperCase() + summary.short.slice(1));
   $("ended-title").textContent = title;
   const lasted = connectedAt ? Math.floor((Date.now() - connectedAt) / 1000) : 0;
-  $("ended-detail").textContent = lasted ? `${summary.long} It lasted ${Math.floor(lasted / 60)}:${String(lasted % 60).padStart(2, "0")}.` : summary.long;
+  const waited = !connectedAt && waitingSince ? Math.floor((Date.now() - waitingSince) / 1000) : 0;
+  $("ended-detail").textContent = lasted ? `${summary.long} It lasted ${mmss(lasted)}.` : call.callEndReason?.name === "LobbyTimeout" && waitingSince ? `${summary.long} You waited ${mmss(waited)}.` : summary.long;
   $("ended").querySelector(".ended-card").classList.toggle("error", summary.error);
   $("ended").querySelector(".ended-card").setAttribute("role", summary.error ? "alert" : "status");
-  $("again").textContent = ctx?.kind === "group" || ctx?.kind === "room" ? "Rejoin" : ctx?.kind === "incoming" ? "Call back" : "Call again";
+  $("again").textContent = ctx?.kind === "meeting" && !connectedAt ? "Ask again" : ctx?.kind === "group" || ctx?.kind === "room" || ctx?.kind === "meeting" ? "Rejoin" : ctx?.kind === "incoming" ? "Call back" : "Call again";
   // Trying again cannot help when the server said no for good.
-  const final = ["NotAParticipant", "RoomNotFound", "RoomDeleted", "RemovedFromCall", "BadRequest", "TokenRevoked", "TokenExpired", "TokenInvalid", "CallNotFound"];
+  const final = ["NotAParticipant", "RoomNotFound", "RoomDeleted", "RemovedFromCall", "BadRequest", "TokenRevoked", "TokenExpired", "TokenInvalid", "CallNotFound", "LobbyRejected", "MeetingNotFound"];
   $("again").hidden = final.includes(call.callEndReason?.name);
   showScreen("ended");
 }
@@ -869,13 +1169,23 @@ $("leave").onclick = async () => {
   hungUpHere = true;
   await demo.call?.hangUp().catch((e) => toast(e.message, "error"));
 };
-function showPeople(open) {
-  $("people").hidden = !open;
-  $("people-button").setAttribute("aria-pressed", String(open));
-  layout();
+/** The side panel: "people", "lobby" or none (null). */
+function showPanel(which) {
+  $("people").hidden = which !== "people";
+  $("lobby-panel").hidden = which !== "lobby";
+  $("people-button").setAttribute("aria-pressed", String(which === "people"));
+  $("lobby-button").setAttribute("aria-pressed", String(which === "lobby"));
+  if (which === "lobby") {
+    renderLobby();
+    // The notices that someone waits have done their job.
+    for (const t of document.querySelectorAll('.toast[data-about="lobby"]')) t.remove();
+  }
+  if (demo.screen === "incall") layout();
 }
-$("people-button").onclick = () => showPeople($("people").hidden);
-$("people-close").onclick = () => showPeople(false);
+$("people-button").onclick = () => showPanel($("people").hidden ? "people" : null);
+$("people-close").onclick = () => showPanel(null);
+$("lobby-button").onclick = () => showPanel($("lobby-panel").hidden ? "lobby" : null);
+$("lobby-close").onclick = () => showPanel(null);
 $("copy-invite").onclick = () => ctx && copy(inviteLink(ctx.kind, ctx.id), "Invite link");
 $("toggle-diagnostics").onclick = () => {
   const on = !document.body.classList.contains("diagnostics");
@@ -890,6 +1200,7 @@ $("again").onclick = () => {
   if (!ctx || !demo.callAgent) return;
   const again = ctx.kind === "incoming" ? { kind: "direct", id: ctx.id, peerName: ctx.peerName } : ctx;
   if (again.kind === "group") startMeeting(again, () => demo.callAgent.join({ groupId: again.id }, callOptions()));
+  else if (again.kind === "meeting") startMeeting(again, () => demo.callAgent.join(again.link ? { meetingLink: again.link } : { meetingId: again.meetingId, passcode: again.passcode }, callOptions()));
   else if (again.kind === "room") startMeeting(again, () => demo.callAgent.join({ roomId: again.id }, callOptions()));
   else startMeeting(again, () => demo.callAgent.startCall([{ communicationUserId: again.id }], callOptions()));
 };

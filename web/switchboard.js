@@ -8,6 +8,8 @@
 //   await sb.register({ token, displayName: "Ada" });   // a device: it can be called now
 //   sb.addEventListener("incomingCall", (e) => sb.acceptCall(e.detail.callId));
 //   await sb.join({ groupId });                          // or { roomId }, startCall([identity])
+//   await sb.join({ meetingId, passcode });              // or { meetingLink }: state "InLobby"
+//   sb.addEventListener("admitted", () => sb.publish()); //   until someone admits this device
 //   await sb.publish();                                  // camera + microphone, simulcast q/h/f
 //   sb.addEventListener("track", (e) => video.srcObject = e.detail.stream);
 //   sb.autoSubscribe = true;                             // subscribe to every track published
@@ -54,6 +56,10 @@ export class Switchboard extends EventTarget {
     this.participantId = null;
     this.callId = null;
     this.inCall = false;
+    /** Waiting in a meeting's lobby: no peer connection, nothing sent or received. */
+    this.inLobby = false;
+    /** (Organizers and presenters of a meeting) who waits in its lobby, from `lobbyUpdated`. */
+    this.lobby = [];
     this.joinedInfo = null;
     this.participants = new Map(); // participantId -> participant info
     this.tracks = new Map(); // trackId -> track info (others')
@@ -190,6 +196,13 @@ export class Switchboard extends EventTarget {
         if (msg.state === "Disconnected") this.endCall();
         this.emit("callStateChanged", msg);
         break;
+      case "lobbyUpdated":
+        this.lobby = msg.participants;
+        this.emit("lobbyUpdated", msg.participants);
+        break;
+      case "admitted":
+        this.onAdmitted(msg);
+        break;
       case "error":
         this.emit("error", msg);
         break;
@@ -233,9 +246,14 @@ export class Switchboard extends EventTarget {
     return r;
   }
 
-  /** Join a group call, an ACS Room or a 1:1 call: exactly one of groupId, roomId, callId. */
-  async join({ token, groupId, roomId, callId, displayName }) {
-    return this.entered(await this.request({ type: "join", token, groupId, roomId, callId, displayName }));
+  /**
+   * Join a group call, an ACS Room, a 1:1 call or a meeting: exactly one of groupId, roomId,
+   * callId, meetingId (with passcode) or meetingLink. A meeting may answer `state: "InLobby"`:
+   * then this device waits (nothing is negotiated) until an `admitted` event, or a
+   * `callStateChanged` Disconnected (LobbyRejected, LobbyTimeout).
+   */
+  async join({ token, groupId, roomId, callId, meetingId, passcode, meetingLink, displayName }) {
+    return this.entered(await this.request({ type: "join", token, groupId, roomId, callId, meetingId, passcode, meetingLink, displayName }));
   }
 
   /** Call identities (raw IDs, "8:acs:..."); resolves with `joined` (state "Connecting"). */
@@ -255,18 +273,49 @@ export class Switchboard extends EventTarget {
 
   entered(joined) {
     this.resetCall();
-    this.inCall = true;
     this.joinedInfo = joined;
     this.participantId = joined.participantId;
     this.callId = joined.callId ?? null;
+    if (joined.state === "InLobby") {
+      // The server negotiates nothing with a waiting session: no peer connection until admitted.
+      this.inLobby = true;
+      return joined;
+    }
+    this.inCall = true;
     this.ensurePeerConnection();
     for (const p of joined.participants) this.addParticipant(p);
     return joined;
   }
 
+  /** Let in from the lobby: from here this device is in the call like any other. */
+  onAdmitted(msg) {
+    if (!this.inLobby) return;
+    this.inLobby = false;
+    this.inCall = true;
+    this.participantId = msg.participantId;
+    this.joinedInfo = { ...this.joinedInfo, state: "Connected", role: msg.role, capabilities: msg.capabilities, participants: msg.participants };
+    this.ensurePeerConnection();
+    for (const p of msg.participants) this.addParticipant(p);
+    this.emit("admitted", msg);
+  }
+
+  /**
+   * (A meeting's organizer and presenters) let people in from the lobby: `participantIds` (from
+   * `lobbyUpdated`), or `{all: true}`. Those no longer waiting are skipped.
+   */
+  admitLobby(participantIds) {
+    return this.request({ type: "admitLobby", ...lobbyTargets(participantIds) });
+  }
+
+  /** (A meeting's organizer and presenters) turn people away from the lobby (`LobbyRejected`). */
+  rejectLobby(participantIds) {
+    return this.request({ type: "rejectLobby", ...lobbyTargets(participantIds) });
+  }
+
   /** The call ended for this device: its peer connection goes with it (the server closed its
    * side); the next call opens a new one. Local tracks stay with their owner. */
   endCall() {
+    if (this.inLobby) return this.resetCall();
     if (!this.inCall) return;
     for (const p of this.published.values()) this.retire(p.transceiver);
     this.pc?.close();
@@ -559,6 +608,14 @@ export class Switchboard extends EventTarget {
     this.registration = null;
     this.resetCall();
   }
+}
+
+/** `{participantIds}` or `{all: true}` for admitLobby / rejectLobby. */
+function lobbyTargets(which) {
+  if (Array.isArray(which)) return { participantIds: which };
+  if (which?.all) return { all: true };
+  if (Array.isArray(which?.participantIds)) return { participantIds: which.participantIds };
+  throw new TypeError("name the participants (an array of participantIds) or pass {all: true}");
 }
 
 /** "mid direction" per media line, for debug logs. */

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/signal", get(signal::upgrade))
         .route("/", get(web::index))
+        .route("/meet/{token}", get(web::meeting_link))
         .route("/switchboard.js", get(web::sdk))
         .route("/calling.js", get(web::calling))
         .route("/demo.js", get(web::demo))

@@ -1,6 +1,7 @@
 //! The browser SDK and the demo page, compiled into the binary (no files needed at runtime, no
 //! CDN): `/`, `/calling.js` (the ACS-shaped SDK), `/switchboard.js` (the low-level client it is
-//! built on), `/demo.js`, `/demo.css`.
+//! built on), `/demo.js`, `/demo.css`; and `/meet/<token>`, a meeting's `joinWebUrl`, which is the
+//! call page too (it reads the link from its own address).
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -16,6 +17,13 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 }
 
 pub async fn index() -> impl IntoResponse {
+    asset("text/html; charset=utf-8", INDEX)
+}
+
+/// A meeting's join link opens the call page, which takes the link from its address. The token
+/// is not looked up here: a wrong one is refused when the page joins (`MeetingNotFound`, counted
+/// against the address like a wrong passcode), so this route reveals nothing about meetings.
+pub async fn meeting_link() -> impl IntoResponse {
     asset("text/html; charset=utf-8", INDEX)
 }
 

@@ -183,6 +183,9 @@ const WEB_ASSETS = {
   "/demo.css": ["demo.css", "text/css; charset=utf-8"],
 };
 
+/** A meeting's join link (`/meet/<token>`) is the call page too. */
+const webAsset = (pathname) => WEB_ASSETS[pathname] ?? (/^\/meet\/[^/]+$/.test(pathname) ? WEB_ASSETS["/"] : undefined);
+
 /**
  * With SB_WEB_FROM_DISK=1 the pages get web/ from the working tree instead of the copy compiled
  * into the server, so a change to the page or the SDK needs no rebuild. CI leaves it unset.
@@ -190,18 +193,23 @@ const WEB_ASSETS = {
 async function serveWebFromDisk(context) {
   if (!process.env.SB_WEB_FROM_DISK) return;
   await context.route(
-    (url) => Object.hasOwn(WEB_ASSETS, url.pathname),
+    (url) => webAsset(url.pathname) !== undefined,
     (route) => {
-      const [file, contentType] = WEB_ASSETS[new URL(route.request().url()).pathname];
+      const [file, contentType] = webAsset(new URL(route.request().url()).pathname);
       route.fulfill({ status: 200, contentType, body: readFileSync(join(root, "web", file), "utf8") });
     },
   );
 }
 
-/** Open the demo page (with `hash`) in a fresh browser context (one person, one device). */
-export async function openDemo(browser, endpoint, hash = "", contextOptions = {}) {
+/**
+ * Open the demo page in a fresh browser context (one person, one device). `hash` follows the
+ * endpoint: `#group=...`, or a path such as `meet/<token>#name=Olga`. `initScript` (a function)
+ * runs in the page before its own scripts.
+ */
+export async function openDemo(browser, endpoint, hash = "", { initScript, ...contextOptions } = {}) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, ...contextOptions });
   await serveWebFromDisk(context);
+  if (initScript) await context.addInitScript(initScript);
   // SB_SIGNAL_LOG=1: every signaling message in and out, on the test's output.
   if (process.env.SB_SIGNAL_LOG) await context.addInitScript(() => (globalThis.SWITCHBOARD_DEBUG = true));
   const page = await context.newPage();
