@@ -45,8 +45,13 @@ pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: Se
         tokio::select! {
             input = carrier.next() => match input {
                 Incoming::Frame(bytes) | Incoming::Worker(SessionInput::Frame(bytes)) => handler.on_frame(&bytes).await,
+                // A worker may report a switch it made just before this session left the call:
+                // the client has been told the call ended, so a subscription it no longer has
+                // must not come back to life in its next call (or in the lobby).
                 Incoming::Worker(SessionInput::LayerChanged { subscription, layer }) => {
-                    handler.send(ServerMessage::LayerChanged { subscription_id: subscription.0, layer });
+                    if handler.has_subscription(subscription) {
+                        handler.send(ServerMessage::LayerChanged { subscription_id: subscription.0, layer });
+                    }
                 }
                 Incoming::Worker(SessionInput::Offer { sdp, room }) => handler.on_worker_offer(sdp, room),
                 Incoming::Worker(SessionInput::Malformed { reason }) => {

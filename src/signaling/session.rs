@@ -477,6 +477,11 @@ impl SessionHandler {
         let left = r.expires_at.saturating_add(self.ctx.verifier.leeway_secs()).saturating_sub(unix_now());
         Some(tokio::time::Instant::now() + std::time::Duration::from_secs(u64::try_from(left).unwrap_or(0)))
     }
+
+    /// Whether the call this session is in has this subscription.
+    pub fn has_subscription(&self, subscription: SubscriptionId) -> bool {
+        self.joined.as_ref().is_some_and(|j| j.subscriptions.contains_key(&subscription))
+    }
 }
 
 fn parse_locator(at: JoinAt) -> Result<Locator, Failure> {
