@@ -144,8 +144,10 @@ async fn switching_up_happens_at_the_next_high_keyframe() {
             ServerMessage::LayerChanged { subscription_id, layer: 0 } if *subscription_id == sub.subscription_id)),
         "the first layer is reported before any switch"
     );
-    subscriber.client.set_preferences(sub.subscription_id, None, None).await.expect("prefer high");
+    // Taken before asking: the worker's keyframe request can reach the publisher before the
+    // answer to set_preferences reaches the subscriber.
     let asked_at = Instant::now();
+    subscriber.client.set_preferences(sub.subscription_id, None, None).await.expect("prefer high");
     subscriber.run(Duration::from_millis(1200)).await;
     let publisher = pub_task.await.expect("publisher");
 
