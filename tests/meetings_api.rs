@@ -376,10 +376,14 @@ async fn join_meeting_ids_are_unique_and_links_resolve() {
     }
     assert_eq!(directory.by_join_id("123").expect("lookup"), None);
     assert_eq!(directory.by_link(&format!("{}meet/AAAAAAAAAAAAAAAAAAAAAA", running.endpoint)).expect("lookup"), None);
-    // Nothing is served at the join link yet (the live layer will), and it needs no signature.
+    // The join link opens the call page without a signature; the page reads the link from its
+    // address and the token is checked only when it joins, so a made-up token gets the same page.
     let token = links.iter().next().expect("a link").rsplit('/').next().expect("token").to_owned();
-    let (status, _) = api.get_public(&format!("/meet/{token}")).await;
-    assert_eq!(status, 404);
+    let (status, page) = api.get_public(&format!("/meet/{token}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<html") || page.contains("<!doctype html"), "the call page");
+    let (made_up, other) = api.get_public("/meet/AAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!((made_up, other), (status, page), "the route reveals nothing about which tokens exist");
     running.stop().await;
 }
 
