@@ -23,6 +23,9 @@ pub struct MediaMetrics {
     pub command_waits: IntCounterVec,
     /// `switchboard_worker_state{worker,what}`: forwarding state each worker holds.
     pub worker_state: IntGaugeVec,
+    /// `switchboard_worker_queue_peak{worker,queue}`: the most messages that waited in a worker's
+    /// `commands` or `peer` queue during the last report interval (about a second).
+    pub queue_peak: IntGaugeVec,
 }
 
 /// Gauges of the forwarding state one worker holds, set once a second.
@@ -30,6 +33,8 @@ pub struct StateGauges {
     pub tracks: prometheus::IntGauge,
     pub subscriptions: prometheus::IntGauge,
     pub admitted_sessions: prometheus::IntGauge,
+    pub command_queue_peak: prometheus::IntGauge,
+    pub peer_queue_peak: prometheus::IntGauge,
 }
 
 impl StateGauges {
@@ -39,7 +44,31 @@ impl StateGauges {
             tracks: m.worker_state.with_label_values(&[&w, "tracks"]),
             subscriptions: m.worker_state.with_label_values(&[&w, "subscriptions"]),
             admitted_sessions: m.worker_state.with_label_values(&[&w, "admitted_sessions"]),
+            command_queue_peak: m.queue_peak.with_label_values(&[&w, "commands"]),
+            peer_queue_peak: m.queue_peak.with_label_values(&[&w, "peer"]),
         }
+    }
+}
+
+/// The longest a queue got between two reports. Sampled each time the worker takes a message
+/// (what still waits behind it), so a burst that fills and drains within a second still shows,
+/// which a gauge of the length read once a second would miss.
+#[derive(Debug, Default)]
+pub struct QueuePeak {
+    peak: usize,
+}
+
+impl QueuePeak {
+    /// A message was taken from the queue; `left` more wait behind it.
+    pub fn taken(&mut self, left: usize) {
+        self.peak = self.peak.max(left + 1);
+    }
+
+    /// The peak since the last report; the next interval starts at what waits now.
+    pub fn report(&mut self, waiting: usize) -> i64 {
+        let peak = self.peak.max(waiting);
+        self.peak = waiting;
+        i64::try_from(peak).unwrap_or(i64::MAX)
     }
 }
 
@@ -107,7 +136,18 @@ impl MediaMetrics {
         )
         .expect("constant gauge options are valid");
         registry.register(Box::new(worker_state.clone())).expect("registered once");
+        let queue_peak = IntGaugeVec::new(
+            Opts::new(
+                "worker_queue_peak",
+                "Most messages waiting in a media worker's queue (commands from the control plane, \
+                 peer: media and state from other workers) during the last second",
+            ),
+            &["worker", "queue"],
+        )
+        .expect("constant gauge options are valid");
+        registry.register(Box::new(queue_peak.clone())).expect("registered once");
         Self {
+            queue_peak,
             command_waits: counter_vec(
                 registry,
                 "worker_command_waits_total",
@@ -338,5 +378,40 @@ impl RtcCounters {
         for c in &mut self.drops {
             c.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_peak_keeps_the_longest_queue_between_reports() {
+        let mut q = QueuePeak::default();
+        assert_eq!(q.report(0), 0, "an idle queue");
+        // A burst of five commands, all taken before the report.
+        for left in (0..5).rev() {
+            q.taken(left);
+        }
+        assert_eq!(q.report(0), 5, "the burst shows though the queue is empty again");
+        assert_eq!(q.report(0), 0, "and only in its own interval");
+        // Three wait at the report and nothing is taken after: they are the next peak too.
+        q.taken(1);
+        assert_eq!(q.report(3), 3);
+        assert_eq!(q.report(0), 3);
+        assert_eq!(q.report(0), 0);
+    }
+
+    #[test]
+    fn queue_peaks_are_exported_per_worker_and_queue() {
+        let registry = Registry::new_custom(Some("switchboard".to_owned()), None).expect("registry");
+        let m = MediaMetrics::new(&registry);
+        let gauges = StateGauges::new(&m, 1);
+        let mut q = QueuePeak::default();
+        q.taken(6);
+        gauges.command_queue_peak.set(q.report(0));
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).expect("encodes");
+        assert!(text.contains("switchboard_worker_queue_peak{queue=\"commands\",worker=\"1\"} 7"), "{text}");
+        assert!(text.contains("switchboard_worker_queue_peak{queue=\"peer\",worker=\"1\"} 0"), "{text}");
     }
 }

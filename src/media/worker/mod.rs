@@ -14,7 +14,7 @@ use super::command::{
     Command, ControlEvent, PeerMsg, PublishIngress, SessionInput, SinkSpec, SubscribeRefusal, SubscribeSpec,
 };
 use super::ids::{RoomId, SessionId, SubscriptionId, TrackId};
-use super::metrics::{RtcCounters, StateGauges, WorkerCounters};
+use super::metrics::{QueuePeak, RtcCounters, StateGauges, WorkerCounters};
 use super::quic::{Flow, QuicConn, close_code};
 use super::webrtc::{Peer, RtcSettings};
 use crate::rooms::TrackSource;
@@ -187,6 +187,8 @@ pub struct Worker {
     sessions_gauge: prometheus::IntGauge,
     rtc_sessions_gauge: prometheus::IntGauge,
     state_gauges: StateGauges,
+    command_peak: QueuePeak,
+    peer_peak: QueuePeak,
     max_message_bytes: usize,
     max_sessions: usize,
     /// Ingress arena for received UDP datagrams.
@@ -254,6 +256,8 @@ impl Worker {
             sessions_gauge: s.sessions_gauge,
             rtc_sessions_gauge: s.rtc_sessions_gauge,
             state_gauges: s.state_gauges,
+            command_peak: QueuePeak::default(),
+            peer_peak: QueuePeak::default(),
             max_message_bytes: s.max_message_bytes,
             max_sessions: s.max_sessions,
             recv: BytesMut::with_capacity(256 * 1024),
@@ -281,10 +285,14 @@ impl Worker {
                         self.shutdown().await;
                         return;
                     }
-                    Some(cmd) => self.on_command(cmd, Instant::now()),
+                    Some(cmd) => {
+                        self.command_peak.taken(self.commands.len());
+                        self.on_command(cmd, Instant::now());
+                    }
                 },
                 msg = self.peer_rx.recv() => {
                     if let Some(msg) = msg {
+                        self.peer_peak.taken(self.peer_rx.len());
                         self.on_peer(msg, Instant::now());
                     }
                 }
