@@ -41,6 +41,21 @@ enum Command {
     },
     /// Print the connection string (endpoint and access key) for ACS SDKs.
     ConnectionString,
+    /// Back up the data directory into one file, safely while the server runs.
+    Backup {
+        /// The backup file to write.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Replace FILE when it exists (by default an existing file is refused).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a backup into a new, empty data directory.
+    Restore {
+        /// The backup file to read.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Print the version.
     Version,
 }
@@ -97,6 +112,8 @@ fn main() -> ExitCode {
             token_issue(&loaded.config, &identity, &scopes, minutes)
         }
         Command::ConnectionString => connection_string(&loaded.config),
+        Command::Backup { file, force } => backup(&loaded.config, &file, force),
+        Command::Restore { file } => restore(&loaded.config, &file),
         Command::Version => unreachable!("handled before loading the config"),
     };
     match result {
@@ -211,6 +228,37 @@ fn connection_string(config: &Config) -> anyhow::Result<()> {
     let endpoint = server::endpoint_for(&config.http.public_url, config.http.listen);
     println!("{}", server::connection_string(&endpoint, &prepared.primary_access_key_b64()));
     Ok(())
+}
+
+fn backup(config: &Config, file: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let held = switchboard::backup::backup(&config.server.data_dir, file, force)?;
+    println!(
+        "backed up {} identities, {} rooms and {} meetings{} to {} (it holds secrets: keep it private)",
+        held.identities,
+        held.rooms,
+        held.meetings,
+        carried(&held.files),
+        file.display()
+    );
+    Ok(())
+}
+
+fn restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let data_dir = &config.server.data_dir;
+    let held = switchboard::backup::restore(file, data_dir)?;
+    println!(
+        "restored {} identities, {} rooms and {} meetings{} into {}",
+        held.identities,
+        held.rooms,
+        held.meetings,
+        carried(&held.files),
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn carried(files: &[String]) -> String {
+    if files.is_empty() { String::new() } else { format!(" with {}", files.join(", ")) }
 }
 
 fn unix_now() -> i64 {
