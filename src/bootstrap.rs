@@ -11,6 +11,23 @@ use base64::engine::general_purpose::STANDARD as B64;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The store's database file in the data directory.
+pub const DB_FILE: &str = "switchboard.sqlite";
+/// The generated resource ID, in the data directory.
+pub const RESOURCE_ID_FILE: &str = "resource-id";
+/// The generated access key, in the data directory.
+pub const ACCESS_KEY_FILE: &str = "access-key";
+/// The generated token signing key, in the data directory.
+pub const SIGNING_KEY_FILE: &str = "keys/token-signing.pem";
+/// The generated TLS material (certificate authority, certificate chain, key), in the data
+/// directory.
+pub const TLS_FILES: [&str; 3] = ["tls/ca.pem", "tls/cert.pem", "tls/key.pem"];
+
+/// Every file `prepare` may generate in the data directory (besides the database): what the
+/// store's rows mean nothing without, so a backup carries them.
+pub const GENERATED_FILES: [&str; 6] =
+    [RESOURCE_ID_FILE, ACCESS_KEY_FILE, SIGNING_KEY_FILE, TLS_FILES[0], TLS_FILES[1], TLS_FILES[2]];
+
 /// Failures preparing the data directory.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -60,7 +77,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, BootstrapError> {
     let mut generated = Vec::new();
 
     let resource_id = if config.server.resource_id.is_empty() {
-        let path = data_dir.join("resource-id");
+        let path = data_dir.join(RESOURCE_ID_FILE);
         let value = ensure_file(&path, &mut generated, "resource ID", || Ok(uuid::Uuid::new_v4().to_string()))?;
         let value = value.trim().to_owned();
         uuid::Uuid::parse_str(&value)
@@ -71,7 +88,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, BootstrapError> {
     };
 
     let (access_keys, access_key_file) = if config.auth.access_keys.is_empty() {
-        let path = data_dir.join("access-key");
+        let path = data_dir.join(ACCESS_KEY_FILE);
         let text = ensure_file(&path, &mut generated, "access key", || {
             let mut key = [0u8; 64];
             aws_lc_rs::rand::fill(&mut key).map_err(|_| BootstrapError::Key(KeyError::Generate))?;
@@ -92,9 +109,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, BootstrapError> {
     };
 
     let (tls_chain, tls_key, tls_trust) = if config.http.tls_cert.as_os_str().is_empty() {
-        let dir = data_dir.join("tls");
-        create_dir(&dir)?;
-        let (chain, key, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+        let [ca, chain, key] = TLS_FILES.map(|name| data_dir.join(name));
+        create_dir(ca.parent().expect("TLS_FILES are paths inside a directory"))?;
         if !(chain.exists() && key.exists() && ca.exists()) {
             let g = tls::generate(&config.http.tls_names)?;
             write_private(&key, &g.key_pem)?;
@@ -108,9 +124,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, BootstrapError> {
     };
 
     let signing_path = if config.tokens.signing_key.as_os_str().is_empty() {
-        let dir = data_dir.join("keys");
-        create_dir(&dir)?;
-        let path = dir.join("token-signing.pem");
+        let path = data_dir.join(SIGNING_KEY_FILE);
+        create_dir(path.parent().expect("SIGNING_KEY_FILE is a path inside a directory"))?;
         ensure_file(&path, &mut generated, "token signing key", || Ok(SigningKey::generate_pem()?))?;
         path
     } else {
@@ -121,7 +136,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, BootstrapError> {
         config.tokens.retired_signing_keys.iter().map(|p| SigningKey::from_file(p)).collect::<Result<Vec<_>, _>>()?;
 
     Ok(Prepared {
-        db_path: data_dir.join("switchboard.sqlite"),
+        db_path: data_dir.join(DB_FILE),
         data_dir,
         resource_id,
         access_keys,

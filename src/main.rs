@@ -13,8 +13,46 @@ use switchboard::{bootstrap, server, store::Store};
 /// Exit code for a refused configuration.
 const EXIT_CONFIG: u8 = 2;
 
+/// `-V`: the version and the revision it was built from.
+const SHORT_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SWITCHBOARD_GIT_REVISION"), ")");
+
+/// `--version` and `switchboard version`.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nrevision: ",
+    env!("SWITCHBOARD_GIT_REVISION"),
+    "\nfeatures: ",
+    env!("SWITCHBOARD_FEATURES")
+);
+
+const CONFIG_HELP: &str = "\
+Configuration:
+  --config FILE names the config file; without it ./config.toml is read when it exists, else the
+  built-in defaults apply (config.toml in the source tree documents every key and its default).
+  Relative paths in a config file are resolved against that file's directory.
+  Any key can be overridden from the environment as SWITCHBOARD__SECTION__KEY, e.g.
+    SWITCHBOARD__HTTP__LISTEN=0.0.0.0:8443
+    SWITCHBOARD__SERVER__DATA_DIR=/var/lib/switchboard
+    SWITCHBOARD__WEBRTC__PUBLIC_IPS='[\"203.0.113.7\"]'
+  (values are read as TOML values, otherwise as strings). A wrong key, type or value stops with
+  one line naming the key and exit code 2. RUST_LOG overrides server.log.
+
+The identity, token, connection-string and backup commands work on the data directory
+(server.data_dir) directly, also while the server runs.";
+
 #[derive(Parser)]
-#[command(name = "switchboard", about = "Self-hosted communications server (SFU, identities, calls, meetings)")]
+#[command(
+    name = "switchboard",
+    version = SHORT_VERSION,
+    long_version = LONG_VERSION,
+    about = "Self-hosted communications server (SFU, identities, calls, meetings)",
+    long_about = "Self-hosted communications server: a selective forwarding unit plus the identity, call and \
+meeting services around it, with an HTTPS REST API compatible with the Azure Communication Services data \
+plane. Without a command it runs the server (`serve`).",
+    after_help = "Configuration: --config FILE, else ./config.toml, else built-in defaults; any key can be \
+overridden as SWITCHBOARD__SECTION__KEY (see --help).",
+    after_long_help = CONFIG_HELP
+)]
 struct Cli {
     /// Config file (default: ./config.toml when present, else built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
@@ -26,8 +64,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
+    #[command(long_about = "Run the server: HTTPS (REST API, WebSocket signaling, the call page, /metrics, \
+/healthz), QUIC and WebRTC media. On first start it creates the data directory with the database, an \
+access key, a TLS certificate and a token signing key. It prints one `switchboard ready: ...` line when \
+it accepts connections. SIGTERM or Ctrl-C stop it gracefully within server.shutdown_grace_seconds.")]
     Serve,
-    /// Validate the configuration and exit.
+    /// Validate the configuration and exit (exit code 2 on a bad config).
     CheckConfig,
     /// Manage identities in the data directory.
     Identity {
@@ -40,8 +82,41 @@ enum Command {
         command: TokenCommand,
     },
     /// Print the connection string (endpoint and access key) for ACS SDKs.
+    #[command(long_about = "Print the connection string (endpoint=https://...;accesskey=...) that ACS SDKs \
+take. The endpoint is http.public_url, else http.listen; with port 0 only the running server knows its \
+port, so the string it wrote to <data_dir>/connection-string is printed.")]
     ConnectionString,
-    /// Print the version.
+    /// Back up the data directory into one file, safely while the server runs.
+    #[command(
+        long_about = "Back up the data directory into one file, safely while the server runs. The \
+database (identities with their revocations, rooms, meetings) is copied through SQLite's online backup \
+API as one consistent snapshot, and the generated resource ID, access key, token signing key and TLS \
+material are carried along, so a server restored from it serves the same identities and accepts the same \
+tokens. The file holds those secrets and is created readable by its owner only: keep it private.",
+        after_help = "Restore with `switchboard restore FILE` into a new, empty data directory."
+    )]
+    Backup {
+        /// The backup file to write (not inside the data directory's database files).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Replace FILE when it exists (by default an existing file is refused).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a backup into a new, empty data directory.
+    #[command(
+        long_about = "Restore a file written by `switchboard backup` into the configured data directory \
+(server.data_dir), which must be empty or not exist yet: a restore never replaces a server's state. The \
+backup is checked (integrity, schema version) first; a restore that fails leaves the directory empty. \
+Then start the server on that data directory.",
+        after_help = "Example: SWITCHBOARD__SERVER__DATA_DIR=/srv/new-data switchboard restore backup.sqlite"
+    )]
+    Restore {
+        /// The backup file to read.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print the version, the git revision it was built from and the enabled cargo features.
     Version,
 }
 
@@ -50,7 +125,7 @@ enum IdentityCommand {
     /// Create an identity and print its raw ID.
     Create {
         /// Return the existing identity when this external ID is already known.
-        #[arg(long)]
+        #[arg(long, value_name = "ID")]
         external_id: Option<String>,
     },
 }
@@ -60,13 +135,13 @@ enum TokenCommand {
     /// Issue a token for an identity and print it.
     Issue {
         /// The identity's raw ID (8:acs:...).
-        #[arg(long)]
+        #[arg(long, value_name = "RAW_ID")]
         identity: String,
         /// Comma-separated scopes: voip, voip.join, chat, chat.join, chat.join.limited.
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, value_delimiter = ',', required = true, value_name = "SCOPES")]
         scopes: Vec<String>,
         /// Lifetime in minutes (60-1440; default from config).
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         minutes: Option<i64>,
     },
 }
@@ -75,7 +150,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
     if matches!(command, Command::Version) {
-        println!("switchboard {}", env!("CARGO_PKG_VERSION"));
+        println!("switchboard {LONG_VERSION}");
         return ExitCode::SUCCESS;
     }
     let loaded = match config::load(cli.config.as_deref(), std::env::vars()) {
@@ -97,6 +172,8 @@ fn main() -> ExitCode {
             token_issue(&loaded.config, &identity, &scopes, minutes)
         }
         Command::ConnectionString => connection_string(&loaded.config),
+        Command::Backup { file, force } => backup(&loaded.config, &file, force),
+        Command::Restore { file } => restore(&loaded.config, &file),
         Command::Version => unreachable!("handled before loading the config"),
     };
     match result {
@@ -213,8 +290,72 @@ fn connection_string(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn backup(config: &Config, file: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let held = switchboard::backup::backup(&config.server.data_dir, file, force)?;
+    println!(
+        "backed up {} identities, {} rooms and {} meetings{} to {} (it holds secrets: keep it private)",
+        held.identities,
+        held.rooms,
+        held.meetings,
+        carried(&held.files),
+        file.display()
+    );
+    Ok(())
+}
+
+fn restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let data_dir = &config.server.data_dir;
+    let held = switchboard::backup::restore(file, data_dir)?;
+    println!(
+        "restored {} identities, {} rooms and {} meetings{} into {}",
+        held.identities,
+        held.rooms,
+        held.meetings,
+        carried(&held.files),
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn carried(files: &[String]) -> String {
+    if files.is_empty() { String::new() } else { format!(" with {}", files.join(", ")) }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every command (subcommands included) and every argument of each says what it is for.
+    #[test]
+    fn every_command_and_argument_is_documented() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut undocumented = Vec::new();
+        let mut seen = 0;
+        let mut stack = vec![(String::from("switchboard"), cli)];
+        while let Some((path, command)) = stack.pop() {
+            seen += 1;
+            if command.get_about().is_none_or(|a| a.to_string().trim().is_empty()) {
+                undocumented.push(format!("`{path}` has no about text"));
+            }
+            for arg in command.get_arguments() {
+                let help = arg.get_help().or(arg.get_long_help()).map(ToString::to_string).unwrap_or_default();
+                if help.trim().is_empty() {
+                    undocumented.push(format!("`{path}`: argument `{}` has no help", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert!(undocumented.is_empty(), "{undocumented:#?}");
+        assert!(seen >= 11, "walked every command: {seen}");
+    }
 }

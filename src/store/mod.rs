@@ -2,13 +2,14 @@
 //! `kill -9`: identities and their token revocation generation, ACS rooms with their
 //! participants, and meetings with their attendees. One connection behind a mutex; callers on async tasks go through
 //! `spawn_blocking`. All SQL of the server lives in this module: identities here,
-//! rooms in `rooms.rs`, meetings in `meetings.rs`.
+//! rooms in `rooms.rs`, meetings in `meetings.rs`, online backup and restore in `backup.rs`.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
 use uuid::Uuid;
 
+pub mod backup;
 mod meetings;
 mod rooms;
 
@@ -27,6 +28,12 @@ pub enum StoreError {
     Poisoned,
     #[error("the database holds a value this server cannot read: {0}")]
     Corrupt(String),
+    #[error("{0} is not a Switchboard database (its schema version is 0)")]
+    NotAStore(String),
+    #[error("not a Switchboard backup (it has no table of data-directory files); make one with `switchboard backup`")]
+    NotABackup,
+    #[error("the database stayed busy; try again")]
+    Busy,
 }
 
 /// One stored identity.
