@@ -29,6 +29,8 @@ enum Command {
     Serve,
     /// Validate the configuration and exit.
     CheckConfig,
+    /// Print the OpenAPI document of the REST API (what `GET /openapi.json` serves).
+    Openapi,
     /// Manage identities in the data directory.
     Identity {
         #[command(subcommand)]
@@ -74,6 +76,10 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Openapi) {
+        println!("{}", switchboard::api::openapi::document());
+        return ExitCode::SUCCESS;
+    }
     if matches!(command, Command::Version) {
         println!("switchboard {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
     init_logging(&loaded.config);
     let result = match command {
         Command::Serve => serve(loaded.config),
+        Command::Openapi => unreachable!("handled before loading the config"),
         Command::CheckConfig => {
             let source = loaded.source.map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
             println!("config OK ({source})");

@@ -5,6 +5,9 @@ use super::error::AcsError;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 /// A JSON body. An empty body reads as `{}`; an error names the field it found wrong.
 pub struct AcsJson<T>(pub T);
@@ -85,6 +88,29 @@ fn python_enum_version(v: &str) -> Option<String> {
     let name = v.strip_prefix("ApiVersion.V")?;
     let well_formed = name.len() >= 10 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     well_formed.then(|| name.replace('_', "-").to_ascii_lowercase())
+}
+
+/// The `api-version` query parameter as the OpenAPI document shows it: the versions `V` accepts
+/// (required unless `V` has a default), from the same list the extractor checks.
+impl<V: SupportedVersions> utoipa::IntoParams for Versioned<V> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(V::VERSIONS.iter().copied()))
+            .default(V::DEFAULT.map(Into::into));
+        let (required, description) = match V::DEFAULT {
+            None => (Required::True, "The API version (required).".to_owned()),
+            Some(default) => (Required::False, format!("The API version; {default} when absent.")),
+        };
+        let parameter = ParameterBuilder::new()
+            .name("api-version")
+            .parameter_in(ParameterIn::Query)
+            .required(required)
+            .description(Some(description))
+            .schema(Some(schema))
+            .build();
+        vec![parameter]
+    }
 }
 
 fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
