@@ -100,7 +100,7 @@ pub struct CreatedIdentity {
 #[utoipa::path(
     post, path = "/identities", operation_id = "CommunicationIdentity_Create", tag = "identities",
     params(Version),
-    request_body = CreateIdentity,
+    request_body = Option<CreateIdentity>,
     responses(
         (status = 201, description = "Created", body = CreatedIdentity),
         (status = 200, description = "An identity with this `externalId` exists already", body = CreatedIdentity),

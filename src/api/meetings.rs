@@ -341,7 +341,7 @@ pub async fn get(State(s): State<AppState>, _v: Version, Path(raw): Path<String>
 #[utoipa::path(
     patch, path = "/meetings/{id}", operation_id = "Meetings_Update", tag = "meetings",
     params(Version, ("id" = String, Path, format = "uuid", description = "The meeting ID")),
-    request_body = MeetingBody,
+    request_body = Option<MeetingBody>,
     responses((status = 200, description = "The meeting as it is now", body = OnlineMeeting), (status = 404, description = "No such meeting", body = AcsErrorResponse)),
 )]
 pub async fn update(

@@ -22,10 +22,24 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, Securi
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-/// The security schemes of a signed request: all three headers together (one requirement).
+/// The security scheme of a signed request.
 pub const HMAC_SCHEME: &str = "hmac-sha256";
-pub const DATE_SCHEME: &str = "x-ms-date";
-pub const CONTENT_HASH_SCHEME: &str = "x-ms-content-sha256";
+
+/// The headers a signature covers, in order (`x-signed-headers` on the scheme).
+const SIGNED_HEADERS: [&str; 3] = ["x-ms-date", "host", "x-ms-content-sha256"];
+
+/// How to sign, for people and client generators. One apiKey scheme on `Authorization` with the
+/// other two headers described, not three schemes: the headers are one credential (a signature
+/// without its date or body hash is no credential), and testers that drop one scheme at a time
+/// would otherwise probe half-credentials they cannot tell apart from missing ones.
+const HMAC_DESCRIPTION: &str = "ACS HMAC-SHA256 request signing. Send three headers: \
+`x-ms-date`, the request time as an RFC 1123 date (`Mon, 30 Nov 2026 09:00:00 GMT`) within \
+`http.max_clock_skew` of the server clock; `x-ms-content-sha256`, base64 of the SHA-256 of the \
+request body (of the empty string when there is none); and `Authorization: HMAC-SHA256 \
+SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=<sig>`, where <sig> is the base64 \
+HMAC-SHA256, keyed with the base64-decoded access key of the connection string, of \
+`VERB\\n<path and query as sent>\\n<x-ms-date>;<host>;<x-ms-content-sha256>` (the Host header, \
+e.g. `127.0.0.1:8443`). The ACS SDKs do this given a connection string.";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -85,29 +99,9 @@ struct Conventions;
 impl Modify for Conventions {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
-        for (name, header, description) in [
-            (
-                HMAC_SCHEME,
-                "Authorization",
-                "ACS HMAC-SHA256 request signing: `HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=<sig>`, \
-                 where <sig> is the base64 HMAC-SHA256, keyed with the base64-decoded access key of the connection string, \
-                 of `VERB\\n<path and query as sent>\\n<x-ms-date>;<host>;<x-ms-content-sha256>` (the values of the signed \
-                 headers, in the order SignedHeaders names them; `host` is the Host header, e.g. `127.0.0.1:8443`).",
-            ),
-            (
-                DATE_SCHEME,
-                "x-ms-date",
-                "The request time as an RFC 1123 date (`Mon, 30 Nov 2026 09:00:00 GMT`), within `http.max_clock_skew` of the server clock; signed.",
-            ),
-            (
-                CONTENT_HASH_SCHEME,
-                "x-ms-content-sha256",
-                "base64 of the SHA-256 of the request body (of the empty string when there is none); signed.",
-            ),
-        ] {
-            let scheme = SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(header, description)));
-            components.add_security_scheme(name, scheme);
-        }
+        let mut scheme = ApiKeyValue::with_description("Authorization", HMAC_DESCRIPTION);
+        scheme.extensions = Some([("x-signed-headers", serde_json::json!(SIGNED_HEADERS))].into_iter().collect());
+        components.add_security_scheme(HMAC_SCHEME, SecurityScheme::ApiKey(ApiKey::Header(scheme)));
         for (status, description) in [
             ("400", "Bad input: a missing or unsupported api-version, a malformed body, parameter or header"),
             ("401", "No valid HMAC signature"),
@@ -137,10 +131,7 @@ impl Modify for Conventions {
                     add("401");
                     add("413");
                     add("500");
-                    let requirement = SecurityRequirement::new(HMAC_SCHEME, Vec::<String>::new())
-                        .add(DATE_SCHEME, Vec::<String>::new())
-                        .add(CONTENT_HASH_SCHEME, Vec::<String>::new());
-                    operation.security = Some(vec![requirement]);
+                    operation.security = Some(vec![SecurityRequirement::new(HMAC_SCHEME, Vec::<String>::new())]);
                 }
             }
         }
@@ -282,9 +273,7 @@ mod tests {
     fn signed_operations_carry_the_hmac_requirement_and_public_ones_none() {
         let mut doc = ApiDoc::openapi();
         let schemes = &doc.components.as_ref().expect("components").security_schemes;
-        for name in [HMAC_SCHEME, DATE_SCHEME, CONTENT_HASH_SCHEME] {
-            assert!(schemes.contains_key(name), "scheme {name}");
-        }
+        assert!(schemes.contains_key(HMAC_SCHEME));
         for (path, item) in doc.paths.paths.iter_mut() {
             for (method, op) in operations_mut(item) {
                 let route = super::super::served_routes()

@@ -177,7 +177,7 @@ pub struct ParticipantsUpdated {}
         ("Repeatability-First-Sent" = Option<String>, Header, nullable = false,
             description = "When the first try was sent, an HTTP date; required with Repeatability-Request-ID"),
     ),
-    request_body = CreateRoom,
+    request_body = Option<CreateRoom>,
     responses((status = 201, description = "Created", body = RoomModel,
         headers(("Repeatability-Result" = String, description = "`accepted` when a Repeatability-Request-ID was sent")))),
 )]
@@ -255,7 +255,7 @@ pub async fn get(State(s): State<AppState>, _v: Version, Path(raw): Path<String>
 #[utoipa::path(
     patch, path = "/rooms/{id}", operation_id = "Rooms_Update", tag = "rooms",
     params(Version, ("id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The room ID")),
-    request_body(content = UpdateRoom, content_type = "application/merge-patch+json"),
+    request_body(content = Option<UpdateRoom>, content_type = "application/merge-patch+json"),
     responses((status = 200, description = "The room as it is now", body = RoomModel), (status = 404, description = "No such room", body = AcsErrorResponse)),
 )]
 pub async fn update(
@@ -326,7 +326,7 @@ pub async fn participants(
 #[utoipa::path(
     patch, path = "/rooms/{id}/participants", operation_id = "Participants_Update", tag = "rooms",
     params(Version, ("id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The room ID")),
-    request_body(content = UpdateParticipants, content_type = "application/merge-patch+json"),
+    request_body(content = Option<UpdateParticipants>, content_type = "application/merge-patch+json"),
     responses((status = 200, description = "Applied", body = ParticipantsUpdated), (status = 404, description = "No such room", body = AcsErrorResponse)),
 )]
 pub async fn update_participants(
