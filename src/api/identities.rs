@@ -119,10 +119,10 @@ pub async fn create(
             "externalId",
         ));
     }
+    // Checked also without scopes: a wrong value is refused, not silently ignored.
+    let lifetime = lifetime(&s, req.expires_in_minutes)?;
     let token_request = match &req.create_token_with_scopes {
-        Some(scopes) if !scopes.is_empty() => {
-            Some((parse_scopes(scopes, "createTokenWithScopes")?, lifetime(&s, req.expires_in_minutes)?))
-        }
+        Some(scopes) if !scopes.is_empty() => Some((parse_scopes(scopes, "createTokenWithScopes")?, lifetime)),
         _ => None,
     };
     let now = unix_now();
