@@ -34,7 +34,7 @@ const SIGNED_HEADERS: [&str; 3] = ["x-ms-date", "host", "x-ms-content-sha256"];
 /// would otherwise probe half-credentials they cannot tell apart from missing ones.
 const HMAC_DESCRIPTION: &str = "ACS HMAC-SHA256 request signing. Send three headers: \
 `x-ms-date`, the request time as an RFC 1123 date (`Mon, 30 Nov 2026 09:00:00 GMT`) within \
-`http.max_clock_skew` of the server clock; `x-ms-content-sha256`, base64 of the SHA-256 of the \
+`auth.max_clock_skew_seconds` of the server clock; `x-ms-content-sha256`, base64 of the SHA-256 of the \
 request body (of the empty string when there is none); and `Authorization: HMAC-SHA256 \
 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=<sig>`, where <sig> is the base64 \
 HMAC-SHA256, keyed with the base64-decoded access key of the connection string, of \
