@@ -376,10 +376,11 @@ async fn join_meeting_ids_are_unique_and_links_resolve() {
     }
     assert_eq!(directory.by_join_id("123").expect("lookup"), None);
     assert_eq!(directory.by_link(&format!("{}meet/AAAAAAAAAAAAAAAAAAAAAA", running.endpoint)).expect("lookup"), None);
-    // Nothing is served at the join link yet (the live layer will), and it needs no signature.
+    // The join link opens the call page, with no signature (the token is checked when it joins).
     let token = links.iter().next().expect("a link").rsplit('/').next().expect("token").to_owned();
-    let (status, _) = api.get_public(&format!("/meet/{token}")).await;
-    assert_eq!(status, 404);
+    let (status, page) = api.get_public(&format!("/meet/{token}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<html"), "the call page");
     running.stop().await;
 }
 
