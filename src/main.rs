@@ -71,6 +71,8 @@ it accepts connections. SIGTERM or Ctrl-C stop it gracefully within server.shutd
     Serve,
     /// Validate the configuration and exit (exit code 2 on a bad config).
     CheckConfig,
+    /// Print the OpenAPI document of the REST API (what `GET /openapi.json` serves).
+    Openapi,
     /// Manage identities in the data directory.
     Identity {
         #[command(subcommand)]
@@ -149,6 +151,10 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Openapi) {
+        println!("{}", switchboard::api::openapi::document());
+        return ExitCode::SUCCESS;
+    }
     if matches!(command, Command::Version) {
         println!("switchboard {LONG_VERSION}");
         return ExitCode::SUCCESS;
@@ -160,6 +166,7 @@ fn main() -> ExitCode {
     init_logging(&loaded.config);
     let result = match command {
         Command::Serve => serve(loaded.config),
+        Command::Openapi => unreachable!("handled before loading the config"),
         Command::CheckConfig => {
             let source = loaded.source.map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
             println!("config OK ({source})");

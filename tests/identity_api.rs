@@ -133,6 +133,11 @@ async fn lifetime_and_scope_validation_name_the_field() {
         )
         .await;
     assert_eq!(status, 400);
+    // Without scopes too: an out-of-range lifetime was silently ignored (found by schemathesis).
+    let (status, body) =
+        api.call(Method::POST, &format!("/identities?{V}"), Some(json!({"expiresInMinutes": 5}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["target"], "expiresInMinutes", "{body}");
     // Malformed JSON and a malformed ID.
     let (status, _) = api.call(Method::GET, &format!("/identities/not-an-id?{V}"), None).await;
     assert_eq!(status, 400);

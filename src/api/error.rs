@@ -3,7 +3,8 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An API error as ACS clients expect it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,12 +19,34 @@ pub struct AcsError {
 }
 
 /// One entry of `details`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AcsErrorDetail {
+    /// `BadArgument` for a bad field.
     pub code: &'static str,
     pub message: String,
+    /// The field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub target: Option<String>,
+}
+
+/// The body of every error response (ACS `CommunicationErrorResponse`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcsErrorResponse {
+    pub error: AcsErrorBody,
+}
+
+/// ACS `CommunicationError`; the code is also sent in the `x-ms-error-code` header.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcsErrorBody {
+    /// A stable code: `BadRequest`, `Unauthorized`, `IdentityNotFound`, `NotFound`, ...
+    pub code: &'static str,
+    /// What was wrong, for a person.
+    pub message: String,
+    /// The request field or parameter at fault, or `null`.
+    #[schema(required = true)]
+    pub target: Option<String>,
+    pub details: Vec<AcsErrorDetail>,
 }
 
 impl AcsError {
@@ -65,14 +88,9 @@ impl AcsError {
 
 impl IntoResponse for AcsError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "target": self.target,
-                "details": self.details,
-            }
-        });
+        let body = AcsErrorResponse {
+            error: AcsErrorBody { code: self.code, message: self.message, target: self.target, details: self.details },
+        };
         (self.status, [("x-ms-error-code", self.code)], axum::Json(body)).into_response()
     }
 }

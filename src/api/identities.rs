@@ -1,8 +1,9 @@
 //! `/identities`: the ACS Communication Identity API (`api-version=2023-10-01` and earlier GA
 //! versions, plus `externalId`).
 
-use super::error::AcsError;
-use super::extract::{AcsJson, SupportedVersions, Versioned, parse_json};
+use super::error::{AcsError, AcsErrorResponse};
+use super::extract::{AcsJson, SupportedVersions, Versioned};
+use super::openapi::ScopeName;
 use super::state::AppState;
 use crate::auth::{Scopes, TokenLifetime};
 use crate::identity::{IdentityId, RawIdError};
@@ -10,9 +11,9 @@ use crate::store::IdentityRecord;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
+use utoipa::ToSchema;
 
 /// API versions of the identity API that this server implements.
 pub struct IdentityApi;
@@ -27,44 +28,101 @@ type Version = Versioned<IdentityApi>;
 /// Longest accepted `externalId`.
 const MAX_EXTERNAL_ID_LEN: usize = 256;
 
-#[derive(Deserialize)]
+/// `POST /identities` (ACS `CommunicationIdentityCreateRequest`).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateIdentity {
+    /// Also issue a token with these scopes.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ScopeName>>)]
     create_token_with_scopes: Option<Vec<String>>,
+    /// Lifetime of that token (default 1440).
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 1440)]
     expires_in_minutes: Option<i64>,
+    /// Your own ID for the identity: a second create with it returns the same identity (200).
     /// `customId` is ACS's name for it (`2025-03-02-preview`); both are accepted.
     #[serde(default, alias = "customId")]
+    #[schema(min_length = 1, max_length = 256)]
     external_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `POST /identities/{id}/:issueAccessToken` (ACS `CommunicationIdentityAccessTokenRequest`).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssueToken {
+    #[schema(value_type = Vec<ScopeName>, min_items = 1)]
     scopes: Vec<String>,
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 1440)]
     expires_in_minutes: Option<i64>,
 }
 
+/// ACS `CommunicationIdentity`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommunicationIdentity {
+    /// The raw ID, `8:acs:<resourceId>_<uuid>`.
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    external_id: Option<String>,
+    /// The same as `externalId` (ACS's later name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    custom_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
+    last_token_issued_at: Option<String>,
+}
+
+/// ACS `CommunicationIdentityAccessToken`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessToken {
+    /// An ES256 JWT; verify it against `/.well-known/jwks.json`.
+    token: String,
+    #[schema(format = DateTime)]
+    expires_on: String,
+}
+
+/// ACS `CommunicationIdentityAccessTokenResult`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedIdentity {
+    identity: CommunicationIdentity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    access_token: Option<AccessToken>,
+}
+
 /// `POST /identities`
+#[utoipa::path(
+    post, path = "/identities", operation_id = "CommunicationIdentity_Create", tag = "identities",
+    params(Version),
+    request_body = Option<CreateIdentity>,
+    responses(
+        (status = 201, description = "Created", body = CreatedIdentity),
+        (status = 200, description = "An identity with this `externalId` exists already", body = CreatedIdentity),
+    ),
+)]
 pub async fn create(
     State(s): State<AppState>,
     _v: Version,
     AcsJson(req): AcsJson<CreateIdentity>,
 ) -> Result<Response, AcsError> {
     if let Some(ext) = &req.external_id
-        && (ext.is_empty() || ext.len() > MAX_EXTERNAL_ID_LEN)
+        && (ext.is_empty() || ext.chars().count() > MAX_EXTERNAL_ID_LEN)
     {
         return Err(AcsError::bad_request(
             format!("externalId must be 1 to {MAX_EXTERNAL_ID_LEN} characters"),
             "externalId",
         ));
     }
+    // Checked also without scopes: a wrong value is refused, not silently ignored.
+    let lifetime = lifetime(&s, req.expires_in_minutes)?;
     let token_request = match &req.create_token_with_scopes {
-        Some(scopes) if !scopes.is_empty() => {
-            Some((parse_scopes(scopes, "createTokenWithScopes")?, lifetime(&s, req.expires_in_minutes)?))
-        }
+        Some(scopes) if !scopes.is_empty() => Some((parse_scopes(scopes, "createTokenWithScopes")?, lifetime)),
         _ => None,
     };
     let now = unix_now();
@@ -78,15 +136,20 @@ pub async fn create(
         Ok::<_, AcsError>((record, created, token))
     })
     .await??;
-    let mut body = json!({ "identity": identity_json(&s, &record) });
-    if let Some(token) = token {
-        body["accessToken"] = token;
-    }
+    let body = CreatedIdentity { identity: identity_json(&s, &record), access_token: token };
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(body)).into_response())
 }
 
 /// `GET /identities/{id}`
+#[utoipa::path(
+    get, path = "/identities/{id}", operation_id = "CommunicationIdentity_Get", tag = "identities",
+    params(Version, ("id" = String, Path, description = "The raw ID")),
+    responses(
+        (status = 200, description = "The identity", body = CommunicationIdentity),
+        (status = 404, description = "No such identity", body = AcsErrorResponse),
+    ),
+)]
 pub async fn get(State(s): State<AppState>, _v: Version, Path(raw): Path<String>) -> Result<Response, AcsError> {
     let id = parse_id(&s, &raw)?;
     let state = s.clone();
@@ -95,6 +158,14 @@ pub async fn get(State(s): State<AppState>, _v: Version, Path(raw): Path<String>
 }
 
 /// `DELETE /identities/{id}`: also revokes every token of the identity.
+#[utoipa::path(
+    delete, path = "/identities/{id}", operation_id = "CommunicationIdentity_Delete", tag = "identities",
+    params(Version, ("id" = String, Path, description = "The raw ID")),
+    responses(
+        (status = 204, description = "Deleted; its tokens stop verifying"),
+        (status = 404, description = "No such identity", body = AcsErrorResponse),
+    ),
+)]
 pub async fn delete(State(s): State<AppState>, _v: Version, Path(raw): Path<String>) -> Result<Response, AcsError> {
     let id = parse_id(&s, &raw)?;
     let state = s.clone();
@@ -105,36 +176,54 @@ pub async fn delete(State(s): State<AppState>, _v: Version, Path(raw): Path<Stri
     }
 }
 
-/// `POST /identities/{id}/:issueAccessToken` and `POST /identities/{id}/:revokeAccessTokens`
-pub async fn action(
+/// `POST /identities/{id}/:issueAccessToken`
+#[utoipa::path(
+    post, path = "/identities/{id}/:issueAccessToken", operation_id = "CommunicationIdentity_IssueAccessToken", tag = "identities",
+    params(Version, ("id" = String, Path, description = "The raw ID")),
+    request_body = IssueToken,
+    responses(
+        (status = 200, description = "A token", body = AccessToken),
+        (status = 404, description = "No such identity", body = AcsErrorResponse),
+    ),
+)]
+pub async fn issue_access_token(
     State(s): State<AppState>,
     _v: Version,
-    Path((raw, action)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    Path(raw): Path<String>,
+    AcsJson(req): AcsJson<IssueToken>,
 ) -> Result<Response, AcsError> {
     let id = parse_id(&s, &raw)?;
-    match action.as_str() {
-        ":issueAccessToken" => {
-            let req: IssueToken = parse_json(&body)?;
-            if req.scopes.is_empty() {
-                return Err(AcsError::bad_request("scopes must name at least one scope", "scopes"));
-            }
-            let scopes = parse_scopes(&req.scopes, "scopes")?;
-            let lifetime = lifetime(&s, req.expires_in_minutes)?;
-            let now = unix_now().secs;
-            let state = s.clone();
-            let token = blocking(move || issue(&state, id, scopes, lifetime, now)).await??;
-            Ok(axum::Json(token).into_response())
-        }
-        ":revokeAccessTokens" => {
-            let state = s.clone();
-            if blocking(move || state.directory.revoke_tokens(id)).await?? {
-                Ok(StatusCode::NO_CONTENT.into_response())
-            } else {
-                Err(not_found())
-            }
-        }
-        other => Err(AcsError::not_found("UnknownOperation", format!("unknown identity operation '{other}'"))),
+    if req.scopes.is_empty() {
+        return Err(AcsError::bad_request("scopes must name at least one scope", "scopes"));
+    }
+    let scopes = parse_scopes(&req.scopes, "scopes")?;
+    let lifetime = lifetime(&s, req.expires_in_minutes)?;
+    let now = unix_now().secs;
+    let state = s.clone();
+    let token = blocking(move || issue(&state, id, scopes, lifetime, now)).await??;
+    Ok(axum::Json(token).into_response())
+}
+
+/// `POST /identities/{id}/:revokeAccessTokens`
+#[utoipa::path(
+    post, path = "/identities/{id}/:revokeAccessTokens", operation_id = "CommunicationIdentity_RevokeAccessTokens", tag = "identities",
+    params(Version, ("id" = String, Path, description = "The raw ID")),
+    responses(
+        (status = 204, description = "Revoked; earlier tokens stop verifying"),
+        (status = 404, description = "No such identity", body = AcsErrorResponse),
+    ),
+)]
+pub async fn revoke_access_tokens(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(raw): Path<String>,
+) -> Result<Response, AcsError> {
+    let id = parse_id(&s, &raw)?;
+    let state = s.clone();
+    if blocking(move || state.directory.revoke_tokens(id)).await?? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(not_found())
     }
 }
 
@@ -144,7 +233,7 @@ fn issue(
     scopes: Scopes,
     lifetime: TokenLifetime,
     now: i64,
-) -> Result<serde_json::Value, AcsError> {
+) -> Result<AccessToken, AcsError> {
     use crate::auth::token::IssueError;
     let result = s.issuer.issue(id, scopes, lifetime, now);
     let label = match &result {
@@ -154,7 +243,7 @@ fn issue(
     };
     s.metrics.tokens.issues.with_label_values(&[label]).inc();
     match result {
-        Ok(t) => Ok(json!({ "token": t.token, "expiresOn": rfc3339(t.expires_on) })),
+        Ok(t) => Ok(AccessToken { token: t.token, expires_on: rfc3339(t.expires_on) }),
         Err(IssueError::UnknownIdentity) => Err(not_found()),
         Err(IssueError::NoScopes) => Err(AcsError::bad_request("at least one scope is required", "scopes")),
         Err(e) => Err(AcsError::internal(e)),
@@ -183,16 +272,13 @@ fn not_found() -> AcsError {
     AcsError::not_found("IdentityNotFound", "the identity does not exist")
 }
 
-fn identity_json(s: &AppState, r: &IdentityRecord) -> serde_json::Value {
-    let mut v = json!({ "id": IdentityId(r.id).raw(&s.resource_id) });
-    if let Some(ext) = &r.external_id {
-        v["externalId"] = ext.clone().into();
-        v["customId"] = ext.clone().into();
+fn identity_json(s: &AppState, r: &IdentityRecord) -> CommunicationIdentity {
+    CommunicationIdentity {
+        id: IdentityId(r.id).raw(&s.resource_id),
+        external_id: r.external_id.clone(),
+        custom_id: r.external_id.clone(),
+        last_token_issued_at: r.last_token_issued_at_ms.map(|ms| rfc3339(ms / 1000)),
     }
-    if let Some(ms) = r.last_token_issued_at_ms {
-        v["lastTokenIssuedAt"] = rfc3339(ms / 1000).into();
-    }
-    v
 }
 
 struct UnixNow {

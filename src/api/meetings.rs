@@ -13,9 +13,10 @@
 //! ignored, so a client may send back what it read. DELETE answers 204, then 404.
 //! Lists use `value` and `@odata.nextLink` (token in `$skiptoken`), newest first.
 
-use super::error::AcsError;
+use super::error::{AcsError, AcsErrorResponse};
 use super::extract::{AcsJson, SupportedVersions, Versioned};
 use super::identities::blocking;
+use super::openapi::{AllowedPresentersName, LobbyBypassScopeName, MeetingRoleName, RawId};
 use super::rooms::{now_us, parse_time, timestamp};
 use super::state::AppState;
 use crate::identity::IdentityId;
@@ -27,8 +28,9 @@ use crate::rooms::{EndReason, RoomKey, Whom};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// API versions of the Meetings API. Graph has none; this one names the shape defined here.
 pub struct MeetingsApi;
@@ -43,79 +45,211 @@ type Version = Versioned<MeetingsApi>;
 /// The query parameter of a `@odata.nextLink` that carries where the next page starts (Graph's).
 const PAGE_TOKEN: &str = "$skiptoken";
 
-#[derive(Deserialize)]
+/// A meeting to create (`POST`: `participants.organizer` is required) or the changes to make
+/// (`PATCH`: absent or `null` leaves a setting as it is). Graph `onlineMeeting`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MeetingBody {
     #[serde(default)]
     subject: Option<String>,
+    /// Default: now.
     #[serde(default)]
+    #[schema(format = DateTime)]
     start_date_time: Option<String>,
+    /// Default: an hour after the start; needs a start.
     #[serde(default)]
+    #[schema(format = DateTime)]
     end_date_time: Option<String>,
     #[serde(default)]
     participants: Option<Participants>,
     #[serde(default)]
     lobby_bypass_settings: Option<LobbyBypassSettings>,
     #[serde(default)]
+    #[schema(value_type = Option<AllowedPresentersName>)]
     allowed_presenters: Option<String>,
     #[serde(default)]
     join_meeting_id_settings: Option<JoinMeetingIdSettings>,
 }
 
 /// Graph `meetingParticipants`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Participants {
+    /// Required on create; in a PATCH it can only be the current organizer.
     #[serde(default)]
     organizer: Option<ParticipantInfo>,
+    /// In a PATCH, replaces the whole list.
     #[serde(default)]
     attendees: Option<Vec<ParticipantInfo>>,
 }
 
 /// Graph `meetingParticipantInfo` (`upn` and display names are accepted and not kept).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = MeetingParticipantInfoRequest)]
 pub struct ParticipantInfo {
     #[serde(default)]
     identity: Option<IdentitySet>,
+    /// Absent: `attendee`; the organizer's is always `presenter`.
     #[serde(default)]
+    #[schema(value_type = Option<MeetingRoleName>)]
     role: Option<String>,
 }
 
 /// Graph `identitySet`: only `user` names a participant here.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = IdentitySetRequest)]
 pub struct IdentitySet {
     #[serde(default)]
     user: Option<Identity>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = IdentityRequest)]
 pub struct Identity {
+    /// The raw ID of a communication user of this server.
     #[serde(default)]
+    #[schema(value_type = Option<RawId>)]
     id: Option<String>,
 }
 
 /// Graph `lobbyBypassSettings`; in a PATCH an absent member keeps its value.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LobbyBypassSettings {
+    /// Default: `organization`.
     #[serde(default)]
+    #[schema(value_type = Option<LobbyBypassScopeName>)]
     scope: Option<String>,
+    /// Default: false.
     #[serde(default)]
     is_dial_in_bypass_enabled: Option<bool>,
 }
 
-/// Graph `joinMeetingIdSettings`: `joinMeetingId` and `passcode` are the server's to choose.
-#[derive(Deserialize)]
+/// Graph `joinMeetingIdSettings`: `joinMeetingId` and `passcode` are the server's to choose
+/// (anything but `null` there is refused).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = JoinMeetingIdSettingsRequest)]
 pub struct JoinMeetingIdSettings {
+    /// Default: false. Cannot change in a PATCH.
     #[serde(default)]
     is_passcode_required: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     join_meeting_id: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     passcode: Option<Value>,
 }
 
+/// A meeting as Graph shows an `onlineMeeting`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineMeeting {
+    #[schema(format = "uuid")]
+    id: String,
+    #[schema(format = DateTime)]
+    creation_date_time: String,
+    #[schema(format = DateTime)]
+    start_date_time: String,
+    #[schema(format = DateTime)]
+    end_date_time: String,
+    #[schema(required = true)]
+    subject: Option<String>,
+    /// `https://HOST/meet/<token>`: opens the call page and joins this meeting.
+    join_web_url: String,
+    participants: MeetingParticipants,
+    lobby_bypass_settings: LobbyBypassSettingsView,
+    #[schema(value_type = AllowedPresentersName)]
+    allowed_presenters: &'static str,
+    join_meeting_id_settings: JoinMeetingIdSettingsView,
+}
+
+/// Graph `meetingParticipants` as a meeting shows them.
+#[derive(Serialize, ToSchema)]
+pub struct MeetingParticipants {
+    organizer: MeetingParticipantInfo,
+    attendees: Vec<MeetingParticipantInfo>,
+}
+
+/// Graph `meetingParticipantInfo`.
+#[derive(Serialize, ToSchema)]
+pub struct MeetingParticipantInfo {
+    identity: UserIdentitySet,
+    #[schema(value_type = MeetingRoleName)]
+    role: &'static str,
+}
+
+/// Graph `identitySet` with its `user`.
+#[derive(Serialize, ToSchema)]
+pub struct UserIdentitySet {
+    user: UserIdentity,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserIdentity {
+    #[schema(value_type = RawId)]
+    id: String,
+}
+
+/// Graph `lobbyBypassSettings` as a meeting shows them.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LobbyBypassSettingsView {
+    #[schema(value_type = LobbyBypassScopeName)]
+    scope: &'static str,
+    is_dial_in_bypass_enabled: bool,
+}
+
+/// Graph `joinMeetingIdSettings` as a meeting shows them.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinMeetingIdSettingsView {
+    is_passcode_required: bool,
+    /// 12 digits.
+    #[schema(pattern = "^[1-9][0-9]{11}$")]
+    join_meeting_id: String,
+    /// Six characters, exactly when `isPasscodeRequired`.
+    #[schema(required = true)]
+    passcode: Option<String>,
+}
+
+/// A page of meetings, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct MeetingsCollection {
+    value: Vec<OnlineMeeting>,
+    /// The absolute URL of the next page.
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    next_link: Option<String>,
+}
+
+/// Someone waiting in a meeting's lobby.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LobbyParticipant {
+    /// The participant ID the signaling protocol uses.
+    participant_id: u64,
+    identity: UserIdentitySet,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    display_name: Option<String>,
+    #[schema(format = DateTime)]
+    waiting_since: String,
+}
+
+/// Who waits (`GET .../lobby`), or who was admitted or turned away.
+#[derive(Serialize, ToSchema)]
+pub struct LobbyCollection {
+    value: Vec<LobbyParticipant>,
+}
+
 /// `POST /meetings`: 201 with the meeting, its join link, join meeting ID and passcode.
+#[utoipa::path(
+    post, path = "/meetings", operation_id = "Meetings_Create", tag = "meetings",
+    params(Version),
+    request_body = MeetingBody,
+    responses((status = 201, description = "Created", body = OnlineMeeting)),
+)]
 pub async fn create(
     State(s): State<AppState>,
     _v: Version,
@@ -157,6 +291,11 @@ pub async fn create(
 }
 
 /// `GET /meetings`: a page of meetings, newest first.
+#[utoipa::path(
+    get, path = "/meetings", operation_id = "Meetings_List", tag = "meetings",
+    params(Version, ("$skiptoken" = Option<String>, Query, description = "Where the next page starts (from `@odata.nextLink`)")),
+    responses((status = 200, description = "A page of meetings", body = MeetingsCollection)),
+)]
 pub async fn list(
     State(s): State<AppState>,
     v: Version,
@@ -178,14 +317,19 @@ pub async fn list(
         };
     let state = s.clone();
     let page = blocking(move || state.meeting_directory.list(after)).await??;
-    let mut body = json!({ "value": page.items.iter().map(|m| meeting_json(&s, m)).collect::<Vec<_>>() });
-    if let Some(next) = page.next {
-        body["@odata.nextLink"] = next_link(&headers, &uri, &v, &next.token()).into();
-    }
+    let body = MeetingsCollection {
+        value: page.items.iter().map(|m| meeting_json(&s, m)).collect(),
+        next_link: page.next.map(|next| next_link(&headers, &uri, &v, &next.token())),
+    };
     Ok(axum::Json(body).into_response())
 }
 
 /// `GET /meetings/{id}`
+#[utoipa::path(
+    get, path = "/meetings/{id}", operation_id = "Meetings_Get", tag = "meetings",
+    params(Version, ("id" = String, Path, format = "uuid", description = "The meeting ID")),
+    responses((status = 200, description = "The meeting", body = OnlineMeeting), (status = 404, description = "No such meeting", body = AcsErrorResponse)),
+)]
 pub async fn get(State(s): State<AppState>, _v: Version, Path(raw): Path<String>) -> Result<Response, AcsError> {
     let id = parse_meeting_id(&raw)?;
     let state = s.clone();
@@ -194,6 +338,12 @@ pub async fn get(State(s): State<AppState>, _v: Version, Path(raw): Path<String>
 }
 
 /// `PATCH /meetings/{id}`: 200 with the meeting as it is now.
+#[utoipa::path(
+    patch, path = "/meetings/{id}", operation_id = "Meetings_Update", tag = "meetings",
+    params(Version, ("id" = String, Path, format = "uuid", description = "The meeting ID")),
+    request_body = Option<MeetingBody>,
+    responses((status = 200, description = "The meeting as it is now", body = OnlineMeeting), (status = 404, description = "No such meeting", body = AcsErrorResponse)),
+)]
 pub async fn update(
     State(s): State<AppState>,
     _v: Version,
@@ -231,6 +381,11 @@ pub async fn update(
 }
 
 /// `DELETE /meetings/{id}`: 204; 404 when there is no such meeting (as Graph answers).
+#[utoipa::path(
+    delete, path = "/meetings/{id}", operation_id = "Meetings_Delete", tag = "meetings",
+    params(Version, ("id" = String, Path, format = "uuid", description = "The meeting ID")),
+    responses((status = 204, description = "Deleted; its call ends and its lobby empties"), (status = 404, description = "No such meeting", body = AcsErrorResponse)),
+)]
 pub async fn delete(State(s): State<AppState>, _v: Version, Path(raw): Path<String>) -> Result<Response, AcsError> {
     let id = parse_meeting_id(&raw)?;
     let state = s.clone();
@@ -244,10 +399,11 @@ pub async fn delete(State(s): State<AppState>, _v: Version, Path(raw): Path<Stri
 }
 
 /// Whom a lobby request names: raw IDs of identities waiting, or everyone.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LobbyRequest {
     #[serde(default)]
+    #[schema(value_type = Vec<RawId>)]
     participants: Vec<String>,
     #[serde(default)]
     all: bool,
@@ -255,30 +411,55 @@ pub struct LobbyRequest {
 
 /// `GET /meetings/{id}/lobby`: who waits in the live meeting's lobby, oldest first (empty when
 /// the meeting has no live call).
+#[utoipa::path(
+    get, path = "/meetings/{id}/lobby", operation_id = "Lobby_List", tag = "meetings",
+    params(Version, ("id" = String, Path, format = "uuid", description = "The meeting ID")),
+    responses((status = 200, description = "Who waits, oldest first", body = LobbyCollection), (status = 404, description = "No such meeting", body = AcsErrorResponse)),
+)]
 pub async fn lobby(State(s): State<AppState>, _v: Version, Path(raw): Path<String>) -> Result<Response, AcsError> {
     let id = parse_meeting_id(&raw)?;
     let state = s.clone();
     blocking(move || state.meeting_directory.get(id)).await??.ok_or_else(not_found)?;
     let waiting = s.signaling.rooms.get(&RoomKey::Meeting(id)).map(|r| r.lobby()).unwrap_or_default();
-    let value: Vec<Value> = waiting.iter().map(lobby_json).collect();
-    Ok(axum::Json(json!({ "value": value })).into_response())
+    let value = waiting.iter().map(lobby_json).collect();
+    Ok(axum::Json(LobbyCollection { value }).into_response())
 }
 
-/// `POST /meetings/{id}/lobby:admit` (`{participants: [rawId...]}` or `{all: true}`) and
-/// `POST /meetings/{id}/lobby:reject`: 200 with who was admitted or turned away. Those not
-/// waiting (any more) are skipped.
-pub async fn lobby_action(
+/// `POST /meetings/{id}/lobby:admit` (`{participants: [rawId...]}` or `{all: true}`): 200 with who
+/// was admitted. Those not waiting (any more) are skipped.
+#[utoipa::path(
+    post, path = "/meetings/{id}/lobby:admit", operation_id = "Lobby_Admit", tag = "meetings",
+    params(Version, ("id" = String, Path, format = "uuid", description = "The meeting ID")),
+    request_body = LobbyRequest,
+    responses((status = 200, description = "Who was let in", body = LobbyCollection), (status = 404, description = "No such meeting", body = AcsErrorResponse)),
+)]
+pub async fn admit_lobby(
     State(s): State<AppState>,
     _v: Version,
-    Path((raw, action)): Path<(String, String)>,
+    Path(raw): Path<String>,
     AcsJson(body): AcsJson<LobbyRequest>,
 ) -> Result<Response, AcsError> {
-    let id = parse_meeting_id(&raw)?;
-    let admit = match action.as_str() {
-        "lobby:admit" => true,
-        "lobby:reject" => false,
-        other => return Err(AcsError::not_found("UnknownOperation", format!("unknown meeting operation '{other}'"))),
-    };
+    lobby_decision(s, &raw, body, true).await
+}
+
+/// `POST /meetings/{id}/lobby:reject`: 200 with who was turned away (`LobbyRejected`).
+#[utoipa::path(
+    post, path = "/meetings/{id}/lobby:reject", operation_id = "Lobby_Reject", tag = "meetings",
+    params(Version, ("id" = String, Path, format = "uuid", description = "The meeting ID")),
+    request_body = LobbyRequest,
+    responses((status = 200, description = "Who was turned away", body = LobbyCollection), (status = 404, description = "No such meeting", body = AcsErrorResponse)),
+)]
+pub async fn reject_lobby(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(raw): Path<String>,
+    AcsJson(body): AcsJson<LobbyRequest>,
+) -> Result<Response, AcsError> {
+    lobby_decision(s, &raw, body, false).await
+}
+
+async fn lobby_decision(s: AppState, raw: &str, body: LobbyRequest, admit: bool) -> Result<Response, AcsError> {
+    let id = parse_meeting_id(raw)?;
     if body.all != body.participants.is_empty() {
         return Err(AcsError::bad_argument("name the participants, or set all to true (not both)", "participants"));
     }
@@ -290,7 +471,7 @@ pub async fn lobby_action(
     blocking(move || state.meeting_directory.get(id)).await??.ok_or_else(not_found)?;
     let whom = if body.all { Whom::All } else { Whom::Identities(identities) };
     let Some(room) = s.signaling.rooms.get(&RoomKey::Meeting(id)) else {
-        return Ok(axum::Json(json!({ "value": [] })).into_response());
+        return Ok(axum::Json(LobbyCollection { value: Vec::new() }).into_response());
     };
     let before: Vec<_> = room.lobby();
     let done = if admit {
@@ -298,21 +479,17 @@ pub async fn lobby_action(
     } else {
         s.signaling.rooms.turn_away(&room, &whom, EndReason::LobbyRejected)
     };
-    let value: Vec<Value> =
-        before.iter().filter(|v| done.iter().any(|d| d.participant == v.participant)).map(lobby_json).collect();
-    Ok(axum::Json(json!({ "value": value })).into_response())
+    let value = before.iter().filter(|v| done.iter().any(|d| d.participant == v.participant)).map(lobby_json).collect();
+    Ok(axum::Json(LobbyCollection { value }).into_response())
 }
 
-fn lobby_json(v: &crate::rooms::LobbyView) -> Value {
-    let mut out = json!({
-        "participantId": v.participant.0,
-        "identity": { "user": { "id": v.raw_id.to_string() } },
-        "waitingSince": super::identities::rfc3339(v.waiting_since_ms / 1000),
-    });
-    if let Some(name) = &v.display_name {
-        out["displayName"] = name.to_string().into();
+fn lobby_json(v: &crate::rooms::LobbyView) -> LobbyParticipant {
+    LobbyParticipant {
+        participant_id: v.participant.0,
+        identity: UserIdentitySet { user: UserIdentity { id: v.raw_id.to_string() } },
+        display_name: v.display_name.as_ref().map(|name| name.to_string()),
+        waiting_since: super::identities::rfc3339(v.waiting_since_ms / 1000),
     }
-    out
 }
 
 /// The organizer: its raw ID, and a role that can only be `presenter` (what Graph answers).
@@ -389,30 +566,33 @@ fn parse_meeting_id(raw: &str) -> Result<MeetingId, AcsError> {
 }
 
 /// A meeting as Graph shows an `onlineMeeting`.
-fn meeting_json(s: &AppState, m: &MeetingRecord) -> Value {
-    let participant = |id: IdentityId, role: MeetingRole| json!({ "identity": { "user": { "id": id.raw(&s.resource_id) } }, "role": role.as_str() });
-    json!({
-        "id": m.id.to_string(),
-        "creationDateTime": timestamp(m.created_at_us),
-        "startDateTime": timestamp(m.start_us),
-        "endDateTime": timestamp(m.end_us),
-        "subject": m.subject,
-        "joinWebUrl": m.join_web_url,
-        "participants": {
-            "organizer": participant(m.organizer, MeetingRole::Presenter),
-            "attendees": m.attendees.iter().map(|(id, role)| participant(*id, *role)).collect::<Vec<_>>(),
+fn meeting_json(s: &AppState, m: &MeetingRecord) -> OnlineMeeting {
+    let participant = |id: IdentityId, role: MeetingRole| MeetingParticipantInfo {
+        identity: UserIdentitySet { user: UserIdentity { id: id.raw(&s.resource_id) } },
+        role: role.as_str(),
+    };
+    OnlineMeeting {
+        id: m.id.to_string(),
+        creation_date_time: timestamp(m.created_at_us),
+        start_date_time: timestamp(m.start_us),
+        end_date_time: timestamp(m.end_us),
+        subject: m.subject.clone(),
+        join_web_url: m.join_web_url.clone(),
+        participants: MeetingParticipants {
+            organizer: participant(m.organizer, MeetingRole::Presenter),
+            attendees: m.attendees.iter().map(|(id, role)| participant(*id, *role)).collect(),
         },
-        "lobbyBypassSettings": {
-            "scope": m.lobby_bypass_scope.as_str(),
-            "isDialInBypassEnabled": m.is_dial_in_bypass_enabled,
+        lobby_bypass_settings: LobbyBypassSettingsView {
+            scope: m.lobby_bypass_scope.as_str(),
+            is_dial_in_bypass_enabled: m.is_dial_in_bypass_enabled,
         },
-        "allowedPresenters": m.allowed_presenters.as_str(),
-        "joinMeetingIdSettings": {
-            "isPasscodeRequired": m.is_passcode_required,
-            "joinMeetingId": m.join_meeting_id.to_string(),
-            "passcode": m.passcode,
+        allowed_presenters: m.allowed_presenters.as_str(),
+        join_meeting_id_settings: JoinMeetingIdSettingsView {
+            is_passcode_required: m.is_passcode_required,
+            join_meeting_id: m.join_meeting_id.to_string(),
+            passcode: m.passcode.clone(),
         },
-    })
+    }
 }
 
 /// The absolute URL of the next page, on the host the client used, with its `api-version`.

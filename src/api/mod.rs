@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod identities;
 pub mod meetings;
+pub mod openapi;
 pub mod ops;
 pub mod rooms;
 pub mod signal;
@@ -18,40 +19,116 @@ pub use state::{AppState, Health, Services};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, on};
+use std::sync::OnceLock;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// Only a request with a valid ACS HMAC signature (`signed::require_signature`).
+    Signed,
+}
+
+/// One route the router serves. The OpenAPI document must list exactly these (tested in
+/// `openapi.rs`), and takes from them which operations are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedRoute {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// The route table: builds the routers and records what they serve, so the two cannot differ.
+struct RouteTable {
+    public: Router<AppState>,
+    signed: Router<AppState>,
+    served: Vec<ServedRoute>,
+}
+
+impl RouteTable {
+    fn new() -> Self {
+        // `without_v07_checks`: ACS action paths (`/identities/{id}/:issueAccessToken`) have
+        // segments that start with a colon, which axum 0.8 otherwise refuses as old capture syntax.
+        let router = || Router::new().without_v07_checks();
+        Self { public: router(), signed: router(), served: Vec::new() }
+    }
+
+    fn route<H: Handler<T, AppState>, T: 'static>(
+        mut self,
+        access: Access,
+        method: Method,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        let filter = MethodFilter::try_from(method.clone()).expect("the table names only methods axum routes");
+        match access {
+            Access::Public => self.public = self.public.route(path, on(filter, handler)),
+            Access::Signed => self.signed = self.signed.route(path, on(filter, handler)),
+        }
+        self.served.push(ServedRoute { method, path, access });
+        self
+    }
+}
+
+/// Every route: method, path (also the OpenAPI path), who may call it, and the handler.
+fn route_table() -> RouteTable {
+    use Access::{Public, Signed};
+    RouteTable::new()
+        .route(Signed, Method::POST, "/identities", identities::create)
+        .route(Signed, Method::GET, "/identities/{id}", identities::get)
+        .route(Signed, Method::DELETE, "/identities/{id}", identities::delete)
+        .route(Signed, Method::POST, "/identities/{id}/:issueAccessToken", identities::issue_access_token)
+        .route(Signed, Method::POST, "/identities/{id}/:revokeAccessTokens", identities::revoke_access_tokens)
+        .route(Signed, Method::POST, "/rooms", rooms::create)
+        .route(Signed, Method::GET, "/rooms", rooms::list)
+        .route(Signed, Method::GET, "/rooms/{id}", rooms::get)
+        .route(Signed, Method::PATCH, "/rooms/{id}", rooms::update)
+        .route(Signed, Method::DELETE, "/rooms/{id}", rooms::delete)
+        .route(Signed, Method::GET, "/rooms/{id}/participants", rooms::participants)
+        .route(Signed, Method::PATCH, "/rooms/{id}/participants", rooms::update_participants)
+        .route(Signed, Method::POST, "/meetings", meetings::create)
+        .route(Signed, Method::GET, "/meetings", meetings::list)
+        .route(Signed, Method::GET, "/meetings/{id}", meetings::get)
+        .route(Signed, Method::PATCH, "/meetings/{id}", meetings::update)
+        .route(Signed, Method::DELETE, "/meetings/{id}", meetings::delete)
+        .route(Signed, Method::GET, "/meetings/{id}/lobby", meetings::lobby)
+        .route(Signed, Method::POST, "/meetings/{id}/lobby:admit", meetings::admit_lobby)
+        .route(Signed, Method::POST, "/meetings/{id}/lobby:reject", meetings::reject_lobby)
+        .route(Public, Method::GET, "/healthz", ops::healthz)
+        .route(Public, Method::GET, "/readyz", ops::readyz)
+        .route(Public, Method::GET, "/metrics", ops::metrics)
+        .route(Public, Method::GET, "/.well-known/jwks.json", ops::jwks)
+        .route(Public, Method::GET, "/openapi.json", openapi::serve)
+        .route(Public, Method::GET, "/signal", signal::upgrade)
+        .route(Public, Method::GET, "/", web::index)
+        .route(Public, Method::GET, "/meet/{token}", web::meeting_link)
+        .route(Public, Method::GET, "/switchboard.js", web::sdk)
+        .route(Public, Method::GET, "/calling.js", web::calling)
+        .route(Public, Method::GET, "/demo.js", web::demo)
+        .route(Public, Method::GET, "/demo.css", web::css)
+        .route(Public, Method::POST, "/dev/token", dev::token)
+}
+
+/// What the router serves (the route table without its handlers).
+pub fn served_routes() -> &'static [ServedRoute] {
+    static SERVED: OnceLock<Vec<ServedRoute>> = OnceLock::new();
+    SERVED.get_or_init(|| route_table().served)
+}
 
 /// Build the router for every HTTP route.
 pub fn router(state: AppState) -> Router {
-    let management = Router::new()
-        .route("/identities", post(identities::create))
-        .route("/identities/{id}", get(identities::get).delete(identities::delete))
-        .route("/identities/{id}/{action}", post(identities::action))
-        .route("/rooms", post(rooms::create).get(rooms::list))
-        .route("/rooms/{id}", get(rooms::get).patch(rooms::update).delete(rooms::delete))
-        .route("/rooms/{id}/participants", get(rooms::participants).patch(rooms::update_participants))
-        .route("/meetings", post(meetings::create).get(meetings::list))
-        .route("/meetings/{id}", get(meetings::get).patch(meetings::update).delete(meetings::delete))
-        .route("/meetings/{id}/lobby", get(meetings::lobby))
-        .route("/meetings/{id}/{action}", post(meetings::lobby_action))
-        .route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
-
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/.well-known/jwks.json", get(ops::jwks))
-        .route("/signal", get(signal::upgrade))
-        .route("/", get(web::index))
-        .route("/meet/{token}", get(web::meeting_link))
-        .route("/switchboard.js", get(web::sdk))
-        .route("/calling.js", get(web::calling))
-        .route("/demo.js", get(web::demo))
-        .route("/demo.css", get(web::css))
-        .route("/dev/token", post(dev::token))
-        .merge(management)
+    let RouteTable { public, signed, .. } = route_table();
+    let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
+    public
+        .merge(signed)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
@@ -59,6 +136,11 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found() -> AcsError {
     AcsError::not_found("NotFound", "no such route")
+}
+
+/// A route that exists, asked with a method it does not have (axum adds the `Allow` header).
+async fn method_not_allowed() -> AcsError {
+    AcsError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the route does not take this method")
 }
 
 /// Count every request by matched route pattern (bounded cardinality) and status class.

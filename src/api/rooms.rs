@@ -9,9 +9,10 @@
 //! participants PATCH answers 200 `{}`; DELETE answers 204 also when the room is already gone;
 //! lists page with `value` and an absolute `nextLink` the SDKs request (and sign) as is.
 
-use super::error::AcsError;
+use super::error::{AcsError, AcsErrorResponse};
 use super::extract::{AcsJson, SupportedVersions, Versioned};
 use super::identities::blocking;
+use super::openapi::{RawId, RoleName};
 use super::state::AppState;
 use crate::identity::IdentityId;
 use crate::room_directory::{AcsRoomId, RoomCursor, RoomDirectoryError, RoomRecord, RoomRequest, RoomUpdate};
@@ -19,12 +20,12 @@ use crate::rooms::{EndReason, Role, RoomKey};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 
 /// API versions of the Rooms API that this server implements.
 pub struct RoomsApi;
@@ -44,47 +45,142 @@ const PAGE_TOKEN: &str = "nextLink";
 /// Participants as requests carry them: raw ID → `{role}`, or `null` (remove, or skip on create).
 type ParticipantMap = BTreeMap<String, Option<ParticipantProperties>>;
 
-#[derive(Deserialize)]
+/// ACS `CreateRoomRequest`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateRoom {
+    /// Default: now.
     #[serde(default)]
+    #[schema(format = DateTime)]
     valid_from: Option<String>,
+    /// Default: 180 days after `validFrom`.
     #[serde(default)]
+    #[schema(format = DateTime)]
     valid_until: Option<String>,
     #[serde(default)]
     pstn_dial_out_enabled: Option<bool>,
+    /// Raw ID → `{role}`; `null` entries are skipped.
     #[serde(default)]
+    #[schema(value_type = Option<ParticipantMapSchema>)]
     participants: Option<ParticipantMap>,
 }
 
 /// A merge patch: an absent or `null` field stays as it is (the SDKs send `null` for every
 /// setting the caller did not pass).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateRoom {
     #[serde(default)]
+    #[schema(format = DateTime)]
     valid_from: Option<String>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     valid_until: Option<String>,
     #[serde(default)]
     pstn_dial_out_enabled: Option<bool>,
 }
 
-#[derive(Deserialize)]
+/// A merge patch of the participant map: `{role}` adds or changes, `null` removes.
+#[derive(Deserialize, ToSchema)]
 pub struct UpdateParticipants {
     #[serde(default)]
+    #[schema(value_type = Option<ParticipantMapSchema>)]
     participants: Option<ParticipantMap>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ParticipantProperties {
     /// Absent or `null`: `Attendee`, the ACS default.
     #[serde(default)]
+    #[schema(value_type = Option<RoleName>)]
     role: Option<String>,
 }
 
+/// The participant map of a request: raw ID → `{role}` or `null`.
+pub struct ParticipantMapSchema;
+
+impl utoipa::PartialSchema for ParticipantMapSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+        let entry = OneOfBuilder::new()
+            .item(<ParticipantProperties as utoipa::PartialSchema>::schema())
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build();
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("Raw ID (`8:acs:<resourceId>_<uuid>`) → `{role}`, or `null`"))
+            .additional_properties(Some(Schema::OneOf(entry)))
+            .into()
+    }
+}
+
+impl ToSchema for ParticipantMapSchema {}
+
+/// ACS `RoomModel`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomModel {
+    /// A numeric string.
+    id: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    valid_from: String,
+    #[schema(format = DateTime)]
+    valid_until: String,
+    pstn_dial_out_enabled: bool,
+}
+
+/// A page of rooms, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomsCollection {
+    value: Vec<RoomModel>,
+    /// The absolute URL of the next page, signed and requested as is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    next_link: Option<String>,
+}
+
+/// ACS `RoomParticipant`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomParticipant {
+    #[schema(value_type = RawId)]
+    raw_id: String,
+    #[schema(value_type = RoleName)]
+    role: &'static str,
+}
+
+/// A page of participants.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantsCollection {
+    value: Vec<RoomParticipant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    next_link: Option<String>,
+}
+
+/// The empty object a participants PATCH answers, as ACS does.
+#[derive(Serialize, ToSchema)]
+pub struct ParticipantsUpdated {}
+
 /// `POST /rooms`: 201 with the room. A repeated `Repeatability-Request-ID` returns the room the
 /// first request created.
+#[utoipa::path(
+    post, path = "/rooms", operation_id = "Rooms_Create", tag = "rooms",
+    params(
+        Version,
+        ("Repeatability-Request-ID" = Option<String>, Header, nullable = false, max_length = 128,
+            description = "Makes a retried create return the first room (1 to 128 visible ASCII characters)"),
+        ("Repeatability-First-Sent" = Option<String>, Header, nullable = false,
+            description = "When the first try was sent, an HTTP date; required with Repeatability-Request-ID"),
+    ),
+    request_body = Option<CreateRoom>,
+    responses((status = 201, description = "Created", body = RoomModel,
+        headers(("Repeatability-Result" = String, description = "`accepted` when a Repeatability-Request-ID was sent")))),
+)]
 pub async fn create(
     State(s): State<AppState>,
     _v: Version,
@@ -111,7 +207,7 @@ pub async fn create(
     let state = s.clone();
     let (room, _created) =
         blocking(move || state.room_directory.create(request, now_us())).await?.map_err(room_error)?;
-    let mut response = (StatusCode::CREATED, axum::Json(room_json(&room))).into_response();
+    let mut response = (StatusCode::CREATED, axum::Json(room_model(&room))).into_response();
     if repeatability_id.is_some() {
         response.headers_mut().insert("repeatability-result", axum::http::HeaderValue::from_static("accepted"));
     }
@@ -119,6 +215,11 @@ pub async fn create(
 }
 
 /// `GET /rooms`: a page of rooms, newest first.
+#[utoipa::path(
+    get, path = "/rooms", operation_id = "Rooms_List", tag = "rooms",
+    params(Version, ("nextLink" = Option<String>, Query, description = "Where the next page starts (from `nextLink`)")),
+    responses((status = 200, description = "A page of rooms", body = RoomsCollection)),
+)]
 pub async fn list(
     State(s): State<AppState>,
     v: Version,
@@ -132,20 +233,31 @@ pub async fn list(
     };
     let state = s.clone();
     let page = blocking(move || state.room_directory.list(after)).await??;
-    let value: Vec<Value> = page.items.iter().map(room_json).collect();
-    let next = page.next.map(|c| next_link(&headers, &uri, &v, &c.token()));
-    Ok(axum::Json(collection(value, next)).into_response())
+    let value = page.items.iter().map(room_model).collect();
+    let next_link = page.next.map(|c| next_link(&headers, &uri, &v, &c.token()));
+    Ok(axum::Json(RoomsCollection { value, next_link }).into_response())
 }
 
 /// `GET /rooms/{id}`
+#[utoipa::path(
+    get, path = "/rooms/{id}", operation_id = "Rooms_Get", tag = "rooms",
+    params(Version, ("id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The room ID")),
+    responses((status = 200, description = "The room", body = RoomModel), (status = 404, description = "No such room", body = AcsErrorResponse)),
+)]
 pub async fn get(State(s): State<AppState>, _v: Version, Path(raw): Path<String>) -> Result<Response, AcsError> {
     let id = parse_room_id(&raw)?;
     let state = s.clone();
     let room = blocking(move || state.room_directory.get(id)).await??.ok_or_else(not_found)?;
-    Ok(axum::Json(room_json(&room)).into_response())
+    Ok(axum::Json(room_model(&room)).into_response())
 }
 
 /// `PATCH /rooms/{id}`: 200 with the room as it is now.
+#[utoipa::path(
+    patch, path = "/rooms/{id}", operation_id = "Rooms_Update", tag = "rooms",
+    params(Version, ("id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The room ID")),
+    request_body(content = Option<UpdateRoom>, content_type = "application/merge-patch+json"),
+    responses((status = 200, description = "The room as it is now", body = RoomModel), (status = 404, description = "No such room", body = AcsErrorResponse)),
+)]
 pub async fn update(
     State(s): State<AppState>,
     _v: Version,
@@ -160,10 +272,15 @@ pub async fn update(
     };
     let state = s.clone();
     let room = blocking(move || state.room_directory.update(id, update, now_us())).await?.map_err(room_error)?;
-    Ok(axum::Json(room_json(&room)).into_response())
+    Ok(axum::Json(room_model(&room)).into_response())
 }
 
 /// `DELETE /rooms/{id}`: 204, also when the room was already gone (as ACS answers).
+#[utoipa::path(
+    delete, path = "/rooms/{id}", operation_id = "Rooms_Delete", tag = "rooms",
+    params(Version, ("id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The room ID")),
+    responses((status = 204, description = "Deleted (also when it was gone already); joins stop at once")),
+)]
 pub async fn delete(State(s): State<AppState>, _v: Version, Path(raw): Path<String>) -> Result<Response, AcsError> {
     let id = parse_room_id(&raw)?;
     let state = s.clone();
@@ -175,6 +292,11 @@ pub async fn delete(State(s): State<AppState>, _v: Version, Path(raw): Path<Stri
 }
 
 /// `GET /rooms/{id}/participants`: a page of `{rawId, role}`.
+#[utoipa::path(
+    get, path = "/rooms/{id}/participants", operation_id = "Participants_List", tag = "rooms",
+    params(Version, ("id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The room ID"), ("nextLink" = Option<String>, Query, description = "Where the next page starts (from `nextLink`)")),
+    responses((status = 200, description = "A page of participants", body = ParticipantsCollection), (status = 404, description = "No such room", body = AcsErrorResponse)),
+)]
 pub async fn participants(
     State(s): State<AppState>,
     v: Version,
@@ -190,17 +312,23 @@ pub async fn participants(
     };
     let state = s.clone();
     let page = blocking(move || state.room_directory.participants(id, after)).await?.map_err(room_error)?;
-    let value: Vec<Value> = page
+    let value = page
         .items
         .iter()
-        .map(|(identity, role)| json!({ "rawId": identity.raw(&s.resource_id), "role": role.as_str() }))
+        .map(|(identity, role)| RoomParticipant { raw_id: identity.raw(&s.resource_id), role: role.as_str() })
         .collect();
-    let next = page.next.map(|after| next_link(&headers, &uri, &v, &after.0.to_string()));
-    Ok(axum::Json(collection(value, next)).into_response())
+    let next_link = page.next.map(|after| next_link(&headers, &uri, &v, &after.0.to_string()));
+    Ok(axum::Json(ParticipantsCollection { value, next_link }).into_response())
 }
 
 /// `PATCH /rooms/{id}/participants`: a merge patch of the participant map — `{role}` adds or
 /// changes a participant, `null` removes one; all or nothing. 200 `{}`.
+#[utoipa::path(
+    patch, path = "/rooms/{id}/participants", operation_id = "Participants_Update", tag = "rooms",
+    params(Version, ("id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The room ID")),
+    request_body(content = Option<UpdateParticipants>, content_type = "application/merge-patch+json"),
+    responses((status = 200, description = "Applied", body = ParticipantsUpdated), (status = 404, description = "No such room", body = AcsErrorResponse)),
+)]
 pub async fn update_participants(
     State(s): State<AppState>,
     _v: Version,
@@ -229,25 +357,17 @@ pub async fn update_participants(
         .await
         .map_err(AcsError::internal)?;
     tracing::debug!(room = %id, changed = changes.changed.len(), removed = changes.removed.len(), "participants updated");
-    Ok(axum::Json(json!({})).into_response())
+    Ok(axum::Json(ParticipantsUpdated {}).into_response())
 }
 
-fn room_json(r: &RoomRecord) -> Value {
-    json!({
-        "id": r.id.to_string(),
-        "createdAt": timestamp(r.created_at_us),
-        "validFrom": timestamp(r.valid_from_us),
-        "validUntil": timestamp(r.valid_until_us),
-        "pstnDialOutEnabled": r.pstn_dial_out_enabled,
-    })
-}
-
-fn collection(value: Vec<Value>, next_link: Option<String>) -> Value {
-    let mut body = json!({ "value": value });
-    if let Some(link) = next_link {
-        body["nextLink"] = link.into();
+fn room_model(r: &RoomRecord) -> RoomModel {
+    RoomModel {
+        id: r.id.to_string(),
+        created_at: timestamp(r.created_at_us),
+        valid_from: timestamp(r.valid_from_us),
+        valid_until: timestamp(r.valid_until_us),
+        pstn_dial_out_enabled: r.pstn_dial_out_enabled,
     }
-    body
 }
 
 /// The absolute URL of the next page: this request's path with the page token, on the host the

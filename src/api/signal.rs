@@ -1,15 +1,31 @@
 //! `GET /signal`: the WebSocket signaling endpoint for browsers.
 
+use super::error::{AcsError, AcsErrorResponse};
 use super::state::AppState;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
+/// A request that is not a WebSocket upgrade gets the ACS error shape like every other refusal.
+#[utoipa::path(
+    get, path = "/signal", operation_id = "signal", tag = "signaling",
+    description = "The WebSocket signaling endpoint (docs/PROTOCOL.md); a session registers with an access token.",
+    responses(
+        (status = 101, description = "Upgraded to a WebSocket"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = AcsErrorResponse),
+        (status = 426, description = "The connection cannot be upgraded", body = AcsErrorResponse),
+    ),
+)]
 pub async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return AcsError::new(e.status(), "BadRequest", e.body_text()).into_response(),
+    };
     let ctx = state.signaling.clone();
     ws.max_message_size(ctx.max_message_bytes)
         .max_frame_size(ctx.max_message_bytes)

@@ -98,7 +98,7 @@ impl KeyRing {
                 jwk_list.push(jwk(key));
             }
         }
-        let jwks = serde_json::json!({ "keys": jwk_list }).to_string();
+        let jwks = serde_json::to_string(&Jwks { keys: jwk_list }).expect("a JWKS of strings serializes");
         Self { current, verifying, jwks }
     }
 
@@ -118,14 +118,45 @@ impl KeyRing {
     }
 }
 
-fn jwk(key: &SigningKey) -> serde_json::Value {
+/// The JWKS document (RFC 7517): the keys that verify access tokens.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+/// One P-256 public key.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Jwk {
+    /// `EC`.
+    kty: &'static str,
+    /// `P-256`.
+    crv: &'static str,
+    /// `ES256`.
+    alg: &'static str,
+    /// `sig`.
+    #[serde(rename = "use")]
+    use_: &'static str,
+    /// The `kid` in a token's header.
+    kid: String,
+    /// base64url of the point's x coordinate.
+    x: String,
+    /// base64url of the point's y coordinate.
+    y: String,
+}
+
+fn jwk(key: &SigningKey) -> Jwk {
     let point = key.public_key();
     // An uncompressed P-256 point is 65 bytes: 0x04, 32 bytes of x, 32 bytes of y.
     let (x, y) = point[1..].split_at(32);
-    serde_json::json!({
-        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
-        "kid": key.kid, "x": B64URL.encode(x), "y": B64URL.encode(y),
-    })
+    Jwk {
+        kty: "EC",
+        crv: "P-256",
+        alg: "ES256",
+        use_: "sig",
+        kid: key.kid.clone(),
+        x: B64URL.encode(x),
+        y: B64URL.encode(y),
+    }
 }
 
 fn key_id(public: &[u8]) -> String {

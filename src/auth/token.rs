@@ -28,7 +28,7 @@ pub const MAX_LIFETIME_MINUTES: u32 = 1440;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Scopes(u8);
 
-const SCOPE_NAMES: [(&str, Scopes); 5] = [
+pub const SCOPE_NAMES: [(&str, Scopes); 5] = [
     ("voip", Scopes::VOIP),
     ("voip.join", Scopes::VOIP_JOIN),
     ("chat", Scopes::CHAT),
