@@ -88,6 +88,11 @@ impl RunningServer {
         self.services.meeting_directory.clone()
     }
 
+    /// The webhook dispatcher (call automation publishes through it; tests too).
+    pub fn webhooks(&self) -> crate::webhooks::Webhooks {
+        self.services.webhooks.clone()
+    }
+
     /// The verifier every join path uses (tests check revocation through it).
     pub fn token_verifier(&self) -> Arc<crate::auth::TokenVerifier> {
         self.services.verifier.clone()
@@ -113,6 +118,8 @@ impl RunningServer {
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.media.shutdown().await;
         self.shutdown.cancel();
+        // Logs and counts what was still queued.
+        self.services.webhooks.close();
         while self.tasks.join_next().await.is_some() {}
     }
 }
@@ -266,6 +273,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_message_bytes: to_usize(limits.max_message_bytes.get()),
         placement: std::sync::atomic::AtomicUsize::new(0),
     });
+    let shutdown = CancellationToken::new();
+    let webhooks = crate::webhooks::Webhooks::new(&config.webhooks, keys.clone(), metrics.registry(), shutdown.clone())
+        .with_issuer(&endpoint);
     let services = Arc::new(Services {
         issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),
         directory: directory.clone(),
@@ -281,6 +291,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         health: Health::default(),
         signaling: signaling.clone(),
         dev_token_endpoint: config.dev.token_endpoint,
+        webhooks,
     });
 
     if config.dev.token_endpoint {
@@ -288,7 +299,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let quic_addr = media.quic_addr();
 
-    let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds.get());
     tasks.spawn(crate::https::serve(listener, tls_config, api::router(services.clone()), shutdown.clone(), grace));

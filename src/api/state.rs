@@ -31,6 +31,8 @@ pub struct Services {
     pub signaling: Arc<crate::signaling::context::SignalingContext>,
     /// Whether `POST /dev/token` is served.
     pub dev_token_endpoint: bool,
+    /// Call-automation event delivery to apps' `callbackUri`s.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// Liveness is implied by answering at all; readiness is set once every listener is up and
