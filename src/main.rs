@@ -218,9 +218,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
+        // Installed before the server can announce itself (ready line, ready file): a signal sent
+        // right after it must stop the server gracefully, not kill it with the default action.
+        let stop = StopSignals::install()?;
         let running = server::start(config).await?;
         println!("{}", running.ready_line());
-        wait_for_stop_signal().await;
+        stop.wait().await;
         tracing::info!("stopping: draining connections");
         running.stop().await;
         tracing::info!("stopped");
@@ -228,25 +231,39 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_stop_signal() {
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the moment they are installed.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
