@@ -41,6 +41,8 @@ pub enum StartError {
     Media(#[from] crate::media::plane::MediaError),
     #[error(transparent)]
     Organization(#[from] ForeignConfiguredUser),
+    #[error("cannot read the certificate to trust {path}: {reason}")]
+    Trust { path: PathBuf, reason: String },
 }
 
 /// A started server. Drop does not stop it; call `stop`.
@@ -139,6 +141,20 @@ pub fn endpoint_for(public_url: &str, addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("https://{}/", SocketAddr::new(ip, addr.port()))
+}
+
+/// The name the server's certificate is checked against by its own call automation legs: the
+/// public URL's host, or `localhost` (which the generated certificate covers).
+fn leg_server_name(public_url: &str) -> String {
+    let host = public_url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default())
+        .map(|authority| match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        })
+        .unwrap_or_default();
+    if host.is_empty() { "localhost".to_owned() } else { host.to_owned() }
 }
 
 /// Start every part of the server described by `config`.
@@ -266,6 +282,25 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_message_bytes: to_usize(limits.max_message_bytes.get()),
         placement: std::sync::atomic::AtomicUsize::new(0),
     });
+    // Call automation: the server's legs are clients of its own QUIC listener.
+    let trust_pem = std::fs::read(&prepared.tls_trust)
+        .map_err(|e| StartError::Trust { path: prepared.tls_trust.clone(), reason: e.to_string() })?;
+    let legs = crate::call_automation::LegConnector::new(
+        media.quic_addr(),
+        trust_pem,
+        leg_server_name(&config.http.public_url),
+        Arc::new(TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy.clone())),
+        directory.clone(),
+    );
+    let automation = Arc::new(crate::call_automation::CallAutomation::new(
+        signaling.clone(),
+        legs,
+        crate::call_automation::AutomationSettings {
+            ring_timeout: Duration::from_secs(config.calls.ring_timeout_seconds.get()),
+            max_targets: to_usize(config.calls.max_targets.get()),
+        },
+        crate::call_automation::AutomationMetrics::new(metrics.registry()),
+    ));
     let services = Arc::new(Services {
         issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),
         directory: directory.clone(),
@@ -280,6 +315,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_body_bytes: usize::try_from(config.http.max_body_bytes.get()).unwrap_or(usize::MAX),
         health: Health::default(),
         signaling: signaling.clone(),
+        automation,
         dev_token_endpoint: config.dev.token_endpoint,
     });
 
@@ -318,6 +354,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legs_check_the_certificate_against_the_public_host() {
+        assert_eq!(leg_server_name(""), "localhost");
+        assert_eq!(leg_server_name("https://sfu.example.com:8443/x"), "sfu.example.com");
+        assert_eq!(leg_server_name("https://[::1]:8443"), "::1");
+    }
 
     #[test]
     fn endpoint_derivation() {

@@ -1,0 +1,552 @@
+//! `/calling/...`: ACS Call Automation (`api-version=2024-09-15`) — call connections and their
+//! participants. Wire shapes follow the generated models of the official SDKs
+//! (`CreateCallRequest`, `CallConnectionProperties`, `CallParticipant`, ...); the work is done
+//! by `call_automation::CallAutomation`.
+//!
+//! ACS action routes put the action right after a path parameter
+//! (`/calling/callConnections/{id}:terminate`), which the router cannot match; `super::router`
+//! rewrites such a request path to `{id}/:terminate` before routing (`split_action`), and the
+//! signature check reads the path as sent.
+
+use super::error::{AcsError, AcsErrorResponse};
+use super::extract::{AcsJson, SupportedVersions, Versioned};
+use super::state::AppState;
+use crate::call_automation::events::ParticipantState;
+use crate::call_automation::{AddParticipant, AutomationError, CallConnection, CreateCall};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// API versions of Call Automation this server implements.
+pub struct CallAutomationApi;
+
+impl SupportedVersions for CallAutomationApi {
+    const VERSIONS: &'static [&'static str] = &["2024-09-15"];
+}
+
+type Version = Versioned<CallAutomationApi>;
+
+/// Longest `operationContext` accepted (ACS: 5,000 characters).
+const MAX_OPERATION_CONTEXT: usize = 5000;
+/// Longest `sourceDisplayName` accepted (the signaling limit for display names).
+const MAX_DISPLAY_NAME: usize = 256;
+/// Longest `callbackUri`.
+const MAX_CALLBACK_URI: usize = 2048;
+/// Longest invitation timeout (ACS: 180 s).
+const MAX_INVITATION_TIMEOUT: u64 = 180;
+
+/// ACS `CommunicationUserIdentifierModel`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommunicationUser {
+    pub id: String,
+}
+
+/// ACS `CommunicationIdentifierModel`: only communication users are supported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommunicationIdentifier {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub raw_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub communication_user: Option<CommunicationUser>,
+    /// Phone numbers are not supported by this server (refused with 400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, nullable = false)]
+    pub phone_number: Option<serde_json::Value>,
+}
+
+impl CommunicationIdentifier {
+    /// The raw ID of the communication user this names.
+    fn user(&self, field: &str) -> Result<String, AcsError> {
+        if self.phone_number.is_some() {
+            return Err(AcsError::bad_argument("phone numbers are not supported", field));
+        }
+        match (&self.communication_user, &self.raw_id) {
+            (Some(user), _) => Ok(user.id.clone()),
+            (None, Some(raw)) => Ok(raw.clone()),
+            (None, None) => Err(AcsError::bad_argument("name a communication user (communicationUser.id)", field)),
+        }
+    }
+
+    fn of(raw_id: &str) -> Self {
+        Self {
+            kind: Some("communicationUser".into()),
+            raw_id: Some(raw_id.into()),
+            communication_user: Some(CommunicationUser { id: raw_id.into() }),
+            phone_number: None,
+        }
+    }
+}
+
+/// ACS `CreateCallRequest` (the fields this server reads; others are accepted and ignored).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateCallRequest {
+    #[serde(default)]
+    pub targets: Vec<CommunicationIdentifier>,
+    /// Required.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub callback_uri: Option<String>,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+    #[serde(default)]
+    pub source_display_name: Option<String>,
+    /// Ignored: calls come from the server's call automation identity.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub source: Option<serde_json::Value>,
+}
+
+/// ACS `CallConnectionProperties`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallConnectionProperties {
+    call_connection_id: String,
+    server_call_id: String,
+    targets: Vec<CommunicationIdentifier>,
+    /// `connecting`, `connected`, `disconnecting`, `disconnected`.
+    call_connection_state: &'static str,
+    callback_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    source_display_name: Option<String>,
+    source: CommunicationIdentifier,
+    correlation_id: String,
+}
+
+/// ACS `CallParticipant`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallParticipant {
+    identifier: CommunicationIdentifier,
+    is_muted: bool,
+    is_on_hold: bool,
+}
+
+/// ACS `GetParticipantsResponse` (one page: every participant).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GetParticipantsResponse {
+    value: Vec<CallParticipant>,
+}
+
+/// ACS `AddParticipantRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddParticipantRequest {
+    pub participant_to_add: CommunicationIdentifier,
+    /// 0 to 180; absent or 0: the server's ring timeout.
+    #[serde(default)]
+    pub invitation_timeout_in_seconds: Option<i64>,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+    #[serde(default)]
+    pub source_display_name: Option<String>,
+}
+
+/// ACS `AddParticipantResponse`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddParticipantResponse {
+    participant: CallParticipant,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    operation_context: Option<String>,
+    invitation_id: String,
+}
+
+/// ACS `RemoveParticipantRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveParticipantRequest {
+    pub participant_to_remove: CommunicationIdentifier,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+}
+
+/// ACS `MuteParticipantsRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MuteParticipantsRequest {
+    pub target_participants: Vec<CommunicationIdentifier>,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+}
+
+/// ACS `CancelAddParticipantRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelAddParticipantRequest {
+    pub invitation_id: String,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+}
+
+/// ACS `RemoveParticipantResponse`, `MuteParticipantsResult`: the operation context.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    operation_context: Option<String>,
+}
+
+/// ACS `CancelAddParticipantResponse`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelAddParticipantResponse {
+    invitation_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    operation_context: Option<String>,
+}
+
+/// The ACS error of a call automation failure.
+fn automation_error(e: AutomationError) -> AcsError {
+    match e {
+        AutomationError::BadArgument { field, reason } => AcsError::bad_argument(reason, field),
+        AutomationError::ConnectionNotFound => AcsError::not_found("CallConnectionNotFound", e.to_string()),
+        AutomationError::ParticipantNotInCall => AcsError::not_found("ParticipantNotFound", e.to_string()),
+        AutomationError::InvitationNotFound => AcsError::not_found("InvitationNotFound", e.to_string()),
+        AutomationError::AlreadyInCall | AutomationError::NotConnected | AutomationError::Call(_) => {
+            AcsError::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
+        }
+        AutomationError::NotSupported(_) => AcsError::new(StatusCode::BAD_REQUEST, "NotSupported", e.to_string()),
+        AutomationError::Control(_) | AutomationError::Leg(_) => AcsError::internal(e),
+    }
+}
+
+fn check_context(context: &Option<String>) -> Result<(), AcsError> {
+    match context {
+        Some(c) if c.chars().count() > MAX_OPERATION_CONTEXT => Err(AcsError::bad_argument(
+            format!("operationContext is longer than {MAX_OPERATION_CONTEXT} characters"),
+            "operationContext",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn parse_connection_id(raw: &str) -> Result<Uuid, AcsError> {
+    // Unknown and malformed IDs alike name no connection.
+    Uuid::parse_str(raw).map_err(|_| AcsError::not_found("CallConnectionNotFound", "no call connection with this ID"))
+}
+
+fn properties(c: &CallConnection) -> CallConnectionProperties {
+    CallConnectionProperties {
+        call_connection_id: c.id.to_string(),
+        server_call_id: c.kind.server_call_id(),
+        targets: c.targets.iter().map(|t| CommunicationIdentifier::of(t)).collect(),
+        call_connection_state: c.state().as_str(),
+        callback_uri: c.callback_uri.clone(),
+        source_display_name: c.source_display_name.clone(),
+        source: CommunicationIdentifier::of(&c.source_raw_id),
+        correlation_id: c.correlation_id.to_string(),
+    }
+}
+
+fn participant(p: &ParticipantState) -> CallParticipant {
+    CallParticipant { identifier: CommunicationIdentifier::of(&p.raw_id), is_muted: p.is_muted, is_on_hold: false }
+}
+
+/// `POST /calling/callConnections`: call the targets; they ring like a call from a client.
+#[utoipa::path(
+    post, path = "/calling/callConnections", operation_id = "CreateCall", tag = "calling",
+    params(Version),
+    request_body = CreateCallRequest,
+    responses((status = 201, description = "The call rings; events follow at the callback URI", body = CallConnectionProperties)),
+)]
+pub async fn create_call(
+    State(s): State<AppState>,
+    _v: Version,
+    AcsJson(req): AcsJson<CreateCallRequest>,
+) -> Result<Response, AcsError> {
+    check_context(&req.operation_context)?;
+    let callback_uri =
+        req.callback_uri.ok_or_else(|| AcsError::bad_argument("callbackUri is required", "callbackUri"))?;
+    if callback_uri.len() > MAX_CALLBACK_URI {
+        return Err(AcsError::bad_argument("callbackUri is too long", "callbackUri"));
+    }
+    if req.source_display_name.as_ref().is_some_and(|n| n.chars().count() > MAX_DISPLAY_NAME) {
+        return Err(AcsError::bad_argument(
+            format!("sourceDisplayName is longer than {MAX_DISPLAY_NAME} characters"),
+            "sourceDisplayName",
+        ));
+    }
+    let targets = req.targets.iter().map(|t| t.user("targets")).collect::<Result<Vec<_>, _>>()?;
+    let create = CreateCall {
+        targets,
+        callback_uri,
+        operation_context: req.operation_context,
+        source_display_name: req.source_display_name,
+    };
+    let conn = s.automation.create_call(create).await.map_err(automation_error)?;
+    Ok((StatusCode::CREATED, axum::Json(properties(&conn))).into_response())
+}
+
+/// `GET /calling/callConnections/{callConnectionId}`.
+#[utoipa::path(
+    get, path = "/calling/callConnections/{callConnectionId}", operation_id = "CallConnection_GetCall", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    responses(
+        (status = 200, description = "The call connection", body = CallConnectionProperties),
+        (status = 404, description = "No such call connection (or it ended)", body = AcsErrorResponse),
+    ),
+)]
+pub async fn get_call(State(s): State<AppState>, _v: Version, Path(id): Path<String>) -> Result<Response, AcsError> {
+    let conn = s.automation.get(parse_connection_id(&id)?).map_err(automation_error)?;
+    Ok(axum::Json(properties(&conn)).into_response())
+}
+
+/// `DELETE /calling/callConnections/{callConnectionId}`: the server's leg hangs up; the call
+/// goes on for the others (a 1:1 call ends when one party is left).
+#[utoipa::path(
+    delete, path = "/calling/callConnections/{callConnectionId}", operation_id = "CallConnection_HangupCall", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    responses(
+        (status = 204, description = "The server's leg left the call"),
+        (status = 404, description = "No such call connection (or it ended)", body = AcsErrorResponse),
+    ),
+)]
+pub async fn hang_up(State(s): State<AppState>, _v: Version, Path(id): Path<String>) -> Result<Response, AcsError> {
+    s.automation.hang_up(parse_connection_id(&id)?).await.map_err(automation_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /calling/callConnections/{callConnectionId}:terminate`: end the call for everyone.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}:terminate", operation_id = "CallConnection_TerminateCall", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    responses(
+        (status = 204, description = "The call ended for everyone"),
+        (status = 404, description = "No such call connection (or it ended)", body = AcsErrorResponse),
+    ),
+)]
+pub async fn terminate(State(s): State<AppState>, _v: Version, Path(id): Path<String>) -> Result<Response, AcsError> {
+    s.automation.terminate(parse_connection_id(&id)?).await.map_err(automation_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /calling/callConnections/{callConnectionId}/participants`: everyone in the call but the
+/// server's own leg.
+#[utoipa::path(
+    get, path = "/calling/callConnections/{callConnectionId}/participants", operation_id = "CallConnection_GetParticipants", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    responses(
+        (status = 200, description = "The participants", body = GetParticipantsResponse),
+        (status = 404, description = "No such call connection (or it ended)", body = AcsErrorResponse),
+    ),
+)]
+pub async fn participants(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+) -> Result<Response, AcsError> {
+    let conn = s.automation.get(parse_connection_id(&id)?).map_err(automation_error)?;
+    let value = conn.participants().iter().map(participant).collect();
+    Ok(axum::Json(GetParticipantsResponse { value }).into_response())
+}
+
+/// `GET /calling/callConnections/{callConnectionId}/participants/{participantRawId}`.
+#[utoipa::path(
+    get, path = "/calling/callConnections/{callConnectionId}/participants/{participantRawId}", operation_id = "CallConnection_GetParticipant", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID"),
+        ("participantRawId" = String, Path, description = "The participant's raw ID")),
+    responses(
+        (status = 200, description = "The participant", body = CallParticipant),
+        (status = 404, description = "No such call connection, or the participant is not in the call", body = AcsErrorResponse),
+    ),
+)]
+pub async fn get_participant(
+    State(s): State<AppState>,
+    _v: Version,
+    Path((id, raw)): Path<(String, String)>,
+) -> Result<Response, AcsError> {
+    let conn = s.automation.get(parse_connection_id(&id)?).map_err(automation_error)?;
+    let found = conn.participants().into_iter().find(|p| p.raw_id == raw);
+    let p = found.ok_or_else(|| AcsError::not_found("ParticipantNotFound", "the participant is not in the call"))?;
+    Ok(axum::Json(participant(&p)).into_response())
+}
+
+/// `POST .../participants:add`: ring an identity into the call.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}/participants:add", operation_id = "CallConnection_AddParticipant", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = AddParticipantRequest,
+    responses(
+        (status = 202, description = "The participant rings; AddParticipantSucceeded or AddParticipantFailed follows", body = AddParticipantResponse),
+        (status = 404, description = "No such call connection (or it ended)", body = AcsErrorResponse),
+    ),
+)]
+pub async fn add_participant(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<AddParticipantRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    let raw_id = req.participant_to_add.user("participantToAdd")?;
+    let timeout = match req.invitation_timeout_in_seconds {
+        None => None,
+        Some(t) => match u64::try_from(t) {
+            Ok(t) if t <= MAX_INVITATION_TIMEOUT => Some(Duration::from_secs(t)),
+            _ => {
+                return Err(AcsError::bad_argument(
+                    format!("invitationTimeoutInSeconds must be 0 to {MAX_INVITATION_TIMEOUT}"),
+                    "invitationTimeoutInSeconds",
+                ));
+            }
+        },
+    };
+    let add = AddParticipant {
+        raw_id: raw_id.clone(),
+        invitation_timeout: timeout,
+        operation_context: req.operation_context,
+    };
+    let operation_context = add.operation_context.clone();
+    let invitation_id = s.automation.add_participant(id, add).await.map_err(automation_error)?;
+    let body = AddParticipantResponse {
+        participant: participant(&ParticipantState { raw_id, is_muted: false }),
+        operation_context,
+        invitation_id,
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+/// `POST .../participants:remove`: remove a participant (it is disconnected, `RemovedFromCall`).
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}/participants:remove", operation_id = "CallConnection_RemoveParticipant", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = RemoveParticipantRequest,
+    responses(
+        (status = 202, description = "Removed; RemoveParticipantSucceeded follows", body = OperationResult),
+        (status = 404, description = "No such call connection, or the participant is not in the call", body = AcsErrorResponse),
+    ),
+)]
+pub async fn remove_participant(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<RemoveParticipantRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    let raw_id = req.participant_to_remove.user("participantToRemove")?;
+    let operation_context = req.operation_context;
+    s.automation.remove_participant(id, &raw_id, operation_context.clone()).await.map_err(automation_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(OperationResult { operation_context })).into_response())
+}
+
+/// `POST .../participants:mute`: mute participants' audio server-side.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}/participants:mute", operation_id = "CallConnection_Mute", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = MuteParticipantsRequest,
+    responses(
+        (status = 200, description = "Muted: their audio is no longer forwarded", body = OperationResult),
+        (status = 404, description = "No such call connection, or a participant is not in the call", body = AcsErrorResponse),
+    ),
+)]
+pub async fn mute(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<MuteParticipantsRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    let raw_ids =
+        req.target_participants.iter().map(|t| t.user("targetParticipants")).collect::<Result<Vec<_>, _>>()?;
+    s.automation.mute(id, &raw_ids).await.map_err(automation_error)?;
+    Ok(axum::Json(OperationResult { operation_context: req.operation_context }).into_response())
+}
+
+/// `POST .../participants:cancelAddParticipant`: stop ringing an invitation.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}/participants:cancelAddParticipant", operation_id = "CallConnection_CancelAddParticipant", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = CancelAddParticipantRequest,
+    responses(
+        (status = 202, description = "Cancelled; CancelAddParticipantSucceeded follows", body = CancelAddParticipantResponse),
+        (status = 404, description = "No such call connection, or no invitation still ringing with this ID", body = AcsErrorResponse),
+    ),
+)]
+pub async fn cancel_add_participant(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<CancelAddParticipantRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    let operation_context = req.operation_context;
+    s.automation
+        .cancel_add_participant(id, &req.invitation_id, operation_context.clone())
+        .await
+        .map_err(automation_error)?;
+    let body = CancelAddParticipantResponse { invitation_id: req.invitation_id, operation_context };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+/// The path an ACS action on a call connection is routed by: `/calling/callConnections/{id}:act`
+/// → `/calling/callConnections/{id}/:act` (see the module comment). Other paths: `None`.
+pub fn split_action(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/calling/callConnections/")?;
+    if rest.contains('/') {
+        return None;
+    }
+    let (id, action) = rest.split_once(':')?;
+    (!id.is_empty() && !action.is_empty()).then(|| format!("/calling/callConnections/{id}/:{action}"))
+}
+
+/// A route path as the router registers it: an action after a parameter becomes its own segment.
+pub fn routed_path(path: &str) -> String {
+    path.replace("}:", "}/:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_after_an_id_are_split_into_their_own_segment() {
+        assert_eq!(
+            split_action("/calling/callConnections/abc:terminate").as_deref(),
+            Some("/calling/callConnections/abc/:terminate")
+        );
+        assert_eq!(split_action("/calling/callConnections/abc"), None);
+        assert_eq!(split_action("/calling/callConnections/abc/participants:add"), None);
+        assert_eq!(split_action("/calling/callConnections/:x"), None);
+        assert_eq!(split_action("/rooms/1:x"), None);
+        assert_eq!(
+            routed_path("/calling/callConnections/{callConnectionId}:terminate"),
+            "/calling/callConnections/{callConnectionId}/:terminate"
+        );
+        assert_eq!(routed_path("/meetings/{id}/lobby:admit"), "/meetings/{id}/lobby:admit");
+    }
+
+    #[test]
+    fn identifiers_name_users_by_communication_user_or_raw_id() {
+        let by_user: CommunicationIdentifier =
+            serde_json::from_value(serde_json::json!({"rawId": "x", "communicationUser": {"id": "8:acs:r_1"}}))
+                .expect("json");
+        assert_eq!(by_user.user("t").expect("user"), "8:acs:r_1");
+        let by_raw: CommunicationIdentifier =
+            serde_json::from_value(serde_json::json!({"rawId": "8:acs:r_2"})).expect("json");
+        assert_eq!(by_raw.user("t").expect("user"), "8:acs:r_2");
+        let phone: CommunicationIdentifier =
+            serde_json::from_value(serde_json::json!({"phoneNumber": {"value": "+1"}})).expect("json");
+        assert_eq!(phone.user("t").expect_err("phone").status, StatusCode::BAD_REQUEST);
+        assert!(CommunicationIdentifier::default().user("t").is_err());
+    }
+}

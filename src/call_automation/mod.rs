@@ -1,0 +1,498 @@
+//! Call automation: a trusted service controls calls over REST (shaped like ACS Call Automation)
+//! and learns what happens through events sent to its callback URI.
+//!
+//! A **call connection** is the service's handle on one call. Its **leg** is a real participant:
+//! a `switchboard::client` of this server's own QUIC listener, registered with a token the server
+//! issued itself, so it is admitted, rung and answered like every client and can send and receive
+//! media. `createCall` makes the leg start a call exactly as a client's `startCall` does (the
+//! targets ring on every device through the `CallRegistry`); adding a participant rings one more
+//! identity into that call (`CallRegistry::invite`); removing and muting go through `LiveCalls`,
+//! the path of the Rooms API and of presenters.
+//!
+//! Design choice: the connection learns about the call from the leg's own signaling events
+//! (`callStateChanged`, `participantJoined`/`Left`, `trackMuted`) rather than by observing the
+//! room in-process. The leg sees exactly what a participant may see, through the one translation
+//! every session uses, and a connection needs no second source of truth that could disagree
+//! with what its leg experiences (e.g. an end of call the leg's session has not applied yet).
+
+pub mod connection;
+pub mod events;
+pub mod leg;
+
+pub use connection::{CallConnection, ConnectionKind, ConnectionState};
+pub use leg::{LegConnector, LegError};
+
+use crate::calls::{AnswerError, CallError, CalleeState, ControlError, Muter};
+use crate::client::ClientError;
+use crate::identity::{IdentityId, RawIdError};
+use crate::media::ids::ParticipantId;
+use crate::metrics::counter_vec;
+use crate::rooms::EndReason;
+use crate::signaling::context::SignalingContext;
+use connection::{ConnectionSetup, PendingInvitation, failure_result};
+use dashmap::DashMap;
+use events::ResultInformation;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Why a call automation request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AutomationError {
+    #[error("{field}: {reason}")]
+    BadArgument { field: &'static str, reason: String },
+    #[error("no call connection with this ID")]
+    ConnectionNotFound,
+    #[error("the participant is not in the call")]
+    ParticipantNotInCall,
+    #[error("the participant is already in the call")]
+    AlreadyInCall,
+    #[error("no pending invitation with this ID")]
+    InvitationNotFound,
+    #[error("the call connection is not connected")]
+    NotConnected,
+    #[error("{0}")]
+    NotSupported(&'static str),
+    #[error("the call refused: {0}")]
+    Call(CallError),
+    #[error("the call could not be changed: {0}")]
+    Control(#[from] ControlError),
+    #[error("the server's leg failed: {0}")]
+    Leg(#[from] LegError),
+}
+
+impl AutomationError {
+    fn bad(field: &'static str, reason: impl Into<String>) -> Self {
+        AutomationError::BadArgument { field, reason: reason.into() }
+    }
+
+    /// Metrics label of the operation's result.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AutomationError::BadArgument { .. } => "bad_argument",
+            AutomationError::ConnectionNotFound => "not_found",
+            AutomationError::ParticipantNotInCall | AutomationError::InvitationNotFound => "participant_not_found",
+            AutomationError::AlreadyInCall => "already_in_call",
+            AutomationError::NotConnected => "not_connected",
+            AutomationError::NotSupported(_) => "not_supported",
+            AutomationError::Call(_) => "call_refused",
+            AutomationError::Control(_) => "control_failed",
+            AutomationError::Leg(_) => "leg_failed",
+        }
+    }
+}
+
+/// Limits of call automation.
+#[derive(Debug, Clone, Copy)]
+pub struct AutomationSettings {
+    /// How long `createCall` targets ring (the calls' ring timeout).
+    pub ring_timeout: Duration,
+    pub max_targets: usize,
+}
+
+/// `switchboard_call_connections{state}`, `switchboard_call_automation_operations_total{operation,
+/// result}`, `switchboard_call_automation_events_total{event}`.
+pub struct AutomationMetrics {
+    connections: IntGaugeVec,
+    operations: IntCounterVec,
+    pub(crate) events: IntCounterVec,
+}
+
+impl AutomationMetrics {
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "call_connections",
+                "Live call automation connections by state (connecting, connected, disconnecting)",
+            ),
+            &["state"],
+        )
+        .expect("constant gauge options are valid");
+        registry.register(Box::new(connections.clone())).expect("registered once");
+        Self {
+            connections,
+            operations: counter_vec(
+                registry,
+                "call_automation_operations_total",
+                "Call automation requests by operation and result",
+                &["operation", "result"],
+            ),
+            events: counter_vec(
+                registry,
+                "call_automation_events_total",
+                "Events call connections emitted to their apps, by event name",
+                &["event"],
+            ),
+        }
+    }
+
+    pub(crate) fn state_changed(&self, from: Option<ConnectionState>, to: Option<ConnectionState>) {
+        let gauge = |s: Option<ConnectionState>| match s {
+            Some(s @ (ConnectionState::Connecting | ConnectionState::Connected | ConnectionState::Disconnecting)) => {
+                Some(self.connections.with_label_values(&[s.as_str()]))
+            }
+            _ => None,
+        };
+        if let Some(g) = gauge(from) {
+            g.dec();
+        }
+        if let Some(g) = gauge(to) {
+            g.inc();
+        }
+    }
+
+    fn count<T>(&self, operation: &str, result: &Result<T, AutomationError>) {
+        let label = match result {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        self.operations.with_label_values(&[operation, label]).inc();
+    }
+}
+
+/// Where connections' events go. Until the webhook subsystem is wired in, they are logged.
+pub struct EventSink;
+
+impl EventSink {
+    pub fn publish(&self, callback_uri: &str, ordering_key: &str, name: &'static str, subject: String, data: Value) {
+        tracing::info!(event = name, %subject, callback_uri, ordering_key, %data, "call automation event");
+    }
+}
+
+/// State shared by the service and its connections.
+pub(crate) struct Shared {
+    pub(crate) signaling: Arc<SignalingContext>,
+    pub(crate) connections: DashMap<Uuid, Arc<CallConnection>>,
+    pub(crate) metrics: AutomationMetrics,
+    pub(crate) events: EventSink,
+    pub(crate) legs: LegConnector,
+    pub(crate) settings: AutomationSettings,
+}
+
+/// What `createCall` asks for.
+#[derive(Debug, Clone)]
+pub struct CreateCall {
+    /// Raw IDs of communication users.
+    pub targets: Vec<String>,
+    pub callback_uri: String,
+    pub operation_context: Option<String>,
+    pub source_display_name: Option<String>,
+}
+
+/// What `participants:add` asks for.
+#[derive(Debug, Clone)]
+pub struct AddParticipant {
+    pub raw_id: String,
+    /// `None` (or 0): the calls' ring timeout.
+    pub invitation_timeout: Option<Duration>,
+    pub operation_context: Option<String>,
+}
+
+/// The call automation service.
+pub struct CallAutomation {
+    shared: Arc<Shared>,
+}
+
+impl CallAutomation {
+    pub fn new(
+        signaling: Arc<SignalingContext>,
+        legs: LegConnector,
+        settings: AutomationSettings,
+        metrics: AutomationMetrics,
+    ) -> Self {
+        let shared = Shared { signaling, connections: DashMap::new(), metrics, events: EventSink, legs, settings };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// A live connection.
+    pub fn get(&self, id: Uuid) -> Result<Arc<CallConnection>, AutomationError> {
+        self.shared.connections.get(&id).map(|c| c.clone()).ok_or(AutomationError::ConnectionNotFound)
+    }
+
+    /// Parse a communication user's raw ID of this resource.
+    pub fn parse_user(&self, field: &'static str, raw: &str) -> Result<IdentityId, AutomationError> {
+        IdentityId::parse_raw(raw, &self.shared.signaling.resource_id).map_err(|e| match e {
+            RawIdError::ForeignResource => AutomationError::bad(field, format!("{raw} belongs to another resource")),
+            _ => AutomationError::bad(field, format!("{raw} is not a communication user of this server")),
+        })
+    }
+
+    /// Check a callback URI: an absolute http(s) URL.
+    pub fn check_callback(&self, uri: &str) -> Result<(), AutomationError> {
+        let parsed: axum::http::Uri =
+            uri.parse().map_err(|_| AutomationError::bad("callbackUri", "not a valid absolute URL"))?;
+        match (parsed.scheme_str(), parsed.host()) {
+            (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
+            _ => Err(AutomationError::bad("callbackUri", "must be an absolute http or https URL")),
+        }
+    }
+
+    /// `createCall`: the leg calls the targets; they ring like any call.
+    pub async fn create_call(&self, req: CreateCall) -> Result<Arc<CallConnection>, AutomationError> {
+        let result = self.create_call_inner(req).await;
+        self.shared.metrics.count("create_call", &result);
+        result
+    }
+
+    async fn create_call_inner(&self, req: CreateCall) -> Result<Arc<CallConnection>, AutomationError> {
+        let max = self.shared.settings.max_targets;
+        if req.targets.is_empty() || req.targets.len() > max {
+            return Err(AutomationError::bad("targets", format!("1 to {max} targets are needed")));
+        }
+        for t in &req.targets {
+            self.parse_user("targets", t)?;
+        }
+        self.check_callback(&req.callback_uri)?;
+        let legs = &self.shared.legs;
+        let source = legs.service_identity().await?;
+        let client = legs.connect(source, req.source_display_name.as_deref()).await?;
+        let targets: Vec<&str> = req.targets.iter().map(String::as_str).collect();
+        let joined = match client.start_call(&targets).await {
+            Ok(j) => j,
+            Err(e) => {
+                client.close().await;
+                return Err(leg_refused(e));
+            }
+        };
+        let Some(call) = joined.call_id.as_deref().and_then(|c| Uuid::parse_str(c).ok()) else {
+            client.close().await;
+            return Err(LegError::Client(ClientError::Unexpected("startCall answered without a call ID".into())).into());
+        };
+        let setup = ConnectionSetup {
+            kind: ConnectionKind::Call(call),
+            callback_uri: req.callback_uri,
+            operation_context: req.operation_context,
+            source,
+            source_raw_id: source.raw(&self.shared.signaling.resource_id),
+            source_display_name: req.source_display_name,
+            targets: req.targets,
+            outgoing: true,
+        };
+        let conn = CallConnection::start(self.shared.clone(), setup, client, joined);
+        tracing::info!(connection = %conn.id, %call, "call connection created");
+        Ok(conn)
+    }
+
+    /// `DELETE /calling/callConnections/{id}`: the leg leaves (the call goes on if others remain).
+    pub async fn hang_up(&self, id: Uuid) -> Result<(), AutomationError> {
+        let result = match self.get(id) {
+            Ok(conn) => {
+                conn.hang_up().await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        self.shared.metrics.count("hang_up", &result);
+        result
+    }
+
+    /// `:terminate`: end the call for everyone.
+    pub async fn terminate(&self, id: Uuid) -> Result<(), AutomationError> {
+        let result = self.terminate_inner(id).await;
+        self.shared.metrics.count("terminate", &result);
+        result
+    }
+
+    async fn terminate_inner(&self, id: Uuid) -> Result<(), AutomationError> {
+        let conn = self.get(id)?;
+        let ctx = &self.shared.signaling;
+        match conn.kind {
+            ConnectionKind::Call(call) => match ctx.calls.end(call, EndReason::HungUp).await {
+                Ok(()) | Err(CallError::NotFound) => {}
+                Err(e) => return Err(AutomationError::Call(e)),
+            },
+            ConnectionKind::Group(_) | ConnectionKind::Room(_) => {
+                if let Some(room) = ctx.rooms.get(&conn.kind.room_key()) {
+                    let leg = ParticipantId(conn.leg_participant());
+                    for member in room.members().into_iter().filter(|m| m.id != leg) {
+                        match ctx.live.remove(&room, member.id, EndReason::HungUp).await {
+                            Ok(()) | Err(ControlError::Room(crate::rooms::RoomError::ParticipantNotFound)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+            }
+        }
+        conn.hang_up().await;
+        Ok(())
+    }
+
+    /// `participants:add`: ring one more identity into the call. Returns the invitation ID; the
+    /// outcome arrives as `AddParticipantSucceeded` / `AddParticipantFailed` (or
+    /// `CancelAddParticipantSucceeded`).
+    pub async fn add_participant(&self, id: Uuid, req: AddParticipant) -> Result<String, AutomationError> {
+        let result = self.add_participant_inner(id, req).await;
+        self.shared.metrics.count("add_participant", &result);
+        result
+    }
+
+    async fn add_participant_inner(&self, id: Uuid, req: AddParticipant) -> Result<String, AutomationError> {
+        let conn = self.get(id)?;
+        let identity = self.parse_user("participantToAdd", &req.raw_id)?;
+        let ConnectionKind::Call(call) = conn.kind else {
+            return Err(AutomationError::NotSupported(
+                "adding participants is supported in calls the service placed or answered",
+            ));
+        };
+        if conn.state() != ConnectionState::Connected {
+            return Err(AutomationError::NotConnected);
+        }
+        let ctx = &self.shared.signaling;
+        if ctx.rooms.get(&conn.kind.room_key()).is_some_and(|room| !room.members_of(identity).is_empty()) {
+            return Err(AutomationError::AlreadyInCall);
+        }
+        let ring = req.invitation_timeout.filter(|t| !t.is_zero()).unwrap_or(self.shared.settings.ring_timeout);
+        let invitation = ctx.calls.invite(call, identity, ring).await.map_err(|e| match e {
+            CallError::Answer(AnswerError::AlreadyRinging) => {
+                AutomationError::bad("participantToAdd", "this participant is already being invited")
+            }
+            e => AutomationError::Call(e),
+        })?;
+        let invitation_id = Uuid::new_v4().to_string();
+        let pending = PendingInvitation {
+            identity,
+            raw_id: req.raw_id,
+            operation_context: req.operation_context,
+            cancel_context: None,
+        };
+        conn.add_invitation(invitation_id.clone(), pending);
+        let waiting = invitation_id.clone();
+        tokio::spawn(async move {
+            let outcome = invitation.await.unwrap_or(CalleeState::Stopped);
+            let Some(pending) = conn.take_invitation(&waiting) else { return };
+            let base = conn.event_base();
+            let context = pending.operation_context.as_deref();
+            let event = match (outcome, pending.cancel_context) {
+                (CalleeState::Answered(_), _) => {
+                    let ok = ResultInformation::new(200, 0, "The participant was added");
+                    (
+                        "AddParticipantSucceeded",
+                        events::add_participant(&base, true, context, &pending.raw_id, &waiting, ok),
+                    )
+                }
+                (CalleeState::Cancelled, Some(cancel_context)) => (
+                    "CancelAddParticipantSucceeded",
+                    events::cancel_add_participant_succeeded(&base, cancel_context.as_deref(), &waiting),
+                ),
+                (other, _) => {
+                    let result = failure_result(callee_end_reason(other));
+                    (
+                        "AddParticipantFailed",
+                        events::add_participant(&base, false, context, &pending.raw_id, &waiting, result),
+                    )
+                }
+            };
+            conn.emit(event.0, event.1);
+        });
+        Ok(invitation_id)
+    }
+
+    /// `participants:cancelAddParticipant`: stop ringing an invitation.
+    pub async fn cancel_add_participant(
+        &self,
+        id: Uuid,
+        invitation_id: &str,
+        operation_context: Option<String>,
+    ) -> Result<(), AutomationError> {
+        let result = async {
+            let conn = self.get(id)?;
+            let ConnectionKind::Call(call) = conn.kind else { return Err(AutomationError::InvitationNotFound) };
+            let identity =
+                conn.cancel_invitation(invitation_id, operation_context).ok_or(AutomationError::InvitationNotFound)?;
+            match self.shared.signaling.calls.cancel_invite(call, identity).await {
+                Ok(()) => Ok(()),
+                Err(CallError::Answer(AnswerError::NotRinging | AnswerError::NotInvited) | CallError::NotFound) => {
+                    Err(AutomationError::InvitationNotFound)
+                }
+                Err(e) => Err(AutomationError::Call(e)),
+            }
+        }
+        .await;
+        self.shared.metrics.count("cancel_add_participant", &result);
+        result
+    }
+
+    /// `participants:remove`: the participant leaves the call (`RemovedFromCall`), through the
+    /// removal path of the Rooms API.
+    pub async fn remove_participant(
+        &self,
+        id: Uuid,
+        raw_id: &str,
+        operation_context: Option<String>,
+    ) -> Result<(), AutomationError> {
+        let result = async {
+            let conn = self.get(id)?;
+            let identity = self.parse_user("participantToRemove", raw_id)?;
+            let ctx = &self.shared.signaling;
+            let room = ctx.rooms.get(&conn.kind.room_key()).ok_or(AutomationError::ParticipantNotInCall)?;
+            let leg = ParticipantId(conn.leg_participant());
+            let members: Vec<_> = room.members_of(identity).into_iter().filter(|m| m.id != leg).collect();
+            if members.is_empty() {
+                return Err(AutomationError::ParticipantNotInCall);
+            }
+            for member in members {
+                match ctx.live.remove(&room, member.id, EndReason::RemovedFromCall).await {
+                    Ok(()) | Err(ControlError::Room(crate::rooms::RoomError::ParticipantNotFound)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let event = events::remove_participant_succeeded(&conn.event_base(), operation_context.as_deref(), raw_id);
+            conn.emit("RemoveParticipantSucceeded", event);
+            Ok(())
+        }
+        .await;
+        self.shared.metrics.count("remove_participant", &result);
+        result
+    }
+
+    /// `participants:mute`: mute the participants' audio server-side (the presenter mute path).
+    pub async fn mute(&self, id: Uuid, raw_ids: &[String]) -> Result<(), AutomationError> {
+        let result = async {
+            let conn = self.get(id)?;
+            if raw_ids.is_empty() {
+                return Err(AutomationError::bad("targetParticipants", "name at least one participant"));
+            }
+            let identities =
+                raw_ids.iter().map(|r| self.parse_user("targetParticipants", r)).collect::<Result<Vec<_>, _>>()?;
+            let ctx = &self.shared.signaling;
+            let room = ctx.rooms.get(&conn.kind.room_key()).ok_or(AutomationError::ParticipantNotInCall)?;
+            let leg = ParticipantId(conn.leg_participant());
+            for identity in identities {
+                let members: Vec<_> = room.members_of(identity).into_iter().filter(|m| m.id != leg).collect();
+                if members.is_empty() {
+                    return Err(AutomationError::ParticipantNotInCall);
+                }
+                for member in members {
+                    ctx.live.mute_audio(&room, member.id, Muter::Service(leg)).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        self.shared.metrics.count("mute", &result);
+        result
+    }
+}
+
+/// The leg's signaling refused: bad targets are the request's fault.
+fn leg_refused(e: ClientError) -> AutomationError {
+    match e {
+        ClientError::Server { code: crate::signaling::messages::ErrorCode::BadRequest, message } => {
+            AutomationError::bad("targets", message)
+        }
+        e => AutomationError::Leg(LegError::Client(e)),
+    }
+}
+
+/// Why a callee stopped ringing, as an end reason.
+fn callee_end_reason(state: CalleeState) -> EndReason {
+    match state {
+        CalleeState::Declined => EndReason::Declined,
+        CalleeState::NoAnswer => EndReason::NoAnswer,
+        CalleeState::Unreachable => EndReason::Unreachable,
+        _ => EndReason::Cancelled,
+    }
+}

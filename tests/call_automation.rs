@@ -1,0 +1,367 @@
+//! Call automation over REST (ACS Call Automation, `api-version=2024-09-15`) against a real
+//! server, with QUIC clients as the people called: create a call (the target's devices ring like
+//! a client's call, the server's leg is in the room), list participants, add (ring, timeout,
+//! cancel), mute (their audio stops being forwarded), remove (disconnected with a reason), hang
+//! up and terminate, decline.
+
+mod common;
+
+use common::media::{Participant, TestServer, wait_signal};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use switchboard::client::Client;
+use switchboard::config::Bounded;
+use switchboard::sfu::packet::{Codec, MediaKind};
+use switchboard::signaling::messages::{CallState, EndReason, ServerMessage};
+
+const WAIT: Duration = Duration::from_secs(5);
+const V: &str = "api-version=2024-09-15";
+const CALLBACK: &str = "https://app.example.com/callbacks";
+
+async fn server(ring_secs: i64) -> TestServer {
+    TestServer::start_with(2, |c| c.calls.ring_timeout_seconds = Bounded::try_from(ring_secs).expect("in range")).await
+}
+
+async fn device(ts: &TestServer, token: &str, name: &str) -> Client {
+    let c = ts.client().await;
+    c.register(token, Some(name)).await.expect("register");
+    c
+}
+
+fn user(raw: &str) -> Value {
+    json!({"rawId": raw, "communicationUser": {"id": raw}})
+}
+
+async fn incoming(c: &mut Client) -> (String, String, Option<String>) {
+    match wait_signal(c, WAIT, |m| matches!(m, ServerMessage::IncomingCall { .. })).await {
+        Some(ServerMessage::IncomingCall { call_id, caller }) => (call_id, caller.identity, caller.display_name),
+        other => panic!("no incoming call: {other:?}"),
+    }
+}
+
+async fn ring_ended(c: &mut Client) -> EndReason {
+    match wait_signal(c, WAIT, |m| matches!(m, ServerMessage::IncomingCallEnded { .. })).await {
+        Some(ServerMessage::IncomingCallEnded { code, .. }) => code,
+        other => panic!("no end of ringing: {other:?}"),
+    }
+}
+
+async fn disconnected(c: &mut Client) -> Option<EndReason> {
+    match wait_signal(c, WAIT, |m| matches!(m, ServerMessage::CallStateChanged { state: CallState::Disconnected, .. }))
+        .await
+    {
+        Some(ServerMessage::CallStateChanged { code, .. }) => code,
+        other => panic!("not disconnected: {other:?}"),
+    }
+}
+
+async fn create_call(ts: &TestServer, targets: &[&str]) -> Value {
+    let body = json!({
+        "targets": targets.iter().map(|t| user(t)).collect::<Vec<_>>(),
+        "callbackUri": CALLBACK,
+        "operationContext": "ctx-create",
+        "sourceDisplayName": "Contoso IVR",
+    });
+    let (status, props) = ts.api.call(Method::POST, &format!("/calling/callConnections?{V}"), Some(body)).await;
+    assert_eq!(status, 201, "{props}");
+    props
+}
+
+async fn get_call(ts: &TestServer, id: &str) -> (u16, Value) {
+    ts.api.call(Method::GET, &format!("/calling/callConnections/{id}?{V}"), None).await
+}
+
+async fn participants(ts: &TestServer, id: &str) -> Vec<(String, bool)> {
+    let (status, body) =
+        ts.api.call(Method::GET, &format!("/calling/callConnections/{id}/participants?{V}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|p| {
+            (p["identifier"]["rawId"].as_str().expect("rawId").to_owned(), p["isMuted"].as_bool().expect("isMuted"))
+        })
+        .collect()
+}
+
+/// Poll until the connection reports `state` (or 404 for `"gone"`).
+async fn wait_state(ts: &TestServer, id: &str, state: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = get_call(ts, id).await;
+        let now = if status == 404 {
+            "gone".to_owned()
+        } else {
+            body["callConnectionState"].as_str().unwrap_or("?").to_owned()
+        };
+        if now == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "connection {id} is {now} ({status} {body}), not {state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(ts: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    ts.api.call(Method::POST, &format!("/calling/callConnections/{path}?{V}"), Some(body)).await
+}
+
+/// The whole life of a call: the target rings like a client's call, answers, the connection is
+/// connected and lists it; a second person is added and answers; one is muted (the other stops
+/// receiving its audio), one removed (disconnected with `RemovedFromCall`); the call ends for
+/// everyone on terminate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_call_add_mute_remove_terminate() {
+    let ts = server(30).await;
+    let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
+    let (carol_raw, carol_token) = ts.identity(&["voip"]).await;
+    let mut bob_phone = device(&ts, &bob_token, "Bob").await;
+    let mut bob_laptop = device(&ts, &bob_token, "Bob").await;
+    let mut carol = device(&ts, &carol_token, "Carol").await;
+
+    let props = create_call(&ts, &[&bob_raw]).await;
+    let id = props["callConnectionId"].as_str().expect("callConnectionId").to_owned();
+    assert_eq!(props["callConnectionState"], "connecting");
+    assert_eq!(props["callbackUri"], CALLBACK);
+    assert_eq!(props["targets"][0]["rawId"], bob_raw);
+    assert_eq!(props["sourceDisplayName"], "Contoso IVR");
+    let source = props["source"]["rawId"].as_str().expect("source").to_owned();
+    assert!(source.starts_with("8:acs:"), "{source}");
+    assert!(props["serverCallId"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // Every device of the target rings, as for a call from a client, from the service's identity.
+    let (call_id, caller, name) = incoming(&mut bob_phone).await;
+    assert_eq!((caller.as_str(), name.as_deref()), (source.as_str(), Some("Contoso IVR")));
+    assert_eq!(incoming(&mut bob_laptop).await.0, call_id);
+    let answered = bob_laptop.accept_call(&call_id).await.expect("accept");
+    assert_eq!(answered.state, CallState::Connected);
+    assert_eq!(answered.participants.len(), 1, "the server's leg is in the call");
+    assert_eq!(answered.participants[0].identity, source);
+    assert_eq!(ring_ended(&mut bob_phone).await, EndReason::AnsweredElsewhere);
+    wait_state(&ts, &id, "connected").await;
+    assert_eq!(participants(&ts, &id).await, vec![(bob_raw.clone(), false)]);
+    let (status, one) = ts
+        .api
+        .call(
+            Method::GET,
+            &format!("/calling/callConnections/{id}/participants/{}?{V}", common::encode_id(&bob_raw)),
+            None,
+        )
+        .await;
+    assert_eq!((status, &one["identifier"]["rawId"]), (200, &json!(bob_raw)));
+
+    // Add Carol: she rings, answers, and is listed.
+    let (status, added) = post(
+        &ts,
+        &format!("{id}/participants:add"),
+        json!({"participantToAdd": user(&carol_raw), "invitationTimeoutInSeconds": 20, "operationContext": "ctx-add"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{added}");
+    assert!(added["invitationId"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(added["operationContext"], "ctx-add");
+    assert_eq!(added["participant"]["identifier"]["rawId"], carol_raw);
+    let (carol_call, _, _) = incoming(&mut carol).await;
+    assert_eq!(carol_call, call_id, "she is rung into the same call");
+    carol.accept_call(&carol_call).await.expect("carol answers");
+    let deadline = Instant::now() + WAIT;
+    while participants(&ts, &id).await.len() < 2 {
+        assert!(Instant::now() < deadline, "carol is never listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Bob publishes audio and Carol hears it; Bob is muted by the service: nothing of his audio
+    // reaches Carol any more, and he is listed as muted.
+    let mut bob = Participant::new(bob_laptop, 1);
+    bob.audio = Some(bob.client.publish(MediaKind::Audio, Codec::Opus, vec![]).await.expect("publish audio"));
+    let mut carol = Participant::new(carol, 2);
+    assert!(carol.wait_until(WAIT, |p| !p.announced_tracks().is_empty()).await, "carol learns of bob's audio");
+    let (track, _) = carol.announced_tracks()[0];
+    let sub = carol.client.subscribe(track, None, None).await.expect("subscribe");
+    let (mut bob, mut carol) = run_both(bob, carol, Duration::from_millis(800)).await;
+    let before = carol.received.get(&sub.subscription_id).map_or(0, Vec::len);
+    assert!(before > 20, "carol hears bob before the mute: {before} packets");
+    let (status, body) = post(
+        &ts,
+        &format!("{id}/participants:mute"),
+        json!({"targetParticipants": [user(&bob_raw)], "operationContext": "ctx-mute"}),
+    )
+    .await;
+    assert_eq!((status, &body["operationContext"]), (200, &json!("ctx-mute")), "{body}");
+    assert!(
+        bob.wait_until(WAIT, |p| p
+            .signals
+            .iter()
+            .any(|m| matches!(m, ServerMessage::TrackMuted { muted: true, by: Some(_), .. })))
+            .await,
+        "bob is told he was muted"
+    );
+    // Packets forwarded before the mute took effect may still be on their way: let them land.
+    carol.wait_until(Duration::from_millis(300), |_| false).await;
+    carol.received.clear();
+    let (bob, mut carol) = run_both(bob, carol, Duration::from_millis(800)).await;
+    assert_eq!(carol.received.get(&sub.subscription_id).map_or(0, Vec::len), 0, "no audio of bob after the mute");
+    assert!(participants(&ts, &id).await.contains(&(bob_raw.clone(), true)), "bob is listed as muted");
+
+    // Remove Carol: her session is disconnected with RemovedFromCall; Bob stays.
+    let (status, body) = post(
+        &ts,
+        &format!("{id}/participants:remove"),
+        json!({"participantToRemove": user(&carol_raw), "operationContext": "ctx-rm"}),
+    )
+    .await;
+    assert_eq!((status, &body["operationContext"]), (202, &json!("ctx-rm")), "{body}");
+    assert_eq!(disconnected(&mut carol.client).await, Some(EndReason::RemovedFromCall));
+    assert_eq!(participants(&ts, &id).await.into_iter().map(|p| p.0).collect::<Vec<_>>(), vec![bob_raw.clone()]);
+    let (status, _) =
+        post(&ts, &format!("{id}/participants:remove"), json!({"participantToRemove": user(&carol_raw)})).await;
+    assert_eq!(status, 404, "she is not in the call any more");
+
+    // Terminate: the call ends for Bob too, and the connection is gone.
+    let (status, body) = post(&ts, &format!("{id}:terminate"), json!({})).await;
+    assert_eq!(status, 204, "{body}");
+    let mut bob_client = bob.client;
+    assert_eq!(disconnected(&mut bob_client).await, Some(EndReason::HungUp));
+    wait_state(&ts, &id, "gone").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ts.metric("switchboard_call_automation_operations_total{operation=\"create_call\",result=\"ok\"}").await,
+        1.0
+    );
+    assert_eq!(ts.metric("switchboard_call_automation_operations_total{operation=\"mute\",result=\"ok\"}").await, 1.0);
+    assert_eq!(ts.metric("switchboard_call_connections{state=\"connected\"}").await, 0.0);
+    ts.stop().await;
+}
+
+async fn run_both(mut a: Participant, mut b: Participant, d: Duration) -> (Participant, Participant) {
+    tokio::join!(
+        async move {
+            a.run(d).await;
+            a
+        },
+        async move {
+            b.run(d).await;
+            b
+        }
+    )
+}
+
+/// The target declines: the connection ends (no participant ever joined). The service's leg
+/// hanging up a connected 1:1 call ends it for the target (one party left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decline_fails_the_call_and_hang_up_ends_a_1to1_call() {
+    let ts = server(30).await;
+    let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
+    let mut bob = device(&ts, &bob_token, "Bob").await;
+    let props = create_call(&ts, &[&bob_raw]).await;
+    let id = props["callConnectionId"].as_str().expect("id").to_owned();
+    let (call, _, _) = incoming(&mut bob).await;
+    bob.reject_call(&call).await.expect("decline");
+    wait_state(&ts, &id, "gone").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ts.metric("switchboard_calls_ended_total{reason=\"declined\"}").await, 1.0);
+
+    // Called again, Bob answers; the service hangs up: Bob is left alone and the call ends.
+    let props = create_call(&ts, &[&bob_raw]).await;
+    let id = props["callConnectionId"].as_str().expect("id").to_owned();
+    let (call, _, _) = incoming(&mut bob).await;
+    bob.accept_call(&call).await.expect("accept");
+    wait_state(&ts, &id, "connected").await;
+    let (status, body) = ts.api.call(Method::DELETE, &format!("/calling/callConnections/{id}?{V}"), None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(disconnected(&mut bob).await, Some(EndReason::HungUp));
+    wait_state(&ts, &id, "gone").await;
+    let (status, body) = ts.api.call(Method::DELETE, &format!("/calling/callConnections/{id}?{V}"), None).await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("CallConnectionNotFound")));
+    ts.stop().await;
+}
+
+/// An invitation nobody answers stops ringing at its own timeout; a cancelled one stops at once;
+/// the call goes on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitation_timeout_and_cancel() {
+    let ts = server(30).await;
+    let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
+    let (carol_raw, carol_token) = ts.identity(&["voip"]).await;
+    let mut bob = device(&ts, &bob_token, "Bob").await;
+    let mut carol = device(&ts, &carol_token, "Carol").await;
+    let id = create_call(&ts, &[&bob_raw]).await["callConnectionId"].as_str().expect("id").to_owned();
+    let (call, _, _) = incoming(&mut bob).await;
+    bob.accept_call(&call).await.expect("accept");
+    wait_state(&ts, &id, "connected").await;
+
+    let started = Instant::now();
+    let (status, body) = post(
+        &ts,
+        &format!("{id}/participants:add"),
+        json!({"participantToAdd": user(&carol_raw), "invitationTimeoutInSeconds": 1}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let _ = incoming(&mut carol).await;
+    assert_eq!(ring_ended(&mut carol).await, EndReason::NoAnswer);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "rang for {took:?}, not the 1 s asked"
+    );
+    wait_state(&ts, &id, "connected").await;
+
+    let (status, added) =
+        post(&ts, &format!("{id}/participants:add"), json!({"participantToAdd": user(&carol_raw)})).await;
+    assert_eq!(status, 202, "{added}");
+    let _ = incoming(&mut carol).await;
+    let invitation = added["invitationId"].as_str().expect("invitationId");
+    let (status, body) = post(
+        &ts,
+        &format!("{id}/participants:cancelAddParticipant"),
+        json!({"invitationId": invitation, "operationContext": "c"}),
+    )
+    .await;
+    assert_eq!((status, &body["invitationId"]), (202, &json!(invitation)), "{body}");
+    assert_eq!(ring_ended(&mut carol).await, EndReason::Cancelled);
+    let (status, _) =
+        post(&ts, &format!("{id}/participants:cancelAddParticipant"), json!({"invitationId": invitation})).await;
+    assert_eq!(status, 404, "nothing rings under that invitation any more");
+    assert_eq!(participants(&ts, &id).await, vec![(bob_raw.clone(), false)], "the call went on");
+    ts.stop().await;
+}
+
+/// Bad requests get 4xx in the ACS error shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_in_the_acs_shape() {
+    let ts = server(30).await;
+    let (bob_raw, _) = ts.identity(&["voip"]).await;
+    let path = format!("/calling/callConnections?{V}");
+    for (body, target) in [
+        (json!({"targets": [user(&bob_raw)]}), "callbackUri"),
+        (json!({"targets": [user(&bob_raw)], "callbackUri": "not a url"}), "callbackUri"),
+        (json!({"targets": [user(&bob_raw)], "callbackUri": "ftp://x/y"}), "callbackUri"),
+        (json!({"targets": [], "callbackUri": CALLBACK}), "targets"),
+        (
+            json!({"targets": [user("8:acs:other_00000000-0000-0000-0000-000000000000")], "callbackUri": CALLBACK}),
+            "targets",
+        ),
+        (json!({"targets": [{"phoneNumber": {"value": "+14255550123"}}], "callbackUri": CALLBACK}), "targets"),
+    ] {
+        let (status, err) = ts.api.call(Method::POST, &path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body} -> {err}");
+        assert_eq!(err["error"]["target"], target, "{body} -> {err}");
+    }
+    let (status, err) =
+        ts.api.call(Method::POST, "/calling/callConnections?api-version=2099-01-01", Some(json!({}))).await;
+    assert_eq!((status, &err["error"]["code"]), (400, &json!("UnsupportedApiVersion")));
+    let missing = "00000000-0000-0000-0000-000000000000";
+    let (status, err) = get_call(&ts, missing).await;
+    assert_eq!((status, &err["error"]["code"]), (404, &json!("CallConnectionNotFound")));
+    let (status, _) = post(&ts, &format!("{missing}:terminate"), json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = get_call(&ts, "not-a-uuid").await;
+    assert_eq!(status, 404);
+    // Unsigned requests are refused like every management call.
+    let (status, _) = ts.api.get_public(&format!("/calling/callConnections/{missing}?{V}")).await;
+    assert_eq!(status, 401);
+    ts.stop().await;
+}
