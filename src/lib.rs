@@ -27,3 +27,4 @@ pub mod sfu;
 pub mod signaling;
 pub mod store;
 pub mod tls;
+pub mod webhooks;

@@ -90,6 +90,11 @@ impl RunningServer {
         self.services.meeting_directory.clone()
     }
 
+    /// The webhook dispatcher (call automation publishes through it; tests too).
+    pub fn webhooks(&self) -> crate::webhooks::Webhooks {
+        self.services.webhooks.clone()
+    }
+
     /// The verifier every join path uses (tests check revocation through it).
     pub fn token_verifier(&self) -> Arc<crate::auth::TokenVerifier> {
         self.services.verifier.clone()
@@ -115,6 +120,8 @@ impl RunningServer {
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.media.shutdown().await;
         self.shutdown.cancel();
+        // Logs and counts what was still queued.
+        self.services.webhooks.close();
         while self.tasks.join_next().await.is_some() {}
     }
 }
@@ -282,6 +289,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_message_bytes: to_usize(limits.max_message_bytes.get()),
         placement: std::sync::atomic::AtomicUsize::new(0),
     });
+    let shutdown = CancellationToken::new();
+    let webhooks = crate::webhooks::Webhooks::new(&config.webhooks, keys.clone(), metrics.registry(), shutdown.clone())
+        .with_issuer(&endpoint);
     // Call automation: the server's legs are clients of its own QUIC listener.
     let trust_pem = std::fs::read(&prepared.tls_trust)
         .map_err(|e| StartError::Trust { path: prepared.tls_trust.clone(), reason: e.to_string() })?;
@@ -295,6 +305,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let automation = Arc::new(crate::call_automation::CallAutomation::new(
         signaling.clone(),
         legs,
+        webhooks.clone(),
         crate::call_automation::AutomationSettings {
             ring_timeout: Duration::from_secs(config.calls.ring_timeout_seconds.get()),
             max_targets: to_usize(config.calls.max_targets.get()),
@@ -317,6 +328,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         signaling: signaling.clone(),
         automation,
         dev_token_endpoint: config.dev.token_endpoint,
+        webhooks,
     });
 
     if config.dev.token_endpoint {
@@ -324,7 +336,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let quic_addr = media.quic_addr();
 
-    let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds.get());
     tasks.spawn(crate::https::serve(listener, tls_config, api::router(services.clone()), shutdown.clone(), grace));

@@ -6,9 +6,15 @@
 
 mod common;
 
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use bytes::Bytes;
 use common::media::{Participant, TestServer, wait_signal};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard::client::Client;
 use switchboard::config::Bounded;
@@ -17,10 +23,94 @@ use switchboard::signaling::messages::{CallState, EndReason, ServerMessage};
 
 const WAIT: Duration = Duration::from_secs(5);
 const V: &str = "api-version=2024-09-15";
-const CALLBACK: &str = "https://app.example.com/callbacks";
 
 async fn server(ring_secs: i64) -> TestServer {
     TestServer::start_with(2, |c| c.calls.ring_timeout_seconds = Bounded::try_from(ring_secs).expect("in range")).await
+}
+
+/// The app's callback receiver: a real HTTP server on loopback that records every delivery.
+struct App {
+    got: Mutex<Vec<(String, Bytes)>>,
+    url: String,
+}
+
+async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    app.got.lock().expect("receiver lock").push((auth, body));
+    StatusCode::OK
+}
+
+async fn app() -> Arc<App> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Arc::new(App { got: Mutex::new(Vec::new()), url: format!("http://{addr}/callbacks") });
+    let router = axum::Router::new().route("/callbacks", axum::routing::post(receive)).with_state(app.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.expect("receiver serves") });
+    app
+}
+
+impl App {
+    /// Every event delivered for connection `id`, in arrival order, after checking its signature
+    /// against the server's published keys: (type without prefix, data).
+    async fn events(&self, ts: &TestServer, id: &str) -> Vec<(String, Value)> {
+        let (status, jwks) = ts.api.get_public("/.well-known/jwks.json").await;
+        assert_eq!(status, 200);
+        let jwks: Value = serde_json::from_str(&jwks).expect("jwks json");
+        let got = self.got.lock().expect("receiver lock").clone();
+        let mut out = Vec::new();
+        for (auth, body) in got {
+            let envelope: Value = serde_json::from_slice(&body).expect("json body");
+            let event = &envelope[0];
+            if event["data"]["callConnectionId"] != id {
+                continue;
+            }
+            let claims = verify_against_jwks(auth.strip_prefix("Bearer ").expect("a bearer token"), &jwks);
+            assert_eq!(claims["aud"], self.url.as_str(), "the token is for this callback");
+            assert_eq!(claims["body_sha256"], sha256_b64url(&body), "the token is bound to this body");
+            assert_eq!(event["subject"], format!("calling/callConnections/{id}"));
+            let kind = event["type"].as_str().expect("type");
+            let name = kind.strip_prefix("Microsoft.Communication.").expect("an ACS event type");
+            out.push((name.to_owned(), event["data"].clone()));
+        }
+        out
+    }
+
+    /// Wait until connection `id` got an event `name`; returns its data.
+    async fn wait(&self, ts: &TestServer, id: &str, name: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some((_, data)) = self.events(ts, id).await.into_iter().find(|(n, _)| n == name) {
+                return data;
+            }
+            assert!(Instant::now() < deadline, "no {name} for {id}; got {:?}", self.names(ts, id).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn names(&self, ts: &TestServer, id: &str) -> Vec<String> {
+        self.events(ts, id).await.into_iter().map(|(n, _)| n).collect()
+    }
+}
+
+/// Verify an ES256 JWT against a JWKS document; returns its claims.
+fn verify_against_jwks(jwt: &str, jwks: &Value) -> Value {
+    let mut parts = jwt.split('.');
+    let (h, c, s) = (parts.next().expect("header"), parts.next().expect("claims"), parts.next().expect("sig"));
+    let header: Value = serde_json::from_slice(&B64URL.decode(h).expect("b64")).expect("json");
+    let kid = header["kid"].as_str().expect("kid header");
+    let jwk = jwks["keys"].as_array().expect("keys").iter().find(|k| k["kid"] == kid).expect("kid is in the JWKS");
+    let mut point = vec![4u8];
+    point.extend(B64URL.decode(jwk["x"].as_str().expect("x")).expect("b64"));
+    point.extend(B64URL.decode(jwk["y"].as_str().expect("y")).expect("b64"));
+    let sig = B64URL.decode(s).expect("b64");
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, &point)
+        .verify(format!("{h}.{c}").as_bytes(), &sig)
+        .expect("signature verifies with the published key");
+    serde_json::from_slice(&B64URL.decode(c).expect("b64")).expect("claims json")
+}
+
+fn sha256_b64url(body: &[u8]) -> String {
+    B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body).as_ref())
 }
 
 async fn device(ts: &TestServer, token: &str, name: &str) -> Client {
@@ -56,10 +146,10 @@ async fn disconnected(c: &mut Client) -> Option<EndReason> {
     }
 }
 
-async fn create_call(ts: &TestServer, targets: &[&str]) -> Value {
+async fn create_call(ts: &TestServer, app: &App, targets: &[&str]) -> Value {
     let body = json!({
         "targets": targets.iter().map(|t| user(t)).collect::<Vec<_>>(),
-        "callbackUri": CALLBACK,
+        "callbackUri": app.url,
         "operationContext": "ctx-create",
         "sourceDisplayName": "Contoso IVR",
     });
@@ -115,16 +205,17 @@ async fn post(ts: &TestServer, path: &str, body: Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_call_add_mute_remove_terminate() {
     let ts = server(30).await;
+    let app = app().await;
     let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
     let (carol_raw, carol_token) = ts.identity(&["voip"]).await;
     let mut bob_phone = device(&ts, &bob_token, "Bob").await;
     let mut bob_laptop = device(&ts, &bob_token, "Bob").await;
     let mut carol = device(&ts, &carol_token, "Carol").await;
 
-    let props = create_call(&ts, &[&bob_raw]).await;
+    let props = create_call(&ts, &app, &[&bob_raw]).await;
     let id = props["callConnectionId"].as_str().expect("callConnectionId").to_owned();
     assert_eq!(props["callConnectionState"], "connecting");
-    assert_eq!(props["callbackUri"], CALLBACK);
+    assert_eq!(props["callbackUri"], app.url.as_str());
     assert_eq!(props["targets"][0]["rawId"], bob_raw);
     assert_eq!(props["sourceDisplayName"], "Contoso IVR");
     let source = props["source"]["rawId"].as_str().expect("source").to_owned();
@@ -142,6 +233,12 @@ async fn create_call_add_mute_remove_terminate() {
     assert_eq!(ring_ended(&mut bob_phone).await, EndReason::AnsweredElsewhere);
     wait_state(&ts, &id, "connected").await;
     assert_eq!(participants(&ts, &id).await, vec![(bob_raw.clone(), false)]);
+    let connected = app.wait(&ts, &id, "CallConnected").await;
+    assert_eq!(connected["operationContext"], "ctx-create");
+    assert_eq!(connected["serverCallId"], props["serverCallId"]);
+    assert_eq!(connected["correlationId"], props["correlationId"]);
+    let updated = app.wait(&ts, &id, "ParticipantsUpdated").await;
+    assert_eq!(updated["participants"][0]["identifier"]["rawId"], bob_raw);
     let (status, one) = ts
         .api
         .call(
@@ -166,6 +263,12 @@ async fn create_call_add_mute_remove_terminate() {
     let (carol_call, _, _) = incoming(&mut carol).await;
     assert_eq!(carol_call, call_id, "she is rung into the same call");
     carol.accept_call(&carol_call).await.expect("carol answers");
+    let added_ok = app.wait(&ts, &id, "AddParticipantSucceeded").await;
+    assert_eq!(
+        (&added_ok["participant"]["rawId"], &added_ok["operationContext"]),
+        (&json!(carol_raw), &json!("ctx-add"))
+    );
+    assert_eq!(added_ok["resultInformation"]["code"], 200);
     let deadline = Instant::now() + WAIT;
     while participants(&ts, &id).await.len() < 2 {
         assert!(Instant::now() < deadline, "carol is never listed");
@@ -253,18 +356,23 @@ async fn run_both(mut a: Participant, mut b: Participant, d: Duration) -> (Parti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decline_fails_the_call_and_hang_up_ends_a_1to1_call() {
     let ts = server(30).await;
+    let app = app().await;
     let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
     let mut bob = device(&ts, &bob_token, "Bob").await;
-    let props = create_call(&ts, &[&bob_raw]).await;
+    let props = create_call(&ts, &app, &[&bob_raw]).await;
     let id = props["callConnectionId"].as_str().expect("id").to_owned();
     let (call, _, _) = incoming(&mut bob).await;
     bob.reject_call(&call).await.expect("decline");
     wait_state(&ts, &id, "gone").await;
+    let failed = app.wait(&ts, &id, "CreateCallFailed").await;
+    assert_eq!(failed["resultInformation"]["code"], 603);
+    app.wait(&ts, &id, "CallDisconnected").await;
+    assert_eq!(app.names(&ts, &id).await, vec!["CreateCallFailed", "CallDisconnected"], "never connected");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(ts.metric("switchboard_calls_ended_total{reason=\"declined\"}").await, 1.0);
 
     // Called again, Bob answers; the service hangs up: Bob is left alone and the call ends.
-    let props = create_call(&ts, &[&bob_raw]).await;
+    let props = create_call(&ts, &app, &[&bob_raw]).await;
     let id = props["callConnectionId"].as_str().expect("id").to_owned();
     let (call, _, _) = incoming(&mut bob).await;
     bob.accept_call(&call).await.expect("accept");
@@ -273,6 +381,7 @@ async fn decline_fails_the_call_and_hang_up_ends_a_1to1_call() {
     assert_eq!(status, 204, "{body}");
     assert_eq!(disconnected(&mut bob).await, Some(EndReason::HungUp));
     wait_state(&ts, &id, "gone").await;
+    assert_eq!(app.wait(&ts, &id, "CallDisconnected").await["resultInformation"]["code"], 200);
     let (status, body) = ts.api.call(Method::DELETE, &format!("/calling/callConnections/{id}?{V}"), None).await;
     assert_eq!((status, &body["error"]["code"]), (404, &json!("CallConnectionNotFound")));
     ts.stop().await;
@@ -283,11 +392,12 @@ async fn decline_fails_the_call_and_hang_up_ends_a_1to1_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitation_timeout_and_cancel() {
     let ts = server(30).await;
+    let app = app().await;
     let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
     let (carol_raw, carol_token) = ts.identity(&["voip"]).await;
     let mut bob = device(&ts, &bob_token, "Bob").await;
     let mut carol = device(&ts, &carol_token, "Carol").await;
-    let id = create_call(&ts, &[&bob_raw]).await["callConnectionId"].as_str().expect("id").to_owned();
+    let id = create_call(&ts, &app, &[&bob_raw]).await["callConnectionId"].as_str().expect("id").to_owned();
     let (call, _, _) = incoming(&mut bob).await;
     bob.accept_call(&call).await.expect("accept");
     wait_state(&ts, &id, "connected").await;
@@ -303,6 +413,11 @@ async fn invitation_timeout_and_cancel() {
     let _ = incoming(&mut carol).await;
     assert_eq!(ring_ended(&mut carol).await, EndReason::NoAnswer);
     let took = started.elapsed();
+    let failed = app.wait(&ts, &id, "AddParticipantFailed").await;
+    assert_eq!(
+        (&failed["participant"]["rawId"], &failed["resultInformation"]["code"]),
+        (&json!(carol_raw), &json!(408))
+    );
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
         "rang for {took:?}, not the 1 s asked"
@@ -322,6 +437,8 @@ async fn invitation_timeout_and_cancel() {
     .await;
     assert_eq!((status, &body["invitationId"]), (202, &json!(invitation)), "{body}");
     assert_eq!(ring_ended(&mut carol).await, EndReason::Cancelled);
+    let cancelled = app.wait(&ts, &id, "CancelAddParticipantSucceeded").await;
+    assert_eq!((&cancelled["invitationId"], &cancelled["operationContext"]), (&json!(invitation), &json!("c")));
     let (status, _) =
         post(&ts, &format!("{id}/participants:cancelAddParticipant"), json!({"invitationId": invitation})).await;
     assert_eq!(status, 404, "nothing rings under that invitation any more");
@@ -339,12 +456,16 @@ async fn bad_requests_are_refused_in_the_acs_shape() {
         (json!({"targets": [user(&bob_raw)]}), "callbackUri"),
         (json!({"targets": [user(&bob_raw)], "callbackUri": "not a url"}), "callbackUri"),
         (json!({"targets": [user(&bob_raw)], "callbackUri": "ftp://x/y"}), "callbackUri"),
-        (json!({"targets": [], "callbackUri": CALLBACK}), "targets"),
+        (json!({"targets": [user(&bob_raw)], "callbackUri": "https://not-allowed.example.com/cb"}), "callbackUri"),
+        (json!({"targets": [], "callbackUri": "http://127.0.0.1:9/cb"}), "targets"),
         (
-            json!({"targets": [user("8:acs:other_00000000-0000-0000-0000-000000000000")], "callbackUri": CALLBACK}),
+            json!({"targets": [user("8:acs:other_00000000-0000-0000-0000-000000000000")], "callbackUri": "http://127.0.0.1:9/cb"}),
             "targets",
         ),
-        (json!({"targets": [{"phoneNumber": {"value": "+14255550123"}}], "callbackUri": CALLBACK}), "targets"),
+        (
+            json!({"targets": [{"phoneNumber": {"value": "+14255550123"}}], "callbackUri": "http://127.0.0.1:9/cb"}),
+            "targets",
+        ),
     ] {
         let (status, err) = ts.api.call(Method::POST, &path, Some(body.clone())).await;
         assert_eq!(status, 400, "{body} -> {err}");

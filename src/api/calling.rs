@@ -247,7 +247,7 @@ fn properties(c: &CallConnection) -> CallConnectionProperties {
         server_call_id: c.kind.server_call_id(),
         targets: c.targets.iter().map(|t| CommunicationIdentifier::of(t)).collect(),
         call_connection_state: c.state().as_str(),
-        callback_uri: c.callback_uri.clone(),
+        callback_uri: c.callback_uri.as_str().to_owned(),
         source_display_name: c.source_display_name.clone(),
         source: CommunicationIdentifier::of(&c.source_raw_id),
         correlation_id: c.correlation_id.to_string(),

@@ -33,6 +33,8 @@ pub struct Services {
     pub automation: Arc<crate::call_automation::CallAutomation>,
     /// Whether `POST /dev/token` is served.
     pub dev_token_endpoint: bool,
+    /// Call-automation event delivery to apps' `callbackUri`s.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// Liveness is implied by answering at all; readiness is set once every listener is up and

@@ -12,6 +12,7 @@ use crate::room_directory::AcsRoomId;
 use crate::rooms::RoomKey;
 use crate::sfu::packet::MediaKind;
 use crate::signaling::messages::{CallState, EndReason, ParticipantInfo, ServerMessage};
+use crate::webhooks::{AcsEvent, CallbackUri};
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -114,7 +115,7 @@ pub struct CallConnection {
     pub id: Uuid,
     pub kind: ConnectionKind,
     pub correlation_id: Uuid,
-    pub callback_uri: String,
+    pub callback_uri: CallbackUri,
     pub operation_context: Option<String>,
     /// The leg's identity (the call's source, or the callee that answered).
     pub source_raw_id: String,
@@ -131,7 +132,7 @@ pub struct CallConnection {
 /// What a new connection starts from.
 pub(super) struct ConnectionSetup {
     pub kind: ConnectionKind,
-    pub callback_uri: String,
+    pub callback_uri: CallbackUri,
     pub operation_context: Option<String>,
     pub source: IdentityId,
     pub source_raw_id: String,
@@ -214,7 +215,8 @@ impl CallConnection {
     pub fn emit(&self, name: &'static str, data: Value) {
         self.shared.metrics.events.with_label_values(&[name]).inc();
         let subject = format!("calling/callConnections/{}", self.id);
-        self.shared.events.publish(&self.callback_uri, &self.id.to_string(), name, subject, data);
+        tracing::debug!(connection = %self.id, event = name, "call automation event");
+        self.shared.webhooks.publish(&self.callback_uri, &self.id.to_string(), AcsEvent { name, subject, data });
     }
 
     pub(super) fn add_invitation(&self, id: String, invitation: PendingInvitation) {
@@ -258,7 +260,11 @@ impl CallConnection {
             self.set_state(&mut view, ConnectionState::Connected);
         }
         self.emit("CallConnected", events::call_connected(&self.event_base(), self.operation_context.as_deref()));
-        self.participants_updated();
+        // A placed call connects before the callee joins the room (its join is the next update);
+        // a connection to a call others are in starts from who is there.
+        if !self.view().members.is_empty() {
+            self.participants_updated();
+        }
     }
 
     /// Emit `ParticipantsUpdated` with the current list (only once connected).

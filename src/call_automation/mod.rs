@@ -29,11 +29,11 @@ use crate::media::ids::ParticipantId;
 use crate::metrics::counter_vec;
 use crate::rooms::EndReason;
 use crate::signaling::context::SignalingContext;
+use crate::webhooks::{CallbackUri, Webhooks};
 use connection::{ConnectionSetup, PendingInvitation, failure_result};
 use dashmap::DashMap;
 use events::ResultInformation;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -153,21 +153,13 @@ impl AutomationMetrics {
     }
 }
 
-/// Where connections' events go. Until the webhook subsystem is wired in, they are logged.
-pub struct EventSink;
-
-impl EventSink {
-    pub fn publish(&self, callback_uri: &str, ordering_key: &str, name: &'static str, subject: String, data: Value) {
-        tracing::info!(event = name, %subject, callback_uri, ordering_key, %data, "call automation event");
-    }
-}
-
 /// State shared by the service and its connections.
 pub(crate) struct Shared {
     pub(crate) signaling: Arc<SignalingContext>,
     pub(crate) connections: DashMap<Uuid, Arc<CallConnection>>,
     pub(crate) metrics: AutomationMetrics,
-    pub(crate) events: EventSink,
+    /// Where connections' events go: signed CloudEvents to each app's callback URI.
+    pub(crate) webhooks: Webhooks,
     pub(crate) legs: LegConnector,
     pub(crate) settings: AutomationSettings,
 }
@@ -200,10 +192,11 @@ impl CallAutomation {
     pub fn new(
         signaling: Arc<SignalingContext>,
         legs: LegConnector,
+        webhooks: Webhooks,
         settings: AutomationSettings,
         metrics: AutomationMetrics,
     ) -> Self {
-        let shared = Shared { signaling, connections: DashMap::new(), metrics, events: EventSink, legs, settings };
+        let shared = Shared { signaling, connections: DashMap::new(), metrics, webhooks, legs, settings };
         Self { shared: Arc::new(shared) }
     }
 
@@ -220,14 +213,9 @@ impl CallAutomation {
         })
     }
 
-    /// Check a callback URI: an absolute http(s) URL.
-    pub fn check_callback(&self, uri: &str) -> Result<(), AutomationError> {
-        let parsed: axum::http::Uri =
-            uri.parse().map_err(|_| AutomationError::bad("callbackUri", "not a valid absolute URL"))?;
-        match (parsed.scheme_str(), parsed.host()) {
-            (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
-            _ => Err(AutomationError::bad("callbackUri", "must be an absolute http or https URL")),
-        }
+    /// Check a callback URI: an absolute http(s) URL whose host `[webhooks] allowed_hosts` lists.
+    pub fn check_callback(&self, uri: &str) -> Result<CallbackUri, AutomationError> {
+        self.shared.webhooks.validate(uri).map_err(|e| AutomationError::bad("callbackUri", e.to_string()))
     }
 
     /// `createCall`: the leg calls the targets; they ring like any call.
@@ -245,7 +233,7 @@ impl CallAutomation {
         for t in &req.targets {
             self.parse_user("targets", t)?;
         }
-        self.check_callback(&req.callback_uri)?;
+        let callback_uri = self.check_callback(&req.callback_uri)?;
         let legs = &self.shared.legs;
         let source = legs.service_identity().await?;
         let client = legs.connect(source, req.source_display_name.as_deref()).await?;
@@ -263,7 +251,7 @@ impl CallAutomation {
         };
         let setup = ConnectionSetup {
             kind: ConnectionKind::Call(call),
-            callback_uri: req.callback_uri,
+            callback_uri,
             operation_context: req.operation_context,
             source,
             source_raw_id: source.raw(&self.shared.signaling.resource_id),

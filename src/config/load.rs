@@ -214,6 +214,12 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     {
         return Err((e.key, format!("`{}` belongs to resource {}, not to server.resource_id", e.raw, e.resource)));
     }
+    if c.webhooks.initial_backoff_ms.get() > c.webhooks.max_backoff_ms.get() {
+        return Err(("webhooks.initial_backoff_ms", "must not exceed webhooks.max_backoff_ms".to_owned()));
+    }
+    if c.webhooks.max_queued_per_call.get() > c.webhooks.max_queued_total.get() {
+        return Err(("webhooks.max_queued_per_call", "must not exceed webhooks.max_queued_total".to_owned()));
+    }
     for (i, key) in c.auth.access_keys.iter().enumerate() {
         match base64::engine::general_purpose::STANDARD.decode(key) {
             Ok(bytes) if bytes.len() >= 16 => {}
@@ -327,6 +333,19 @@ mod tests {
         // Without a configured resource ID, the resource is checked at start.
         let text = format!("[organization]\nmembers = [\"{theirs}\"]\n");
         assert!(parse_env(&text, &[]).is_ok());
+    }
+
+    #[test]
+    fn webhook_entries_and_backoff_order_are_checked() {
+        let c = parse_env("[webhooks]\nallowed_hosts = [\"*.example.com\", \"[::1]:8080\"]\n", &[]).expect("valid");
+        assert_eq!(c.webhooks.allowed_hosts.len(), 2);
+        let e = parse_env("[webhooks]\nallowed_hosts = [\"exa*mple.com\"]\n", &[]).unwrap_err();
+        assert!(e.key().is_some_and(|k| k.starts_with("webhooks.allowed_hosts")), "{e}");
+        assert!(e.to_string().contains("exa*mple.com"), "{e}");
+        let e = parse_env("[webhooks]\ninitial_backoff_ms = 5000\nmax_backoff_ms = 1000\n", &[]).unwrap_err();
+        assert_eq!(e.key(), Some("webhooks.initial_backoff_ms"));
+        let e = parse_env("[webhooks]\nmax_queued_per_call = 10\nmax_queued_total = 5\n", &[]).unwrap_err();
+        assert_eq!(e.key(), Some("webhooks.max_queued_per_call"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub use bounded::{Bounded, OutOfRange};
 pub use load::{ConfigError, LoadedConfig, load, load_from_str};
 
 use crate::organization::{ConfiguredUser, ExternalIdPattern, OrgLists};
+use crate::webhooks::HostPattern;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ pub struct Config {
     pub rooms: RoomsSection,
     pub meetings: MeetingsSection,
     pub organization: OrganizationSection,
+    pub webhooks: WebhooksSection,
     pub dev: DevSection,
 }
 
@@ -257,6 +259,51 @@ impl OrganizationSection {
             guests: &self.guests,
             guest_domains: &self.guest_domains,
             federated_domains: &self.federated_domains,
+        }
+    }
+}
+
+/// `[webhooks]`: delivery of call-automation events (CloudEvents) to the `callbackUri` an app
+/// gave. Deliveries to one call go out one at a time in order; failures are retried with
+/// exponential backoff and jitter for `retry_for_seconds`, then dropped, counted and logged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// Hosts a `callbackUri` may name: `host`, `host:port`, `*.example.com` (its subdomains, not
+    /// itself), IP literals (`127.0.0.1`, `::1`, `[::1]:8080`). Matched by name or literal, never
+    /// by resolving. The default allows loopback only, so a fresh install works with an app on
+    /// the same machine and cannot be made to POST anywhere else.
+    pub allowed_hosts: Vec<HostPattern>,
+    /// One delivery attempt (connect, send, response headers) gives up after this long.
+    pub request_timeout_ms: Bounded<100, 120_000>,
+    /// How long after it was published an event is retried before it is dropped as expired.
+    pub retry_for_seconds: Bounded<0, 86_400>,
+    /// Wait before the first retry; each further retry doubles it (with jitter).
+    pub initial_backoff_ms: Bounded<1, 600_000>,
+    /// Longest wait between two attempts (a receiver's `Retry-After` may ask for longer).
+    pub max_backoff_ms: Bounded<1, 3_600_000>,
+    /// Most events queued for one call (ordering key); more are dropped and counted.
+    pub max_queued_per_call: Bounded<1, 1_000_000>,
+    /// Most events queued over all calls; bounds the memory webhooks can take.
+    pub max_queued_total: Bounded<1, 10_000_000>,
+    /// Most delivery requests in flight at once, over all calls.
+    pub max_concurrent: Bounded<1, 10_000>,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: ["localhost", "127.0.0.1", "::1"]
+                .into_iter()
+                .map(|h| HostPattern::parse(h).expect("the default allow-list entries are valid patterns"))
+                .collect(),
+            request_timeout_ms: Bounded::new_const(10_000),
+            retry_for_seconds: Bounded::new_const(600),
+            initial_backoff_ms: Bounded::new_const(500),
+            max_backoff_ms: Bounded::new_const(60_000),
+            max_queued_per_call: Bounded::new_const(1_000),
+            max_queued_total: Bounded::new_const(100_000),
+            max_concurrent: Bounded::new_const(64),
         }
     }
 }
