@@ -4,6 +4,7 @@
 //! - [`load`] turns a media file's bytes into a [`Prompt`]: Opus packets of 20 ms at 48 kHz, ready
 //!   to send. WAV (16-bit PCM) is resampled to 48 kHz mono and encoded; Ogg Opus is demuxed and its
 //!   packets reused when they are already 20 ms frames, else decoded and re-encoded.
+//! - [`Player`] sends a prompt as RTP, paced by the caller's clock.
 //!
 //! Nothing here reads a clock or does I/O: every time-dependent call takes `now`.
 //!
@@ -11,8 +12,11 @@
 //! cmake, no system libopus), which keeps the quick start `cargo run --release`.
 
 mod ogg;
+mod player;
 mod resample;
 mod wav;
+
+pub use player::{Player, PlayerOutput};
 
 use bytes::Bytes;
 use std::time::Duration;
