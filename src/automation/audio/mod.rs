@@ -5,12 +5,15 @@
 //!   to send. WAV (16-bit PCM) is resampled to 48 kHz mono and encoded; Ogg Opus is demuxed and its
 //!   packets reused when they are already 20 ms frames, else decoded and re-encoded.
 //! - [`Player`] sends a prompt as RTP, paced by the caller's clock.
+//! - [`dtmf`]: RFC 4733 telephone-events, a tone detector, the `recognize` state machine and the
+//!   packets of `sendDtmfTones`.
 //!
 //! Nothing here reads a clock or does I/O: every time-dependent call takes `now`.
 //!
 //! The Opus codec is `opus-pure`, a pure-Rust port of libopus: building needs only `cargo` (no
 //! cmake, no system libopus), which keeps the quick start `cargo run --release`.
 
+pub mod dtmf;
 mod ogg;
 mod player;
 mod resample;
