@@ -75,9 +75,9 @@ impl Prompt {
 /// as they are when every one is a 20 ms frame (and the header asks for no gain), otherwise
 /// decoded and re-encoded. Bad or unsupported input is an [`AudioError`], never a panic.
 ///
-/// **CPU-bound**: encoding takes roughly a tenth of the audio's duration on one core (several
-/// seconds for a ten-minute file in a debug build). Call it from `spawn_blocking`, never on a
-/// runtime thread.
+/// **CPU-bound** (resampling and Opus encoding, all on the calling thread): a minute of 16 kHz
+/// audio took 5.6 s in a debug build here, and an optimised build is many times faster. Call it
+/// from `spawn_blocking`, never on a runtime thread.
 pub fn load(bytes: &[u8]) -> Result<Prompt, AudioError> {
     if wav::is_wav(bytes) {
         let pcm = wav::parse(bytes)?;
