@@ -299,4 +299,22 @@ proptest::proptest! {
         file.truncate(file.len() - cut % file.len());
         let _ = load(&file);
     }
+
+    #[test]
+    fn load_never_panics_on_damaged_opus_in_valid_pages(
+        damage in proptest::collection::vec((0usize..8, 0usize..200, proptest::num::u8::ANY), 1..6),
+    ) {
+        // The pages (and their CRCs) are valid; the header and packets inside are not.
+        let mut packets = encode_packets(&[0.1; 4_800], 1, FRAME_SAMPLES);
+        let mut head = opus_head(1, 0, 0);
+        let count = packets.len();
+        for (which, at, value) in damage {
+            let target = if which == 0 { &mut head } else { &mut packets[which % count] };
+            let at = at % target.len();
+            target[at] = value;
+        }
+        let mut pages = vec![(vec![head], 0), (vec![opus_tags()], 0)];
+        pages.push((packets, 5_112));
+        let _ = load(&ogg_pages(&pages));
+    }
 }
