@@ -75,7 +75,11 @@ impl Player {
             return PlayerOutput::Wait(due);
         }
         // Too far behind (a stalled caller): slip the schedule instead of bursting.
-        let due = if now.saturating_duration_since(due) > MAX_CATCH_UP { now - MAX_CATCH_UP } else { due };
+        let due = if now.saturating_duration_since(due) > MAX_CATCH_UP {
+            now.checked_sub(MAX_CATCH_UP).unwrap_or(due)
+        } else {
+            due
+        };
         let payload = &self.prompt.packets[self.next];
         let mut packet = Vec::with_capacity(12 + payload.len());
         self.rtp.write(payload, &mut packet);

@@ -162,9 +162,10 @@ impl Recognizer {
         if self.done {
             return None;
         }
+        // A timeout too large to add to an `Instant` never expires (options come from requests).
         match self.last_tone {
-            Some(at) => Some(at + self.opts.inter_tone_timeout),
-            None => self.opts.initial_silence_timeout.map(|t| self.started + t),
+            Some(at) => at.checked_add(self.opts.inter_tone_timeout),
+            None => self.opts.initial_silence_timeout.and_then(|t| self.started.checked_add(t)),
         }
     }
 
@@ -254,6 +255,19 @@ mod tests {
         let mut r = Recognizer::new(opts(1, &[]), t0);
         let out = r.on_tone(Tone::One, t0 + secs(6.0)).expect("the timeout was already due");
         assert_eq!(out, RecognizeOutcome::Failed { reason: FailedReason::InitialSilenceTimeout });
+    }
+
+    #[test]
+    fn absurd_timeouts_do_not_panic() {
+        let t0 = Instant::now();
+        let huge = Duration::from_secs(u64::MAX);
+        let mut r = Recognizer::new(
+            RecognizeOptions { inter_tone_timeout: huge, initial_silence_timeout: Some(huge), ..opts(2, &[]) },
+            t0,
+        );
+        assert_eq!(r.poll(t0 + secs(1.0)), None);
+        assert_eq!(r.on_tone(Tone::One, t0 + secs(1.0)), None);
+        assert_eq!(r.next_deadline(), None);
     }
 
     #[test]
