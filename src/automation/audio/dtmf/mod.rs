@@ -7,7 +7,7 @@ mod recognizer;
 mod sender;
 mod tone;
 
-pub use detector::ToneDetector;
+pub use detector::{FORGET_AFTER, ToneDetector};
 pub use recognizer::{CompletedReason, FailedReason, RecognizeOptions, RecognizeOutcome, Recognizer};
 pub use sender::{PACKET_INTERVAL, TONE_LENGTH, TONE_PERIOD, tone_packets};
 pub use tone::{Tone, UnknownTone};
