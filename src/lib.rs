@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod automation;
 pub mod backup;
 pub mod bootstrap;
 pub mod call_automation;
