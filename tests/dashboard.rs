@@ -4,7 +4,8 @@
 //! A real server runs a short real day: a group call in which two QUIC clients on different
 //! workers publish and receive audio and simulcast video, a refused join, a 1:1 call that rings,
 //! is answered and hung up, and a meeting whose lobby admits one person and rejects another, with
-//! wrong passcodes up to the rate limit. Then every PromQL expression of the dashboard (panel
+//! wrong passcodes up to the rate limit, and webhook events to an app that refuses the first
+//! delivery once. Then every PromQL expression of the dashboard (panel
 //! targets and template variable queries) and of the alert rules is parsed with a real PromQL
 //! parser, and every metric it selects must be a series of the scraped `/metrics`, every label it
 //! matches or groups by must be a label of that series, and every label value it matches
@@ -576,17 +577,58 @@ async fn meeting_with_lobby(ts: &TestServer) {
     assert_eq!(code(guesser.join(None, wrong, None).await), ErrorCode::RateLimited);
 }
 
+/// An app's callbackUri that answers 503 to the first delivery and 200 after: one retry, then
+/// every event delivered (webhook outcomes, retries, latency and queue gauges all get samples).
+async fn webhook_deliveries(ts: &TestServer) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let answered = Arc::new(AtomicU32::new(0));
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post({
+            let answered = answered.clone();
+            move || async move {
+                if answered.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
+    let addr = listener.local_addr().expect("receiver address");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("the receiver serves") });
+    let webhooks = ts.server.webhooks();
+    let to = webhooks.validate(&format!("http://{addr}/events")).expect("loopback is allowed by default");
+    for n in 0..3 {
+        let event = switchboard::webhooks::AcsEvent {
+            name: "ParticipantsUpdated",
+            subject: "calling/callConnections/dashboard".to_owned(),
+            data: json!({"callConnectionId": "dashboard", "sequenceNumber": n}),
+        };
+        webhooks.publish(&to, "dashboard", event);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while answered.load(Ordering::SeqCst) < 4 {
+        assert!(std::time::Instant::now() < deadline, "webhook deliveries did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every dashboard panel, template variable and alert rule queries metrics, labels and label
 /// values that a real server exposes after a short real day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alerts_query_only_exposed_metrics() {
     let ts = TestServer::start_with(2, |c| {
         c.meetings.wrong_passcodes_per_minute_per_meeting = Bounded::try_from(1).expect("in range");
+        c.webhooks.initial_backoff_ms = Bounded::try_from(20).expect("in range");
     })
     .await;
     group_call_with_media(&ts).await;
     one_to_one_call(&ts).await;
     meeting_with_lobby(&ts).await;
+    webhook_deliveries(&ts).await;
     // Workers flush their local counters about once a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, text) = ts.api.get_public("/metrics").await;
@@ -599,6 +641,8 @@ async fn dashboard_and_alerts_query_only_exposed_metrics() {
         ("switchboard_lobby_exits_total", "reason", "rejected"),
         ("switchboard_lobby_admissions_total", "how", "admitted"),
         ("switchboard_joins_total", "result", "call_not_found"),
+        ("switchboard_webhook_deliveries_total", "result", "delivered"),
+        ("switchboard_webhook_delivery_retries_total", "reason", "server_error"),
     ] {
         assert!(exposed.series[series][label].contains(value), "{series}{{{label}=\"{value}\"}}:\n{text}");
     }
