@@ -5,7 +5,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod automation;
 pub mod backup;
 pub mod bootstrap;
 pub mod call_automation;

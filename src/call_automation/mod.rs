@@ -15,6 +15,7 @@
 //! every session uses, and a connection needs no second source of truth that could disagree
 //! with what its leg experiences (e.g. an end of call the leg's session has not applied yet).
 
+pub mod audio;
 pub mod connection;
 pub mod events;
 pub mod leg;
