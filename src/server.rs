@@ -311,6 +311,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             max_targets: to_usize(config.calls.max_targets.get()),
         },
         crate::call_automation::AutomationMetrics::new(metrics.registry()),
+        crate::call_automation::media::MediaLibrary::new(&config.call_automation),
     ));
     let services = Arc::new(Services {
         issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),

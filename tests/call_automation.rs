@@ -16,6 +16,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchboard::call_automation::audio::dtmf::{Tone, ToneDetector, tone_packets};
 use switchboard::client::Client;
 use switchboard::config::Bounded;
 use switchboard::sfu::packet::{Codec, MediaKind};
@@ -484,5 +485,360 @@ async fn bad_requests_are_refused_in_the_acs_shape() {
     // Unsigned requests are refused like every management call.
     let (status, _) = ts.api.get_public(&format!("/calling/callConnections/{missing}?{V}")).await;
     assert_eq!(status, 401);
+    ts.stop().await;
+}
+
+/// A 16-bit PCM mono WAV file of `samples` at `rate`.
+fn wav(samples: &[f32], rate: u32) -> Vec<u8> {
+    let data_len = u32::try_from(samples.len() * 2).expect("small file");
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
+    }
+    out
+}
+
+/// The prompt of the play test at 48 kHz: a loud tone, silence, a soft tone, silence.
+fn prompt_signal() -> Vec<f32> {
+    let mut out = Vec::new();
+    for (secs, amp) in [(0.4, 0.5f32), (0.4, 0.0), (0.4, 0.15), (0.2, 0.0)] {
+        let n = (secs * 48_000.0) as usize;
+        out.extend((0..n).map(|i| amp * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 48_000.0).sin()));
+    }
+    out
+}
+
+/// RMS of each 100 ms of 48 kHz audio.
+fn rms_per_100ms(x: &[f32]) -> Vec<f32> {
+    x.chunks(4800).filter(|c| c.len() == 4800).map(|c| (c.iter().map(|v| v * v).sum::<f32>() / 4800.0).sqrt()).collect()
+}
+
+/// Collect the RTP packets of `subscription` for `d`.
+async fn collect_rtp(c: &mut Client, subscription: u64, d: Duration, into: &mut Vec<Bytes>) {
+    let deadline = tokio::time::Instant::now() + d;
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, c.next_event()).await {
+        if let switchboard::client::ClientEvent::Rtp { subscription: s, packet } = ev
+            && s == subscription
+        {
+            into.push(packet);
+        }
+    }
+}
+
+/// `play`: the target hears the leg's Opus track, and what it decodes (with an independent Opus
+/// decoder) has the loudness of the file, 100 ms by 100 ms; PlayStarted and PlayCompleted arrive
+/// signed. Bad sources are refused (400) or fail (PlayFailed with an ACS code); a looped play
+/// ends by cancelAllMediaOperations (PlayCanceled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_a_wav_file_that_the_participant_decodes() {
+    let media = tempfile::tempdir().expect("tmp");
+    let signal = prompt_signal();
+    std::fs::write(media.path().join("prompt.wav"), wav(&signal, 48_000)).expect("write wav");
+    std::fs::write(media.path().join("noise.wav"), b"RIFF this is not a wav file at all").expect("write");
+    let dir = media.path().to_path_buf();
+    let ts = TestServer::start_with(2, move |c| c.call_automation.media_dir = dir).await;
+    let app = app().await;
+    let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
+    let mut bob = device(&ts, &bob_token, "Bob").await;
+    let props = create_call(&ts, &app, &[&bob_raw]).await;
+    let id = props["callConnectionId"].as_str().expect("callConnectionId").to_owned();
+    let (call_id, _, _) = incoming(&mut bob).await;
+    bob.accept_call(&call_id).await.expect("accept");
+    app.wait(&ts, &id, "CallConnected").await;
+
+    let play = |file: &str, context: &str| {
+        json!({"playSources": [{"kind": "file", "file": {"uri": file}}], "operationContext": context,
+               "playTo": [user(&bob_raw)]})
+    };
+    // The first play publishes the leg's track; Bob subscribes to it.
+    let (status, body) = post(&ts, &format!("{id}:play"), play("prompt.wav", "first")).await;
+    assert_eq!(status, 202, "{body}");
+    let track = match wait_signal(&mut bob, WAIT, |m| matches!(m, ServerMessage::TrackPublished { .. })).await {
+        Some(ServerMessage::TrackPublished { track }) => track,
+        other => panic!("the leg publishes no track: {other:?}"),
+    };
+    assert_eq!(track.kind, MediaKind::Audio);
+    let sub = bob.subscribe(track.track_id, None, None).await.expect("subscribe");
+    let first_started = app.wait(&ts, &id, "PlayStarted").await;
+    assert_eq!(first_started["operationContext"], "first");
+    // The second play, queued behind the first, is heard from its first packet.
+    let (status, body) = post(&ts, &format!("{id}:play"), play("prompt.wav", "second")).await;
+    assert_eq!(status, 202, "{body}");
+    let mut packets = Vec::new();
+    collect_rtp(&mut bob, sub.subscription_id, Duration::from_millis(4000), &mut packets).await;
+    let names = app.names(&ts, &id).await;
+    let plays: Vec<&str> = names.iter().map(String::as_str).filter(|n| n.starts_with("Play")).collect();
+    assert_eq!(plays, ["PlayStarted", "PlayCompleted", "PlayStarted", "PlayCompleted"], "{names:?}");
+    let events = app.events(&ts, &id).await;
+    let second: Vec<&Value> =
+        events.iter().filter(|(_, d)| d["operationContext"] == "second").map(|(_, d)| d).collect();
+    assert_eq!(second.len(), 2);
+    assert_eq!(second[1]["resultInformation"]["code"], 200);
+    assert_eq!(second[1]["callConnectionId"], id.as_str());
+
+    // The second play's packets: from the last marker bit (each play starts a talkspurt), every
+    // one of them (loopback loses nothing) in sequence.
+    let frames = signal.len() / 960;
+    let parsed: Vec<(u16, bool, Bytes)> = packets
+        .iter()
+        .map(|p| {
+            let h = switchboard::rtp::RtpHeader::parse(p).expect("rtp");
+            assert_eq!(h.payload_type, 111, "Opus");
+            (h.seq, h.marker, p.slice(h.payload.clone()))
+        })
+        .collect();
+    let start = parsed.iter().rposition(|(_, marker, _)| *marker).expect("the second play starts with a marker");
+    let second_play = &parsed[start..];
+    assert!(second_play.len() >= frames, "the whole second play arrives: {} packets", second_play.len());
+    assert!(
+        second_play.windows(2).all(|w| w[1].0 == w[0].0.wrapping_add(1)),
+        "no packet of the second play is missing or out of order"
+    );
+    let mut decoder = rusty_opus::OpusDecoder::new(48_000, 1).expect("decoder");
+    let mut heard = Vec::new();
+    let mut buf = [0.0f32; 960];
+    for (_, _, payload) in second_play {
+        let n = decoder.decode(payload, 960, &mut buf).expect("the packet decodes");
+        heard.extend_from_slice(&buf[..n]);
+    }
+    let want = rms_per_100ms(&signal);
+    let got = rms_per_100ms(&heard);
+    // Windows wholly inside a segment (not its first or last 100 ms) must match the file's level.
+    for (i, w) in want.iter().enumerate() {
+        let edge = [0, 3, 4, 7, 8, 11, 12].contains(&i);
+        if edge || i >= got.len() {
+            continue;
+        }
+        let g = got[i];
+        if *w < 0.01 {
+            assert!(g < 0.02, "window {i}: silence in the file, {g} heard ({got:?} vs {want:?})");
+        } else {
+            assert!((g / w - 1.0).abs() < 0.3, "window {i}: {w} in the file, {g} heard ({got:?} vs {want:?})");
+        }
+    }
+
+    // A missing file and a file that is not audio fail as ACS reports them; paths out of the
+    // media directory and unknown hosts are refused at once.
+    let (status, _) = post(&ts, &format!("{id}:play"), play("missing.wav", "missing")).await;
+    assert_eq!(status, 202);
+    let (status, _) = post(&ts, &format!("{id}:play"), play("noise.wav", "noise")).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + WAIT;
+    let failed = loop {
+        let failed: Vec<Value> =
+            app.events(&ts, &id).await.into_iter().filter(|(n, _)| n == "PlayFailed").map(|(_, d)| d).collect();
+        if failed.len() == 2 || Instant::now() > deadline {
+            break failed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(
+        (&failed[0]["operationContext"], &failed[0]["resultInformation"]["subCode"]),
+        (&json!("missing"), &json!(8565))
+    );
+    assert_eq!(
+        (&failed[1]["operationContext"], &failed[1]["resultInformation"]["subCode"]),
+        (&json!("noise"), &json!(8535))
+    );
+    for bad in ["../prompt.wav", "/etc/passwd", "file:///etc/passwd", "https://example.com/a.wav"] {
+        let (status, body) = post(&ts, &format!("{id}:play"), play(bad, "bad")).await;
+        assert_eq!((status, &body["error"]["target"]), (400, &json!("playSources")), "{bad}: {body}");
+    }
+    let (status, body) =
+        post(&ts, &format!("{id}:play"), json!({"playSources": [{"kind": "text", "text": {"text": "hi"}}]})).await;
+    assert_eq!((status, &body["error"]["code"]), (400, &json!("NotSupported")), "{body}");
+    let (stranger, _) = ts.identity(&["voip"]).await;
+    let mut to_stranger = play("prompt.wav", "x");
+    to_stranger["playTo"] = json!([user(&stranger)]);
+    let (status, _) = post(&ts, &format!("{id}:play"), to_stranger).await;
+    assert_eq!(status, 400, "playTo must name people in the call");
+
+    // A looped play goes on until cancelled.
+    let mut looped = play("prompt.wav", "looped");
+    looped["playOptions"] = json!({"loop": true});
+    let (status, _) = post(&ts, &format!("{id}:play"), looped).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let looped_events: Vec<String> = app
+        .events(&ts, &id)
+        .await
+        .into_iter()
+        .filter(|(_, d)| d["operationContext"] == "looped")
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(looped_events, ["PlayStarted"], "still playing after longer than the file");
+    let (status, _) = post(&ts, &format!("{id}:cancelAllMediaOperations"), json!({})).await;
+    assert_eq!(status, 202);
+    let canceled = app.wait(&ts, &id, "PlayCanceled").await;
+    assert_eq!(canceled["operationContext"], "looped");
+    assert_eq!(ts.metric("switchboard_call_automation_operations_total{operation=\"play\",result=\"ok\"}").await, 5.0);
+    ts.stop().await;
+}
+
+/// A participant's RFC 4733 sender on its audio track (payload type 101, 48 kHz clock).
+struct TonePad {
+    track: switchboard::client::PublishedTrack,
+    seq: u16,
+    ts: u32,
+}
+
+impl TonePad {
+    /// Send `tones` paced as RFC 4733 asks (a packet per 20 ms, tones 200 ms apart).
+    async fn press(&mut self, c: &Client, tones: &[Tone]) {
+        let start = tokio::time::Instant::now();
+        let packets = tone_packets(tones, 0x5150, 101, self.seq, self.ts, 48_000);
+        self.seq = self.seq.wrapping_add(packets.len() as u16);
+        self.ts = self.ts.wrapping_add(48_000 * (tones.len() as u32 + 1));
+        for (offset, packet) in packets {
+            tokio::time::sleep_until(start + offset).await;
+            c.send_rtp(&self.track, 0, packet).expect("send a telephone-event");
+        }
+    }
+}
+
+/// Wait until connection `id` has `n` events `name`; returns their data in order.
+async fn wait_n(app: &App, ts: &TestServer, id: &str, name: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: Vec<Value> = app.events(ts, id).await.into_iter().filter(|(e, _)| e == name).map(|(_, d)| d).collect();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{} {name} of {n}; got {:?}", got.len(), app.names(ts, id).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// DTMF both ways: a participant's RFC 4733 tones become continuous-recognition events in order,
+/// `recognize` completes on max tones and on a stop tone (and fails on silence after its prompt),
+/// and `sendDtmfTones` reaches the participant as telephone-events its own detector turns back
+/// into the tones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_recognition_and_sending() {
+    let media = tempfile::tempdir().expect("tmp");
+    std::fs::write(media.path().join("menu.wav"), wav(&prompt_signal()[..24_000], 48_000)).expect("write wav");
+    let dir = media.path().to_path_buf();
+    let ts = TestServer::start_with(2, move |c| c.call_automation.media_dir = dir).await;
+    let app = app().await;
+    let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
+    let mut bob = device(&ts, &bob_token, "Bob").await;
+    let props = create_call(&ts, &app, &[&bob_raw]).await;
+    let id = props["callConnectionId"].as_str().expect("callConnectionId").to_owned();
+    let (call_id, _, _) = incoming(&mut bob).await;
+    bob.accept_call(&call_id).await.expect("accept");
+    app.wait(&ts, &id, "CallConnected").await;
+    let track = bob.publish(MediaKind::Audio, Codec::Opus, vec![]).await.expect("publish audio");
+    let mut pad = TonePad { track, seq: 1, ts: 1000 };
+    let target = json!({"targetParticipant": user(&bob_raw), "operationContext": "cont"});
+
+    // Continuous recognition: every tone once, in order, numbered.
+    let (status, body) = post(&ts, &format!("{id}:startContinuousDtmfRecognition"), target.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await; // the leg subscribes to Bob's audio
+    pad.press(&bob, &[Tone::One, Tone::Two, Tone::One, Tone::Pound]).await;
+    let tones = wait_n(&app, &ts, &id, "ContinuousDtmfRecognitionToneReceived", 4).await;
+    let got: Vec<(String, u64)> = tones
+        .iter()
+        .map(|d| (d["tone"].as_str().expect("tone").to_owned(), d["sequenceId"].as_u64().expect("sequenceId")))
+        .collect();
+    assert_eq!(got, [("one".into(), 1), ("two".into(), 2), ("one".into(), 3), ("pound".into(), 4)]);
+    assert_eq!(tones[0]["operationContext"], "cont");
+    let (status, _) = post(&ts, &format!("{id}:stopContinuousDtmfRecognition"), target.clone()).await;
+    assert_eq!(status, 200);
+    app.wait(&ts, &id, "ContinuousDtmfRecognitionStopped").await;
+    pad.press(&bob, &[Tone::Nine]).await;
+
+    // recognize: max tones.
+    let recognize = |max: u32, stop: &[&str], context: &str| {
+        json!({"recognizeInputType": "dtmf", "operationContext": context,
+               "recognizeOptions": {"targetParticipant": user(&bob_raw), "initialSilenceTimeoutInSeconds": 5,
+                   "dtmfOptions": {"maxTonesToCollect": max, "stopTones": stop, "interToneTimeoutInSeconds": 3}}})
+    };
+    let (status, body) = post(&ts, &format!("{id}:recognize"), recognize(3, &[], "max")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _) = post(&ts, &format!("{id}:recognize"), recognize(3, &[], "again")).await;
+    assert_eq!(status, 400, "one recognition per participant at a time");
+    pad.press(&bob, &[Tone::Five, Tone::Six, Tone::Seven, Tone::Eight]).await;
+    let done = app.wait(&ts, &id, "RecognizeCompleted").await;
+    assert_eq!(done["recognitionType"], "dtmf");
+    assert_eq!(done["dtmfResult"]["tones"], json!(["five", "six", "seven"]));
+    assert_eq!(
+        (done["resultInformation"]["code"].as_u64(), done["resultInformation"]["subCode"].as_u64()),
+        (Some(200), Some(8531))
+    );
+    assert_eq!(done["operationContext"], "max");
+    // The continuous recognition was stopped: no tone events since.
+    assert_eq!(
+        app.events(&ts, &id).await.iter().filter(|(n, _)| n == "ContinuousDtmfRecognitionToneReceived").count(),
+        4
+    );
+
+    // recognize: a stop tone ends it (and is included).
+    let (status, _) = post(&ts, &format!("{id}:recognize"), recognize(10, &["pound"], "stop")).await;
+    assert_eq!(status, 202);
+    pad.press(&bob, &[Tone::Nine, Tone::Pound, Tone::One]).await;
+    let done = wait_n(&app, &ts, &id, "RecognizeCompleted", 2).await;
+    assert_eq!(done[1]["dtmfResult"]["tones"], json!(["nine", "pound"]));
+    assert_eq!(done[1]["resultInformation"]["subCode"], 8514);
+
+    // recognize after a prompt, nobody presses: RecognizeFailed once the initial silence passes
+    // (counted from the end of the prompt). The prompt publishes the leg's audio track.
+    let mut with_prompt = recognize(1, &[], "silence");
+    with_prompt["playPrompt"] = json!({"kind": "file", "file": {"uri": "menu.wav"}});
+    with_prompt["recognizeOptions"]["initialSilenceTimeoutInSeconds"] = json!(1);
+    let started = Instant::now();
+    let (status, body) = post(&ts, &format!("{id}:recognize"), with_prompt).await;
+    assert_eq!(status, 202, "{body}");
+    let leg_track = match wait_signal(&mut bob, WAIT, |m| matches!(m, ServerMessage::TrackPublished { .. })).await {
+        Some(ServerMessage::TrackPublished { track }) => track,
+        other => panic!("the leg publishes no track: {other:?}"),
+    };
+    let failed = app.wait(&ts, &id, "RecognizeFailed").await;
+    assert!(started.elapsed() >= Duration::from_millis(1400), "the silence counts after the 0.5 s prompt");
+    assert_eq!(
+        (failed["resultInformation"]["subCode"].as_u64(), &failed["operationContext"]),
+        (Some(8510), &json!("silence"))
+    );
+
+    // sendDtmfTones: Bob hears the leg's telephone-events and his detector finds the tones.
+    let sub = bob.subscribe(leg_track.track_id, None, None).await.expect("subscribe to the leg");
+    let (status, body) = post(
+        &ts,
+        &format!("{id}:sendDtmfTones"),
+        json!({"tones": ["four", "two", "asterisk"], "targetParticipant": user(&bob_raw), "operationContext": "send"}),
+    )
+    .await;
+    assert_eq!((status, &body["operationContext"]), (202, &json!("send")), "{body}");
+    let mut packets = Vec::new();
+    collect_rtp(&mut bob, sub.subscription_id, Duration::from_millis(1500), &mut packets).await;
+    let mut detector = ToneDetector::new();
+    let now = std::time::Instant::now();
+    let heard: Vec<Tone> = packets
+        .iter()
+        .filter_map(|p| {
+            let h = switchboard::rtp::RtpHeader::parse(p).expect("rtp");
+            (h.payload_type == 101).then(|| detector.on_packet(h.timestamp, &p[h.payload.clone()], now)).flatten()
+        })
+        .collect();
+    assert_eq!(heard, [Tone::Four, Tone::Two, Tone::Asterisk]);
+    let sent = app.wait(&ts, &id, "SendDtmfTonesCompleted").await;
+    assert_eq!(sent["operationContext"], "send");
+    let (status, _) =
+        post(&ts, &format!("{id}:sendDtmfTones"), json!({"tones": ["eleven"], "targetParticipant": user(&bob_raw)}))
+            .await;
+    assert_eq!(status, 400, "unknown tone names are refused");
     ts.stop().await;
 }

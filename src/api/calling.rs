@@ -11,8 +11,9 @@
 use super::error::{AcsError, AcsErrorResponse};
 use super::extract::{AcsJson, SupportedVersions, Versioned};
 use super::state::AppState;
+use crate::call_automation::audio::dtmf::{RecognizeOptions as DtmfRecognizeOptions, Tone};
 use crate::call_automation::events::ParticipantState;
-use crate::call_automation::{AddParticipant, AutomationError, CallConnection, CreateCall};
+use crate::call_automation::{AddParticipant, AutomationError, CallConnection, CreateCall, Play, Recognize};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -209,6 +210,142 @@ pub struct CancelAddParticipantResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     operation_context: Option<String>,
+}
+
+/// ACS `FileSource`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileSource {
+    /// A file name or relative path inside `[call_automation] media_dir`, or an http(s) URL on a
+    /// host `[call_automation] media_hosts` allows. WAV (PCM) or Ogg Opus.
+    pub uri: String,
+}
+
+/// ACS `PlaySource`: only `kind: file` is supported.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaySource {
+    /// `file` (text and SSML sources are refused with 400).
+    pub kind: String,
+    #[serde(default)]
+    pub file: Option<FileSource>,
+    /// Accepted and ignored (sources are not cached).
+    #[serde(default)]
+    pub play_source_cache_id: Option<String>,
+}
+
+impl PlaySource {
+    fn uri(&self, field: &str) -> Result<String, AcsError> {
+        match (self.kind.as_str(), &self.file) {
+            ("file", Some(f)) => Ok(f.uri.clone()),
+            ("file", None) => Err(AcsError::bad_argument("a file play source needs file.uri", field)),
+            (other, _) => Err(AcsError::new(
+                StatusCode::BAD_REQUEST,
+                "NotSupported",
+                format!("play sources of kind {other} are not supported (only file)"),
+            )),
+        }
+    }
+}
+
+/// ACS `PlayOptions`.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayOptions {
+    #[serde(default, rename = "loop")]
+    pub looped: bool,
+}
+
+/// ACS `PlayRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayRequest {
+    pub play_sources: Vec<PlaySource>,
+    /// Empty or absent: everyone. Otherwise it must name everyone in the call (the server's
+    /// audio reaches all participants; a subset is refused with 400 NotSupported).
+    #[serde(default)]
+    pub play_to: Vec<CommunicationIdentifier>,
+    #[serde(default)]
+    pub interrupt_call_media_operation: bool,
+    #[serde(default)]
+    pub play_options: Option<PlayOptions>,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+    /// Refused when set: events go to the connection's callback URI.
+    #[serde(default)]
+    pub operation_callback_uri: Option<String>,
+}
+
+/// ACS `ContinuousDtmfRecognitionRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContinuousDtmfRecognitionRequest {
+    pub target_participant: CommunicationIdentifier,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+    #[serde(default)]
+    pub operation_callback_uri: Option<String>,
+}
+
+/// ACS `DtmfOptions`.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DtmfOptions {
+    /// 1 to 60 s (default 2).
+    #[serde(default)]
+    pub inter_tone_timeout_in_seconds: Option<i64>,
+    /// 1 to 60 (default 1).
+    #[serde(default)]
+    pub max_tones_to_collect: Option<i64>,
+    /// Tone names (`zero`..`nine`, `pound`, `asterisk`, `a`..`d`, `flash`).
+    #[serde(default)]
+    pub stop_tones: Vec<String>,
+}
+
+/// ACS `RecognizeOptions` (DTMF).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecognizeOptionsModel {
+    pub target_participant: CommunicationIdentifier,
+    /// 0 to 300 s (default 5; 0: wait for the first tone without limit).
+    #[serde(default)]
+    pub initial_silence_timeout_in_seconds: Option<i64>,
+    /// Accepted; the prompt always plays to its end before recognition starts.
+    #[serde(default)]
+    pub interrupt_prompt: Option<bool>,
+    #[serde(default)]
+    pub dtmf_options: Option<DtmfOptions>,
+}
+
+/// ACS `RecognizeRequest`: only `recognizeInputType: dtmf`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecognizeRequest {
+    pub recognize_input_type: String,
+    #[serde(default)]
+    pub play_prompt: Option<PlaySource>,
+    #[serde(default)]
+    pub play_prompts: Vec<PlaySource>,
+    #[serde(default)]
+    pub interrupt_call_media_operation: bool,
+    pub recognize_options: RecognizeOptionsModel,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+    #[serde(default)]
+    pub operation_callback_uri: Option<String>,
+}
+
+/// ACS `SendDtmfTonesRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendDtmfTonesRequest {
+    /// 1 to 18 tone names.
+    pub tones: Vec<String>,
+    pub target_participant: CommunicationIdentifier,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+    #[serde(default)]
+    pub operation_callback_uri: Option<String>,
 }
 
 /// The ACS error of a call automation failure.
@@ -496,6 +633,228 @@ pub async fn cancel_add_participant(
         .map_err(automation_error)?;
     let body = CancelAddParticipantResponse { invitation_id: req.invitation_id, operation_context };
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+/// Most play sources one request may name.
+const MAX_PLAY_SOURCES: usize = 16;
+
+/// `POST /calling/callConnections/{callConnectionId}:play`: play audio files into the call.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}:play", operation_id = "CallMedia_Play", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = PlayRequest,
+    responses(
+        (status = 202, description = "Queued; PlayStarted then PlayCompleted (or PlayFailed, PlayCanceled) follow"),
+        (status = 400, description = "A bad source (scheme, host, path), playTo naming only some participants, or the call is not connected", body = AcsErrorResponse),
+        (status = 404, description = "No such call connection (or it ended)", body = AcsErrorResponse),
+    ),
+)]
+pub async fn play(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<PlayRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    no_operation_callback(&req.operation_callback_uri)?;
+    if req.play_sources.is_empty() || req.play_sources.len() > MAX_PLAY_SOURCES {
+        return Err(AcsError::bad_argument(format!("1 to {MAX_PLAY_SOURCES} play sources are needed"), "playSources"));
+    }
+    let sources = req.play_sources.iter().map(|p| p.uri("playSources")).collect::<Result<Vec<_>, _>>()?;
+    let play_to = req.play_to.iter().map(|t| t.user("playTo")).collect::<Result<Vec<_>, _>>()?;
+    let play = Play {
+        sources,
+        play_to,
+        looped: req.play_options.is_some_and(|o| o.looped),
+        interrupt: req.interrupt_call_media_operation,
+        operation_context: req.operation_context,
+    };
+    s.automation.play(id, play).await.map_err(automation_error)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `POST /calling/callConnections/{callConnectionId}:cancelAllMediaOperations`.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}:cancelAllMediaOperations", operation_id = "CallMedia_CancelAllMediaOperations", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    responses(
+        (status = 202, description = "Plays and recognitions are cancelled (PlayCanceled, RecognizeCanceled follow)"),
+        (status = 404, description = "No such call connection (or it ended)", body = AcsErrorResponse),
+    ),
+)]
+pub async fn cancel_all_media_operations(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+) -> Result<Response, AcsError> {
+    s.automation.cancel_media(parse_connection_id(&id)?).await.map_err(automation_error)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// An integer option within `range`, or its default.
+fn seconds_in(
+    value: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+    field: &str,
+) -> Result<i64, AcsError> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(v),
+        Some(_) => Err(AcsError::bad_argument(format!("{field} must be {} to {}", range.start(), range.end()), field)),
+    }
+}
+
+fn tones(names: &[String], field: &str) -> Result<Vec<Tone>, AcsError> {
+    names.iter().map(|n| n.parse::<Tone>().map_err(|e| AcsError::bad_argument(e.to_string(), field))).collect()
+}
+
+/// `POST /calling/callConnections/{callConnectionId}:startContinuousDtmfRecognition`.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}:startContinuousDtmfRecognition", operation_id = "CallMedia_StartContinuousDtmfRecognition", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = ContinuousDtmfRecognitionRequest,
+    responses(
+        (status = 200, description = "Listening; each tone is a ContinuousDtmfRecognitionToneReceived event"),
+        (status = 404, description = "No such call connection, or the participant is not in the call", body = AcsErrorResponse),
+    ),
+)]
+pub async fn start_continuous_dtmf_recognition(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<ContinuousDtmfRecognitionRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    no_operation_callback(&req.operation_callback_uri)?;
+    let target = req.target_participant.user("targetParticipant")?;
+    s.automation.start_continuous_dtmf(id, &target, req.operation_context).await.map_err(automation_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /calling/callConnections/{callConnectionId}:stopContinuousDtmfRecognition`.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}:stopContinuousDtmfRecognition", operation_id = "CallMedia_StopContinuousDtmfRecognition", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = ContinuousDtmfRecognitionRequest,
+    responses(
+        (status = 200, description = "Stopped; ContinuousDtmfRecognitionStopped follows if it was running"),
+        (status = 404, description = "No such call connection", body = AcsErrorResponse),
+    ),
+)]
+pub async fn stop_continuous_dtmf_recognition(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<ContinuousDtmfRecognitionRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    no_operation_callback(&req.operation_callback_uri)?;
+    let target = req.target_participant.user("targetParticipant")?;
+    s.automation.stop_continuous_dtmf(id, &target, req.operation_context).await.map_err(automation_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /calling/callConnections/{callConnectionId}:recognize` (DTMF).
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}:recognize", operation_id = "CallMedia_Recognize", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = RecognizeRequest,
+    responses(
+        (status = 202, description = "Recognizing (after the prompt); RecognizeCompleted or RecognizeFailed follows"),
+        (status = 400, description = "Bad options, a recognition already running for the participant, or an input type other than dtmf", body = AcsErrorResponse),
+        (status = 404, description = "No such call connection, or the participant is not in the call", body = AcsErrorResponse),
+    ),
+)]
+pub async fn recognize(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<RecognizeRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    no_operation_callback(&req.operation_callback_uri)?;
+    if req.recognize_input_type != "dtmf" {
+        return Err(AcsError::new(
+            StatusCode::BAD_REQUEST,
+            "NotSupported",
+            format!("recognizeInputType {} is not supported (only dtmf)", req.recognize_input_type),
+        ));
+    }
+    let o = req.recognize_options;
+    let target = o.target_participant.user("recognizeOptions.targetParticipant")?;
+    let silence = seconds_in(o.initial_silence_timeout_in_seconds, 0..=300, 5, "initialSilenceTimeoutInSeconds")?;
+    let dtmf = o.dtmf_options.unwrap_or_default();
+    let inter_tone = seconds_in(dtmf.inter_tone_timeout_in_seconds, 1..=60, 2, "interToneTimeoutInSeconds")?;
+    let max_tones = seconds_in(dtmf.max_tones_to_collect, 1..=60, 1, "maxTonesToCollect")?;
+    let stop_tones = tones(&dtmf.stop_tones, "stopTones")?;
+    let secs = |n: i64| Duration::from_secs(u64::try_from(n).unwrap_or_default());
+    let options = DtmfRecognizeOptions {
+        max_tones: usize::try_from(max_tones).unwrap_or(1),
+        stop_tones,
+        inter_tone_timeout: secs(inter_tone),
+        initial_silence_timeout: (silence > 0).then(|| secs(silence)),
+    };
+    let prompt =
+        req.play_prompt.iter().chain(&req.play_prompts).map(|p| p.uri("playPrompt")).collect::<Result<Vec<_>, _>>()?;
+    if prompt.len() > MAX_PLAY_SOURCES {
+        return Err(AcsError::bad_argument(format!("at most {MAX_PLAY_SOURCES} prompts"), "playPrompts"));
+    }
+    let recognize = Recognize {
+        target,
+        options,
+        prompt,
+        interrupt: req.interrupt_call_media_operation,
+        operation_context: req.operation_context,
+    };
+    s.automation.recognize(id, recognize).await.map_err(automation_error)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `POST /calling/callConnections/{callConnectionId}:sendDtmfTones`.
+#[utoipa::path(
+    post, path = "/calling/callConnections/{callConnectionId}:sendDtmfTones", operation_id = "CallMedia_SendDtmfTones", tag = "calling",
+    params(Version, ("callConnectionId" = String, Path, description = "The call connection ID")),
+    request_body = SendDtmfTonesRequest,
+    responses(
+        (status = 202, description = "Sending; SendDtmfTonesCompleted follows", body = OperationResult),
+        (status = 400, description = "Unknown tone names, or none, or more than 18", body = AcsErrorResponse),
+        (status = 404, description = "No such call connection, or the participant is not in the call", body = AcsErrorResponse),
+    ),
+)]
+pub async fn send_dtmf_tones(
+    State(s): State<AppState>,
+    _v: Version,
+    Path(id): Path<String>,
+    AcsJson(req): AcsJson<SendDtmfTonesRequest>,
+) -> Result<Response, AcsError> {
+    let id = parse_connection_id(&id)?;
+    check_context(&req.operation_context)?;
+    no_operation_callback(&req.operation_callback_uri)?;
+    if req.tones.is_empty() || req.tones.len() > 18 {
+        return Err(AcsError::bad_argument("1 to 18 tones are needed", "tones"));
+    }
+    let tones = tones(&req.tones, "tones")?;
+    let target = req.target_participant.user("targetParticipant")?;
+    let operation_context = req.operation_context;
+    s.automation.send_dtmf_tones(id, tones, &target, operation_context.clone()).await.map_err(automation_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(OperationResult { operation_context })).into_response())
+}
+
+/// Per-operation callback URIs are not supported: every event goes to the connection's.
+fn no_operation_callback(uri: &Option<String>) -> Result<(), AcsError> {
+    match uri {
+        Some(u) if !u.is_empty() => Err(AcsError::new(
+            StatusCode::BAD_REQUEST,
+            "NotSupported",
+            "operationCallbackUri is not supported: events go to the call connection's callbackUri",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The path an ACS action on a call connection is routed by: `/calling/callConnections/{id}:act`

@@ -106,6 +106,32 @@ fn route_table() -> RouteTable {
         .route(Signed, Method::GET, "/calling/callConnections/{callConnectionId}", calling::get_call)
         .route(Signed, Method::DELETE, "/calling/callConnections/{callConnectionId}", calling::hang_up)
         .route(Signed, Method::POST, "/calling/callConnections/{callConnectionId}:terminate", calling::terminate)
+        .route(Signed, Method::POST, "/calling/callConnections/{callConnectionId}:play", calling::play)
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}:cancelAllMediaOperations",
+            calling::cancel_all_media_operations,
+        )
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}:startContinuousDtmfRecognition",
+            calling::start_continuous_dtmf_recognition,
+        )
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}:stopContinuousDtmfRecognition",
+            calling::stop_continuous_dtmf_recognition,
+        )
+        .route(Signed, Method::POST, "/calling/callConnections/{callConnectionId}:recognize", calling::recognize)
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}:sendDtmfTones",
+            calling::send_dtmf_tones,
+        )
         .route(Signed, Method::GET, "/calling/callConnections/{callConnectionId}/participants", calling::participants)
         .route(
             Signed,

@@ -4,13 +4,16 @@
 //! events (`CallConnected`, `ParticipantsUpdated`, `CallDisconnected`, ...). Every event leaves
 //! through `CallConnection::emit`.
 
+use super::audio::dtmf::{RecognizeOptions, RecognizeOutcome, Tone};
 use super::events::{self, EventBase, ParticipantState, ResultInformation};
+use super::listener::{DtmfEvent, DtmfListener, ListenerError};
+use super::speaker::{Job, Loaded, PlayEvent, PlayEventKind, PlayJob, Speaker, TELEPHONE_EVENT_PT};
 use super::{Shared, leg::LEG_TOKEN_MINUTES};
-use crate::client::{Client, ClientEvent, Joined};
+use crate::client::{Client, ClientEvent, Joined, PublishedTrack};
 use crate::identity::IdentityId;
 use crate::room_directory::AcsRoomId;
 use crate::rooms::RoomKey;
-use crate::sfu::packet::MediaKind;
+use crate::sfu::packet::{Codec, MediaKind};
 use crate::signaling::messages::{CallState, EndReason, ParticipantInfo, ServerMessage};
 use crate::webhooks::{AcsEvent, CallbackUri};
 use base64::Engine as _;
@@ -25,6 +28,50 @@ use uuid::Uuid;
 pub(super) enum LegCommand {
     /// Leave the call (`DELETE /calling/callConnections/{id}`); replies once the leg is out.
     HangUp { reply: oneshot::Sender<()> },
+    /// Queue a play (`:play`); an interrupting one cancels those playing or queued first.
+    Play { job: PlayJob, interrupt: bool },
+    /// `:cancelAllMediaOperations`: cancel plays, tones and recognitions.
+    CancelMedia,
+    /// `:sendDtmfTones`: queued on the leg's audio stream like a play.
+    SendTones { tones: Vec<Tone>, operation_context: Option<String> },
+    /// `:startContinuousDtmfRecognition` for the participant with this raw ID.
+    StartContinuous { target: String, operation_context: Option<String> },
+    /// `:stopContinuousDtmfRecognition`.
+    StopContinuous { target: String, operation_context: Option<String> },
+    /// `:recognize` (DTMF), after `prompt` has played when there is one.
+    Recognize {
+        target: String,
+        options: RecognizeOptions,
+        operation_context: Option<String>,
+        prompt: Option<PlayJob>,
+        interrupt: bool,
+        reply: oneshot::Sender<Result<(), ListenerError>>,
+    },
+}
+
+/// A participant the leg listens to for DTMF.
+#[derive(Default)]
+struct Ears {
+    listener: DtmfListener,
+    /// Audio tracks subscribed to.
+    tracks: std::collections::HashSet<u64>,
+}
+
+/// A `recognize` waiting for its prompt to finish.
+struct AfterPrompt {
+    target: String,
+    options: RecognizeOptions,
+    operation_context: Option<String>,
+}
+
+/// What woke the leg's task.
+enum Wake {
+    Event(Option<ClientEvent>),
+    Command(Option<LegCommand>),
+    Loaded(Loaded),
+    Speak,
+    Listen,
+    Renew,
 }
 
 /// What call a connection is in.
@@ -314,22 +361,135 @@ impl CallConnection {
         }
     }
 
+    /// Send an app command to the leg's task (false: the leg is gone).
+    pub(super) async fn command(&self, command: LegCommand) -> bool {
+        self.commands.send(command).await.is_ok()
+    }
+
+    /// The app's events of plays and tones.
+    fn play_events(&self, events: Vec<PlayEvent>) {
+        let base = self.event_base();
+        let ok = ResultInformation::new(200, 0, "Action completed successfully.");
+        let canceled = ResultInformation::new(400, 8508, "Action failed, the operation was canceled.");
+        for e in events {
+            let (name, result) = match (&e.kind, e.tones) {
+                (PlayEventKind::Started, false) => ("PlayStarted", ok),
+                (PlayEventKind::Started, true) => continue,
+                (PlayEventKind::Completed, false) => ("PlayCompleted", ok),
+                (PlayEventKind::Completed, true) => ("SendDtmfTonesCompleted", ok),
+                (PlayEventKind::Canceled, false) => ("PlayCanceled", canceled),
+                (PlayEventKind::Canceled, true) => ("SendDtmfTonesFailed", canceled),
+                (PlayEventKind::Failed(err), _) => {
+                    tracing::info!(connection = %self.id, error = %err, "play failed");
+                    ("PlayFailed", play_failure(err))
+                }
+            };
+            self.emit(name, events::operation(name, &base, e.operation_context.as_deref(), result));
+        }
+    }
+
+    /// The app's events of DTMF recognition.
+    fn dtmf_events(&self, events: Vec<DtmfEvent>) {
+        let base = self.event_base();
+        for e in events {
+            match e {
+                DtmfEvent::ToneReceived { tone, sequence_id, operation_context } => {
+                    let data = events::tone_received(&base, operation_context.as_deref(), tone.name(), sequence_id);
+                    self.emit("ContinuousDtmfRecognitionToneReceived", data);
+                }
+                DtmfEvent::Recognized { outcome, operation_context } => {
+                    let result = ResultInformation::new(outcome.code(), outcome.sub_code(), outcome.message());
+                    match &outcome {
+                        RecognizeOutcome::Completed { tones, .. } => {
+                            let names: Vec<&str> = tones.iter().map(|t| t.name()).collect();
+                            let data = events::recognize_completed(&base, operation_context.as_deref(), &names, result);
+                            self.emit("RecognizeCompleted", data);
+                        }
+                        RecognizeOutcome::Failed { .. } => {
+                            let data =
+                                events::operation("RecognizeFailed", &base, operation_context.as_deref(), result);
+                            self.emit("RecognizeFailed", data);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Audio tracks of the participants with this raw ID.
+    fn audio_tracks_of(&self, raw_id: &str) -> Vec<u64> {
+        self.view().members.values().filter(|m| m.raw_id == raw_id).flat_map(|m| m.audio.keys().copied()).collect()
+    }
+
+    /// The raw ID of the participant with this participant ID.
+    fn raw_id_of(&self, participant: u64) -> Option<String> {
+        self.view().members.get(&participant).map(|m| m.raw_id.clone())
+    }
+
     /// The leg's task: follow its events until the call ends for it, and carry out commands.
     async fn run(self: Arc<Self>, mut client: Client, mut commands: mpsc::Receiver<LegCommand>, identity: IdentityId) {
         let renew_every = Duration::from_secs(u64::try_from(LEG_TOKEN_MINUTES).unwrap_or(60) * 30);
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
         let mut hang_up_replies: Vec<oneshot::Sender<()>> = Vec::new();
+        let random = Uuid::new_v4().as_u128();
+        // Random SSRC, first sequence number and timestamp (RFC 3550 §5.1), truncated from one draw.
+        let mut voice = Voice {
+            speaker: Speaker::new(random as u32, (random >> 32) as u16, (random >> 48) as u32),
+            track: None,
+            speak_at: None,
+            packets: Vec::new(),
+            next_job: 0,
+            after_prompt: HashMap::new(),
+        };
+        let mut ears: HashMap<String, Ears> = HashMap::new();
+        // Subscription ID → the raw ID of the participant it listens to.
+        let mut listening: HashMap<u64, String> = HashMap::new();
         let reason = loop {
-            tokio::select! {
-                event = client.next_event() => match event {
+            let speak_at = voice.speak_at;
+            let listen_at = ears.values().filter_map(|e| e.listener.next_deadline()).min();
+            let has_track = voice.track.is_some();
+            let wake = tokio::select! {
+                event = client.next_event() => Wake::Event(event),
+                command = commands.recv() => Wake::Command(command),
+                loaded = async {
+                    match voice.speaker.loading() {
+                        Some(rx) => rx.await.unwrap_or(Err(super::media::MediaError::Read("the loading task ended".into()))),
+                        None => std::future::pending().await,
+                    }
+                }, if has_track => Wake::Loaded(loaded),
+                () = sleep_until(speak_at) => Wake::Speak,
+                () = sleep_until(listen_at) => Wake::Listen,
+                _ = renew.tick() => Wake::Renew,
+            };
+            match wake {
+                Wake::Event(event) => match event {
                     Some(ClientEvent::Signal(ServerMessage::CallStateChanged { state, code, .. })) => match state {
                         CallState::Connected => self.connected(),
                         CallState::Disconnected => break code.unwrap_or(EndReason::HungUp),
                         _ => {}
                     },
                     Some(ClientEvent::Signal(msg)) => {
+                        if let ServerMessage::TrackPublished { track } = &msg
+                            && track.kind == MediaKind::Audio
+                            && let Some(raw) = self.raw_id_of(track.participant_id)
+                            && let Some(e) = ears.get_mut(&raw)
+                        {
+                            self.listen(&client, &mut listening, e, &raw, track.track_id).await;
+                        }
                         if self.on_signal(&msg) {
                             self.participants_updated();
+                        }
+                    }
+                    Some(ClientEvent::Rtp { subscription, packet }) => {
+                        let Some(raw) = listening.get(&subscription) else { continue };
+                        let Ok(h) = crate::rtp::RtpHeader::parse(&packet) else { continue };
+                        if h.payload_type != TELEPHONE_EVENT_PT {
+                            continue;
+                        }
+                        let Some(payload) = packet.get(h.payload.clone()) else { continue };
+                        if let Some(e) = ears.get_mut(raw) {
+                            let events = e.listener.on_packet(h.timestamp, payload, std::time::Instant::now());
+                            self.dtmf_events(events);
                         }
                     }
                     Some(ClientEvent::Closed { reason }) => {
@@ -339,7 +499,7 @@ impl CallConnection {
                     None => break EndReason::ConnectionLost,
                     Some(_) => {}
                 },
-                command = commands.recv() => match command {
+                Wake::Command(command) => match command {
                     Some(LegCommand::HangUp { reply }) => {
                         {
                             let mut view = self.view();
@@ -351,22 +511,236 @@ impl CallConnection {
                             break EndReason::HungUp;
                         }
                     }
+                    Some(LegCommand::Play { job, interrupt }) => {
+                        self.say(&client, &mut voice, Job::Play(job), interrupt, &mut ears).await;
+                    }
+                    Some(LegCommand::SendTones { tones, operation_context }) => {
+                        self.say(&client, &mut voice, Job::Tones { tones, operation_context }, false, &mut ears).await;
+                    }
+                    Some(LegCommand::CancelMedia) => {
+                        let events = voice.speaker.cancel_all();
+                        self.voice_events(&mut voice, &mut ears, events);
+                        voice.speak_at = None;
+                        let canceled = ResultInformation::new(400, 8508, "Action failed, the operation was canceled.");
+                        for e in ears.values_mut() {
+                            if let Some(context) = e.listener.cancel_recognize() {
+                                let data = events::operation(
+                                    "RecognizeCanceled",
+                                    &self.event_base(),
+                                    context.as_deref(),
+                                    canceled,
+                                );
+                                self.emit("RecognizeCanceled", data);
+                            }
+                        }
+                    }
+                    Some(LegCommand::StartContinuous { target, operation_context }) => {
+                        let e = self.ears_for(&client, &mut listening, &mut ears, &target).await;
+                        e.listener.start_continuous(operation_context);
+                    }
+                    Some(LegCommand::StopContinuous { target, operation_context }) => {
+                        let stopped = ears.get_mut(&target).and_then(|e| e.listener.stop_continuous());
+                        if let Some(started_with) = stopped {
+                            let context = operation_context.or(started_with);
+                            let ok = ResultInformation::new(200, 0, "Action completed successfully.");
+                            let data = events::operation(
+                                "ContinuousDtmfRecognitionStopped",
+                                &self.event_base(),
+                                context.as_deref(),
+                                ok,
+                            );
+                            self.emit("ContinuousDtmfRecognitionStopped", data);
+                        }
+                    }
+                    Some(LegCommand::Recognize { target, options, operation_context, prompt, interrupt, reply }) => {
+                        let busy = ears.get(&target).is_some_and(|e| e.listener.recognizing())
+                            || voice.after_prompt.values().any(|a| a.target == target);
+                        if busy {
+                            let _ = reply.send(Err(ListenerError::AlreadyRecognizing));
+                            continue;
+                        }
+                        let _ = reply.send(Ok(()));
+                        // Listen from now on, so a tone during the prompt is not lost to the subscription's start.
+                        self.ears_for(&client, &mut listening, &mut ears, &target).await;
+                        match prompt {
+                            Some(job) => {
+                                let id = voice.next_job;
+                                voice.after_prompt.insert(id, AfterPrompt { target, options, operation_context });
+                                self.say(&client, &mut voice, Job::Play(job), interrupt, &mut ears).await;
+                            }
+                            None => {
+                                if let Some(e) = ears.get_mut(&target) {
+                                    let _ = e.listener.recognize(options, operation_context, std::time::Instant::now());
+                                }
+                            }
+                        }
+                    }
                     None => break EndReason::HungUp,
                 },
-                _ = renew.tick() => {
-                    match self.shared.legs.token(identity).await {
-                        Ok(token) => if let Err(e) = client.register(&token, self.source_display_name.as_deref()).await {
-                            tracing::warn!(connection = %self.id, error = %e, "the leg could not renew its registration");
-                        },
-                        Err(e) => tracing::warn!(connection = %self.id, error = %e, "no new token for the leg"),
+                Wake::Loaded(result) => {
+                    let events = voice.speaker.loaded(result);
+                    self.voice_events(&mut voice, &mut ears, events);
+                    self.next_voice(&mut voice);
+                }
+                Wake::Speak => {
+                    let (next, events) = voice.speaker.poll(std::time::Instant::now(), &mut voice.packets);
+                    if let Some(t) = &voice.track {
+                        for packet in voice.packets.drain(..) {
+                            if let Err(e) = client.send_rtp(t, 0, packet) {
+                                tracing::debug!(connection = %self.id, error = %e, "the leg could not send audio");
+                            }
+                        }
+                    }
+                    voice.packets.clear();
+                    voice.speak_at = next;
+                    self.voice_events(&mut voice, &mut ears, events);
+                    self.next_voice(&mut voice);
+                }
+                Wake::Listen => {
+                    let now = std::time::Instant::now();
+                    for e in ears.values_mut() {
+                        let events = e.listener.poll(now);
+                        self.dtmf_events(events);
                     }
                 }
+                Wake::Renew => match self.shared.legs.token(identity).await {
+                    Ok(token) => {
+                        if let Err(e) = client.register(&token, self.source_display_name.as_deref()).await {
+                            tracing::warn!(connection = %self.id, error = %e, "the leg could not renew its registration");
+                        }
+                    }
+                    Err(e) => tracing::warn!(connection = %self.id, error = %e, "no new token for the leg"),
+                },
             }
         };
+        let events = voice.speaker.cancel_all();
+        self.voice_events(&mut voice, &mut ears, events);
         self.finish(reason);
         client.close().await;
         for reply in hang_up_replies {
             let _ = reply.send(());
+        }
+    }
+
+    /// Queue a job on the leg's voice, publishing its audio track first if need be.
+    async fn say(
+        &self,
+        client: &Client,
+        voice: &mut Voice,
+        job: Job,
+        interrupt: bool,
+        ears: &mut HashMap<String, Ears>,
+    ) {
+        let id = voice.next_job;
+        voice.next_job += 1;
+        if voice.track.is_none() {
+            match client.publish(MediaKind::Audio, Codec::Opus, vec![]).await {
+                Ok(t) => voice.track = Some(t),
+                Err(e) => {
+                    tracing::warn!(connection = %self.id, error = %e, "the leg cannot publish audio");
+                    let tones = matches!(job, Job::Tones { .. });
+                    let operation_context = match job {
+                        Job::Play(j) => j.operation_context,
+                        Job::Tones { operation_context, .. } => operation_context,
+                    };
+                    let err = super::media::MediaError::Read(format!("the leg cannot publish audio: {e}"));
+                    let failed = PlayEvent { id, operation_context, kind: PlayEventKind::Failed(err), tones };
+                    self.voice_events(voice, ears, vec![failed]);
+                    return;
+                }
+            }
+        }
+        let events = voice.speaker.enqueue(id, job, interrupt);
+        if !voice.speaker.playing() {
+            voice.speak_at = None;
+        }
+        self.voice_events(voice, ears, events);
+        self.next_voice(voice);
+    }
+
+    /// Start queued tones when nothing else is under way.
+    fn next_voice(&self, voice: &mut Voice) {
+        if voice.speaker.tones_ready() {
+            let now = std::time::Instant::now();
+            voice.speaker.start_tones(now);
+            voice.speak_at = Some(now);
+        } else if voice.speaker.playing() && voice.speak_at.is_none() {
+            voice.speak_at = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Events of the voice: a recognize's prompt starts its recognition when it ends; others go
+    /// to the app.
+    fn voice_events(&self, voice: &mut Voice, ears: &mut HashMap<String, Ears>, events: Vec<PlayEvent>) {
+        let mut for_app = Vec::with_capacity(events.len());
+        for e in events {
+            if !voice.after_prompt.contains_key(&e.id) {
+                for_app.push(e);
+                continue;
+            }
+            if matches!(e.kind, PlayEventKind::Started) {
+                continue;
+            }
+            let Some(after) = voice.after_prompt.remove(&e.id) else { continue };
+            let base = self.event_base();
+            let context = after.operation_context.as_deref();
+            match e.kind {
+                PlayEventKind::Completed => {
+                    if let Some(ears) = ears.get_mut(&after.target) {
+                        let _ =
+                            ears.listener.recognize(after.options, after.operation_context, std::time::Instant::now());
+                    }
+                }
+                PlayEventKind::Failed(err) => {
+                    self.emit(
+                        "RecognizeFailed",
+                        events::operation("RecognizeFailed", &base, context, play_failure(&err)),
+                    );
+                }
+                PlayEventKind::Canceled | PlayEventKind::Started => {
+                    let canceled = ResultInformation::new(400, 8508, "Action failed, the operation was canceled.");
+                    self.emit("RecognizeCanceled", events::operation("RecognizeCanceled", &base, context, canceled));
+                }
+            }
+        }
+        self.play_events(for_app);
+    }
+
+    /// The ears on participant `raw_id`, subscribing to its audio tracks the first time.
+    async fn ears_for<'a>(
+        &self,
+        client: &Client,
+        listening: &mut HashMap<u64, String>,
+        ears: &'a mut HashMap<String, Ears>,
+        raw_id: &str,
+    ) -> &'a mut Ears {
+        let e = ears.entry(raw_id.to_owned()).or_default();
+        for track in self.audio_tracks_of(raw_id) {
+            self.listen(client, listening, e, raw_id, track).await;
+        }
+        e
+    }
+
+    /// Subscribe the leg to one audio track of a participant it listens to.
+    async fn listen(
+        &self,
+        client: &Client,
+        listening: &mut HashMap<u64, String>,
+        e: &mut Ears,
+        raw_id: &str,
+        track: u64,
+    ) {
+        if !e.tracks.insert(track) {
+            return;
+        }
+        match client.subscribe(track, None, None).await {
+            Ok(sub) => {
+                listening.insert(sub.subscription_id, raw_id.to_owned());
+            }
+            Err(err) => {
+                e.tracks.remove(&track);
+                tracing::warn!(connection = %self.id, error = %err, "the leg cannot listen to a participant's audio");
+            }
         }
     }
 
@@ -386,6 +760,38 @@ impl CallConnection {
         self.shared.connections.remove(&self.id);
         tracing::info!(connection = %self.id, reason = reason.label(), "call connection ended");
     }
+}
+
+/// The leg's audio stream and what it is saying.
+struct Voice {
+    speaker: Speaker,
+    /// Published on the first job.
+    track: Option<PublishedTrack>,
+    speak_at: Option<std::time::Instant>,
+    packets: Vec<bytes::Bytes>,
+    next_job: u64,
+    /// Recognitions waiting for their prompt (by job ID).
+    after_prompt: HashMap<u64, AfterPrompt>,
+}
+
+/// Sleep until `at`; never, for `None`.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `PlayFailed`'s result (ACS play error codes).
+fn play_failure(err: &super::media::MediaError) -> ResultInformation {
+    let (code, sub) = err.acs_code();
+    let message = match sub {
+        8535 => "Action failed, file format is invalid.",
+        8536 => "Action failed, file could not be downloaded.",
+        8565 => "Action failed, the media file was not found.",
+        _ => "Unknown internal server error.",
+    };
+    ResultInformation::new(code, sub, message)
 }
 
 fn member_of(p: &ParticipantInfo) -> Member {

@@ -141,6 +141,30 @@ pub fn cancel_add_participant_succeeded(
     )
 }
 
+/// The event of a media operation (`PlayStarted`, `PlayCompleted`, `PlayFailed`,
+/// `PlayCanceled`, ...): the connection, the operation's context and its result.
+pub fn operation(name: &str, base: &EventBase, operation_context: Option<&str>, result: ResultInformation) -> Value {
+    event(name, base, operation_context, Some(result), json!({}))
+}
+
+/// `ContinuousDtmfRecognitionToneReceived`: one tone, numbered from 1 per participant.
+pub fn tone_received(base: &EventBase, operation_context: Option<&str>, tone: &str, sequence_id: u64) -> Value {
+    let result = ResultInformation::new(200, 0, "Action completed successfully.");
+    let extra = json!({ "tone": tone, "sequenceId": sequence_id });
+    event("ContinuousDtmfRecognitionToneReceived", base, operation_context, Some(result), extra)
+}
+
+/// `RecognizeCompleted` of a DTMF recognition: `recognitionType: dtmf`, `dtmfResult.tones`.
+pub fn recognize_completed(
+    base: &EventBase,
+    operation_context: Option<&str>,
+    tones: &[&str],
+    result: ResultInformation,
+) -> Value {
+    let extra = json!({ "recognitionType": "dtmf", "dtmfResult": { "tones": tones } });
+    event("RecognizeCompleted", base, operation_context, Some(result), extra)
+}
+
 /// `IncomingCall` (the Event Grid event an app subscribed to an identity receives).
 pub fn incoming_call(
     to_raw_id: &str,

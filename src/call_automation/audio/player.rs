@@ -92,6 +92,18 @@ impl Player {
         PlayerOutput::Packet(Bytes::from(packet))
     }
 
+    /// Start the schedule at `due` instead of at the first poll: a prompt that follows another on
+    /// the same stream starts where the previous one's next packet was due ([`Player::next_due`]).
+    pub fn starting_at(mut self, due: Instant) -> Self {
+        self.due = Some(due);
+        self
+    }
+
+    /// When the next packet is (or would have been) due; `None` before the first poll.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.due
+    }
+
     /// Interrupt: every later poll returns `Done`.
     pub fn stop(&mut self) {
         self.stopped = true;
