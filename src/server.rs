@@ -43,6 +43,8 @@ pub enum StartError {
     Organization(#[from] ForeignConfiguredUser),
     #[error("cannot read the certificate to trust {path}: {reason}")]
     Trust { path: PathBuf, reason: String },
+    #[error("call_automation.incoming_call_subscriptions: {0}")]
+    IncomingCalls(String),
 }
 
 /// A started server. Drop does not stop it; call `stop`.
@@ -88,6 +90,11 @@ impl RunningServer {
     /// The meetings (the join path and tests find meetings and check passcodes through it).
     pub fn meeting_directory(&self) -> Arc<MeetingDirectory> {
         self.services.meeting_directory.clone()
+    }
+
+    /// Call automation (tests subscribe identities created at run time to incoming calls).
+    pub fn automation(&self) -> Arc<crate::call_automation::CallAutomation> {
+        self.services.automation.clone()
     }
 
     /// The webhook dispatcher (call automation publishes through it; tests too).
@@ -313,6 +320,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         crate::call_automation::AutomationMetrics::new(metrics.registry()),
         crate::call_automation::media::MediaLibrary::new(&config.call_automation),
     ));
+    automation
+        .listen_for_incoming(&config.call_automation.incoming_call_subscriptions)
+        .map_err(|e| StartError::IncomingCalls(e.to_string()))?;
     let services = Arc::new(Services {
         issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),
         directory: directory.clone(),

@@ -842,3 +842,180 @@ async fn dtmf_recognition_and_sending() {
     assert_eq!(status, 400, "unknown tone names are refused");
     ts.stop().await;
 }
+
+/// The IncomingCall events the app got (they have no callConnectionId), signatures verified.
+async fn incoming_events(app: &App, ts: &TestServer) -> Vec<Value> {
+    let (_, jwks) = ts.api.get_public("/.well-known/jwks.json").await;
+    let jwks: Value = serde_json::from_str(&jwks).expect("jwks json");
+    let got = app.got.lock().expect("receiver lock").clone();
+    got.iter()
+        .filter_map(|(auth, body)| {
+            let envelope: Value = serde_json::from_slice(body).expect("json body");
+            (envelope[0]["type"] == "Microsoft.Communication.IncomingCall").then(|| {
+                let claims = verify_against_jwks(auth.strip_prefix("Bearer ").expect("bearer"), &jwks);
+                assert_eq!(claims["body_sha256"], sha256_b64url(body));
+                envelope[0]["data"].clone()
+            })
+        })
+        .collect()
+}
+
+async fn wait_incoming(app: &App, ts: &TestServer, n: usize) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = incoming_events(app, ts).await;
+        if got.len() >= n {
+            return got[n - 1].clone();
+        }
+        assert!(Instant::now() < deadline, "no IncomingCall #{n}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Calls to an identity an app subscribed: the app gets IncomingCall (Event Grid fields), and
+/// answers (its leg is in the call, CallConnected at the answer's callback), rejects (the caller
+/// hears Declined) or redirects (the new target rings in the same call). `connect` joins a group
+/// call; a room admits the service only if it lists the service identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_calls_answer_reject_redirect_and_connect() {
+    let ts = server(30).await;
+    let app = app().await;
+    let (desk_raw, _) = ts.identity(&["voip"]).await;
+    let (alice_raw, alice_token) = ts.identity(&["voip"]).await;
+    let (carol_raw, carol_token) = ts.identity(&["voip"]).await;
+    let sub =
+        switchboard::config::IncomingCallSubscription { identity: desk_raw.clone(), callback_uri: app.url.clone() };
+    ts.server.automation().listen_for_incoming(&[sub]).expect("subscribe");
+    tokio::time::sleep(Duration::from_millis(500)).await; // the app's phone registers
+    let mut alice = device(&ts, &alice_token, "Alice").await;
+    let mut carol = device(&ts, &carol_token, "Carol").await;
+
+    // Answer.
+    let call = alice.start_call(&[&desk_raw]).await.expect("alice calls the desk");
+    let event = wait_incoming(&app, &ts, 1).await;
+    assert_eq!((&event["to"]["rawId"], &event["from"]["rawId"]), (&json!(desk_raw), &json!(alice_raw)));
+    assert_eq!(event["callerDisplayName"], "Alice");
+    assert!(event["serverCallId"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(event["correlationId"].as_str().is_some_and(|s| !s.is_empty()));
+    let context = event["incomingCallContext"].as_str().expect("context").to_owned();
+    let (status, props) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:answer?{V}"),
+            Some(json!({"incomingCallContext": context, "callbackUri": app.url, "operationContext": "answered"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{props}");
+    let id = props["callConnectionId"].as_str().expect("id").to_owned();
+    assert_eq!(props["source"]["rawId"], desk_raw);
+    let connected = app.wait(&ts, &id, "CallConnected").await;
+    assert_eq!(connected["operationContext"], "answered");
+    assert!(
+        wait_signal(&mut alice, WAIT, |m| matches!(
+            m,
+            ServerMessage::CallStateChanged { state: CallState::Connected, .. }
+        ))
+        .await
+        .is_some(),
+        "alice's call is answered"
+    );
+    assert_eq!(participants(&ts, &id).await, vec![(alice_raw.clone(), false)]);
+    let (status, _) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:answer?{V}"),
+            Some(json!({"incomingCallContext": context, "callbackUri": app.url})),
+        )
+        .await;
+    assert_eq!(status, 400, "an answered call cannot be answered again");
+    alice.hang_up(false).await.expect("hang up");
+    assert_eq!(disconnected(&mut alice).await, Some(EndReason::HungUp));
+    wait_state(&ts, &id, "gone").await;
+    let _ = call;
+
+    // Reject: the caller hears Declined.
+    alice.start_call(&[&desk_raw]).await.expect("call again");
+    let event = wait_incoming(&app, &ts, 2).await;
+    let (status, body) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:reject?{V}"),
+            Some(json!({"incomingCallContext": event["incomingCallContext"], "callRejectReason": "busy"})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(disconnected(&mut alice).await, Some(EndReason::Declined));
+
+    // Redirect: Carol rings in the desk's place and answers the same call.
+    alice.start_call(&[&desk_raw]).await.expect("call a third time");
+    let event = wait_incoming(&app, &ts, 3).await;
+    let (status, body) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:redirect?{V}"),
+            Some(json!({"incomingCallContext": event["incomingCallContext"], "target": user(&carol_raw)})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (carol_call, caller, _) = incoming(&mut carol).await;
+    assert_eq!(caller, alice_raw);
+    let joined = carol.accept_call(&carol_call).await.expect("carol answers");
+    assert_eq!(joined.state, CallState::Connected);
+    alice.hang_up(true).await.expect("end");
+
+    // Garbage contexts are 400s.
+    let (status, _) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:reject?{V}"),
+            Some(json!({"incomingCallContext": "nope"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // Connect to a group call: the leg joins it; a room that does not list the service is refused.
+    let group = uuid::Uuid::new_v4().to_string();
+    let (status, props) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:connect?{V}"),
+            Some(json!({"callLocator": {"kind": "groupCallLocator", "groupCallId": group}, "callbackUri": app.url})),
+        )
+        .await;
+    assert_eq!(status, 200, "{props}");
+    let gid = props["callConnectionId"].as_str().expect("id").to_owned();
+    app.wait(&ts, &gid, "CallConnected").await;
+    let joined = carol.join_group(&carol_token, &group).await.expect("carol joins the group call");
+    assert!(joined.participants.iter().any(|p| p.identity == props["source"]["rawId"]), "the leg is in the group call");
+    let (status, room) = ts.api.call(Method::POST, "/rooms?api-version=2024-04-15", Some(json!({}))).await;
+    assert_eq!(status, 201, "{room}");
+    let (status, body) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:connect?{V}"),
+            Some(json!({"callLocator": {"kind": "roomCallLocator", "roomId": room["id"]}, "callbackUri": app.url})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| m.contains("must list the call automation identity")),
+        "{body}"
+    );
+    let (status, _) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:connect?{V}"),
+            Some(json!({"callLocator": {"kind": "serverCallLocator", "serverCallId": "x"}, "callbackUri": app.url})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    ts.stop().await;
+}

@@ -13,7 +13,9 @@ use super::extract::{AcsJson, SupportedVersions, Versioned};
 use super::state::AppState;
 use crate::call_automation::audio::dtmf::{RecognizeOptions as DtmfRecognizeOptions, Tone};
 use crate::call_automation::events::ParticipantState;
-use crate::call_automation::{AddParticipant, AutomationError, CallConnection, CreateCall, Play, Recognize};
+use crate::call_automation::{
+    AddParticipant, AutomationError, CallConnection, CallLocator as Locator, CreateCall, Play, Recognize,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -346,6 +348,58 @@ pub struct SendDtmfTonesRequest {
     pub operation_context: Option<String>,
     #[serde(default)]
     pub operation_callback_uri: Option<String>,
+}
+
+/// ACS `AnswerCallRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnswerCallRequest {
+    /// From the `IncomingCall` event.
+    pub incoming_call_context: String,
+    pub callback_uri: String,
+    #[serde(default)]
+    pub operation_context: Option<String>,
+}
+
+/// ACS `RejectCallRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectCallRequest {
+    pub incoming_call_context: String,
+    /// `none`, `busy` or `forbidden` (the caller is told `Declined` whichever).
+    #[serde(default)]
+    pub call_reject_reason: Option<String>,
+}
+
+/// ACS `RedirectCallRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectCallRequest {
+    pub incoming_call_context: String,
+    pub target: CommunicationIdentifier,
+}
+
+/// ACS `CallLocator`: `groupCallLocator` (groupCallId) or `roomCallLocator` (roomId).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallLocatorModel {
+    pub kind: String,
+    #[serde(default)]
+    pub group_call_id: Option<String>,
+    #[serde(default)]
+    pub room_id: Option<String>,
+    #[serde(default)]
+    pub server_call_id: Option<String>,
+}
+
+/// ACS `ConnectRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectRequest {
+    pub call_locator: CallLocatorModel,
+    pub callback_uri: String,
+    #[serde(default)]
+    pub operation_context: Option<String>,
 }
 
 /// The ACS error of a call automation failure.
@@ -843,6 +897,118 @@ pub async fn send_dtmf_tones(
     let operation_context = req.operation_context;
     s.automation.send_dtmf_tones(id, tones, &target, operation_context.clone()).await.map_err(automation_error)?;
     Ok((StatusCode::ACCEPTED, axum::Json(OperationResult { operation_context })).into_response())
+}
+
+fn check_callback_len(uri: &str) -> Result<(), AcsError> {
+    if uri.len() > MAX_CALLBACK_URI {
+        return Err(AcsError::bad_argument("callbackUri is too long", "callbackUri"));
+    }
+    Ok(())
+}
+
+/// `POST /calling/callConnections:answer`: answer a call an `IncomingCall` event announced.
+#[utoipa::path(
+    post, path = "/calling/callConnections:answer", operation_id = "AnswerCall", tag = "calling",
+    params(Version),
+    request_body = AnswerCallRequest,
+    responses(
+        (status = 200, description = "Answered; CallConnected follows", body = CallConnectionProperties),
+        (status = 400, description = "An unknown context, or the call no longer rings", body = AcsErrorResponse),
+    ),
+)]
+pub async fn answer(
+    State(s): State<AppState>,
+    _v: Version,
+    AcsJson(req): AcsJson<AnswerCallRequest>,
+) -> Result<Response, AcsError> {
+    check_context(&req.operation_context)?;
+    check_callback_len(&req.callback_uri)?;
+    let conn = s
+        .automation
+        .answer(&req.incoming_call_context, &req.callback_uri, req.operation_context)
+        .await
+        .map_err(automation_error)?;
+    Ok(axum::Json(properties(&conn)).into_response())
+}
+
+/// `POST /calling/callConnections:reject`.
+#[utoipa::path(
+    post, path = "/calling/callConnections:reject", operation_id = "RejectCall", tag = "calling",
+    params(Version),
+    request_body = RejectCallRequest,
+    responses(
+        (status = 204, description = "Declined"),
+        (status = 400, description = "An unknown context, or the call no longer rings", body = AcsErrorResponse),
+    ),
+)]
+pub async fn reject(
+    State(s): State<AppState>,
+    _v: Version,
+    AcsJson(req): AcsJson<RejectCallRequest>,
+) -> Result<Response, AcsError> {
+    if let Some(r) = req.call_reject_reason.as_deref()
+        && !["none", "busy", "forbidden"].contains(&r)
+    {
+        return Err(AcsError::bad_argument("callRejectReason is none, busy or forbidden", "callRejectReason"));
+    }
+    s.automation.reject(&req.incoming_call_context).await.map_err(automation_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /calling/callConnections:redirect`.
+#[utoipa::path(
+    post, path = "/calling/callConnections:redirect", operation_id = "RedirectCall", tag = "calling",
+    params(Version),
+    request_body = RedirectCallRequest,
+    responses(
+        (status = 204, description = "The target rings in the app's place"),
+        (status = 400, description = "An unknown context or target, or the call no longer rings", body = AcsErrorResponse),
+    ),
+)]
+pub async fn redirect(
+    State(s): State<AppState>,
+    _v: Version,
+    AcsJson(req): AcsJson<RedirectCallRequest>,
+) -> Result<Response, AcsError> {
+    let target = req.target.user("target")?;
+    s.automation.redirect(&req.incoming_call_context, &target).await.map_err(automation_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /calling/callConnections:connect`: the server's leg joins a group call or a room.
+#[utoipa::path(
+    post, path = "/calling/callConnections:connect", operation_id = "Connect", tag = "calling",
+    params(Version),
+    request_body = ConnectRequest,
+    responses(
+        (status = 200, description = "Connected; CallConnected follows", body = CallConnectionProperties),
+        (status = 400, description = "A bad locator, or the room does not admit the call automation identity", body = AcsErrorResponse),
+    ),
+)]
+pub async fn connect(
+    State(s): State<AppState>,
+    _v: Version,
+    AcsJson(req): AcsJson<ConnectRequest>,
+) -> Result<Response, AcsError> {
+    check_context(&req.operation_context)?;
+    check_callback_len(&req.callback_uri)?;
+    let l = req.call_locator;
+    let locator = match (l.kind.as_str(), l.group_call_id, l.room_id) {
+        ("groupCallLocator", Some(g), _) => Locator::Group(g),
+        ("roomCallLocator", _, Some(r)) => Locator::Room(r),
+        ("groupCallLocator", None, _) => return Err(AcsError::bad_argument("groupCallId is required", "callLocator")),
+        ("roomCallLocator", _, None) => return Err(AcsError::bad_argument("roomId is required", "callLocator")),
+        (other, _, _) => {
+            return Err(AcsError::new(
+                StatusCode::BAD_REQUEST,
+                "NotSupported",
+                format!("call locators of kind {other} are not supported (groupCallLocator, roomCallLocator)"),
+            ));
+        }
+    };
+    let conn =
+        s.automation.connect(locator, &req.callback_uri, req.operation_context).await.map_err(automation_error)?;
+    Ok(axum::Json(properties(&conn)).into_response())
 }
 
 /// Per-operation callback URIs are not supported: every event goes to the connection's.

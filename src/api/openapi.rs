@@ -60,6 +60,7 @@ e.g. `127.0.0.1:8443`). The ACS SDKs do this given a connection string.";
         calling::create_call, calling::get_call, calling::hang_up, calling::terminate,
         calling::participants, calling::get_participant, calling::add_participant,
         calling::remove_participant, calling::mute, calling::cancel_add_participant,
+        calling::answer, calling::reject, calling::redirect, calling::connect,
         calling::play, calling::cancel_all_media_operations,
         calling::start_continuous_dtmf_recognition, calling::stop_continuous_dtmf_recognition,
         calling::recognize, calling::send_dtmf_tones,

@@ -323,6 +323,19 @@ pub struct CallAutomationSection {
     pub max_media_bytes: Bounded<1, 1_073_741_824>,
     /// Fetching one media URL (connect, headers and body) gives up after this long.
     pub media_fetch_timeout_ms: Bounded<100, 120_000>,
+    /// Apps that take the calls to identities they own: a call to `identity` sends an
+    /// `IncomingCall` event to `callback_uri`, and the app may `answer`, `reject` or `redirect`.
+    pub incoming_call_subscriptions: Vec<IncomingCallSubscription>,
+}
+
+/// One `[[call_automation.incoming_call_subscriptions]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingCallSubscription {
+    /// The raw ID of a communication user of this server (`8:acs:...`).
+    pub identity: String,
+    /// Where its `IncomingCall` events go (checked against `[webhooks] allowed_hosts`).
+    pub callback_uri: String,
 }
 
 impl Default for CallAutomationSection {
@@ -332,6 +345,7 @@ impl Default for CallAutomationSection {
             media_hosts: Vec::new(),
             max_media_bytes: Bounded::new_const(32 * 1024 * 1024),
             media_fetch_timeout_ms: Bounded::new_const(10_000),
+            incoming_call_subscriptions: Vec::new(),
         }
     }
 }
