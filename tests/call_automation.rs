@@ -747,7 +747,7 @@ async fn dtmf_recognition_and_sending() {
     // Continuous recognition: every tone once, in order, numbered.
     let (status, body) = post(&ts, &format!("{id}:startContinuousDtmfRecognition"), target.clone()).await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(Duration::from_millis(500)).await; // the leg subscribes to Bob's audio
+    // The answer comes once the leg listens to Bob's audio: tones pressed now are heard.
     pad.press(&bob, &[Tone::One, Tone::Two, Tone::One, Tone::Pound]).await;
     let tones = wait_n(&app, &ts, &id, "ContinuousDtmfRecognitionToneReceived", 4).await;
     let got: Vec<(String, u64)> = tones

@@ -34,8 +34,9 @@ pub(super) enum LegCommand {
     CancelMedia,
     /// `:sendDtmfTones`: queued on the leg's audio stream like a play.
     SendTones { tones: Vec<Tone>, operation_context: Option<String> },
-    /// `:startContinuousDtmfRecognition` for the participant with this raw ID.
-    StartContinuous { target: String, operation_context: Option<String> },
+    /// `:startContinuousDtmfRecognition` for the participant with this raw ID; replies once the
+    /// leg listens to its audio.
+    StartContinuous { target: String, operation_context: Option<String>, reply: oneshot::Sender<()> },
     /// `:stopContinuousDtmfRecognition`.
     StopContinuous { target: String, operation_context: Option<String> },
     /// `:recognize` (DTMF), after `prompt` has played when there is one.
@@ -534,9 +535,10 @@ impl CallConnection {
                             }
                         }
                     }
-                    Some(LegCommand::StartContinuous { target, operation_context }) => {
+                    Some(LegCommand::StartContinuous { target, operation_context, reply }) => {
                         let e = self.ears_for(&client, &mut listening, &mut ears, &target).await;
                         e.listener.start_continuous(operation_context);
+                        let _ = reply.send(());
                     }
                     Some(LegCommand::StopContinuous { target, operation_context }) => {
                         let stopped = ears.get_mut(&target).and_then(|e| e.listener.stop_continuous());
@@ -559,9 +561,10 @@ impl CallConnection {
                             let _ = reply.send(Err(ListenerError::AlreadyRecognizing));
                             continue;
                         }
-                        let _ = reply.send(Ok(()));
-                        // Listen from now on, so a tone during the prompt is not lost to the subscription's start.
+                        // Listen before answering, so a tone sent right after the answer (or during
+                        // the prompt) is not lost to the subscription's start.
                         self.ears_for(&client, &mut listening, &mut ears, &target).await;
+                        let _ = reply.send(Ok(()));
                         match prompt {
                             Some(job) => {
                                 let id = voice.next_job;
@@ -612,6 +615,7 @@ impl CallConnection {
                     Err(e) => tracing::warn!(connection = %self.id, error = %e, "no new token for the leg"),
                 },
             }
+            self.stop_listening_when_idle(&client, &mut listening, &mut ears, &voice).await;
         };
         let events = voice.speaker.cancel_all();
         self.voice_events(&mut voice, &mut ears, events);
@@ -719,6 +723,32 @@ impl CallConnection {
             self.listen(client, listening, e, raw_id, track).await;
         }
         e
+    }
+
+    /// Unsubscribe from participants nobody listens to any more (no continuous recognition, no
+    /// `recognize` running or waiting for its prompt): the leg stops receiving their audio.
+    async fn stop_listening_when_idle(
+        &self,
+        client: &Client,
+        listening: &mut HashMap<u64, String>,
+        ears: &mut HashMap<String, Ears>,
+        voice: &Voice,
+    ) {
+        let idle: Vec<String> = ears
+            .iter()
+            .filter(|(raw, e)| e.listener.idle() && !voice.after_prompt.values().any(|a| &a.target == *raw))
+            .map(|(raw, _)| raw.clone())
+            .collect();
+        for raw in idle {
+            ears.remove(&raw);
+            let subscriptions: Vec<u64> = listening.iter().filter(|(_, r)| **r == raw).map(|(s, _)| *s).collect();
+            for sub in subscriptions {
+                listening.remove(&sub);
+                if let Err(e) = client.unsubscribe(sub).await {
+                    tracing::debug!(connection = %self.id, error = %e, "the leg could not unsubscribe");
+                }
+            }
+        }
     }
 
     /// Subscribe the leg to one audio track of a participant it listens to.

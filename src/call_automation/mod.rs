@@ -610,11 +610,13 @@ impl CallAutomation {
     ) -> Result<(), AutomationError> {
         let result = async {
             let conn = self.connected_with(id, "targetParticipant", target)?;
-            let command = LegCommand::StartContinuous { target: target.to_owned(), operation_context };
+            let (reply, listening) = tokio::sync::oneshot::channel();
+            let command = LegCommand::StartContinuous { target: target.to_owned(), operation_context, reply };
             if !conn.command(command).await {
                 return Err(AutomationError::NotConnected);
             }
-            Ok(())
+            // Answer once the leg listens: tones sent after the answer are heard.
+            listening.await.map_err(|_| AutomationError::NotConnected)
         }
         .await;
         self.shared.metrics.count("start_continuous_dtmf_recognition", &result);
