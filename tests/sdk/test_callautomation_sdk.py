@@ -147,7 +147,7 @@ def test_call_play_dtmf_and_hang_up(server, receiver):
         receiver.wait("RemoveParticipantSucceeded")
 
         # Play a file from the media directory to everyone.
-        call.play_media_to_all([FileSource(url="hello.wav")], operation_context="sdk-play")
+        call.play_media([FileSource(url="hello.wav")], operation_context="sdk-play")  # play_to="all"
         receiver.wait("PlayStarted", operationContext="sdk-play")
         completed = receiver.wait("PlayCompleted", operationContext="sdk-play")
         assert completed.data["resultInformation"]["code"] == 200
