@@ -1019,3 +1019,43 @@ async fn incoming_calls_answer_reject_redirect_and_connect() {
     assert_eq!(status, 400);
     ts.stop().await;
 }
+
+/// `play` from an http URL on `[call_automation] media_hosts`: fetched and played; a file over
+/// `max_media_bytes` fails (PlayFailed 8536); a host not on the list is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_from_an_allowed_url() {
+    let small = wav(&prompt_signal()[..9_600], 48_000);
+    let big = wav(&vec![0.1; 48_000], 48_000);
+    let files = axum::Router::new()
+        .route("/small.wav", axum::routing::get(move || async move { small.clone() }))
+        .route("/big.wav", axum::routing::get(move || async move { big.clone() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, files).await.expect("media server serves") });
+    let ts = TestServer::start_with(2, |c| {
+        c.call_automation.media_hosts = vec![switchboard::webhooks::HostPattern::parse("127.0.0.1").expect("pattern")];
+        c.call_automation.max_media_bytes = Bounded::try_from(50_000).expect("in range");
+    })
+    .await;
+    let app = app().await;
+    let (bob_raw, bob_token) = ts.identity(&["voip"]).await;
+    let mut bob = device(&ts, &bob_token, "Bob").await;
+    let id = create_call(&ts, &app, &[&bob_raw]).await["callConnectionId"].as_str().expect("id").to_owned();
+    let (call_id, _, _) = incoming(&mut bob).await;
+    bob.accept_call(&call_id).await.expect("accept");
+    app.wait(&ts, &id, "CallConnected").await;
+    let play = |uri: String, context: &str| json!({"playSources": [{"kind": "file", "file": {"uri": uri}}], "operationContext": context});
+
+    let (status, body) = post(&ts, &format!("{id}:play"), play(format!("http://{addr}/small.wav"), "small")).await;
+    assert_eq!(status, 202, "{body}");
+    let done = app.wait(&ts, &id, "PlayCompleted").await;
+    assert_eq!(done["operationContext"], "small");
+    let (status, _) = post(&ts, &format!("{id}:play"), play(format!("http://{addr}/big.wav"), "big")).await;
+    assert_eq!(status, 202);
+    let failed = app.wait(&ts, &id, "PlayFailed").await;
+    assert_eq!((&failed["operationContext"], &failed["resultInformation"]["subCode"]), (&json!("big"), &json!(8536)));
+    let (status, body) =
+        post(&ts, &format!("{id}:play"), play(format!("http://localhost:{}/small.wav", addr.port()), "x")).await;
+    assert_eq!((status, &body["error"]["target"]), (400, &json!("playSources")), "{body}");
+    ts.stop().await;
+}
