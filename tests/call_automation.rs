@@ -730,6 +730,8 @@ async fn wait_n(app: &App, ts: &TestServer, id: &str, name: &str, n: usize) -> V
 async fn dtmf_recognition_and_sending() {
     let media = tempfile::tempdir().expect("tmp");
     std::fs::write(media.path().join("menu.wav"), wav(&prompt_signal()[..24_000], 48_000)).expect("write wav");
+    let long: Vec<f32> = prompt_signal().iter().copied().cycle().take(48_000 * 4).collect();
+    std::fs::write(media.path().join("long.wav"), wav(&long, 48_000)).expect("write wav");
     let dir = media.path().to_path_buf();
     let ts = TestServer::start_with(2, move |c| c.call_automation.media_dir = dir).await;
     let app = app().await;
@@ -840,6 +842,22 @@ async fn dtmf_recognition_and_sending() {
         post(&ts, &format!("{id}:sendDtmfTones"), json!({"tones": ["eleven"], "targetParticipant": user(&bob_raw)}))
             .await;
     assert_eq!(status, 400, "unknown tone names are refused");
+
+    // interruptPrompt: a key pressed during a 4 s prompt stops it and is the recognition's tone.
+    let mut interruptible = recognize(1, &[], "interrupted");
+    interruptible["playPrompt"] = json!({"kind": "file", "file": {"uri": "long.wav"}});
+    interruptible["recognizeOptions"]["interruptPrompt"] = json!(true);
+    let started = Instant::now();
+    let (status, body) = post(&ts, &format!("{id}:recognize"), interruptible).await;
+    assert_eq!(status, 202, "{body}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    pad.press(&bob, &[Tone::Three]).await;
+    let done = wait_n(&app, &ts, &id, "RecognizeCompleted", 3).await;
+    assert_eq!(
+        (&done[2]["operationContext"], &done[2]["dtmfResult"]["tones"]),
+        (&json!("interrupted"), &json!(["three"]))
+    );
+    assert!(started.elapsed() < Duration::from_millis(2500), "long before the prompt's end");
     ts.stop().await;
 }
 

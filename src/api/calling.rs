@@ -312,7 +312,8 @@ pub struct RecognizeOptionsModel {
     /// 0 to 300 s (default 5; 0: wait for the first tone without limit).
     #[serde(default)]
     pub initial_silence_timeout_in_seconds: Option<i64>,
-    /// Accepted; the prompt always plays to its end before recognition starts.
+    /// A tone during the prompt stops it and is the recognition's first (default false: the
+    /// recognition starts when the prompt ends).
     #[serde(default)]
     pub interrupt_prompt: Option<bool>,
     #[serde(default)]
@@ -863,6 +864,7 @@ pub async fn recognize(
         options,
         prompt,
         interrupt: req.interrupt_call_media_operation,
+        interrupt_prompt: o.interrupt_prompt.unwrap_or(false),
         operation_context: req.operation_context,
     };
     s.automation.recognize(id, recognize).await.map_err(automation_error)?;

@@ -46,6 +46,7 @@ pub(super) enum LegCommand {
         operation_context: Option<String>,
         prompt: Option<PlayJob>,
         interrupt: bool,
+        interrupt_prompt: bool,
         reply: oneshot::Sender<Result<(), ListenerError>>,
     },
 }
@@ -61,6 +62,8 @@ struct Ears {
 /// A `recognize` waiting for its prompt to finish.
 struct AfterPrompt {
     target: String,
+    /// A tone during the prompt stops it and starts the recognition (`interruptPrompt`).
+    interrupt_prompt: bool,
     options: RecognizeOptions,
     operation_context: Option<String>,
 }
@@ -488,9 +491,32 @@ impl CallConnection {
                             continue;
                         }
                         let Some(payload) = packet.get(h.payload.clone()) else { continue };
-                        if let Some(e) = ears.get_mut(raw) {
-                            let events = e.listener.on_packet(h.timestamp, payload, std::time::Instant::now());
-                            self.dtmf_events(events);
+                        let raw = raw.clone();
+                        let Some(e) = ears.get_mut(&raw) else { continue };
+                        let now = std::time::Instant::now();
+                        let (heard, events) = e.listener.on_packet_heard(h.timestamp, payload, now);
+                        self.dtmf_events(events);
+                        // A tone during a recognize's prompt with interruptPrompt: the prompt
+                        // stops and the tone is the recognition's first.
+                        let interrupted = voice
+                            .after_prompt
+                            .iter()
+                            .find(|(_, a)| a.target == raw && a.interrupt_prompt)
+                            .map(|(id, _)| *id);
+                        if let (Some(tone), Some(job), false) = (heard, interrupted, e.listener.recognizing())
+                            && let Some(after) = voice.after_prompt.remove(&job)
+                        {
+                            voice.speaker.drop_job(job);
+                            if !voice.speaker.playing() {
+                                voice.speak_at = None;
+                            }
+                            self.next_voice(&mut voice);
+                            match e.listener.recognize_from(after.options, after.operation_context, tone, now) {
+                                Ok(events) => self.dtmf_events(events),
+                                Err(err) => {
+                                    tracing::debug!(connection = %self.id, error = %err, "recognize not started")
+                                }
+                            }
                         }
                     }
                     Some(ClientEvent::Closed { reason }) => {
@@ -554,7 +580,15 @@ impl CallConnection {
                             self.emit("ContinuousDtmfRecognitionStopped", data);
                         }
                     }
-                    Some(LegCommand::Recognize { target, options, operation_context, prompt, interrupt, reply }) => {
+                    Some(LegCommand::Recognize {
+                        target,
+                        options,
+                        operation_context,
+                        prompt,
+                        interrupt,
+                        interrupt_prompt,
+                        reply,
+                    }) => {
                         let busy = ears.get(&target).is_some_and(|e| e.listener.recognizing())
                             || voice.after_prompt.values().any(|a| a.target == target);
                         if busy {
@@ -568,7 +602,9 @@ impl CallConnection {
                         match prompt {
                             Some(job) => {
                                 let id = voice.next_job;
-                                voice.after_prompt.insert(id, AfterPrompt { target, options, operation_context });
+                                voice
+                                    .after_prompt
+                                    .insert(id, AfterPrompt { target, interrupt_prompt, options, operation_context });
                                 self.say(&client, &mut voice, Job::Play(job), interrupt, &mut ears).await;
                             }
                             None => {

@@ -76,8 +76,19 @@ impl DtmfListener {
 
     /// A telephone-event packet of the participant (RTP timestamp and payload) at `now`.
     pub fn on_packet(&mut self, rtp_timestamp: u32, payload: &[u8], now: Instant) -> Vec<DtmfEvent> {
+        self.on_packet_heard(rtp_timestamp, payload, now).1
+    }
+
+    /// [`on_packet`](Self::on_packet), also saying which tone the packet started (heard even
+    /// when nothing recognizes: a tone during a recognize's prompt may interrupt it).
+    pub fn on_packet_heard(
+        &mut self,
+        rtp_timestamp: u32,
+        payload: &[u8],
+        now: Instant,
+    ) -> (Option<Tone>, Vec<DtmfEvent>) {
         let mut events = self.poll(now);
-        let Some(tone) = self.detector.on_packet(rtp_timestamp, payload, now) else { return events };
+        let Some(tone) = self.detector.on_packet(rtp_timestamp, payload, now) else { return (None, events) };
         if let Some(context) = &self.continuous {
             self.sequence += 1;
             events.push(DtmfEvent::ToneReceived {
@@ -91,7 +102,22 @@ impl DtmfListener {
         {
             events.extend(self.finish(outcome));
         }
-        events
+        (Some(tone), events)
+    }
+
+    /// Start a `recognize` with a tone already heard (one that interrupted its prompt).
+    pub fn recognize_from(
+        &mut self,
+        options: RecognizeOptions,
+        operation_context: Option<String>,
+        first: Tone,
+        now: Instant,
+    ) -> Result<Vec<DtmfEvent>, ListenerError> {
+        self.recognize(options, operation_context, now)?;
+        match self.recognize.as_mut().and_then(|(r, _)| r.on_tone(first, now)) {
+            Some(outcome) => Ok(self.finish(outcome)),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Timeouts due at `now`.

@@ -213,6 +213,8 @@ pub struct Recognize {
     /// `playPrompt` / `playPrompts` file URIs, played before recognition starts.
     pub prompt: Vec<String>,
     pub interrupt: bool,
+    /// `interruptPrompt`: a tone during the prompt stops it and counts.
+    pub interrupt_prompt: bool,
     pub operation_context: Option<String>,
 }
 
@@ -671,6 +673,7 @@ impl CallAutomation {
             operation_context: req.operation_context,
             prompt,
             interrupt: req.interrupt,
+            interrupt_prompt: req.interrupt_prompt,
             reply,
         };
         if !conn.command(command).await {

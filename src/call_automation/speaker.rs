@@ -132,6 +132,21 @@ impl Speaker {
         events
     }
 
+    /// Drop job `id` (under way or queued) without an event: a recognize's prompt that a tone
+    /// interrupted. Whether it was there.
+    pub fn drop_job(&mut self, id: u64) -> bool {
+        if self.playing.as_ref().is_some_and(|p| p.id == id) {
+            if let Some(Playing { voice: Voice::Player(player), .. }) = self.playing.take() {
+                self.seq = player.next_seq();
+                self.timestamp = player.next_timestamp();
+            }
+            return true;
+        }
+        let before = self.queue.len();
+        self.queue.retain(|(job, _)| *job != id);
+        self.queue.len() != before
+    }
+
     /// Whether something is queued or playing (the leg publishes its track before the first).
     pub fn busy(&self) -> bool {
         self.playing.is_some() || !self.queue.is_empty()
