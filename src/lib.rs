@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod backup;
 pub mod bootstrap;
+pub mod call_automation;
 pub mod calls;
 pub mod client;
 pub mod config;

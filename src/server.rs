@@ -41,6 +41,10 @@ pub enum StartError {
     Media(#[from] crate::media::plane::MediaError),
     #[error(transparent)]
     Organization(#[from] ForeignConfiguredUser),
+    #[error("cannot read the certificate to trust {path}: {reason}")]
+    Trust { path: PathBuf, reason: String },
+    #[error("call_automation.incoming_call_subscriptions: {0}")]
+    IncomingCalls(String),
 }
 
 /// A started server. Drop does not stop it; call `stop`.
@@ -86,6 +90,11 @@ impl RunningServer {
     /// The meetings (the join path and tests find meetings and check passcodes through it).
     pub fn meeting_directory(&self) -> Arc<MeetingDirectory> {
         self.services.meeting_directory.clone()
+    }
+
+    /// Call automation (tests subscribe identities created at run time to incoming calls).
+    pub fn automation(&self) -> Arc<crate::call_automation::CallAutomation> {
+        self.services.automation.clone()
     }
 
     /// The webhook dispatcher (call automation publishes through it; tests too).
@@ -146,6 +155,20 @@ pub fn endpoint_for(public_url: &str, addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("https://{}/", SocketAddr::new(ip, addr.port()))
+}
+
+/// The name the server's certificate is checked against by its own call automation legs: the
+/// public URL's host, or `localhost` (which the generated certificate covers).
+fn leg_server_name(public_url: &str) -> String {
+    let host = public_url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default())
+        .map(|authority| match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        })
+        .unwrap_or_default();
+    if host.is_empty() { "localhost".to_owned() } else { host.to_owned() }
 }
 
 /// Start every part of the server described by `config`.
@@ -276,6 +299,30 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let shutdown = CancellationToken::new();
     let webhooks = crate::webhooks::Webhooks::new(&config.webhooks, keys.clone(), metrics.registry(), shutdown.clone())
         .with_issuer(&endpoint);
+    // Call automation: the server's legs are clients of its own QUIC listener.
+    let trust_pem = std::fs::read(&prepared.tls_trust)
+        .map_err(|e| StartError::Trust { path: prepared.tls_trust.clone(), reason: e.to_string() })?;
+    let legs = crate::call_automation::LegConnector::new(
+        media.quic_addr(),
+        trust_pem,
+        leg_server_name(&config.http.public_url),
+        Arc::new(TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy.clone())),
+        directory.clone(),
+    );
+    let automation = Arc::new(crate::call_automation::CallAutomation::new(
+        signaling.clone(),
+        legs,
+        webhooks.clone(),
+        crate::call_automation::AutomationSettings {
+            ring_timeout: Duration::from_secs(config.calls.ring_timeout_seconds.get()),
+            max_targets: to_usize(config.calls.max_targets.get()),
+        },
+        crate::call_automation::AutomationMetrics::new(metrics.registry()),
+        crate::call_automation::media::MediaLibrary::new(&config.call_automation),
+    ));
+    automation
+        .listen_for_incoming(&config.call_automation.incoming_call_subscriptions)
+        .map_err(|e| StartError::IncomingCalls(e.to_string()))?;
     let services = Arc::new(Services {
         issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),
         directory: directory.clone(),
@@ -290,6 +337,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_body_bytes: usize::try_from(config.http.max_body_bytes.get()).unwrap_or(usize::MAX),
         health: Health::default(),
         signaling: signaling.clone(),
+        automation,
         dev_token_endpoint: config.dev.token_endpoint,
         webhooks,
     });
@@ -328,6 +376,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legs_check_the_certificate_against_the_public_host() {
+        assert_eq!(leg_server_name(""), "localhost");
+        assert_eq!(leg_server_name("https://sfu.example.com:8443/x"), "sfu.example.com");
+        assert_eq!(leg_server_name("https://[::1]:8443"), "::1");
+    }
 
     #[test]
     fn endpoint_derivation() {

@@ -1,6 +1,7 @@
 //! The HTTPS API: ACS-compatible management routes (HMAC-signed) and the public operational
 //! routes. Handlers are thin: they parse, call a service, and shape the ACS response.
 
+pub mod calling;
 pub mod dev;
 pub mod error;
 pub mod extract;
@@ -67,9 +68,10 @@ impl RouteTable {
         handler: H,
     ) -> Self {
         let filter = MethodFilter::try_from(method.clone()).expect("the table names only methods axum routes");
+        let routed = calling::routed_path(path);
         match access {
-            Access::Public => self.public = self.public.route(path, on(filter, handler)),
-            Access::Signed => self.signed = self.signed.route(path, on(filter, handler)),
+            Access::Public => self.public = self.public.route(&routed, on(filter, handler)),
+            Access::Signed => self.signed = self.signed.route(&routed, on(filter, handler)),
         }
         self.served.push(ServedRoute { method, path, access });
         self
@@ -100,6 +102,66 @@ fn route_table() -> RouteTable {
         .route(Signed, Method::GET, "/meetings/{id}/lobby", meetings::lobby)
         .route(Signed, Method::POST, "/meetings/{id}/lobby:admit", meetings::admit_lobby)
         .route(Signed, Method::POST, "/meetings/{id}/lobby:reject", meetings::reject_lobby)
+        .route(Signed, Method::POST, "/calling/callConnections", calling::create_call)
+        .route(Signed, Method::POST, "/calling/callConnections:answer", calling::answer)
+        .route(Signed, Method::POST, "/calling/callConnections:reject", calling::reject)
+        .route(Signed, Method::POST, "/calling/callConnections:redirect", calling::redirect)
+        .route(Signed, Method::POST, "/calling/callConnections:connect", calling::connect)
+        .route(Signed, Method::GET, "/calling/callConnections/{callConnectionId}", calling::get_call)
+        .route(Signed, Method::DELETE, "/calling/callConnections/{callConnectionId}", calling::hang_up)
+        .route(Signed, Method::POST, "/calling/callConnections/{callConnectionId}:terminate", calling::terminate)
+        .route(Signed, Method::POST, "/calling/callConnections/{callConnectionId}:play", calling::play)
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}:cancelAllMediaOperations",
+            calling::cancel_all_media_operations,
+        )
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}:startContinuousDtmfRecognition",
+            calling::start_continuous_dtmf_recognition,
+        )
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}:stopContinuousDtmfRecognition",
+            calling::stop_continuous_dtmf_recognition,
+        )
+        .route(Signed, Method::POST, "/calling/callConnections/{callConnectionId}:recognize", calling::recognize)
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}:sendDtmfTones",
+            calling::send_dtmf_tones,
+        )
+        .route(Signed, Method::GET, "/calling/callConnections/{callConnectionId}/participants", calling::participants)
+        .route(
+            Signed,
+            Method::GET,
+            "/calling/callConnections/{callConnectionId}/participants/{participantRawId}",
+            calling::get_participant,
+        )
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}/participants:add",
+            calling::add_participant,
+        )
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}/participants:remove",
+            calling::remove_participant,
+        )
+        .route(Signed, Method::POST, "/calling/callConnections/{callConnectionId}/participants:mute", calling::mute)
+        .route(
+            Signed,
+            Method::POST,
+            "/calling/callConnections/{callConnectionId}/participants:cancelAddParticipant",
+            calling::cancel_add_participant,
+        )
         .route(Public, Method::GET, "/healthz", ops::healthz)
         .route(Public, Method::GET, "/readyz", ops::readyz)
         .route(Public, Method::GET, "/metrics", ops::metrics)
@@ -125,13 +187,41 @@ pub fn served_routes() -> &'static [ServedRoute] {
 pub fn router(state: AppState) -> Router {
     let RouteTable { public, signed, .. } = route_table();
     let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
-    public
+    let routes = public
         .merge(signed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
-        .with_state(state)
+        .with_state(state);
+    // Paths are rewritten before routing (ACS actions after a path parameter), so the rewrite
+    // wraps the whole router.
+    Router::new().fallback_service(tower::ServiceExt::map_request(routes, split_action_path))
+}
+
+/// The path of a request as the client sent (and signed) it, when routing rewrote it.
+#[derive(Debug, Clone)]
+pub struct SentPath(pub String);
+
+/// Route `/calling/callConnections/{id}:action` as `{id}/:action` (`calling::split_action`),
+/// keeping the path as sent for the signature check.
+fn split_action_path(mut req: Request) -> Request {
+    if let Some(routed) = calling::split_action(req.uri().path()) {
+        let sent = req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+        let with_query = match req.uri().query() {
+            Some(q) => format!("{routed}?{q}"),
+            None => routed,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = with_query.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+                req.extensions_mut().insert(SentPath(sent));
+            }
+        }
+    }
+    req
 }
 
 async fn not_found() -> AcsError {

@@ -7,7 +7,7 @@
 //! the router serves.
 
 use super::error::AcsErrorResponse;
-use super::{Access, dev, identities, meetings, ops, rooms, signal, web};
+use super::{Access, calling, dev, identities, meetings, ops, rooms, signal, web};
 use crate::auth::token::SCOPE_NAMES;
 use crate::meeting_directory::{AllowedPresenters, LobbyBypassScope, MeetingRole};
 use crate::rooms::Role;
@@ -46,7 +46,7 @@ e.g. `127.0.0.1:8443`). The ACS SDKs do this given a connection string.";
     info(
         title = "Switchboard",
         description = "The REST API of a Switchboard server: Azure Communication Services identities and \
-            rooms (wire-compatible with the ACS data plane), meetings shaped like Microsoft Graph's \
+            rooms and call automation (wire-compatible with the ACS data plane), meetings shaped like Microsoft Graph's \
             onlineMeeting, and the public operational routes. Management calls are signed with ACS \
             HMAC-SHA256 (see the security schemes); errors use the ACS shape."
     ),
@@ -57,6 +57,13 @@ e.g. `127.0.0.1:8443`). The ACS SDKs do this given a connection string.";
         rooms::participants, rooms::update_participants,
         meetings::create, meetings::list, meetings::get, meetings::update, meetings::delete,
         meetings::lobby, meetings::admit_lobby, meetings::reject_lobby,
+        calling::create_call, calling::get_call, calling::hang_up, calling::terminate,
+        calling::participants, calling::get_participant, calling::add_participant,
+        calling::remove_participant, calling::mute, calling::cancel_add_participant,
+        calling::answer, calling::reject, calling::redirect, calling::connect,
+        calling::play, calling::cancel_all_media_operations,
+        calling::start_continuous_dtmf_recognition, calling::stop_continuous_dtmf_recognition,
+        calling::recognize, calling::send_dtmf_tones,
         ops::healthz, ops::readyz, ops::metrics, ops::jwks, serve,
         signal::upgrade,
         web::index, web::meeting_link, web::sdk, web::calling, web::demo, web::css,
@@ -68,6 +75,7 @@ e.g. `127.0.0.1:8443`). The ACS SDKs do this given a connection string.";
         (name = "identities", description = "ACS Communication Identity"),
         (name = "rooms", description = "ACS Rooms"),
         (name = "meetings", description = "Meetings shaped like Graph onlineMeeting, and their lobby"),
+        (name = "calling", description = "ACS Call Automation: call connections and their participants"),
         (name = "operations", description = "Public: health, readiness, metrics, token keys, this document"),
         (name = "signaling", description = "Public: the browser signaling WebSocket"),
         (name = "web", description = "Public: the call page and the browser SDK"),

@@ -31,7 +31,11 @@ pub async fn require_signature(State(state): State<AppState>, req: Request, next
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // The signature covers the path as sent, also when routing rewrote it.
+    let path_and_query = match parts.extensions.get::<super::SentPath>() {
+        Some(sent) => sent.0.as_str(),
+        None => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+    };
     let signed =
         SignedRequest { method: parts.method.as_str(), path_and_query, host, headers: &parts.headers, body: &body };
     if let Err(e) = state.hmac.verify(&signed, SystemTime::now()) {

@@ -29,6 +29,8 @@ pub struct Services {
     pub health: Health,
     /// Signaling sessions started by `/signal`.
     pub signaling: Arc<crate::signaling::context::SignalingContext>,
+    /// Call automation (`/calling/...`).
+    pub automation: Arc<crate::call_automation::CallAutomation>,
     /// Whether `POST /dev/token` is served.
     pub dev_token_endpoint: bool,
     /// Call-automation event delivery to apps' `callbackUri`s.

@@ -9,6 +9,7 @@ use crate::media::ids::{ParticipantId, RoomId, SessionId, TrackId};
 use crate::media::plane::{WorkerGone, WorkerHandle};
 use crate::room_directory::AcsRoomId;
 use crate::rooms::{Capabilities, Departure, EndReason, Role, Room, RoomError, RoomKey, Rooms};
+use crate::sfu::packet::MediaKind;
 use std::sync::Arc;
 
 /// Why a change could not be applied.
@@ -19,6 +20,15 @@ pub enum ControlError {
     Room(#[from] RoomError),
     #[error(transparent)]
     WorkerGone(#[from] WorkerGone),
+}
+
+/// On whose authority a participant's audio is muted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Muter {
+    /// A member of the room; the room checks that it may moderate.
+    Member(ParticipantId),
+    /// The call automation API, through its own member of the room (the server's leg).
+    Service(ParticipantId),
 }
 
 /// The live rooms and the media workers, driven together.
@@ -104,6 +114,30 @@ impl LiveCalls {
         self.sync_all().await?;
         self.rooms.count_role_change("removed");
         Ok(())
+    }
+
+    /// Mute every unmuted audio track of `participant`: the room tells everyone (`trackMuted` with
+    /// `by`), and the track's worker stops forwarding it before this returns. Returns how many
+    /// tracks were muted.
+    pub async fn mute_audio(&self, room: &Room, participant: ParticipantId, by: Muter) -> Result<usize, ControlError> {
+        let target = room.member(participant).ok_or(RoomError::ParticipantNotFound)?;
+        let mut muted = 0;
+        for track in target.tracks {
+            let Some(entry) = room.track(track) else { continue };
+            if entry.kind != MediaKind::Audio || entry.muted {
+                continue;
+            }
+            let entry = match by {
+                Muter::Member(actor) => room.set_muted(actor, track, true)?,
+                Muter::Service(leg) => room.mute_by_service(leg, track)?,
+            };
+            let worker = &self.workers[entry.worker];
+            worker.send(Command::SetMuted { track, muted: true }).await?;
+            // In force when the caller hears back: nothing sent after it is forwarded.
+            worker.sync().await?;
+            muted += 1;
+        }
+        Ok(muted)
     }
 
     /// Apply changes of an ACS Room's participant list to its live call, if there is one.

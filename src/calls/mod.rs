@@ -9,8 +9,8 @@
 mod live;
 pub mod ringing;
 
-pub use live::{ControlError, LiveCalls};
-pub use ringing::AnswerError;
+pub use live::{ControlError, LiveCalls, Muter};
+pub use ringing::{AnswerError, CalleeState};
 
 use crate::devices::{DeviceNotice, DeviceRegistry, IncomingCall};
 use crate::identity::IdentityId;
@@ -87,13 +87,18 @@ enum CallInput {
     Accept { identity: IdentityId, session: SessionId, reply: oneshot::Sender<Result<(), AnswerError>> },
     Decline { identity: IdentityId, session: SessionId, reply: oneshot::Sender<Result<(), AnswerError>> },
     End { reason: EndReason },
+    Invite { identity: IdentityId, ring: Duration, reply: oneshot::Sender<Result<Invitation, AnswerError>> },
+    CancelInvite { identity: IdentityId, reply: oneshot::Sender<Result<(), AnswerError>> },
 }
 
-#[derive(Clone)]
+/// How an invitation (`CallRegistry::invite`) ended for its callee: `Answered`, `Declined`,
+/// `NoAnswer`, `Unreachable`, `Cancelled`, or `Stopped` (the call ended first).
+pub type Invitation = oneshot::Receiver<CalleeState>;
+
 struct CallHandle {
     inputs: mpsc::Sender<CallInput>,
-    /// The caller and the callees: who may (re)join the call's room.
-    parties: Arc<[IdentityId]>,
+    /// The caller and the callees, invited ones too: who may (re)join the call's room.
+    parties: Vec<IdentityId>,
 }
 
 /// Every live call.
@@ -117,7 +122,7 @@ impl CallRegistry {
     pub fn start(self: &Arc<Self>, caller: Arc<IncomingCall>, targets: Vec<IdentityId>, room: Arc<Room>) {
         let attempt =
             CallAttempt::new(caller.caller, targets.iter().copied(), Instant::now(), self.settings.ring_timeout);
-        let parties: Arc<[IdentityId]> = std::iter::once(caller.caller).chain(targets).collect();
+        let parties: Vec<IdentityId> = std::iter::once(caller.caller).chain(targets).collect();
         let (inputs, inputs_rx) = mpsc::channel(CALL_INPUTS);
         let (observer, events) = mpsc::channel(CALL_EVENTS);
         room.observe(observer);
@@ -144,18 +149,33 @@ impl CallRegistry {
 
     /// End a call for everyone (a party's `hangUp` with `forEveryone`).
     pub async fn end(&self, call: Uuid, reason: EndReason) -> Result<(), CallError> {
-        let handle = self.calls.get(&call).map(|c| c.clone()).ok_or(CallError::NotFound)?;
-        handle.inputs.send(CallInput::End { reason }).await.map_err(|_| CallError::NotFound)
+        let inputs = self.inputs(call)?;
+        inputs.send(CallInput::End { reason }).await.map_err(|_| CallError::NotFound)
     }
 
-    async fn ask(
+    /// Ring `identity` into a live call (a service adding a participant) for `ring`; it becomes
+    /// a party. The returned receiver says how the ringing ended.
+    pub async fn invite(&self, call: Uuid, identity: IdentityId, ring: Duration) -> Result<Invitation, CallError> {
+        self.ask(call, |reply| CallInput::Invite { identity, ring, reply }).await
+    }
+
+    /// Stop ringing an invited identity (its invitation ends `Cancelled`).
+    pub async fn cancel_invite(&self, call: Uuid, identity: IdentityId) -> Result<(), CallError> {
+        self.ask(call, |reply| CallInput::CancelInvite { identity, reply }).await
+    }
+
+    fn inputs(&self, call: Uuid) -> Result<mpsc::Sender<CallInput>, CallError> {
+        self.calls.get(&call).map(|c| c.inputs.clone()).ok_or(CallError::NotFound)
+    }
+
+    async fn ask<T>(
         &self,
         call: Uuid,
-        make: impl FnOnce(oneshot::Sender<Result<(), AnswerError>>) -> CallInput,
-    ) -> Result<(), CallError> {
-        let handle = self.calls.get(&call).map(|c| c.clone()).ok_or(CallError::NotFound)?;
+        make: impl FnOnce(oneshot::Sender<Result<T, AnswerError>>) -> CallInput,
+    ) -> Result<T, CallError> {
+        let inputs = self.inputs(call)?;
         let (tx, rx) = oneshot::channel();
-        handle.inputs.send(make(tx)).await.map_err(|_| CallError::NotFound)?;
+        inputs.send(make(tx)).await.map_err(|_| CallError::NotFound)?;
         rx.await.map_err(|_| CallError::NotFound)?.map_err(CallError::from)
     }
 
@@ -169,20 +189,15 @@ impl CallRegistry {
         mut events: mpsc::Receiver<Arc<RoomEvent>>,
     ) {
         let call = incoming.call;
-        let mut reached: HashSet<IdentityId> = HashSet::new();
         let callees: Vec<IdentityId> = self.parties(call).into_iter().skip(1).collect();
-        for callee in callees {
-            for device in self.devices.devices_of(callee) {
-                if device.notices.try_send(DeviceNotice::IncomingCall(incoming.clone())).is_ok() {
-                    reached.insert(callee);
-                }
-            }
-        }
+        let reached: HashSet<IdentityId> = callees.into_iter().filter(|callee| self.ring(*callee, &incoming)).collect();
         let mut phase = attempt.phase();
         let effects = attempt.started(|id| reached.contains(&id));
         self.apply(call, &room, effects, &mut phase, &attempt);
+        // Invitations whose outcome someone waits for.
+        let mut invited: Vec<(IdentityId, oneshot::Sender<CalleeState>)> = Vec::new();
         while !matches!(attempt.phase(), Phase::Ended(_)) {
-            let deadline = attempt.deadline();
+            let deadline = attempt.next_deadline();
             // An answer is replied to after its effects are applied: the caller hears
             // `Connected` before the callee joins the room.
             let mut reply_to = None;
@@ -201,6 +216,36 @@ impl CallRegistry {
                         effects
                     }
                     Some(CallInput::End { reason }) => attempt.end(reason),
+                    Some(CallInput::Invite { identity, ring, reply }) => {
+                        match attempt.invite(identity, Instant::now(), ring) {
+                            Ok(mut effects) => {
+                                if let Some(mut handle) = self.calls.get_mut(&call)
+                                    && !handle.parties.contains(&identity)
+                                {
+                                    handle.parties.push(identity);
+                                }
+                                let rang = self.ring(identity, &incoming);
+                                let (tx, rx) = oneshot::channel();
+                                invited.push((identity, tx));
+                                let _ = reply.send(Ok(rx));
+                                if !rang {
+                                    effects.extend(attempt.not_reached(identity));
+                                }
+                                effects
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                                Vec::new()
+                            }
+                        }
+                    }
+                    Some(CallInput::CancelInvite { identity, reply }) => {
+                        let result = attempt.cancel_invite(identity);
+                        let mut effects = result.clone().unwrap_or_default();
+                        effects.extend(attempt.check_remaining(room.member_count()));
+                        let _ = reply.send(result.map(drop));
+                        effects
+                    }
                     None => attempt.end(EndReason::HungUp),
                 },
                 event = events.recv() => match event.as_deref() {
@@ -208,20 +253,44 @@ impl CallRegistry {
                     Some(_) => Vec::new(),
                     None => attempt.end(EndReason::HungUp),
                 },
-                () = tokio::time::sleep_until(deadline.into()), if attempt.phase() != Phase::Connected => {
-                    attempt.timed_out(Instant::now())
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    let mut effects = attempt.timed_out(Instant::now());
+                    effects.extend(attempt.check_remaining(room.member_count()));
+                    effects
                 }
             };
             self.apply(call, &room, effects, &mut phase, &attempt);
             if let Some((reply, result)) = reply_to {
                 let _ = reply.send(result);
             }
+            // Tell who waits for an invitation how it ended, once it no longer rings.
+            invited = invited
+                .into_iter()
+                .filter_map(|(identity, tx)| match attempt.callee(identity) {
+                    Some(CalleeState::Ringing) => Some((identity, tx)),
+                    other => {
+                        let _ = tx.send(other.unwrap_or(CalleeState::Stopped));
+                        None
+                    }
+                })
+                .collect();
         }
         self.calls.remove(&call);
     }
 
+    /// Ring every device of `callee`; whether any device got the ring.
+    fn ring(&self, callee: IdentityId, incoming: &Arc<IncomingCall>) -> bool {
+        let mut reached = false;
+        for device in self.devices.devices_of(callee) {
+            if device.notices.try_send(DeviceNotice::IncomingCall(incoming.clone())).is_ok() {
+                reached = true;
+            }
+        }
+        reached
+    }
+
     fn parties(&self, call: Uuid) -> Vec<IdentityId> {
-        self.calls.get(&call).map(|c| c.parties.to_vec()).unwrap_or_default()
+        self.calls.get(&call).map(|c| c.parties.clone()).unwrap_or_default()
     }
 
     /// Do what the state machine decided; keep the metrics in step with its phase.
@@ -260,5 +329,13 @@ impl CallRegistry {
             }
             *phase = now;
         }
+    }
+}
+
+/// Sleep until `deadline`; forever without one (the `select!` branch is disabled then anyway).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -26,6 +26,8 @@ pub enum CalleeState {
     Answered(SessionId),
     /// The call ended while this callee was still ringing.
     Stopped,
+    /// The invitation was withdrawn while it rang (`cancel_invite`).
+    Cancelled,
 }
 
 /// The call as a whole.
@@ -59,16 +61,27 @@ pub enum AnswerError {
     AnsweredElsewhere,
     #[error("this identity already declined or stopped ringing")]
     NotRinging,
+    #[error("this identity is already being rung")]
+    AlreadyRinging,
+}
+
+/// One callee and until when it rings.
+#[derive(Debug, Clone, Copy)]
+struct Callee {
+    id: IdentityId,
+    state: CalleeState,
+    /// When its ringing times out (meaningful while `Ringing`): the call's deadline for the first
+    /// callees, its own for one invited later.
+    deadline: Instant,
 }
 
 /// One outgoing call.
 #[derive(Debug, Clone)]
 pub struct CallAttempt {
     pub caller: IdentityId,
-    callees: Vec<(IdentityId, CalleeState)>,
+    callees: Vec<Callee>,
     phase: Phase,
     started: Instant,
-    deadline: Instant,
     /// How long it rang before someone answered.
     ring_time: Option<Duration>,
 }
@@ -80,22 +93,22 @@ impl CallAttempt {
         now: Instant,
         ring: Duration,
     ) -> Self {
-        let mut list: Vec<(IdentityId, CalleeState)> = Vec::new();
+        let mut list: Vec<Callee> = Vec::new();
         for c in callees {
-            if c != caller && !list.iter().any(|(id, _)| *id == c) {
-                list.push((c, CalleeState::Ringing));
+            if c != caller && !list.iter().any(|callee| callee.id == c) {
+                list.push(Callee { id: c, state: CalleeState::Ringing, deadline: now + ring });
             }
         }
-        Self { caller, callees: list, phase: Phase::Connecting, started: now, deadline: now + ring, ring_time: None }
+        Self { caller, callees: list, phase: Phase::Connecting, started: now, ring_time: None }
     }
 
     pub fn phase(&self) -> Phase {
         self.phase
     }
 
-    /// When the ringing times out (meaningful while `Ringing`).
-    pub fn deadline(&self) -> Instant {
-        self.deadline
+    /// When the next callee's ringing times out; `None` while nobody rings.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.callees.iter().filter(|c| c.state == CalleeState::Ringing).map(|c| c.deadline).min()
     }
 
     /// How long the call rang before the first answer.
@@ -104,7 +117,7 @@ impl CallAttempt {
     }
 
     pub fn callee(&self, identity: IdentityId) -> Option<CalleeState> {
-        self.callees.iter().find(|(id, _)| *id == identity).map(|(_, s)| *s)
+        self.callees.iter().find(|c| c.id == identity).map(|c| c.state)
     }
 
     /// Whether `identity` takes part (the caller or a callee).
@@ -117,9 +130,9 @@ impl CallAttempt {
         if self.phase != Phase::Connecting {
             return Vec::new();
         }
-        for (id, state) in &mut self.callees {
-            if !reached(*id) {
-                *state = CalleeState::Unreachable;
+        for callee in &mut self.callees {
+            if !reached(callee.id) {
+                callee.state = CalleeState::Unreachable;
             }
         }
         if self.ringing().next().is_none() {
@@ -184,20 +197,80 @@ impl CallAttempt {
 
     /// The ringing timeout passed.
     pub fn timed_out(&mut self, now: Instant) -> Vec<Effect> {
-        if now < self.deadline || matches!(self.phase, Phase::Ended(_)) {
+        if matches!(self.phase, Phase::Ended(_)) {
             return Vec::new();
         }
         let mut effects = Vec::new();
-        for (id, state) in &mut self.callees {
-            if *state == CalleeState::Ringing {
-                *state = CalleeState::NoAnswer;
-                effects.push(Effect::StopRinging { identity: *id, except: None, reason: EndReason::NoAnswer });
+        for callee in &mut self.callees {
+            if callee.state == CalleeState::Ringing && now >= callee.deadline {
+                callee.state = CalleeState::NoAnswer;
+                effects.push(Effect::StopRinging { identity: callee.id, except: None, reason: EndReason::NoAnswer });
             }
         }
-        if self.phase != Phase::Connected {
+        if self.phase != Phase::Connected && self.ringing().next().is_none() {
             effects.extend(self.end(EndReason::NoAnswer));
         }
         effects
+    }
+
+    /// Ring one more identity in a call that goes on (a service adding a participant): its
+    /// devices ring until `now + ring`. Someone who declined, did not answer, left or was
+    /// removed may be rung again.
+    pub fn invite(&mut self, identity: IdentityId, now: Instant, ring: Duration) -> Result<Vec<Effect>, AnswerError> {
+        if matches!(self.phase, Phase::Ended(_)) {
+            return Err(AnswerError::Ended);
+        }
+        if identity == self.caller {
+            return Err(AnswerError::NotInvited);
+        }
+        let deadline = now + ring;
+        match self.callees.iter_mut().find(|c| c.id == identity) {
+            Some(c) if c.state == CalleeState::Ringing => return Err(AnswerError::AlreadyRinging),
+            Some(c) => {
+                c.state = CalleeState::Ringing;
+                c.deadline = deadline;
+            }
+            None => self.callees.push(Callee { id: identity, state: CalleeState::Ringing, deadline }),
+        }
+        Ok(Vec::new())
+    }
+
+    /// No device of an invited `identity` could be rung.
+    pub fn not_reached(&mut self, identity: IdentityId) -> Vec<Effect> {
+        if let Some(state) = self.callee_mut(identity).filter(|s| **s == CalleeState::Ringing) {
+            *state = CalleeState::Unreachable;
+        }
+        if matches!(self.phase, Phase::Connecting | Phase::Ringing) && self.ringing().next().is_none() {
+            return self.end(EndReason::Unreachable);
+        }
+        Vec::new()
+    }
+
+    /// Withdraw the invitation of a callee that still rings; its devices stop (`Cancelled`). A
+    /// call nobody answered yet ends when nobody else rings.
+    pub fn cancel_invite(&mut self, identity: IdentityId) -> Result<Vec<Effect>, AnswerError> {
+        if matches!(self.phase, Phase::Ended(_)) {
+            return Err(AnswerError::Ended);
+        }
+        let state = self.callee_mut(identity).ok_or(AnswerError::NotInvited)?;
+        if *state != CalleeState::Ringing {
+            return Err(AnswerError::NotRinging);
+        }
+        *state = CalleeState::Cancelled;
+        let mut effects = vec![Effect::StopRinging { identity, except: None, reason: EndReason::Cancelled }];
+        if self.phase != Phase::Connected && self.ringing().next().is_none() {
+            effects.extend(self.end(EndReason::Cancelled));
+        }
+        Ok(effects)
+    }
+
+    /// A connected call with `remaining` participants and nobody ringing any more ends when fewer
+    /// than two are left (checked after an invitation stops ringing).
+    pub fn check_remaining(&mut self, remaining: usize) -> Vec<Effect> {
+        match self.phase {
+            Phase::Connected if remaining < 2 && self.ringing().next().is_none() => self.end(EndReason::HungUp),
+            _ => Vec::new(),
+        }
     }
 
     /// End the call for everyone (hang-up for all, or the caller going away before an answer).
@@ -208,10 +281,10 @@ impl CallAttempt {
         let mut effects = Vec::new();
         // Devices still ringing learn why they stop: the caller gave up, or it timed out.
         let ring_reason = if reason == EndReason::HungUp { EndReason::Cancelled } else { reason };
-        for (id, state) in &mut self.callees {
-            if *state == CalleeState::Ringing {
-                *state = CalleeState::Stopped;
-                effects.push(Effect::StopRinging { identity: *id, except: None, reason: ring_reason });
+        for callee in &mut self.callees {
+            if callee.state == CalleeState::Ringing {
+                callee.state = CalleeState::Stopped;
+                effects.push(Effect::StopRinging { identity: callee.id, except: None, reason: ring_reason });
             }
         }
         self.phase = Phase::Ended(reason);
@@ -220,11 +293,11 @@ impl CallAttempt {
     }
 
     fn ringing(&self) -> impl Iterator<Item = IdentityId> + '_ {
-        self.callees.iter().filter(|(_, s)| *s == CalleeState::Ringing).map(|(id, _)| *id)
+        self.callees.iter().filter(|c| c.state == CalleeState::Ringing).map(|c| c.id)
     }
 
     fn callee_mut(&mut self, identity: IdentityId) -> Option<&mut CalleeState> {
-        self.callees.iter_mut().find(|(id, _)| *id == identity).map(|(_, s)| s)
+        self.callees.iter_mut().find(|c| c.id == identity).map(|c| &mut c.state)
     }
 }
 
@@ -341,5 +414,47 @@ mod tests {
         assert_eq!(call.phase(), Phase::Connected);
         assert!(call.member_left(carol, 2).is_empty());
         assert!(!call.is_party(id()) && call.is_party(caller) && call.is_party(carol));
+    }
+
+    #[test]
+    fn an_invitation_rings_on_its_own_timeout_in_a_call_that_goes_on() {
+        let (service, bob, carol) = (id(), id(), id());
+        let t0 = Instant::now();
+        let mut call = CallAttempt::new(service, [bob], t0, RING);
+        call.started(|_| true);
+        call.accept(bob, SessionId(1), t0).expect("accept");
+        assert_eq!(call.next_deadline(), None, "nobody rings");
+        let short = Duration::from_secs(5);
+        call.invite(carol, t0 + Duration::from_secs(1), short).expect("invite");
+        assert_eq!(call.invite(carol, t0, short).err(), Some(AnswerError::AlreadyRinging));
+        assert_eq!(call.invite(service, t0, short).err(), Some(AnswerError::NotInvited));
+        assert_eq!(call.next_deadline(), Some(t0 + Duration::from_secs(6)));
+        assert!(call.timed_out(t0 + Duration::from_secs(5)).is_empty(), "not yet");
+        let effects = call.timed_out(t0 + Duration::from_secs(6));
+        assert_eq!(effects, vec![Effect::StopRinging { identity: carol, except: None, reason: EndReason::NoAnswer }]);
+        assert_eq!(call.callee(carol), Some(CalleeState::NoAnswer));
+        assert_eq!(call.phase(), Phase::Connected, "the call goes on");
+        // Rung again, she answers.
+        call.invite(carol, t0 + Duration::from_secs(7), short).expect("invite again");
+        call.accept(carol, SessionId(2), t0 + Duration::from_secs(8)).expect("accept");
+        assert_eq!(call.callee(carol), Some(CalleeState::Answered(SessionId(2))));
+    }
+
+    #[test]
+    fn a_cancelled_invitation_stops_ringing_and_the_call_ends_when_nobody_is_left() {
+        let (service, bob, carol) = (id(), id(), id());
+        let t0 = Instant::now();
+        let mut call = CallAttempt::new(service, [bob], t0, RING);
+        call.started(|_| true);
+        call.accept(bob, SessionId(1), t0).expect("accept");
+        call.invite(carol, t0, RING).expect("invite");
+        assert!(call.member_left(bob, 1).is_empty(), "carol still rings");
+        assert_eq!(
+            call.cancel_invite(carol).expect("cancel"),
+            vec![Effect::StopRinging { identity: carol, except: None, reason: EndReason::Cancelled }]
+        );
+        assert_eq!(call.cancel_invite(carol).err(), Some(AnswerError::NotRinging));
+        assert_eq!(call.callee(carol), Some(CalleeState::Cancelled));
+        assert_eq!(ended(&call.check_remaining(1)), Some(EndReason::HungUp), "only the service is left");
     }
 }

@@ -248,6 +248,7 @@ fn resolve_paths(c: &mut Config, base: &Path) {
     resolve(&mut c.http.tls_key);
     resolve(&mut c.tokens.signing_key);
     c.tokens.retired_signing_keys.iter_mut().for_each(resolve);
+    resolve(&mut c.call_automation.media_dir);
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub struct Config {
     pub meetings: MeetingsSection,
     pub organization: OrganizationSection,
     pub webhooks: WebhooksSection,
+    pub call_automation: CallAutomationSection,
     pub dev: DevSection,
 }
 
@@ -304,6 +305,47 @@ impl Default for WebhooksSection {
             max_queued_per_call: Bounded::new_const(1_000),
             max_queued_total: Bounded::new_const(100_000),
             max_concurrent: Bounded::new_const(64),
+        }
+    }
+}
+
+/// `[call_automation]`: where `play` may take its audio from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallAutomationSection {
+    /// Directory of the media files `play` may name by file name or relative path (WAV PCM or
+    /// Ogg Opus). Empty: no local files (only URLs on `media_hosts`).
+    pub media_dir: PathBuf,
+    /// Hosts an http(s) `play` source may name, same patterns as `[webhooks] allowed_hosts`
+    /// (matched by name or IP literal, never by resolving). Empty: no URLs.
+    pub media_hosts: Vec<HostPattern>,
+    /// Largest media file `play` reads (local or fetched).
+    pub max_media_bytes: Bounded<1, 1_073_741_824>,
+    /// Fetching one media URL (connect, headers and body) gives up after this long.
+    pub media_fetch_timeout_ms: Bounded<100, 120_000>,
+    /// Apps that take the calls to identities they own: a call to `identity` sends an
+    /// `IncomingCall` event to `callback_uri`, and the app may `answer`, `reject` or `redirect`.
+    pub incoming_call_subscriptions: Vec<IncomingCallSubscription>,
+}
+
+/// One `[[call_automation.incoming_call_subscriptions]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingCallSubscription {
+    /// The raw ID of a communication user of this server (`8:acs:...`).
+    pub identity: String,
+    /// Where its `IncomingCall` events go (checked against `[webhooks] allowed_hosts`).
+    pub callback_uri: String,
+}
+
+impl Default for CallAutomationSection {
+    fn default() -> Self {
+        Self {
+            media_dir: PathBuf::new(),
+            media_hosts: Vec::new(),
+            max_media_bytes: Bounded::new_const(32 * 1024 * 1024),
+            media_fetch_timeout_ms: Bounded::new_const(10_000),
+            incoming_call_subscriptions: Vec::new(),
         }
     }
 }

@@ -386,6 +386,19 @@ impl Room {
         Ok(entry)
     }
 
+    /// Mute a member's track on the authority of a trusted service (the call automation API,
+    /// which checked its right to control the call): any track may be muted, none unmuted. `by`
+    /// is the service's own member in the room, named to everyone as who muted.
+    pub fn mute_by_service(&self, by: ParticipantId, track: TrackId) -> Result<TrackEntry, RoomError> {
+        let mut st = self.state();
+        let t = st.tracks.get_mut(&track).ok_or(RoomError::TrackNotFound)?;
+        t.muted = true;
+        let (entry, owner) = (t.clone(), t.owner);
+        let by = (owner != by).then_some(by);
+        st.emit(RoomEvent::TrackMuted { track, participant: owner, muted: true, by });
+        Ok(entry)
+    }
+
     /// Change a member's role: its capabilities follow, and tracks whose source the new role does
     /// not allow are unpublished. Tells everyone.
     pub fn set_role(&self, participant: ParticipantId, role: Role) -> Result<RoleApplied, RoomError> {

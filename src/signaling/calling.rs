@@ -2,15 +2,13 @@
 //! on this device, hanging up, and the moderation requests of presenters (mute, remove).
 
 use super::messages::{CallState, CallerInfo, EndReason, ErrorCode, ServerMessage};
-use super::session::{Entry, Failure, SessionHandler, control_failure, room_failure, unavailable};
+use super::session::{Entry, Failure, SessionHandler, control_failure};
 use crate::auth::Action;
-use crate::calls::{AnswerError, CallError};
+use crate::calls::{AnswerError, CallError, Muter};
 use crate::devices::{DeviceNotice, IncomingCall};
 use crate::identity::{IdentityId, RawIdError};
-use crate::media::command::Command;
 use crate::media::ids::ParticipantId;
 use crate::rooms::{RoomKey, RoomKind};
-use crate::sfu::packet::MediaKind;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -126,20 +124,11 @@ impl SessionHandler {
         participant_id: u64,
     ) -> Result<ServerMessage, Failure> {
         let (room, me) = self.moderator()?;
-        let target = room
-            .member(ParticipantId(participant_id))
-            .ok_or((ErrorCode::ParticipantNotFound, format!("no participant {participant_id}")))?;
-        for track in target.tracks {
-            let Some(entry) = room.track(track) else { continue };
-            if entry.kind != MediaKind::Audio || entry.muted {
-                continue;
-            }
-            let entry = room.set_muted(me, track, true).map_err(|e| room_failure(&e))?;
-            let worker = &self.ctx.workers[entry.worker];
-            worker.send(Command::SetMuted { track, muted: true }).await.map_err(|_| unavailable())?;
-            // In force when the presenter hears back: nothing sent after it is forwarded.
-            worker.sync().await.map_err(|_| unavailable())?;
-        }
+        self.ctx
+            .live
+            .mute_audio(&room, ParticipantId(participant_id), Muter::Member(me))
+            .await
+            .map_err(|e| control_failure(&e))?;
         Ok(ServerMessage::Ok { id })
     }
 
@@ -196,7 +185,9 @@ fn parse_call_id(call_id: &str) -> Result<Uuid, Failure> {
 fn call_failure(e: CallError) -> Failure {
     let code = match e {
         CallError::NotFound => ErrorCode::CallNotFound,
-        CallError::Answer(AnswerError::Ended | AnswerError::NotRinging) => ErrorCode::CallEnded,
+        CallError::Answer(AnswerError::Ended | AnswerError::NotRinging | AnswerError::AlreadyRinging) => {
+            ErrorCode::CallEnded
+        }
         CallError::Answer(AnswerError::NotInvited) => ErrorCode::NotAllowed,
         CallError::Answer(AnswerError::AnsweredElsewhere) => ErrorCode::AnsweredElsewhere,
     };

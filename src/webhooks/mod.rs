@@ -21,7 +21,9 @@ mod queue;
 mod signing;
 
 pub use crate::config::WebhooksSection as WebhookConfig;
-pub use allow_list::{CallbackUri, HostPattern, HostPatternError, MAX_CALLBACK_URI_BYTES, WebhookError};
+pub use allow_list::{
+    CallbackUri, HostPattern, HostPatternError, MAX_CALLBACK_URI_BYTES, WebhookError, validate as check_url,
+};
 pub use backoff::{BackoffPolicy, NextStep, next_step, parse_retry_after};
 pub use cloud_event::{AcsEvent, EVENT_DATA_VERSION, EVENT_TYPE_PREFIX, cloud_event, delivery_body, event_type};
 pub use metrics::WebhookMetrics;

@@ -9,6 +9,15 @@ import threading
 import pytest
 
 
+def example(name: str) -> str:
+    """The path of a built example binary (`cargo test --all-targets` builds them)."""
+    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path(__file__).parents[2] / "target"))
+    path = os.path.join(target, "debug", "examples", name)
+    if not os.path.exists(path):
+        raise RuntimeError(f"example {name} not found at {path}; run `cargo build --example {name}`")
+    return path
+
+
 def _binary() -> str:
     path = os.environ.get("SWITCHBOARD_BIN")
     if not path:
@@ -20,8 +29,10 @@ def _binary() -> str:
 
 
 class Server:
-    def __init__(self, proc, endpoint, ca, connection_string, data_dir):
+    def __init__(self, proc, endpoint, ca, connection_string, data_dir, quic=None):
         self.proc = proc
+        # The QUIC listener (host:port), for QUIC devices (examples/dtmf_device.rs).
+        self.quic = quic
         self.endpoint = endpoint
         self.ca = ca
         self.connection_string = connection_string
@@ -64,7 +75,8 @@ def server(request):
     old_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
     os.environ["REQUESTS_CA_BUNDLE"] = ca
     try:
-        yield Server(proc, endpoint, ca, cs, os.path.join(workdir, "data"))
+        quic = line.split("quic=")[1].split()[0] if "quic=" in line else None
+        yield Server(proc, endpoint, ca, cs, os.path.join(workdir, "data"), quic)
     finally:
         if old_bundle is None:
             os.environ.pop("REQUESTS_CA_BUNDLE", None)

@@ -1,15 +1,24 @@
 """The samples in `samples/` run end to end against a real server, as the README tells people to
-run them: `three_flows.py` with the auth service in-process, exit 0 or the test fails with its
-output."""
+run them: `three_flows.py` with the auth service in-process, and `ivr.py` with QUIC devices
+(examples/dtmf_device.rs) as the customer's and the agent's phones; exit 0 or the test fails
+with its output."""
 
 import os
 import pathlib
 import subprocess
 import sys
+import tempfile
+
+from conftest import example
 
 # Flow (c) needs contoso.com to be the organization (its members skip the meeting lobby), as the
 # README's command starts the server.
-SERVER_ENV = {"SWITCHBOARD__ORGANIZATION__MEMBER_DOMAINS": '["*@contoso.com"]'}
+# ivr.py writes its menu prompt into the server's media directory.
+MEDIA_DIR = tempfile.mkdtemp(prefix="sb-ivr-media-")
+SERVER_ENV = {
+    "SWITCHBOARD__ORGANIZATION__MEMBER_DOMAINS": '["*@contoso.com"]',
+    "SWITCHBOARD__CALL_AUTOMATION__MEDIA_DIR": MEDIA_DIR,
+}
 
 SAMPLES = pathlib.Path(__file__).parents[2] / "samples"
 
@@ -37,3 +46,30 @@ def test_three_flows(server):
     )
     assert result.returncode == 0, f"three_flows.py exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     assert "all 3 flows passed" in result.stdout, result.stdout
+
+
+def test_ivr(server):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env["REQUESTS_CA_BUNDLE"] = server.ca
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SAMPLES / "ivr.py"),
+            "--connection-string",
+            server.connection_string,
+            "--ca",
+            server.ca,
+            "--quic",
+            server.quic,
+            "--device",
+            example("dtmf_device"),
+            "--media-dir",
+            MEDIA_DIR,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"ivr.py exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    assert "IVR flow passed" in result.stdout, result.stdout

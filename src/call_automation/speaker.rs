@@ -1,0 +1,380 @@
+//! The leg's voice: the queue of `play` and `sendDtmfTones` operations of one call connection and
+//! the paced RTP of the one that is under way, on the leg's one audio stream (so tones and
+//! prompts never interleave and the stream's sequence numbers and timestamps run on). Sans-IO: the leg's task publishes the audio track, awaits the
+//! loading of the job at the head of the queue, calls [`Speaker::poll`] at the instants it asks
+//! for and sends the packets; every change reports the ACS events it causes.
+//!
+//! Plays run one after the other in request order (ACS queues non-interrupting plays); an
+//! interrupting play or `cancelAllMediaOperations` cancels the one playing and those queued.
+
+use super::audio::dtmf::{TONE_PERIOD, Tone, tone_packets};
+use super::audio::{Player, PlayerOutput, Prompt};
+use super::media::MediaError;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// RTP payload type of the leg's Opus audio (QUIC carries payload types as sent).
+pub const OPUS_PT: u8 = 111;
+/// RTP payload type of RFC 4733 telephone-events in a QUIC audio track (`docs/PROTOCOL.md`), at
+/// the Opus clock of 48 kHz.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// The prompts of a play, or why they cannot be played.
+pub type Loaded = Result<Vec<Arc<Prompt>>, MediaError>;
+
+/// One `play` request.
+pub struct PlayJob {
+    /// Its sources, being read and decoded (`spawn_blocking`) while earlier jobs play.
+    pub loading: oneshot::Receiver<Loaded>,
+    pub looped: bool,
+    pub operation_context: Option<String>,
+}
+
+/// What the speaker is asked to say.
+pub enum Job {
+    Play(PlayJob),
+    /// `sendDtmfTones`: RFC 4733 events on the stream.
+    Tones {
+        tones: Vec<Tone>,
+        operation_context: Option<String>,
+    },
+}
+
+impl Job {
+    fn context(self) -> Option<String> {
+        match self {
+            Job::Play(j) => j.operation_context,
+            Job::Tones { operation_context, .. } => operation_context,
+        }
+    }
+}
+
+/// What happened to a job (`id` as given to [`Speaker::enqueue`]), for the app.
+#[derive(Debug)]
+pub struct PlayEvent {
+    pub id: u64,
+    pub operation_context: Option<String>,
+    pub kind: PlayEventKind,
+    /// Whether the job was tones (`SendDtmfTones*` events) rather than a play.
+    pub tones: bool,
+}
+
+#[derive(Debug)]
+pub enum PlayEventKind {
+    Started,
+    Completed,
+    Failed(MediaError),
+    Canceled,
+}
+
+/// Tones under way: packets with their offsets from `start`.
+struct Sending {
+    start: Instant,
+    packets: VecDeque<(Duration, Bytes)>,
+}
+
+enum Voice {
+    Player(Player),
+    Tones(Sending),
+}
+
+struct Playing {
+    id: u64,
+    voice: Voice,
+    rest: VecDeque<Arc<Prompt>>,
+    looped: bool,
+    operation_context: Option<String>,
+}
+
+/// The play queue and RTP stream state of one leg.
+pub struct Speaker {
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    queue: VecDeque<(u64, Job)>,
+    playing: Option<Playing>,
+}
+
+fn event(id: u64, operation_context: Option<String>, kind: PlayEventKind, tones: bool) -> PlayEvent {
+    PlayEvent { id, operation_context, kind, tones }
+}
+
+impl Speaker {
+    pub fn new(ssrc: u32, first_seq: u16, first_timestamp: u32) -> Self {
+        Self { ssrc, seq: first_seq, timestamp: first_timestamp, queue: VecDeque::new(), playing: None }
+    }
+
+    /// Queue a job; an interrupting one first cancels everything playing or queued.
+    pub fn enqueue(&mut self, id: u64, job: Job, interrupt: bool) -> Vec<PlayEvent> {
+        let events = if interrupt { self.cancel_all() } else { Vec::new() };
+        self.queue.push_back((id, job));
+        events
+    }
+
+    /// `cancelAllMediaOperations`: stop the job under way and drop the queue.
+    pub fn cancel_all(&mut self) -> Vec<PlayEvent> {
+        let mut events = Vec::new();
+        if let Some(p) = self.playing.take() {
+            let tones = matches!(p.voice, Voice::Tones(_));
+            if let Voice::Player(player) = &p.voice {
+                self.seq = player.next_seq();
+                self.timestamp = player.next_timestamp();
+            }
+            events.push(event(p.id, p.operation_context, PlayEventKind::Canceled, tones));
+        }
+        events.extend(self.queue.drain(..).map(|(id, j)| {
+            let tones = matches!(j, Job::Tones { .. });
+            event(id, j.context(), PlayEventKind::Canceled, tones)
+        }));
+        events
+    }
+
+    /// Drop job `id` (under way or queued) without an event: a recognize's prompt that a tone
+    /// interrupted. Whether it was there.
+    pub fn drop_job(&mut self, id: u64) -> bool {
+        if self.playing.as_ref().is_some_and(|p| p.id == id) {
+            if let Some(Playing { voice: Voice::Player(player), .. }) = self.playing.take() {
+                self.seq = player.next_seq();
+                self.timestamp = player.next_timestamp();
+            }
+            return true;
+        }
+        let before = self.queue.len();
+        self.queue.retain(|(job, _)| *job != id);
+        self.queue.len() != before
+    }
+
+    /// Whether something is queued or playing (the leg publishes its track before the first).
+    pub fn busy(&self) -> bool {
+        self.playing.is_some() || !self.queue.is_empty()
+    }
+
+    /// The loading the leg waits for: the head of the queue, when nothing plays.
+    pub fn loading(&mut self) -> Option<&mut oneshot::Receiver<Loaded>> {
+        if self.playing.is_some() {
+            return None;
+        }
+        match self.queue.front_mut() {
+            Some((_, Job::Play(j))) => Some(&mut j.loading),
+            _ => None,
+        }
+    }
+
+    /// Whether the head of the queue is tones, ready to start (nothing under way).
+    pub fn tones_ready(&self) -> bool {
+        self.playing.is_none() && matches!(self.queue.front(), Some((_, Job::Tones { .. })))
+    }
+
+    /// Start the tones at the head of the queue at `now` (a no-op unless [`Self::tones_ready`]).
+    pub fn start_tones(&mut self, now: Instant) {
+        if !self.tones_ready() {
+            return;
+        }
+        let Some((id, Job::Tones { tones, operation_context })) = self.queue.pop_front() else { return };
+        let packets = tone_packets(&tones, self.ssrc, TELEPHONE_EVENT_PT, self.seq, self.timestamp, 48_000);
+        self.seq = self.seq.wrapping_add(u16::try_from(packets.len()).unwrap_or(u16::MAX));
+        // The stream's clock runs on by the tones' length.
+        let length = TONE_PERIOD * u32::try_from(tones.len()).unwrap_or(u32::MAX);
+        let samples = u32::try_from(length.as_millis() * 48).unwrap_or(u32::MAX);
+        self.timestamp = self.timestamp.wrapping_add(samples);
+        let sending = Sending { start: now, packets: packets.into() };
+        self.playing =
+            Some(Playing { id, voice: Voice::Tones(sending), rest: VecDeque::new(), looped: false, operation_context });
+    }
+
+    /// The head of the queue has loaded (or failed to).
+    pub fn loaded(&mut self, result: Loaded) -> Vec<PlayEvent> {
+        let Some((id, job)) = self.queue.pop_front() else { return Vec::new() };
+        let job = match job {
+            Job::Play(job) => job,
+            tones @ Job::Tones { .. } => {
+                // Tones load nothing: not the job this result is for.
+                self.queue.push_front((id, tones));
+                return Vec::new();
+            }
+        };
+        match result {
+            Err(e) => vec![event(id, job.operation_context, PlayEventKind::Failed(e), false)],
+            Ok(prompts) => {
+                let mut rest: VecDeque<_> = prompts.into();
+                let Some(first) = rest.pop_front() else {
+                    return vec![event(id, job.operation_context, PlayEventKind::Completed, false)];
+                };
+                let single_loop = job.looped && rest.is_empty();
+                let player = Player::new(first, single_loop, self.ssrc, OPUS_PT, self.seq, self.timestamp);
+                let started = event(id, job.operation_context.clone(), PlayEventKind::Started, false);
+                self.playing = Some(Playing {
+                    id,
+                    voice: Voice::Player(player),
+                    rest,
+                    looped: job.looped,
+                    operation_context: job.operation_context,
+                });
+                vec![started]
+            }
+        }
+    }
+
+    /// Packets due at `now` go to `out`; returns when to poll next (`None`: nothing under way)
+    /// and the events of jobs that finished.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Bytes>) -> (Option<Instant>, Vec<PlayEvent>) {
+        let mut events = Vec::new();
+        loop {
+            let Some(p) = self.playing.as_mut() else { return (None, events) };
+            let player = match &mut p.voice {
+                Voice::Tones(sending) => {
+                    while let Some((offset, _)) = sending.packets.front() {
+                        let due = sending.start.checked_add(*offset).unwrap_or(now);
+                        if due > now {
+                            return (Some(due), events);
+                        }
+                        if let Some((_, packet)) = sending.packets.pop_front() {
+                            out.push(packet);
+                        }
+                    }
+                    let done = self.playing.take().map(|p| (p.id, p.operation_context));
+                    if let Some((id, context)) = done {
+                        events.push(event(id, context, PlayEventKind::Completed, true));
+                    }
+                    continue;
+                }
+                Voice::Player(player) => player,
+            };
+            match player.poll(now) {
+                PlayerOutput::Packet(packet) => out.push(packet),
+                PlayerOutput::Wait(at) => return (Some(at), events),
+                PlayerOutput::Done => {
+                    let (seq, ts, due) = (player.next_seq(), player.next_timestamp(), player.next_due());
+                    self.seq = seq;
+                    self.timestamp = ts;
+                    // The next source of the same play, or (a looped play of several sources)
+                    // the first again.
+                    match p.rest.pop_front() {
+                        Some(prompt) => {
+                            if p.looped {
+                                p.rest.push_back(prompt.clone());
+                            }
+                            let player = Player::new(prompt, false, self.ssrc, OPUS_PT, seq, ts);
+                            p.voice = Voice::Player(match due {
+                                Some(due) => player.starting_at(due),
+                                None => player,
+                            });
+                        }
+                        None => {
+                            let done = self.playing.take().map(|p| (p.id, p.operation_context));
+                            if let Some((id, context)) = done {
+                                events.push(event(id, context, PlayEventKind::Completed, false));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn playing(&self) -> bool {
+        self.playing.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn job(ctx: &str, looped: bool) -> (Job, oneshot::Sender<Loaded>) {
+        let (tx, rx) = oneshot::channel();
+        (Job::Play(PlayJob { loading: rx, looped, operation_context: Some(ctx.into()) }), tx)
+    }
+
+    fn prompt(n: usize) -> Arc<Prompt> {
+        Arc::new(Prompt { packets: vec![Bytes::from_static(&[1, 2, 3]); n] })
+    }
+
+    fn names(events: &[PlayEvent]) -> Vec<String> {
+        events.iter().map(|e| format!("{:?}", e.kind).split('(').next().unwrap_or_default().to_owned()).collect()
+    }
+
+    #[test]
+    fn plays_in_order_with_events_and_a_continuous_stream() {
+        let mut s = Speaker::new(7, 100, 1000);
+        let (a, _ta) = job("a", false);
+        let (b, _tb) = job("b", false);
+        assert!(s.enqueue(1, a, false).is_empty());
+        assert!(s.enqueue(2, b, false).is_empty());
+        assert!(s.loading().is_some());
+        assert_eq!(names(&s.loaded(Ok(vec![prompt(2), prompt(1)]))), ["Started"]);
+        assert!(s.loading().is_none(), "the next job waits while one plays");
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let mut now = t0;
+        let mut events = Vec::new();
+        let mut sent_at = Vec::new();
+        loop {
+            let before = out.len();
+            let (at, ev) = s.poll(now, &mut out);
+            sent_at.extend(std::iter::repeat_n(now - t0, out.len() - before));
+            events.extend(ev);
+            match at {
+                Some(at) => now = at,
+                None => break,
+            }
+        }
+        assert_eq!(names(&events), ["Completed"]);
+        assert_eq!(out.len(), 3, "both sources of the play");
+        assert_eq!(
+            sent_at,
+            [Duration::ZERO, Duration::from_millis(20), Duration::from_millis(40)],
+            "paced across sources"
+        );
+        let seqs: Vec<u16> = out.iter().map(|p| crate::rtp::RtpHeader::parse(p).expect("rtp").seq).collect();
+        assert_eq!(seqs, [100, 101, 102]);
+        assert_eq!((s.seq, s.timestamp), (103, 1000 + 3 * 960));
+        assert!(s.loading().is_some(), "then the next job loads");
+        let failed = s.loaded(Err(MediaError::NotFound));
+        assert!(matches!(
+            failed.as_slice(),
+            [PlayEvent { id: 2, kind: PlayEventKind::Failed(MediaError::NotFound), .. }]
+        ));
+        assert!(!s.busy());
+
+        // Tones continue the stream after the play, as telephone-events, then complete.
+        s.enqueue(3, Job::Tones { tones: vec![Tone::One, Tone::Pound], operation_context: None }, false);
+        assert!(s.loading().is_none() && s.tones_ready());
+        s.start_tones(now);
+        let mut tones = Vec::new();
+        let mut events = Vec::new();
+        loop {
+            let (at, ev) = s.poll(now, &mut tones);
+            events.extend(ev);
+            match at {
+                Some(at) => now = at,
+                None => break,
+            }
+        }
+        assert_eq!(names(&events), ["Completed"]);
+        assert!(events[0].tones);
+        assert_eq!(tones.len(), 2 * 8, "5 event packets and 3 end packets per tone");
+        let first = crate::rtp::RtpHeader::parse(&tones[0]).expect("rtp");
+        assert_eq!((first.seq, first.payload_type, first.timestamp), (103, TELEPHONE_EVENT_PT, 1000 + 3 * 960));
+    }
+
+    #[test]
+    fn interrupt_and_cancel_report_every_play_they_drop() {
+        let mut s = Speaker::new(7, 0, 0);
+        let (a, _ta) = job("a", true);
+        s.enqueue(1, a, false);
+        s.loaded(Ok(vec![prompt(1)]));
+        let (b, _tb) = job("b", false);
+        s.enqueue(2, b, false);
+        let (c, _tc) = job("c", false);
+        let events = s.enqueue(3, c, true);
+        assert_eq!(names(&events), ["Canceled", "Canceled"]);
+        assert!(s.busy());
+        assert_eq!(names(&s.cancel_all()), ["Canceled"]);
+        assert!(!s.busy());
+    }
+}
