@@ -260,6 +260,21 @@ export function subscriptionStats(page, kind) {
   return page.evaluate(async (k) => Object.values(await window.demo.sb.stats()).filter((s) => s.kind === k), kind);
 }
 
+/**
+ * Frames the page's camera encoder has produced so far on each simulcast layer (indexed as
+ * SIMULCAST_LAYERS), from its outbound-rtp stats; 0 for a layer not being sent.
+ */
+export function encodedFrames(page) {
+  return page.evaluate(async () => {
+    const { SIMULCAST_LAYERS } = await import("/switchboard.js");
+    const byRid = new Map();
+    for (const s of (await window.demo.sb.pc.getStats()).values()) {
+      if (s.type === "outbound-rtp" && s.kind === "video") byRid.set(s.rid, s.framesEncoded ?? 0);
+    }
+    return SIMULCAST_LAYERS.map((l) => byRid.get(l.rid) ?? 0);
+  });
+}
+
 /** Poll `check` (async, returns truthy when done) until it holds or `timeoutMs` passes. */
 export async function waitUntil(check, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
