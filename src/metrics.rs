@@ -25,6 +25,10 @@ pub struct HttpMetrics {
     pub requests: IntCounterVec,
     /// `switchboard_http_auth_failures_total{reason}`: management calls refused by HMAC checks.
     pub auth_failures: IntCounterVec,
+    /// `switchboard_http_repeatable_requests_total{outcome}`: signed POSTs carrying a
+    /// Repeatability-Request-ID: first (ran), repeat (answered from the first), mismatch (409),
+    /// not_kept (ran unremembered: the cache was full).
+    pub repeatable: IntCounterVec,
 }
 
 impl Metrics {
@@ -57,6 +61,12 @@ impl Metrics {
                 "http_auth_failures_total",
                 "Management requests refused by request signing checks, by reason",
                 &["reason"],
+            ),
+            repeatable: counter_vec(
+                &registry,
+                "http_repeatable_requests_total",
+                "Signed POSTs with a Repeatability-Request-ID, by outcome (first, repeat, mismatch, not_kept)",
+                &["outcome"],
             ),
         };
         Self { registry, tokens, http }

@@ -339,6 +339,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         signaling: signaling.clone(),
         automation,
         dev_token_endpoint: config.dev.token_endpoint,
+        repeatability: Default::default(),
         webhooks,
     });
 

@@ -9,6 +9,7 @@ pub mod identities;
 pub mod meetings;
 pub mod openapi;
 pub mod ops;
+pub mod repeatability;
 pub mod rooms;
 pub mod signal;
 pub mod signed;
@@ -186,7 +187,10 @@ pub fn served_routes() -> &'static [ServedRoute] {
 /// Build the router for every HTTP route.
 pub fn router(state: AppState) -> Router {
     let RouteTable { public, signed, .. } = route_table();
-    let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
+    // Layers added later wrap the earlier ones: the signature is checked before repeatability.
+    let signed = signed
+        .route_layer(middleware::from_fn_with_state(state.clone(), repeatability::repeatable))
+        .route_layer(middleware::from_fn_with_state(state.clone(), signed::require_signature));
     let routes = public
         .merge(signed)
         .fallback(not_found)

@@ -36,9 +36,6 @@ impl SupportedVersions for RoomsApi {
 
 type Version = Versioned<RoomsApi>;
 
-/// Longest accepted `Repeatability-Request-ID` (the SDKs send a UUID).
-const MAX_REPEATABILITY_ID_LEN: usize = 128;
-
 /// The query parameter of a `nextLink` that carries where the next page starts (ACS's name).
 const PAGE_TOKEN: &str = "nextLink";
 
@@ -187,7 +184,7 @@ pub async fn create(
     headers: HeaderMap,
     AcsJson(req): AcsJson<CreateRoom>,
 ) -> Result<Response, AcsError> {
-    let repeatability_id = repeatability_id(&headers)?;
+    let repeatability_id = super::repeatability::request_id(&headers)?;
     let entries: Vec<_> =
         req.participants.unwrap_or_default().into_iter().filter_map(|(raw, p)| Some((raw, p?))).collect();
     let participants = s
@@ -443,33 +440,6 @@ pub(super) fn now_us() -> i64 {
     i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// `Repeatability-Request-ID` and `Repeatability-First-Sent` (OASIS repeatable requests; the
-/// SDKs send both on create so a retried create does not make a second room). The spec requires
-/// the second whenever the first is sent.
-fn repeatability_id(headers: &HeaderMap) -> Result<Option<String>, AcsError> {
-    let Some(value) = headers.get("repeatability-request-id") else {
-        return Ok(None);
-    };
-    let id = value
-        .to_str()
-        .ok()
-        .filter(|v| (1..=MAX_REPEATABILITY_ID_LEN).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| {
-            AcsError::bad_argument(
-                format!("Repeatability-Request-ID must be 1 to {MAX_REPEATABILITY_ID_LEN} visible ASCII characters"),
-                "Repeatability-Request-ID",
-            )
-        })?;
-    let first_sent = headers.get("repeatability-first-sent").and_then(|v| v.to_str().ok());
-    if first_sent.and_then(|v| httpdate::parse_http_date(v).ok()).is_none() {
-        return Err(AcsError::bad_argument(
-            "Repeatability-First-Sent must come with Repeatability-Request-ID, as an HTTP date",
-            "Repeatability-First-Sent",
-        ));
-    }
-    Ok(Some(id.to_owned()))
-}
-
 fn not_found() -> AcsError {
     AcsError::not_found("NotFound", "the room does not exist")
 }
@@ -504,16 +474,5 @@ mod tests {
         let e = parse_time(Some("tomorrow".to_owned()), "validUntil").expect_err("not a date");
         assert_eq!(e.target.as_deref(), Some("validUntil"));
         assert_eq!(parse_time(None, "validFrom"), Ok(None));
-    }
-
-    #[test]
-    fn repeatability_needs_both_headers() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(repeatability_id(&headers), Ok(None));
-        headers.insert("repeatability-request-id", "0b5d3c0e-1c1f-4c89-8f5e-1f2a3b4c5d6e".parse().expect("value"));
-        let e = repeatability_id(&headers).expect_err("no first-sent");
-        assert_eq!(e.target.as_deref(), Some("Repeatability-First-Sent"));
-        headers.insert("repeatability-first-sent", "Tue, 24 Oct 2023 13:07:56 GMT".parse().expect("value"));
-        assert_eq!(repeatability_id(&headers), Ok(Some("0b5d3c0e-1c1f-4c89-8f5e-1f2a3b4c5d6e".to_owned())));
     }
 }

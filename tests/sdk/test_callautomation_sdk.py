@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import ssl
+import urllib.request
 
 import pytest
 from azure.communication.callautomation import (
@@ -93,6 +95,10 @@ class Receiver:
                 return [e.type.rsplit(".", 1)[-1] for e in self.seen]
 
 
+def ssl_context(ca):
+    return ssl.create_default_context(cafile=ca)
+
+
 @pytest.fixture()
 def receiver():
     r = Receiver()
@@ -165,6 +171,12 @@ def test_call_play_dtmf_and_hang_up(server, receiver):
         receiver.seen = [e for e in receiver.seen if not e.type.endswith("ToneReceived")]
         time.sleep(1.5)  # the device presses again; nobody listens
         assert "ContinuousDtmfRecognitionToneReceived" not in receiver.drain()
+
+        # The SDK puts a Repeatability-Request-ID on its requests (create, play, DTMF...): the
+        # server remembers each, so a retried request is answered, not run twice.
+        metrics = urllib.request.urlopen(server.endpoint + "metrics", context=ssl_context(server.ca)).read().decode()
+        first = [l for l in metrics.splitlines() if l.startswith('switchboard_http_repeatable_requests_total{outcome="first"}')]
+        assert first and float(first[0].split()[-1]) >= 3, first
 
         call.hang_up(is_for_everyone=False)
         receiver.wait("CallDisconnected")
