@@ -42,8 +42,6 @@ from azure.communication.callautomation import (
 from azure.communication.identity import CommunicationIdentityClient
 from azure.core.messaging import CloudEvent
 
-API_VERSION = "2024-09-15"  # what Switchboard implements (the SDK defaults to a newer one)
-
 
 class Events:
     """The app's webhook endpoint."""
@@ -126,7 +124,7 @@ def main() -> int:
     write_menu(os.path.join(args.media_dir, "ivr-menu.wav"))
     events = Events()
     try:
-        automation = CallAutomationClient.from_connection_string(cs, api_version=API_VERSION)
+        automation = CallAutomationClient.from_connection_string(cs)
         print("1. calling the customer")
         created = automation.create_call(
             CommunicationUserIdentifier(customer.properties["id"]), events.url, source_display_name="Contoso IVR"

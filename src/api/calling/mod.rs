@@ -1,5 +1,5 @@
-//! `/calling/...`: ACS Call Automation (`api-version=2024-09-15`) — call connections and their
-//! participants. Wire shapes follow the generated models of the official SDKs
+//! `/calling/...`: ACS Call Automation (`api-version=2024-09-15`; the later versions the SDKs
+//! default to are accepted and answered the same way) — call connections and their participants. Wire shapes follow the generated models of the official SDKs
 //! (`CreateCallRequest`, `CallConnectionProperties`, `CallParticipant`, ...); the work is done
 //! by `call_automation::CallAutomation`.
 //!
@@ -29,7 +29,7 @@ pub use wire::*;
 pub struct CallAutomationApi;
 
 impl SupportedVersions for CallAutomationApi {
-    const VERSIONS: &'static [&'static str] = &["2024-09-15"];
+    const VERSIONS: &'static [&'static str] = &["2024-09-15", "2025-05-15", "2025-06-15", "2026-03-12"];
 }
 
 type Version = Versioned<CallAutomationApi>;
@@ -102,6 +102,7 @@ pub async fn create_call(
     _v: Version,
     AcsJson(req): AcsJson<CreateCallRequest>,
 ) -> Result<Response, AcsError> {
+    req.unsupported()?;
     check_context(&req.operation_context)?;
     let callback_uri =
         req.callback_uri.ok_or_else(|| AcsError::bad_argument("callbackUri is required", "callbackUri"))?;
@@ -563,6 +564,7 @@ pub async fn answer(
     _v: Version,
     AcsJson(req): AcsJson<AnswerCallRequest>,
 ) -> Result<Response, AcsError> {
+    req.unsupported()?;
     check_context(&req.operation_context)?;
     check_callback_len(&req.callback_uri)?;
     let conn = s
@@ -632,6 +634,7 @@ pub async fn connect(
     _v: Version,
     AcsJson(req): AcsJson<ConnectRequest>,
 ) -> Result<Response, AcsError> {
+    req.unsupported()?;
     check_context(&req.operation_context)?;
     check_callback_len(&req.callback_uri)?;
     let l = req.call_locator;
