@@ -33,7 +33,7 @@ pub(super) enum LegCommand {
     /// `:cancelAllMediaOperations`: cancel plays, tones and recognitions.
     CancelMedia,
     /// `:sendDtmfTones`: queued on the leg's audio stream like a play.
-    SendTones { tones: Vec<Tone>, operation_context: Option<String> },
+    SendTones { tones: Vec<Tone>, operation_context: Option<String>, slot: super::speaker::MediaSlot },
     /// `:startContinuousDtmfRecognition` for the participant with this raw ID; replies once the
     /// leg listens to its audio.
     StartContinuous { target: String, operation_context: Option<String>, reply: oneshot::Sender<()> },
@@ -178,6 +178,9 @@ pub struct CallConnection {
     view: Mutex<View>,
     commands: mpsc::Sender<LegCommand>,
     shared: Arc<Shared>,
+    /// Media jobs accepted and not yet ended (`MAX_QUEUED_MEDIA` bounds it; each job holds a
+    /// `MediaSlot` of it).
+    media_jobs: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What a new connection starts from.
@@ -224,6 +227,7 @@ impl CallConnection {
             }),
             commands,
             shared: shared.clone(),
+            media_jobs: Arc::default(),
         });
         shared.connections.insert(conn.id, conn.clone());
         shared.metrics.state_changed(None, Some(ConnectionState::Connecting));
@@ -366,6 +370,12 @@ impl CallConnection {
     }
 
     /// Send an app command to the leg's task (false: the leg is gone).
+    /// A place for one more media job, or `TooManyQueued`.
+    pub(super) fn reserve_media(&self) -> Result<super::speaker::MediaSlot, super::AutomationError> {
+        super::speaker::MediaSlot::reserve(&self.media_jobs, super::MAX_QUEUED_MEDIA)
+            .ok_or(super::AutomationError::TooManyQueued)
+    }
+
     pub(super) async fn command(&self, command: LegCommand) -> bool {
         self.commands.send(command).await.is_ok()
     }
@@ -541,8 +551,9 @@ impl CallConnection {
                     Some(LegCommand::Play { job, interrupt }) => {
                         self.say(&client, &mut voice, Job::Play(job), interrupt, &mut ears).await;
                     }
-                    Some(LegCommand::SendTones { tones, operation_context }) => {
-                        self.say(&client, &mut voice, Job::Tones { tones, operation_context }, false, &mut ears).await;
+                    Some(LegCommand::SendTones { tones, operation_context, slot }) => {
+                        let job = Job::Tones { tones, operation_context, slot };
+                        self.say(&client, &mut voice, job, false, &mut ears).await;
                     }
                     Some(LegCommand::CancelMedia) => {
                         let events = voice.speaker.cancel_all();

@@ -60,7 +60,13 @@ pub struct MediaLibrary {
     hosts: Vec<HostPattern>,
     max_bytes: u64,
     http: reqwest::Client,
+    /// Decoding and Opus encoding run on blocking threads, one file at a time per permit: a
+    /// burst of plays over many calls must not take the cores the media workers forward on.
+    decoding: tokio::sync::Semaphore,
 }
+
+/// Files decoded and encoded at once, over all call connections.
+pub const CONCURRENT_DECODES: usize = 2;
 
 impl MediaLibrary {
     pub fn new(config: &CallAutomationSection) -> Self {
@@ -75,6 +81,7 @@ impl MediaLibrary {
             hosts: config.media_hosts.clone(),
             max_bytes: config.max_media_bytes.get(),
             http,
+            decoding: tokio::sync::Semaphore::new(CONCURRENT_DECODES),
         }
     }
 
@@ -121,6 +128,8 @@ impl MediaLibrary {
             }
             Located::Url(url) => self.fetch(url).await?,
         };
+        // The semaphore is never closed, so acquiring fails only if it were.
+        let _permit = self.decoding.acquire().await.map_err(|e| MediaError::Read(e.to_string()))?;
         let prompt = tokio::task::spawn_blocking(move || audio::load(&bytes))
             .await
             .map_err(|e| MediaError::Read(e.to_string()))??;

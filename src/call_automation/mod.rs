@@ -45,6 +45,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Most media operations (plays, tone sends, recognize prompts) queued or under way on one call
+/// connection. Each holds its decoded audio while it waits, and each load reads up to
+/// `max_media_bytes`: the cap bounds what one app can make the server hold.
+pub const MAX_QUEUED_MEDIA: usize = 32;
+
 /// Why a call automation request was refused or failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -63,6 +68,10 @@ pub enum AutomationError {
     NotConnected,
     #[error("{0}")]
     NotSupported(&'static str),
+    #[error(
+        "{MAX_QUEUED_MEDIA} media operations are already queued or playing on this call; wait for one to end or cancel them"
+    )]
+    TooManyQueued,
     #[error("the call refused: {0}")]
     Call(CallError),
     #[error("the call could not be changed: {0}")]
@@ -85,6 +94,7 @@ impl AutomationError {
             AutomationError::AlreadyInCall => "already_in_call",
             AutomationError::NotConnected => "not_connected",
             AutomationError::NotSupported(_) => "not_supported",
+            AutomationError::TooManyQueued => "too_many_queued",
             AutomationError::Call(_) => "call_refused",
             AutomationError::Control(_) => "control_failed",
             AutomationError::Leg(_) => "leg_failed",
@@ -561,7 +571,8 @@ impl CallAutomation {
         if conn.state() != ConnectionState::Connected {
             return Err(AutomationError::NotConnected);
         }
-        let job = self.load_in_background(located, req.looped, req.operation_context);
+        let slot = conn.reserve_media()?;
+        let job = self.load_in_background(located, req.looped, req.operation_context, slot);
         if !conn.command(LegCommand::Play { job, interrupt: req.interrupt }).await {
             return Err(AutomationError::NotConnected);
         }
@@ -659,12 +670,13 @@ impl CallAutomation {
         let prompt = if req.prompt.is_empty() {
             None
         } else {
+            let slot = conn.reserve_media()?;
             let located = req
                 .prompt
                 .iter()
                 .map(|uri| self.shared.media.locate(uri).map_err(|e| AutomationError::bad("playPrompt", e.to_string())))
                 .collect::<Result<Vec<_>, _>>()?;
-            Some(self.load_in_background(located, false, req.operation_context.clone()))
+            Some(self.load_in_background(located, false, req.operation_context.clone(), slot))
         };
         let (reply, replied) = tokio::sync::oneshot::channel();
         let command = LegCommand::Recognize {
@@ -698,7 +710,8 @@ impl CallAutomation {
     ) -> Result<(), AutomationError> {
         let result = async {
             let conn = self.connected_with(id, "targetParticipant", target)?;
-            if !conn.command(LegCommand::SendTones { tones, operation_context }).await {
+            let slot = conn.reserve_media()?;
+            if !conn.command(LegCommand::SendTones { tones, operation_context, slot }).await {
                 return Err(AutomationError::NotConnected);
             }
             Ok(())
@@ -714,23 +727,27 @@ impl CallAutomation {
         located: Vec<media::Located>,
         looped: bool,
         operation_context: Option<String>,
+        slot: speaker::MediaSlot,
     ) -> PlayJob {
-        let (done, loading) = tokio::sync::oneshot::channel();
+        let (mut done, loading) = tokio::sync::oneshot::channel();
         let media = self.shared.media.clone();
         tokio::spawn(async move {
-            let mut prompts = Vec::with_capacity(located.len());
-            for source in &located {
-                match media.load(source).await {
-                    Ok(p) => prompts.push(p),
-                    Err(e) => {
-                        let _ = done.send(Err(e));
-                        return;
-                    }
+            let load_all = async {
+                let mut prompts = Vec::with_capacity(located.len());
+                for source in &located {
+                    prompts.push(media.load(source).await?);
                 }
-            }
-            let _ = done.send(Ok(prompts));
+                Ok(prompts)
+            };
+            // A job canceled (or its call ended) while it loads stops loading: a canceled
+            // queue of long files must not keep the decoders busy.
+            let loaded = tokio::select! {
+                () = done.closed() => return,
+                loaded = load_all => loaded,
+            };
+            let _ = done.send(loaded);
         });
-        PlayJob { loading, looped, operation_context }
+        PlayJob { loading, looped, operation_context, slot }
     }
 }
 

@@ -13,6 +13,7 @@ use super::media::MediaError;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -25,12 +26,41 @@ pub const TELEPHONE_EVENT_PT: u8 = 101;
 /// The prompts of a play, or why they cannot be played.
 pub type Loaded = Result<Vec<Arc<Prompt>>, MediaError>;
 
+/// One media job's place in its connection's count of queued and running jobs
+/// (`MAX_QUEUED_MEDIA`): given back when the job is dropped, however it ends - completed,
+/// canceled, failed, interrupted, or never queued at all.
+pub struct MediaSlot(Option<Arc<AtomicUsize>>);
+
+impl MediaSlot {
+    /// Take a place in `count` if fewer than `max` are taken.
+    pub fn reserve(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Self(Some(count.clone())))
+    }
+
+    /// A slot counted nowhere (tests).
+    pub fn uncounted() -> Self {
+        Self(None)
+    }
+}
+
+impl Drop for MediaSlot {
+    fn drop(&mut self) {
+        if let Some(count) = &self.0 {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// One `play` request.
 pub struct PlayJob {
     /// Its sources, being read and decoded (`spawn_blocking`) while earlier jobs play.
     pub loading: oneshot::Receiver<Loaded>,
     pub looped: bool,
     pub operation_context: Option<String>,
+    pub slot: MediaSlot,
 }
 
 /// What the speaker is asked to say.
@@ -40,6 +70,7 @@ pub enum Job {
     Tones {
         tones: Vec<Tone>,
         operation_context: Option<String>,
+        slot: MediaSlot,
     },
 }
 
@@ -87,6 +118,8 @@ struct Playing {
     rest: VecDeque<Arc<Prompt>>,
     looped: bool,
     operation_context: Option<String>,
+    /// Held until the job ends.
+    _slot: MediaSlot,
 }
 
 /// The play queue and RTP stream state of one leg.
@@ -173,7 +206,7 @@ impl Speaker {
         if !self.tones_ready() {
             return;
         }
-        let Some((id, Job::Tones { tones, operation_context })) = self.queue.pop_front() else { return };
+        let Some((id, Job::Tones { tones, operation_context, slot })) = self.queue.pop_front() else { return };
         let packets = tone_packets(&tones, self.ssrc, TELEPHONE_EVENT_PT, self.seq, self.timestamp, 48_000);
         self.seq = self.seq.wrapping_add(u16::try_from(packets.len()).unwrap_or(u16::MAX));
         // The stream's clock runs on by the tones' length.
@@ -181,8 +214,14 @@ impl Speaker {
         let samples = u32::try_from(length.as_millis() * 48).unwrap_or(u32::MAX);
         self.timestamp = self.timestamp.wrapping_add(samples);
         let sending = Sending { start: now, packets: packets.into() };
-        self.playing =
-            Some(Playing { id, voice: Voice::Tones(sending), rest: VecDeque::new(), looped: false, operation_context });
+        self.playing = Some(Playing {
+            id,
+            voice: Voice::Tones(sending),
+            rest: VecDeque::new(),
+            looped: false,
+            operation_context,
+            _slot: slot,
+        });
     }
 
     /// The head of the queue has loaded (or failed to).
@@ -212,6 +251,7 @@ impl Speaker {
                     rest,
                     looped: job.looped,
                     operation_context: job.operation_context,
+                    _slot: job.slot,
                 });
                 vec![started]
             }
@@ -287,7 +327,15 @@ mod tests {
 
     fn job(ctx: &str, looped: bool) -> (Job, oneshot::Sender<Loaded>) {
         let (tx, rx) = oneshot::channel();
-        (Job::Play(PlayJob { loading: rx, looped, operation_context: Some(ctx.into()) }), tx)
+        (
+            Job::Play(PlayJob {
+                loading: rx,
+                looped,
+                operation_context: Some(ctx.into()),
+                slot: MediaSlot::uncounted(),
+            }),
+            tx,
+        )
     }
 
     fn prompt(n: usize) -> Arc<Prompt> {
@@ -342,7 +390,11 @@ mod tests {
         assert!(!s.busy());
 
         // Tones continue the stream after the play, as telephone-events, then complete.
-        s.enqueue(3, Job::Tones { tones: vec![Tone::One, Tone::Pound], operation_context: None }, false);
+        s.enqueue(
+            3,
+            Job::Tones { tones: vec![Tone::One, Tone::Pound], operation_context: None, slot: MediaSlot::uncounted() },
+            false,
+        );
         assert!(s.loading().is_none() && s.tones_ready());
         s.start_tones(now);
         let mut tones = Vec::new();
@@ -376,5 +428,35 @@ mod tests {
         assert!(s.busy());
         assert_eq!(names(&s.cancel_all()), ["Canceled"]);
         assert!(!s.busy());
+    }
+
+    #[test]
+    fn media_slots_come_back_however_jobs_end() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let slot = || MediaSlot::reserve(&count, 3).expect("below the bound");
+        let mut s = Speaker::new(1, 0, 0);
+        let (tx_a, rx_a) = oneshot::channel();
+        let play = |rx, slot| Job::Play(PlayJob { loading: rx, looped: false, operation_context: None, slot });
+        s.enqueue(1, play(rx_a, slot()), false);
+        s.enqueue(2, Job::Tones { tones: vec![Tone::One], operation_context: None, slot: slot() }, false);
+        let (_tx_c, rx_c) = oneshot::channel();
+        s.enqueue(3, play(rx_c, slot()), false);
+        assert!(MediaSlot::reserve(&count, 3).is_none(), "the bound holds");
+        // A failed load ends the first job.
+        drop(tx_a);
+        s.loaded(Err(MediaError::Read("gone".into())));
+        assert_eq!(count.load(Ordering::Acquire), 2);
+        // Tones play to their end.
+        let t0 = Instant::now();
+        s.start_tones(t0);
+        let mut out = Vec::new();
+        s.poll(t0 + Duration::from_secs(5), &mut out);
+        assert_eq!(count.load(Ordering::Acquire), 1);
+        // Cancel drops what is queued.
+        s.cancel_all();
+        assert_eq!(count.load(Ordering::Acquire), 0);
+        // A job never queued gives its place back too.
+        drop(slot());
+        assert_eq!(count.load(Ordering::Acquire), 0);
     }
 }

@@ -54,6 +54,9 @@ fn automation_error(e: AutomationError) -> AcsError {
             AcsError::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
         }
         AutomationError::NotSupported(_) => AcsError::new(StatusCode::BAD_REQUEST, "NotSupported", e.to_string()),
+        AutomationError::TooManyQueued => {
+            AcsError::new(StatusCode::BAD_REQUEST, "TooManyMediaOperations", e.to_string())
+        }
         AutomationError::Control(_) | AutomationError::Leg(_) => AcsError::internal(e),
     }
 }
