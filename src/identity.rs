@@ -78,12 +78,26 @@ impl IdentityEvent {
     }
 }
 
+/// What the directory knows of an identity's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Tokens below this generation are revoked.
+    Live(u32),
+    /// Deleted: no token of it verifies again (IDs are random UUIDs, never reused).
+    Deleted,
+}
+
 /// The live view of identities. Token generations are cached; a miss reads the store (an
 /// identity created by the CLI on the same data directory is found that way).
+///
+/// Store calls and cache updates of concurrent requests interleave (a read of the store can
+/// finish before a revoke and update the cache after it), so the cache only moves forward: a
+/// generation only goes up, and a deletion is remembered and never undone. Whatever the order
+/// of the updates, the cache ends at the newest state any of them saw.
 pub struct IdentityDirectory {
     /// Shared with the `RoomDirectory`: one SQLite connection for the whole server.
     store: Arc<Store>,
-    generations: DashMap<IdentityId, u32>,
+    known: DashMap<IdentityId, Known>,
     events: broadcast::Sender<IdentityEvent>,
 }
 
@@ -91,7 +105,7 @@ impl IdentityDirectory {
     /// Takes the store, or a share of it (`Arc<Store>`) when other services use it too.
     pub fn new(store: impl Into<Arc<Store>>) -> Self {
         let (events, _) = broadcast::channel(1024);
-        Self { store: store.into(), generations: DashMap::new(), events }
+        Self { store: store.into(), known: DashMap::new(), events }
     }
 
     /// Subscribe to revocations and deletions (connection handlers disconnect on them).
@@ -103,10 +117,26 @@ impl IdentityDirectory {
         &self.store
     }
 
+    /// Note generation `g` of a live identity: raises the cached one, never lowers it, never
+    /// revives a deleted identity. Returns what the cache holds now.
+    fn raise(&self, id: IdentityId, g: u32) -> Known {
+        let mut entry = self.known.entry(id).or_insert(Known::Live(g));
+        if let Known::Live(cached) = *entry
+            && g > cached
+        {
+            *entry = Known::Live(g);
+        }
+        *entry
+    }
+
+    fn forget(&self, id: IdentityId) {
+        self.known.insert(id, Known::Deleted);
+    }
+
     /// Create an identity (idempotent by `external_id`).
     pub fn create(&self, external_id: Option<&str>, now_ms: i64) -> Result<(IdentityRecord, bool), StoreError> {
         let (record, created) = self.store.create_identity(external_id, now_ms)?;
-        self.generations.insert(IdentityId(record.id), record.token_generation);
+        self.raise(IdentityId(record.id), record.token_generation);
         Ok((record, created))
     }
 
@@ -117,7 +147,7 @@ impl IdentityDirectory {
     /// Delete an identity; its tokens stop verifying before this returns.
     pub fn delete(&self, id: IdentityId) -> Result<bool, StoreError> {
         let existed = self.store.delete_identity(id.0)?;
-        self.generations.remove(&id);
+        self.forget(id);
         if existed {
             // No receivers is fine: nobody is connected.
             let _ = self.events.send(IdentityEvent::Deleted { id });
@@ -129,12 +159,12 @@ impl IdentityDirectory {
     pub fn revoke_tokens(&self, id: IdentityId) -> Result<bool, StoreError> {
         match self.store.revoke_tokens(id.0)? {
             Some(generation) => {
-                self.generations.insert(id, generation);
+                self.raise(id, generation);
                 let _ = self.events.send(IdentityEvent::TokensRevoked { id, generation });
                 Ok(true)
             }
             None => {
-                self.generations.remove(&id);
+                self.forget(id);
                 Ok(false)
             }
         }
@@ -144,21 +174,30 @@ impl IdentityDirectory {
     pub fn note_token_issued(&self, id: IdentityId, now_ms: i64) -> Result<Option<TokenGrant>, StoreError> {
         let issued = self.store.note_token_issued(id.0, now_ms)?;
         Ok(issued.map(|(generation, external_id)| {
-            self.generations.insert(id, generation);
+            // The token carries the generation it was issued under; a revoke that raced it may
+            // already have raised the cache (then this token is born revoked, as it should be).
+            self.raise(id, generation);
             TokenGrant { generation, external_id }
         }))
     }
 
     /// The current token generation of a live identity, `None` when it does not exist.
     pub fn current_generation(&self, id: IdentityId) -> Result<Option<u32>, StoreError> {
-        if let Some(g) = self.generations.get(&id) {
-            return Ok(Some(*g));
+        if let Some(known) = self.known.get(&id).map(|k| *k) {
+            return Ok(match known {
+                Known::Live(g) => Some(g),
+                Known::Deleted => None,
+            });
         }
-        let generation = self.store.identity(id.0)?.map(|r| r.token_generation);
-        if let Some(g) = generation {
-            self.generations.insert(id, g);
-        }
-        Ok(generation)
+        // A miss. The answer is what the cache holds after noting the store's: a revoke or a
+        // delete that finished while the store was read is not undone.
+        Ok(match self.store.identity(id.0)?.map(|r| r.token_generation) {
+            Some(g) => match self.raise(id, g) {
+                Known::Live(g) => Some(g),
+                Known::Deleted => None,
+            },
+            None => None,
+        })
     }
 }
 
@@ -194,5 +233,44 @@ mod tests {
         assert!(dir.delete(id).expect("delete"));
         assert_eq!(dir.current_generation(id).expect("gen"), None);
         assert_eq!(events.try_recv().expect("event"), IdentityEvent::Deleted { id });
+    }
+
+    /// Revokes, issues, deletes and reads race on many identities; afterwards the directory must
+    /// agree with the store: never an older generation (a revoked token would verify) and never
+    /// a deleted identity (its tokens would verify). Identities are created in the store behind
+    /// the directory's back, so the first reads also race as cache misses.
+    #[test]
+    fn concurrent_revoke_issue_delete_never_undo_each_other() {
+        let store = Arc::new(Store::open_in_memory().expect("db"));
+        let dir = Arc::new(IdentityDirectory::new(store.clone()));
+        let ids: Vec<IdentityId> =
+            (0..600).map(|_| IdentityId(store.create_identity(None, 0).expect("create").0.id)).collect();
+        let ids = Arc::new(ids);
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let (dir, ids) = (dir.clone(), ids.clone());
+                std::thread::spawn(move || {
+                    for round in 0..20 {
+                        for (i, id) in ids.iter().enumerate() {
+                            match (t + i + round) % 6 {
+                                0 | 1 => drop(dir.current_generation(*id).expect("read")),
+                                2 | 3 => drop(dir.note_token_issued(*id, 0).expect("issue")),
+                                4 => drop(dir.revoke_tokens(*id).expect("revoke")),
+                                // A few identities are deleted part way through.
+                                _ if i % 10 == 0 && round == 10 => drop(dir.delete(*id).expect("delete")),
+                                _ => drop(dir.current_generation(*id).expect("read")),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("no thread panicked");
+        }
+        for id in ids.iter() {
+            let stored = store.identity(id.0).expect("read").map(|r| r.token_generation);
+            assert_eq!(dir.current_generation(*id).expect("read"), stored, "{id}");
+        }
     }
 }
