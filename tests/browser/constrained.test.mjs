@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { writeFileSync, chmodSync, mkdtempSync } from "node:fs";
+import { writeFileSync, chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startServer, launchBrowser, joinDemo, subscriptionStats, encodedFrames, waitUntil, sleep } from "./harness.mjs";
@@ -33,10 +33,11 @@ function setUpNetwork() {
   // Let the new links settle before a browser watches them.
   execFileSync("sleep", ["1"]);
   chmodSync(wrapper, 0o755);
-  return wrapper;
+  return { wrapper, dir };
 }
 
-function tearDownNetwork() {
+function tearDownNetwork(dir) {
+  if (dir) rmSync(dir, { recursive: true, force: true });
   try {
     sh(`ip netns del ${NS}`);
   } catch {
@@ -45,7 +46,7 @@ function tearDownNetwork() {
 }
 
 test("a constrained subscriber moves down within 5 s and back up within 15 s", async () => {
-  const wrapper = setUpNetwork();
+  const { wrapper, dir } = setUpNetwork();
   const server = await startServer({ listenIp: SERVER_IP, env: { SWITCHBOARD__HTTP__TLS_NAMES: `["${SERVER_IP}"]` } });
   // The publisher sits next to the server; only the subscriber is behind the constrained link.
   const publisherBrowser = await launchBrowser();
@@ -103,6 +104,6 @@ test("a constrained subscriber moves down within 5 s and back up within 15 s", a
     await browser.close();
     await publisherBrowser.close();
     await server.stop();
-    tearDownNetwork();
+    tearDownNetwork(dir);
   }
 });

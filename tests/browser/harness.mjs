@@ -1,7 +1,7 @@
 // Shared helpers for the real-browser tests: a switchboard server process on loopback, Debian's
 // chromium driven by playwright-core, and the demo page.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -82,9 +82,12 @@ export async function startServer({ env = {}, listenIp = "127.0.0.1" } = {}) {
         encoding: "utf8",
       }).trim();
     },
-    stop() {
+    async stop() {
+      const exited = new Promise((r) => child.on("exit", r));
       child.kill("SIGTERM");
-      return new Promise((r) => child.on("exit", r));
+      await exited;
+      // The data directory is the server's alone; SB_KEEP_TMP=1 keeps it for a post-mortem.
+      if (!process.env.SB_KEEP_TMP) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startServer, launchBrowser, joinDemo, subscriptionStats, waitUntil, sleep } from "./harness.mjs";
@@ -121,5 +121,6 @@ test("a WAV file played into a group call is decoded by a browser as audio with 
     await browser.close();
     app.close();
     await server.stop();
+    rmSync(media, { recursive: true, force: true });
   }
 });

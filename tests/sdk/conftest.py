@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -84,3 +85,6 @@ def server(request):
             os.environ["REQUESTS_CA_BUNDLE"] = old_bundle
         proc.terminate()
         proc.wait(30)
+        log.close()
+        if not os.environ.get("SB_KEEP_TMP"):
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -4,6 +4,8 @@ a participant, play a WAV file from the media directory, start and stop continuo
 recognition of the tones the device presses, and hang up. Events arrive at a real HTTP receiver on
 loopback and are parsed as CloudEvents with azure-core."""
 
+import atexit
+import shutil
 import http.server
 import json
 import math
@@ -29,6 +31,7 @@ from azure.core.messaging import CloudEvent
 from conftest import example
 
 MEDIA_DIR = tempfile.mkdtemp(prefix="sb-media-")
+atexit.register(shutil.rmtree, MEDIA_DIR, ignore_errors=True)
 SERVER_ENV = {"SWITCHBOARD__CALL_AUTOMATION__MEDIA_DIR": MEDIA_DIR}
 # The SDK defaults to a newer API version; Switchboard implements 2024-09-15.
 # The version the server implements, and the SDK's own (newer) default, which it also accepts.

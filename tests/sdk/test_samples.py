@@ -3,6 +3,8 @@ run them: `three_flows.py` with the auth service in-process, and `ivr.py` with Q
 (examples/dtmf_device.rs) as the customer's and the agent's phones; exit 0 or the test fails
 with its output."""
 
+import atexit
+import shutil
 import os
 import pathlib
 import subprocess
@@ -15,6 +17,7 @@ from conftest import example
 # README's command starts the server.
 # ivr.py writes its menu prompt into the server's media directory.
 MEDIA_DIR = tempfile.mkdtemp(prefix="sb-ivr-media-")
+atexit.register(shutil.rmtree, MEDIA_DIR, ignore_errors=True)
 SERVER_ENV = {
     "SWITCHBOARD__ORGANIZATION__MEMBER_DOMAINS": '["*@contoso.com"]',
     "SWITCHBOARD__CALL_AUTOMATION__MEDIA_DIR": MEDIA_DIR,

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -47,7 +47,10 @@ async function startServer() {
   return {
     ca: resolve(dir, /\(trust ([^;]+);/.exec(line)[1]),
     connectionString: readFileSync(join(dir, "data", "connection-string"), "utf8").trim(),
-    stop: () => new Promise((r) => child.on("exit", r) && child.kill("SIGTERM")),
+    stop: async () => {
+      await new Promise((r) => child.on("exit", r) && child.kill("SIGTERM"));
+      if (!process.env.SB_KEEP_TMP) rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 
