@@ -340,6 +340,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         automation,
         dev_token_endpoint: config.dev.token_endpoint,
         repeatability: Default::default(),
+        metrics_token: Some(config.http.metrics_token.clone()).filter(|t| !t.is_empty()),
         webhooks,
     });
 

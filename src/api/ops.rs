@@ -2,8 +2,8 @@
 
 use super::state::AppState;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, description = "The process answers", body = String, content_type = "text/plain")))]
@@ -21,10 +21,27 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition, prefix `switchboard_`", body = String,
-        content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    params(("Authorization" = Option<String>, Header,
+        description = "`Bearer <http.metrics_token>` when the server sets one")),
+    responses(
+        (status = 200, description = "Prometheus text exposition, prefix `switchboard_`", body = String,
+            content_type = "text/plain"),
+        (status = 401, description = "`http.metrics_token` is set and the request does not carry it",
+            body = String, content_type = "text/plain"),
+    ))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if aws_lc_rs::constant_time::verify_slices_are_equal(presented.as_bytes(), token.as_bytes()).is_err() {
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "a bearer token is required\n")
+                .into_response();
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "jwks", tag = "operations",

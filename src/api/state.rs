@@ -35,6 +35,8 @@ pub struct Services {
     pub dev_token_endpoint: bool,
     /// Call-automation event delivery to apps' `callbackUri`s.
     pub webhooks: crate::webhooks::Webhooks,
+    /// The bearer token `/metrics` requires (`None`: public).
+    pub metrics_token: Option<String>,
     /// Answers to repeatable requests (`Repeatability-Request-ID`), kept for their repeats.
     pub repeatability: Arc<super::repeatability::Repeatability>,
 }

@@ -195,6 +195,13 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
             "must be empty or an https:// URL such as https://sfu.example.com/".to_owned(),
         ));
     }
+    let token = &c.http.metrics_token;
+    if !token.is_empty() && (token.len() < 16 || token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic())) {
+        return Err((
+            "http.metrics_token",
+            "must be empty (public /metrics) or 16 to 256 visible ASCII characters".to_owned(),
+        ));
+    }
     if c.http.tls_cert.as_os_str().is_empty() != c.http.tls_key.as_os_str().is_empty() {
         return Err(("http.tls_key", "set both http.tls_cert and http.tls_key, or neither".to_owned()));
     }
@@ -266,6 +273,16 @@ mod tests {
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8443");
         assert_eq!(c.tokens.default_lifetime_minutes.get(), 1440);
         assert_eq!(c.server.data_dir, Path::new("/etc/sb/data"));
+    }
+
+    #[test]
+    fn a_metrics_token_must_be_long_and_printable() {
+        let e = parse_env("[http]\nmetrics_token = \"short\"\n", &[]).unwrap_err();
+        assert_eq!(e.key(), Some("http.metrics_token"));
+        let e = parse_env("[http]\nmetrics_token = \"sixteen chars ok\"\n", &[]).unwrap_err();
+        assert_eq!(e.key(), Some("http.metrics_token"), "no spaces");
+        let c = parse_env("[http]\nmetrics_token = \"0123456789abcdef\"\n", &[]).expect("valid");
+        assert_eq!(c.http.metrics_token, "0123456789abcdef");
     }
 
     #[test]

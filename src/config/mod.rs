@@ -80,6 +80,8 @@ pub struct HttpSection {
     pub tls_names: Vec<String>,
     /// Largest accepted request body.
     pub max_body_bytes: Bounded<1024, 16_777_216>,
+    /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`). Empty: public.
+    pub metrics_token: String,
 }
 
 impl Default for HttpSection {
@@ -91,6 +93,7 @@ impl Default for HttpSection {
             tls_key: PathBuf::new(),
             tls_names: Vec::new(),
             max_body_bytes: Bounded::new_const(1_048_576),
+            metrics_token: String::new(),
         }
     }
 }
