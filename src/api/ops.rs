@@ -27,7 +27,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (status = 200, description = "Prometheus text exposition, prefix `switchboard_`", body = String,
             content_type = "text/plain"),
         (status = 401, description = "`http.metrics_token` is set and the request does not carry it",
-            body = String, content_type = "text/plain"),
+            body = super::error::AcsErrorResponse),
     ))]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = &state.metrics_token {
@@ -37,8 +37,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
         if aws_lc_rs::constant_time::verify_slices_are_equal(presented.as_bytes(), token.as_bytes()).is_err() {
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "a bearer token is required\n")
-                .into_response();
+            let refused =
+                super::AcsError::unauthorized("GET /metrics needs Authorization: Bearer <http.metrics_token>");
+            return ([(header::WWW_AUTHENTICATE, "Bearer")], refused).into_response();
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
