@@ -294,6 +294,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown: signaling_shutdown.clone(),
         messages: SignalingContext::messages_metric(metrics.registry()),
         max_message_bytes: to_usize(limits.max_message_bytes.get()),
+        register_timeout: Duration::from_secs(limits.register_timeout_seconds.get()),
         placement: std::sync::atomic::AtomicUsize::new(0),
     });
     let shutdown = CancellationToken::new();

@@ -177,6 +177,7 @@ const END_CODES = {
   TokenExpired: [495, 4507],
   NotKeepingUp: [410, 3101],
   ServerShutdown: [503, 0],
+  RegisterTimeout: [408, 0],
   // Request errors that end a call before it starts (join, startCall, accept).
   CallNotFound: [404, 0],
   CallEnded: [487, 0],

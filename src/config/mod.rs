@@ -417,6 +417,9 @@ pub struct LimitsSection {
     pub joins_per_second_per_address: Bounded<1, 100_000>,
     /// Signaling messages per second one session may send (bursts of twice this are allowed).
     pub messages_per_second_per_session: Bounded<1, 100_000>,
+    /// Seconds a new signaling session (QUIC or WebSocket) has to `register` or `join`; then it
+    /// is closed. Pings do not extend it.
+    pub register_timeout_seconds: Bounded<1, 300>,
 }
 
 impl Default for LimitsSection {
@@ -429,6 +432,7 @@ impl Default for LimitsSection {
             max_message_bytes: Bounded::new_const(65_536),
             joins_per_second_per_address: Bounded::new_const(50),
             messages_per_second_per_session: Bounded::new_const(200),
+            register_timeout_seconds: Bounded::new_const(10),
         }
     }
 }

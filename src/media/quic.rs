@@ -29,6 +29,8 @@ pub mod close_code {
     pub const TOKEN_EXPIRED: u32 = 7;
     /// The client did not read its messages fast enough.
     pub const NOT_KEEPING_UP: u32 = 8;
+    /// The session neither registered nor joined within `[limits] register_timeout_seconds`.
+    pub const NOT_REGISTERED: u32 = 9;
 }
 
 /// Which media a flow ID of a session carries.

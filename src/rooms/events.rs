@@ -98,6 +98,8 @@ pub enum EndReason {
     LobbyRejected,
     /// Nobody admitted this person within the lobby timeout.
     LobbyTimeout,
+    /// The session neither registered nor joined in time after connecting.
+    RegisterTimeout,
 }
 
 impl EndReason {
@@ -120,6 +122,7 @@ impl EndReason {
             EndReason::NotKeepingUp => "not_keeping_up",
             EndReason::LobbyRejected => "rejected",
             EndReason::LobbyTimeout => "timeout",
+            EndReason::RegisterTimeout => "register_timeout",
         }
     }
 
@@ -142,6 +145,7 @@ impl EndReason {
             EndReason::NotKeepingUp => "the client did not keep up with its messages",
             EndReason::LobbyRejected => "you were not admitted to the meeting",
             EndReason::LobbyTimeout => "nobody admitted you to the meeting in time",
+            EndReason::RegisterTimeout => "the session did not register or join in time",
         }
     }
 }

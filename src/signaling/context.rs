@@ -44,6 +44,8 @@ pub struct SignalingContext {
     pub messages: IntCounterVec,
     /// Largest signaling message.
     pub max_message_bytes: usize,
+    /// How long a new session may go without registering or joining.
+    pub register_timeout: std::time::Duration,
     /// Round-robin counter for placing WebRTC sessions on workers.
     pub placement: std::sync::atomic::AtomicUsize,
 }

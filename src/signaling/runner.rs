@@ -38,8 +38,11 @@ pub trait Carrier: Send {
 /// Run a session to its end.
 pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: SessionHandler, mut carrier: C) {
     let mut gone = false;
+    // Absolute from the start: nothing the client sends before registering moves it.
+    let register_by = tokio::time::Instant::now() + ctx.register_timeout;
     loop {
         let expiry = handler.token_deadline();
+        let register_deadline = (!handler.is_registered()).then_some(register_by);
         let lobby_deadline = handler.lobby_deadline();
         let overflow = handler.room_events.as_ref().map(|e| e.overflowed.clone());
         tokio::select! {
@@ -75,6 +78,9 @@ pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: Se
                 handler.end_session(EndReason::TokenExpired, close_code::TOKEN_EXPIRED).await;
             }
             () = sleep_until(lobby_deadline) => handler.lobby_timed_out().await,
+            () = sleep_until(register_deadline) => {
+                handler.end_session(EndReason::RegisterTimeout, close_code::NOT_REGISTERED).await;
+            }
             () = ctx.shutdown.cancelled() => {
                 handler.end_session(EndReason::ServerShutdown, close_code::SERVER_SHUTDOWN).await;
             }

@@ -160,6 +160,11 @@ impl SessionHandler {
         }
     }
 
+    /// Whether the session has registered (or joined, which registers).
+    pub fn is_registered(&self) -> bool {
+        self.registration.is_some()
+    }
+
     /// Queue a message for the client.
     pub fn send(&mut self, msg: ServerMessage) {
         self.out.push_back(msg);
