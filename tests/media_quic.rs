@@ -354,6 +354,13 @@ async fn malformed_input_is_dropped_and_counted_and_the_call_continues() {
     }
     let pong = c.request(switchboard::signaling::messages::ClientMessage::Ping {}).await.expect("still answering");
     assert!(matches!(pong, ServerMessage::Pong { .. }));
+    // A rid every subscriber would receive is bounded (16 token characters).
+    let long_rid = switchboard::signaling::messages::LayerRequest { rid: Some("x".repeat(100)), ..Default::default() };
+    let refused = bystander.publish(MediaKind::Video, switchboard::sfu::packet::Codec::Vp8, vec![long_rid]).await;
+    assert!(
+        matches!(refused, Err(switchboard::client::ClientError::Server { code: ErrorCode::BadRequest, .. })),
+        "{refused:?}"
+    );
 
     let pub_task = tokio::spawn(async move {
         publisher.run(Duration::from_millis(1500)).await;

@@ -35,6 +35,7 @@ impl SessionHandler {
         if layers.len() > MAX_LAYERS || (kind == MediaKind::Audio && layers.len() > 1) {
             return Err((ErrorCode::BadRequest, format!("at most {MAX_LAYERS} video layers and 1 audio layer")));
         }
+        check_rids(layers.iter().filter_map(|l| l.rid.as_deref()))?;
         let source = source.unwrap_or_else(|| TrackSource::default_for(kind));
         if !source.fits(kind) {
             return Err((ErrorCode::BadRequest, format!("a {kind:?} track cannot have source {source:?}")));
@@ -234,6 +235,10 @@ impl SessionHandler {
             ));
         }
         for m in accepted.media {
+            if let Err((code, reason)) = check_rids(m.rids.iter().map(String::as_str)) {
+                self.send(ServerMessage::error(None, code, format!("media {} not published: {reason}", m.mid)));
+                continue;
+            }
             let kind = m.codec.kind();
             let layers: Vec<LayerRequest> =
                 m.rids.iter().map(|r| LayerRequest { rid: Some(r.clone()), ..LayerRequest::default() }).collect();
@@ -303,6 +308,40 @@ fn refusal_failure(r: Refusal) -> Failure {
         Refusal::NoSession => (ErrorCode::ServiceUnavailable, r.to_string()),
         Refusal::NotAdmitted | Refusal::SourceNotAllowed | Refusal::ReceiveNotAllowed => {
             (ErrorCode::NotAllowed, r.to_string())
+        }
+    }
+}
+
+/// Longest simulcast `rid` accepted: what the one-byte RTP header extension that carries it
+/// (RFC 8852) can hold. Every subscriber receives the rids of a track, so they are bounded.
+pub const MAX_RID_LEN: usize = 16;
+
+/// A rid is 1 to `MAX_RID_LEN` of `A-Z a-z 0-9 - _` (RFC 8851's rid-id, bounded).
+fn check_rids<'a>(mut rids: impl Iterator<Item = &'a str>) -> Result<(), Failure> {
+    let valid = |r: &str| {
+        (1..=MAX_RID_LEN).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    match rids.find(|r| !valid(r)) {
+        Some(bad) => {
+            let shown: String = bad.chars().take(MAX_RID_LEN).collect();
+            Err((
+                ErrorCode::BadRequest,
+                format!("rid {shown:?} is not 1 to {MAX_RID_LEN} characters of A-Z, a-z, 0-9, '-' and '_'"),
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod rid_tests {
+    use super::*;
+
+    #[test]
+    fn rids_are_short_tokens() {
+        assert!(check_rids(["q", "h", "f", "layer_1-a"].into_iter()).is_ok());
+        for bad in ["", "a b", "x".repeat(17).as_str(), "é", "r\"id"] {
+            assert!(check_rids([bad].into_iter()).is_err(), "{bad:?}");
         }
     }
 }
