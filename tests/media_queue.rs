@@ -12,33 +12,17 @@ use switchboard::call_automation::MAX_QUEUED_MEDIA;
 
 const V: &str = "api-version=2024-09-15";
 
-/// Five seconds of a quiet tone (long enough to still play while the queue fills) as a 16 kHz mono 16-bit WAV file.
-fn wav() -> Vec<u8> {
-    let n: u32 = 16_000 * 5;
-    let mut out = Vec::new();
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + n * 2).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&16_000u32.to_le_bytes());
-    out.extend_from_slice(&32_000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(n * 2).to_le_bytes());
-    for i in 0..n {
-        let s = (f64::from(i) * 440.0 * std::f64::consts::TAU / 16_000.0).sin() * 3000.0;
-        out.extend_from_slice(&(s as i16).to_le_bytes());
-    }
-    out
+/// Five seconds of a quiet tone (long enough to still play while the queue fills), 16 kHz.
+fn long_tone() -> Vec<u8> {
+    let samples: Vec<f32> =
+        (0..16_000 * 5).map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin() * 0.1).collect();
+    common::wav(&samples, 16_000)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_media_queue_refuses_more_until_it_drains() {
     let media = tempfile::tempdir().expect("tmp");
-    std::fs::write(media.path().join("long.wav"), wav()).expect("write wav");
+    std::fs::write(media.path().join("long.wav"), long_tone()).expect("write wav");
     let dir = media.path().to_path_buf();
     let ts = TestServer::start_with(1, move |c| c.call_automation.media_dir = dir).await;
     let group = uuid::Uuid::new_v4().to_string();
