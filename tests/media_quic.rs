@@ -392,7 +392,14 @@ async fn malformed_input_is_dropped_and_counted_and_the_call_continues() {
     let pong = publisher.client.request(switchboard::signaling::messages::ClientMessage::Ping {}).await;
     assert!(pong.is_ok(), "the publisher's session is unaffected");
 
+    // Junk to the QUIC port from outside any connection: too short or malformed to be QUIC.
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    for junk in [&b"\x00"[..], b"\x40junk", b"\xc0\x00", b"hello, world", &[0u8; 20]] {
+        stranger.send_to(junk, ts.server.quic_addr).await.expect("send junk");
+    }
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    let junk = ts.metric("switchboard_media_drops_total{reason=\"quic_unroutable\"}").await;
+    assert!(junk >= 5.0, "junk to the QUIC port is counted: {junk}");
     for reason in ["malformed_datagram", "unknown_flow", "malformed_rtp", "malformed_rtcp", "malformed_signal"] {
         let v = ts.metric(&format!("switchboard_media_drops_total{{reason=\"{reason}\"}}")).await;
         assert!(v >= 1.0, "{reason} counted: {v}");

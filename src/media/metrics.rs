@@ -91,9 +91,12 @@ pub enum Drop {
     InboxFull,
     /// A track muted by its publisher or a moderator.
     Muted,
+    /// A datagram on the QUIC port that no connection took and that started none (junk, a
+    /// packet too short or malformed to parse, or one for a connection long gone).
+    QuicUnroutable,
 }
 
-const DROP_NAMES: [&str; 14] = [
+const DROP_NAMES: [&str; 15] = [
     "malformed_datagram",
     "unknown_flow",
     "not_joined",
@@ -108,6 +111,7 @@ const DROP_NAMES: [&str; 14] = [
     "malformed_signal",
     "inbox_full",
     "muted",
+    "quic_unroutable",
 ];
 
 impl MediaMetrics {

@@ -84,7 +84,7 @@ impl Worker {
                 }
             }
             Some(DatagramEvent::Response(t)) => self.send_transmit(t.destination, t.size),
-            None => {}
+            None => self.out.counters.drop(Drop::QuicUnroutable),
         }
     }
 
