@@ -105,7 +105,7 @@ pub async fn create_call(
     _v: Version,
     AcsJson(req): AcsJson<CreateCallRequest>,
 ) -> Result<Response, AcsError> {
-    req.unsupported()?;
+    req.missing.refuse()?;
     check_context(&req.operation_context)?;
     let callback_uri =
         req.callback_uri.ok_or_else(|| AcsError::bad_argument("callbackUri is required", "callbackUri"))?;
@@ -567,7 +567,7 @@ pub async fn answer(
     _v: Version,
     AcsJson(req): AcsJson<AnswerCallRequest>,
 ) -> Result<Response, AcsError> {
-    req.unsupported()?;
+    req.missing.refuse()?;
     check_context(&req.operation_context)?;
     check_callback_len(&req.callback_uri)?;
     let conn = s
@@ -637,7 +637,7 @@ pub async fn connect(
     _v: Version,
     AcsJson(req): AcsJson<ConnectRequest>,
 ) -> Result<Response, AcsError> {
-    req.unsupported()?;
+    req.missing.refuse()?;
     check_context(&req.operation_context)?;
     check_callback_len(&req.callback_uri)?;
     let l = req.call_locator;

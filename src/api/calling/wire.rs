@@ -71,24 +71,9 @@ pub struct CreateCallRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub source: Option<serde_json::Value>,
-    /// Refused (400 NotSupported) when set: media streaming is not implemented.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub media_streaming_options: Option<serde_json::Value>,
-    /// Refused (400 NotSupported) when set: transcription is not implemented.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub transcription_options: Option<serde_json::Value>,
-    /// Refused (400 NotSupported) when set: Cognitive Services are not used.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub call_intelligence_options: Option<serde_json::Value>,
-}
-
-impl CreateCallRequest {
-    pub(super) fn unsupported(&self) -> Result<(), AcsError> {
-        refuse_options(&self.media_streaming_options, &self.transcription_options, &self.call_intelligence_options)
-    }
+    /// Options of features this server lacks: refused when set.
+    #[serde(flatten)]
+    pub missing: MissingFeatures,
 }
 
 /// ACS `CallConnectionProperties`.
@@ -341,24 +326,9 @@ pub struct AnswerCallRequest {
     pub callback_uri: String,
     #[serde(default)]
     pub operation_context: Option<String>,
-    /// Refused (400 NotSupported) when set: media streaming is not implemented.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub media_streaming_options: Option<serde_json::Value>,
-    /// Refused (400 NotSupported) when set: transcription is not implemented.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub transcription_options: Option<serde_json::Value>,
-    /// Refused (400 NotSupported) when set: Cognitive Services are not used.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub call_intelligence_options: Option<serde_json::Value>,
-}
-
-impl AnswerCallRequest {
-    pub(super) fn unsupported(&self) -> Result<(), AcsError> {
-        refuse_options(&self.media_streaming_options, &self.transcription_options, &self.call_intelligence_options)
-    }
+    /// Options of features this server lacks: refused when set.
+    #[serde(flatten)]
+    pub missing: MissingFeatures,
 }
 
 /// ACS `RejectCallRequest`.
@@ -400,6 +370,17 @@ pub struct ConnectRequest {
     pub callback_uri: String,
     #[serde(default)]
     pub operation_context: Option<String>,
+    /// Options of features this server lacks: refused when set.
+    #[serde(flatten)]
+    pub missing: MissingFeatures,
+}
+
+/// The request options of ACS features this server does not implement (create, answer and
+/// connect carry them). They are refused rather than ignored: an app that asks for
+/// transcription must learn it gets none.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingFeatures {
     /// Refused (400 NotSupported) when set: media streaming is not implemented.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -414,32 +395,22 @@ pub struct ConnectRequest {
     pub call_intelligence_options: Option<serde_json::Value>,
 }
 
-impl ConnectRequest {
-    pub(super) fn unsupported(&self) -> Result<(), AcsError> {
-        refuse_options(&self.media_streaming_options, &self.transcription_options, &self.call_intelligence_options)
-    }
-}
-
-/// Options of features this server does not implement are refused rather than ignored: an app
-/// that asks for transcription must learn it gets none.
-fn refuse_options(
-    media_streaming: &Option<serde_json::Value>,
-    transcription: &Option<serde_json::Value>,
-    intelligence: &Option<serde_json::Value>,
-) -> Result<(), AcsError> {
-    let named = [
-        ("mediaStreamingOptions", media_streaming),
-        ("transcriptionOptions", transcription),
-        ("callIntelligenceOptions", intelligence),
-    ];
-    match named.into_iter().find(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null())) {
-        Some((name, _)) => Err(AcsError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "NotSupported",
-            format!("{name} is not supported by this server"),
-        )
-        .with_target(name)),
-        None => Ok(()),
+impl MissingFeatures {
+    pub(super) fn refuse(&self) -> Result<(), AcsError> {
+        let named = [
+            ("mediaStreamingOptions", &self.media_streaming_options),
+            ("transcriptionOptions", &self.transcription_options),
+            ("callIntelligenceOptions", &self.call_intelligence_options),
+        ];
+        match named.into_iter().find(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null())) {
+            Some((name, _)) => Err(AcsError::new(
+                StatusCode::BAD_REQUEST,
+                "NotSupported",
+                format!("{name} is not supported by this server"),
+            )
+            .with_target(name)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -455,13 +426,13 @@ mod tests {
             "mediaStreamingOptions": null,
         }))
         .expect("a valid request");
-        assert!(req.unsupported().is_ok(), "null is absent");
+        assert!(req.missing.refuse().is_ok(), "null is absent");
         let req: CreateCallRequest = serde_json::from_value(serde_json::json!({
             "targets": [], "callbackUri": "http://127.0.0.1/cb",
             "transcriptionOptions": {"transportUrl": "wss://x", "locale": "en-US"},
         }))
         .expect("a valid request");
-        let e = req.unsupported().expect_err("transcription is not implemented");
+        let e = req.missing.refuse().expect_err("transcription is not implemented");
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.code, "NotSupported");
         assert_eq!(e.target.as_deref(), Some("transcriptionOptions"));
