@@ -72,7 +72,9 @@ test("a constrained subscriber moves down within 5 s and back up within 15 s", a
     // what was encoded on the layer it receives: a freeze or a run of lost frames shows as a
     // shortfall, a slow encoder does not. The estimate may still move between the lower layers
     // (both fit under the cap); a half second with a switch in it (the layer announced or the
-    // decoded width changed) is left out of the count, but most of them must be steady.
+    // decoded width changed) is left out of the count, but most of them must be steady. The
+    // bound is 60%: a 400 kbit/s bottleneck loses some frames (CI saw 78-113%), while a freeze
+    // of 1.6 s or more in the 4 s falls below it.
     let prev = { sub: (await subscriptionStats(sub, "video"))[0], enc: await encodedFrames(publisher) };
     let encoded = 0;
     let decoded = 0;
@@ -91,7 +93,7 @@ test("a constrained subscriber moves down within 5 s and back up within 15 s", a
     console.log(`# under the cap, ${steady} steady half seconds: ${encoded} frames encoded on the layer received, ${decoded} decoded`);
     assert.ok(steady >= 4, `the layer holds still under the cap (${steady} of 8 half seconds without a switch)`);
     assert.ok(encoded >= 8, `the publisher keeps encoding the lower layers (${encoded} frames counted)`);
-    assert.ok(decoded >= encoded * 0.75, `frames keep being decoded under the cap (${decoded} of ${encoded} encoded)`);
+    assert.ok(decoded >= encoded * 0.6, `frames keep being decoded under the cap (${decoded} of ${encoded} encoded)`);
 
     sh(`tc qdisc del dev sbv0 root`);
     const lifted = Date.now();
