@@ -7,7 +7,9 @@
 use super::audio::dtmf::{RecognizeOptions, RecognizeOutcome, Tone};
 use super::events::{self, EventBase, ParticipantState, ResultInformation};
 use super::listener::{DtmfEvent, DtmfListener, ListenerError};
-use super::speaker::{Job, Loaded, PlayEvent, PlayEventKind, PlayJob, Speaker, TELEPHONE_EVENT_PT};
+use super::speaker::{
+    Job, Loaded, MAIN_STREAM, PlayEvent, PlayEventKind, PlayJob, Speaker, Stream, StreamId, TELEPHONE_EVENT_PT,
+};
 use super::{Shared, leg::LEG_TOKEN_MINUTES};
 use crate::client::{Client, ClientEvent, Joined, PublishedTrack};
 use crate::identity::IdentityId;
@@ -28,12 +30,14 @@ use uuid::Uuid;
 pub(super) enum LegCommand {
     /// Leave the call (`DELETE /calling/callConnections/{id}`); replies once the leg is out.
     HangUp { reply: oneshot::Sender<()> },
-    /// Queue a play (`:play`); an interrupting one cancels those playing or queued first.
-    Play { job: PlayJob, interrupt: bool },
+    /// Queue a play (`:play`) to everyone or to an audience (raw IDs, `playTo`); an
+    /// interrupting one cancels those playing or queued first.
+    Play { job: PlayJob, interrupt: bool, audience: Option<Vec<String>> },
     /// `:cancelAllMediaOperations`: cancel plays, tones and recognitions.
     CancelMedia,
     /// `:sendDtmfTones`: queued on the leg's audio stream like a play.
-    SendTones { tones: Vec<Tone>, operation_context: Option<String>, slot: super::speaker::MediaSlot },
+    /// Heard by the target (raw ID) only.
+    SendTones { tones: Vec<Tone>, target: String, operation_context: Option<String>, slot: super::speaker::MediaSlot },
     /// `:startContinuousDtmfRecognition` for the participant with this raw ID; replies once the
     /// leg listens to its audio.
     StartContinuous { target: String, operation_context: Option<String>, reply: oneshot::Sender<()> },
@@ -75,6 +79,7 @@ enum Wake {
     Loaded(Loaded),
     Speak,
     Listen,
+    Retire,
     Renew,
 }
 
@@ -449,8 +454,11 @@ impl CallConnection {
         // Random SSRC, first sequence number and timestamp (RFC 3550 §5.1), truncated from one draw.
         let mut voice = Voice {
             speaker: Speaker::new(random as u32, (random >> 32) as u16, (random >> 48) as u32),
-            track: None,
+            tracks: HashMap::new(),
+            job_streams: HashMap::new(),
+            next_stream: MAIN_STREAM + 1,
             speak_at: None,
+            hold_until: None,
             packets: Vec::new(),
             next_job: 0,
             after_prompt: HashMap::new(),
@@ -461,7 +469,8 @@ impl CallConnection {
         let reason = loop {
             let speak_at = voice.speak_at;
             let listen_at = ears.values().filter_map(|e| e.listener.next_deadline()).min();
-            let has_track = voice.track.is_some();
+            let retire_at = voice.next_retirement();
+            let has_track = !voice.tracks.is_empty();
             let wake = tokio::select! {
                 event = client.next_event() => Wake::Event(event),
                 command = commands.recv() => Wake::Command(command),
@@ -473,6 +482,7 @@ impl CallConnection {
                 }, if has_track => Wake::Loaded(loaded),
                 () = sleep_until(speak_at) => Wake::Speak,
                 () = sleep_until(listen_at) => Wake::Listen,
+                () = sleep_until(retire_at) => Wake::Retire,
                 _ = renew.tick() => Wake::Renew,
             };
             match wake {
@@ -517,6 +527,7 @@ impl CallConnection {
                             && let Some(after) = voice.after_prompt.remove(&job)
                         {
                             voice.speaker.drop_job(job);
+                            voice.job_ended(job);
                             if !voice.speaker.playing() {
                                 voice.speak_at = None;
                             }
@@ -548,12 +559,12 @@ impl CallConnection {
                             break EndReason::HungUp;
                         }
                     }
-                    Some(LegCommand::Play { job, interrupt }) => {
-                        self.say(&client, &mut voice, Job::Play(job), interrupt, &mut ears).await;
+                    Some(LegCommand::Play { job, interrupt, audience }) => {
+                        self.say(&client, &mut voice, Job::Play(job), interrupt, audience, &mut ears).await;
                     }
-                    Some(LegCommand::SendTones { tones, operation_context, slot }) => {
+                    Some(LegCommand::SendTones { tones, target, operation_context, slot }) => {
                         let job = Job::Tones { tones, operation_context, slot };
-                        self.say(&client, &mut voice, job, false, &mut ears).await;
+                        self.say(&client, &mut voice, job, false, Some(vec![target]), &mut ears).await;
                     }
                     Some(LegCommand::CancelMedia) => {
                         let events = voice.speaker.cancel_all();
@@ -612,11 +623,13 @@ impl CallConnection {
                         let _ = reply.send(Ok(()));
                         match prompt {
                             Some(job) => {
+                                // The prompt is for the participant whose tones are awaited.
                                 let id = voice.next_job;
+                                let audience = Some(vec![target.clone()]);
                                 voice
                                     .after_prompt
                                     .insert(id, AfterPrompt { target, interrupt_prompt, options, operation_context });
-                                self.say(&client, &mut voice, Job::Play(job), interrupt, &mut ears).await;
+                                self.say(&client, &mut voice, Job::Play(job), interrupt, audience, &mut ears).await;
                             }
                             None => {
                                 if let Some(e) = ears.get_mut(&target) {
@@ -634,14 +647,12 @@ impl CallConnection {
                 }
                 Wake::Speak => {
                     let (next, events) = voice.speaker.poll(std::time::Instant::now(), &mut voice.packets);
-                    if let Some(t) = &voice.track {
-                        for packet in voice.packets.drain(..) {
-                            if let Err(e) = client.send_rtp(t, 0, packet) {
-                                tracing::debug!(connection = %self.id, error = %e, "the leg could not send audio");
-                            }
+                    for (stream, packet) in voice.packets.drain(..) {
+                        let Some(t) = voice.tracks.get(&stream) else { continue };
+                        if let Err(e) = client.send_rtp(&t.track, 0, packet) {
+                            tracing::debug!(connection = %self.id, error = %e, "the leg could not send audio");
                         }
                     }
-                    voice.packets.clear();
                     voice.speak_at = next;
                     self.voice_events(&mut voice, &mut ears, events);
                     self.next_voice(&mut voice);
@@ -653,6 +664,7 @@ impl CallConnection {
                         self.dtmf_events(events);
                     }
                 }
+                Wake::Retire => voice.retire_idle(&client, std::time::Instant::now()).await,
                 Wake::Renew => match self.shared.legs.token(identity).await {
                     Ok(token) => {
                         if let Err(e) = client.register(&token, self.source_display_name.as_deref()).await {
@@ -673,20 +685,28 @@ impl CallConnection {
         }
     }
 
-    /// Queue a job on the leg's voice, publishing its audio track first if need be.
+    /// Queue a job on the leg's voice, heard by `audience` (raw IDs; `None`: everyone),
+    /// publishing an audio track to it first if need be.
     async fn say(
         &self,
         client: &Client,
         voice: &mut Voice,
         job: Job,
         interrupt: bool,
+        audience: Option<Vec<String>>,
         ears: &mut HashMap<String, Ears>,
     ) {
         let id = voice.next_job;
         voice.next_job += 1;
-        if voice.track.is_none() {
-            match client.publish(MediaKind::Audio, Codec::Opus, vec![]).await {
-                Ok(t) => voice.track = Some(t),
+        let audience = audience.map(|mut a| {
+            a.sort();
+            a.dedup();
+            a
+        });
+        let stream = match voice.stream_for(audience.as_ref()) {
+            Some(stream) => stream,
+            None => match voice.open_stream(client, audience).await {
+                Ok(stream) => stream,
                 Err(e) => {
                     tracing::warn!(connection = %self.id, error = %e, "the leg cannot publish audio");
                     let tones = matches!(job, Job::Tones { .. });
@@ -699,9 +719,10 @@ impl CallConnection {
                     self.voice_events(voice, ears, vec![failed]);
                     return;
                 }
-            }
-        }
-        let events = voice.speaker.enqueue(id, job, interrupt);
+            },
+        };
+        voice.job_started(id, stream);
+        let events = voice.speaker.enqueue(id, stream, job, interrupt);
         if !voice.speaker.playing() {
             voice.speak_at = None;
         }
@@ -709,14 +730,16 @@ impl CallConnection {
         self.next_voice(voice);
     }
 
-    /// Start queued tones when nothing else is under way.
+    /// Start queued tones when nothing else is under way, or what loaded; not before a new
+    /// track's grace is over.
     fn next_voice(&self, voice: &mut Voice) {
+        let now = std::time::Instant::now();
+        let start = voice.hold_until.filter(|h| *h > now).unwrap_or(now);
         if voice.speaker.tones_ready() {
-            let now = std::time::Instant::now();
-            voice.speaker.start_tones(now);
-            voice.speak_at = Some(now);
+            voice.speaker.start_tones(start);
+            voice.speak_at = Some(start);
         } else if voice.speaker.playing() && voice.speak_at.is_none() {
-            voice.speak_at = Some(std::time::Instant::now());
+            voice.speak_at = Some(start);
         }
     }
 
@@ -725,6 +748,9 @@ impl CallConnection {
     fn voice_events(&self, voice: &mut Voice, ears: &mut HashMap<String, Ears>, events: Vec<PlayEvent>) {
         let mut for_app = Vec::with_capacity(events.len());
         for e in events {
+            if !matches!(e.kind, PlayEventKind::Started) {
+                voice.job_ended(e.id);
+            }
             if !voice.after_prompt.contains_key(&e.id) {
                 for_app.push(e);
                 continue;
@@ -839,16 +865,121 @@ impl CallConnection {
     }
 }
 
-/// The leg's audio stream and what it is saying.
+/// The leg's audio streams and what it is saying.
 struct Voice {
     speaker: Speaker,
-    /// Published on the first job.
-    track: Option<PublishedTrack>,
+    /// The leg's published audio tracks by stream: the main one (to everyone) from the first job
+    /// for everyone on, one per audience of targeted jobs while it has jobs (and `AUDIENCE_LINGER`
+    /// after).
+    tracks: HashMap<StreamId, VoiceTrack>,
+    /// The stream of each job queued or playing.
+    job_streams: HashMap<u64, StreamId>,
+    next_stream: StreamId,
     speak_at: Option<std::time::Instant>,
-    packets: Vec<bytes::Bytes>,
+    /// Nothing starts before this (a new track's `SUBSCRIBE_GRACE`).
+    hold_until: Option<std::time::Instant>,
+    packets: Vec<(StreamId, bytes::Bytes)>,
     next_job: u64,
     /// Recognitions waiting for their prompt (by job ID).
     after_prompt: HashMap<u64, AfterPrompt>,
+}
+
+/// One of the leg's audio tracks.
+struct VoiceTrack {
+    track: PublishedTrack,
+    /// Raw IDs, sorted (`None`: everyone).
+    audience: Option<Vec<String>>,
+    /// Jobs queued or playing on it.
+    jobs: usize,
+    /// Since when it has had no job (targeted tracks are then unpublished).
+    idle_since: Option<std::time::Instant>,
+}
+
+/// How long a track to an audience stays published without jobs: a prompt's last packets reach
+/// the SFU first, and a follow-up prompt to the same people soon after reuses the track.
+const AUDIENCE_LINGER: Duration = Duration::from_secs(3);
+
+/// How long a job on a newly published track waits before its first packet: its audience learns
+/// of the track and subscribes (a QUIC client in a round trip, a browser in a renegotiation), so
+/// the start of a prompt is not lost to that.
+const SUBSCRIBE_GRACE: Duration = Duration::from_millis(400);
+
+impl Voice {
+    /// The stream already published to `audience`.
+    fn stream_for(&self, audience: Option<&Vec<String>>) -> Option<StreamId> {
+        self.tracks.iter().find(|(_, t)| t.audience.as_ref() == audience).map(|(s, _)| *s)
+    }
+
+    /// Publish a track to `audience` (to everyone: the main stream).
+    async fn open_stream(
+        &mut self,
+        client: &Client,
+        audience: Option<Vec<String>>,
+    ) -> Result<StreamId, crate::client::ClientError> {
+        let (stream, track) = match &audience {
+            None => (MAIN_STREAM, client.publish(MediaKind::Audio, Codec::Opus, vec![]).await?),
+            Some(raw_ids) => {
+                let track = client.publish_to(MediaKind::Audio, Codec::Opus, raw_ids.clone()).await?;
+                let stream = self.next_stream;
+                self.next_stream = self.next_stream.wrapping_add(1).max(MAIN_STREAM + 1);
+                let random = Uuid::new_v4().as_u128();
+                // A stream of its own: random SSRC, first sequence number and timestamp.
+                let numbering =
+                    Stream { ssrc: random as u32, seq: (random >> 32) as u16, timestamp: (random >> 48) as u32 };
+                self.speaker.add_stream(stream, numbering);
+                (stream, track)
+            }
+        };
+        self.tracks.insert(stream, VoiceTrack { track, audience, jobs: 0, idle_since: None });
+        self.hold_until = Some(std::time::Instant::now() + SUBSCRIBE_GRACE);
+        Ok(stream)
+    }
+
+    fn job_started(&mut self, job: u64, stream: StreamId) {
+        self.job_streams.insert(job, stream);
+        if let Some(t) = self.tracks.get_mut(&stream) {
+            t.jobs += 1;
+            t.idle_since = None;
+        }
+    }
+
+    /// A job ended (or was dropped): its track may go idle.
+    fn job_ended(&mut self, job: u64) {
+        let Some(stream) = self.job_streams.remove(&job) else { return };
+        if let Some(t) = self.tracks.get_mut(&stream) {
+            t.jobs = t.jobs.saturating_sub(1);
+            if t.jobs == 0 {
+                t.idle_since = Some(std::time::Instant::now());
+            }
+        }
+    }
+
+    /// When the next idle track to an audience is due to be unpublished.
+    fn next_retirement(&self) -> Option<std::time::Instant> {
+        self.tracks
+            .values()
+            .filter(|t| t.audience.is_some())
+            .filter_map(|t| t.idle_since)
+            .min()
+            .map(|since| since + AUDIENCE_LINGER)
+    }
+
+    /// Unpublish tracks to an audience that have been idle for `AUDIENCE_LINGER`.
+    async fn retire_idle(&mut self, client: &Client, now: std::time::Instant) {
+        let due: Vec<StreamId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.audience.is_some() && t.idle_since.is_some_and(|s| now >= s + AUDIENCE_LINGER))
+            .map(|(s, _)| *s)
+            .collect();
+        for stream in due {
+            let Some(t) = self.tracks.remove(&stream) else { continue };
+            self.speaker.remove_stream(stream);
+            if let Err(e) = client.unpublish(&t.track).await {
+                tracing::debug!(error = %e, "the leg could not unpublish a track to an audience");
+            }
+        }
+    }
 }
 
 /// Sleep until `at`; never, for `None`.

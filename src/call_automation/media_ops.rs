@@ -8,9 +8,9 @@ impl CallAutomation {
     /// `:play`: queue the sources on the leg's audio track. The outcome arrives as `PlayStarted`
     /// then `PlayCompleted`, or `PlayFailed` (a missing or undecodable file), or `PlayCanceled`.
     ///
-    /// `playTo` must name everyone in the call (or be empty): the leg's audio is one track that
-    /// every participant may subscribe to, and the SFU has no per-subscriber audience for a
-    /// track, so playing to some participants only is refused rather than heard by all.
+    /// With `playTo`, only those participants hear it: the leg publishes the audio on a track
+    /// whose audience they are (nobody else learns of it or may subscribe to it). Without, it
+    /// plays on the leg's track to everyone.
     pub async fn play(&self, id: Uuid, req: Play) -> Result<(), AutomationError> {
         let result = self.play_inner(id, req).await;
         self.shared.metrics.count("play", &result);
@@ -27,28 +27,24 @@ impl CallAutomation {
             .iter()
             .map(|uri| self.shared.media.locate(uri).map_err(|e| AutomationError::bad("playSources", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        if !req.play_to.is_empty() {
-            let mut wanted = Vec::with_capacity(req.play_to.len());
+        let audience = if req.play_to.is_empty() {
+            None
+        } else {
             for raw in &req.play_to {
                 self.parse_user("playTo", raw)?;
-                wanted.push(raw.as_str());
             }
             let present = conn.participants();
-            if let Some(missing) = wanted.iter().find(|w| !present.iter().any(|p| p.raw_id == **w)) {
+            if let Some(missing) = req.play_to.iter().find(|w| !present.iter().any(|p| p.raw_id == **w)) {
                 return Err(AutomationError::bad("playTo", format!("{missing} is not in the call")));
             }
-            if present.iter().any(|p| !wanted.contains(&p.raw_id.as_str())) {
-                return Err(AutomationError::NotSupported(
-                    "playing to some of the participants only is not supported: the audio of a call connection reaches everyone in the call (omit playTo)",
-                ));
-            }
-        }
+            Some(req.play_to.clone())
+        };
         if conn.state() != ConnectionState::Connected {
             return Err(AutomationError::NotConnected);
         }
         let slot = conn.reserve_media()?;
         let job = self.load_in_background(located, req.looped, req.operation_context, slot);
-        if !conn.command(LegCommand::Play { job, interrupt: req.interrupt }).await {
+        if !conn.command(LegCommand::Play { job, interrupt: req.interrupt, audience }).await {
             return Err(AutomationError::NotConnected);
         }
         Ok(())
@@ -173,9 +169,8 @@ impl CallAutomation {
         }
     }
 
-    /// `:sendDtmfTones`: RFC 4733 events on the leg's audio track, which the participant
-    /// receives; `SendDtmfTonesCompleted` follows. The track reaches everyone who subscribes to
-    /// it (no per-subscriber audience, as for `play`).
+    /// `:sendDtmfTones`: RFC 4733 events on a leg's audio track to the target participant only;
+    /// `SendDtmfTonesCompleted` follows.
     pub async fn send_dtmf_tones(
         &self,
         id: Uuid,
@@ -186,7 +181,8 @@ impl CallAutomation {
         let result = async {
             let conn = self.connected_with(id, "targetParticipant", target)?;
             let slot = conn.reserve_media()?;
-            if !conn.command(LegCommand::SendTones { tones, operation_context, slot }).await {
+            let target = target.to_owned();
+            if !conn.command(LegCommand::SendTones { tones, target, operation_context, slot }).await {
                 return Err(AutomationError::NotConnected);
             }
             Ok(())

@@ -11,7 +11,7 @@ use super::audio::dtmf::{TONE_PERIOD, Tone, tone_packets};
 use super::audio::{Player, PlayerOutput, Prompt};
 use super::media::MediaError;
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -101,6 +101,21 @@ pub enum PlayEventKind {
     Canceled,
 }
 
+/// Which RTP stream (one published track of the leg) a job is heard on: the main one, to
+/// everyone, or one per audience of a targeted play.
+pub type StreamId = u32;
+/// The stream every speaker starts with (the leg's track to everyone).
+pub const MAIN_STREAM: StreamId = 0;
+
+/// Where an RTP stream's numbering stands: each stream's sequence numbers and timestamps run on
+/// across the jobs heard on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub timestamp: u32,
+}
+
 /// Tones under way: packets with their offsets from `start`.
 struct Sending {
     start: Instant,
@@ -114,6 +129,7 @@ enum Voice {
 
 struct Playing {
     id: u64,
+    stream: StreamId,
     voice: Voice,
     rest: VecDeque<Arc<Prompt>>,
     looped: bool,
@@ -124,10 +140,8 @@ struct Playing {
 
 /// The play queue and RTP stream state of one leg.
 pub struct Speaker {
-    ssrc: u32,
-    seq: u16,
-    timestamp: u32,
-    queue: VecDeque<(u64, Job)>,
+    streams: HashMap<StreamId, Stream>,
+    queue: VecDeque<(u64, StreamId, Job)>,
     playing: Option<Playing>,
 }
 
@@ -137,14 +151,47 @@ fn event(id: u64, operation_context: Option<String>, kind: PlayEventKind, tones:
 
 impl Speaker {
     pub fn new(ssrc: u32, first_seq: u16, first_timestamp: u32) -> Self {
-        Self { ssrc, seq: first_seq, timestamp: first_timestamp, queue: VecDeque::new(), playing: None }
+        let main = Stream { ssrc, seq: first_seq, timestamp: first_timestamp };
+        Self { streams: HashMap::from([(MAIN_STREAM, main)]), queue: VecDeque::new(), playing: None }
     }
 
-    /// Queue a job; an interrupting one first cancels everything playing or queued.
-    pub fn enqueue(&mut self, id: u64, job: Job, interrupt: bool) -> Vec<PlayEvent> {
+    /// Start numbering another stream (a track to some participants only).
+    pub fn add_stream(&mut self, id: StreamId, stream: Stream) {
+        self.streams.insert(id, stream);
+    }
+
+    /// Forget a stream whose track is gone (no job on it may be queued or playing).
+    pub fn remove_stream(&mut self, id: StreamId) {
+        if id != MAIN_STREAM {
+            self.streams.remove(&id);
+        }
+    }
+
+    /// Where stream `id` stands.
+    pub fn stream(&self, id: StreamId) -> Option<Stream> {
+        self.streams.get(&id).copied()
+    }
+
+    /// Queue a job, heard on `stream`; an interrupting one first cancels everything playing or
+    /// queued.
+    pub fn enqueue(&mut self, id: u64, stream: StreamId, job: Job, interrupt: bool) -> Vec<PlayEvent> {
         let events = if interrupt { self.cancel_all() } else { Vec::new() };
-        self.queue.push_back((id, job));
+        self.queue.push_back((id, stream, job));
         events
+    }
+
+    /// The numbering of `stream` (a stream removed under a job restarts at zero: never the case
+    /// while the leg keeps a track per queued job).
+    fn numbering(&self, stream: StreamId) -> Stream {
+        self.streams.get(&stream).copied().unwrap_or(Stream { ssrc: 0, seq: 0, timestamp: 0 })
+    }
+
+    /// A stream's numbering runs on from where a job stopped.
+    fn run_on(&mut self, stream: StreamId, seq: u16, timestamp: u32) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.seq = seq;
+            s.timestamp = timestamp;
+        }
     }
 
     /// `cancelAllMediaOperations`: stop the job under way and drop the queue.
@@ -153,12 +200,11 @@ impl Speaker {
         if let Some(p) = self.playing.take() {
             let tones = matches!(p.voice, Voice::Tones(_));
             if let Voice::Player(player) = &p.voice {
-                self.seq = player.next_seq();
-                self.timestamp = player.next_timestamp();
+                self.run_on(p.stream, player.next_seq(), player.next_timestamp());
             }
             events.push(event(p.id, p.operation_context, PlayEventKind::Canceled, tones));
         }
-        events.extend(self.queue.drain(..).map(|(id, j)| {
+        events.extend(self.queue.drain(..).map(|(id, _, j)| {
             let tones = matches!(j, Job::Tones { .. });
             event(id, j.context(), PlayEventKind::Canceled, tones)
         }));
@@ -169,14 +215,13 @@ impl Speaker {
     /// interrupted. Whether it was there.
     pub fn drop_job(&mut self, id: u64) -> bool {
         if self.playing.as_ref().is_some_and(|p| p.id == id) {
-            if let Some(Playing { voice: Voice::Player(player), .. }) = self.playing.take() {
-                self.seq = player.next_seq();
-                self.timestamp = player.next_timestamp();
+            if let Some(Playing { voice: Voice::Player(player), stream, .. }) = self.playing.take() {
+                self.run_on(stream, player.next_seq(), player.next_timestamp());
             }
             return true;
         }
         let before = self.queue.len();
-        self.queue.retain(|(job, _)| *job != id);
+        self.queue.retain(|(job, _, _)| *job != id);
         self.queue.len() != before
     }
 
@@ -191,14 +236,14 @@ impl Speaker {
             return None;
         }
         match self.queue.front_mut() {
-            Some((_, Job::Play(j))) => Some(&mut j.loading),
+            Some((_, _, Job::Play(j))) => Some(&mut j.loading),
             _ => None,
         }
     }
 
     /// Whether the head of the queue is tones, ready to start (nothing under way).
     pub fn tones_ready(&self) -> bool {
-        self.playing.is_none() && matches!(self.queue.front(), Some((_, Job::Tones { .. })))
+        self.playing.is_none() && matches!(self.queue.front(), Some((_, _, Job::Tones { .. })))
     }
 
     /// Start the tones at the head of the queue at `now` (a no-op unless [`Self::tones_ready`]).
@@ -206,16 +251,23 @@ impl Speaker {
         if !self.tones_ready() {
             return;
         }
-        let Some((id, Job::Tones { tones, operation_context, slot })) = self.queue.pop_front() else { return };
-        let packets = tone_packets(&tones, self.ssrc, TELEPHONE_EVENT_PT, self.seq, self.timestamp, 48_000);
-        self.seq = self.seq.wrapping_add(u16::try_from(packets.len()).unwrap_or(u16::MAX));
+        let Some((id, stream, Job::Tones { tones, operation_context, slot })) = self.queue.pop_front() else {
+            return;
+        };
+        let at = self.numbering(stream);
+        let packets = tone_packets(&tones, at.ssrc, TELEPHONE_EVENT_PT, at.seq, at.timestamp, 48_000);
         // The stream's clock runs on by the tones' length.
         let length = TONE_PERIOD * u32::try_from(tones.len()).unwrap_or(u32::MAX);
         let samples = u32::try_from(length.as_millis() * 48).unwrap_or(u32::MAX);
-        self.timestamp = self.timestamp.wrapping_add(samples);
+        self.run_on(
+            stream,
+            at.seq.wrapping_add(u16::try_from(packets.len()).unwrap_or(u16::MAX)),
+            at.timestamp.wrapping_add(samples),
+        );
         let sending = Sending { start: now, packets: packets.into() };
         self.playing = Some(Playing {
             id,
+            stream,
             voice: Voice::Tones(sending),
             rest: VecDeque::new(),
             looped: false,
@@ -226,12 +278,12 @@ impl Speaker {
 
     /// The head of the queue has loaded (or failed to).
     pub fn loaded(&mut self, result: Loaded) -> Vec<PlayEvent> {
-        let Some((id, job)) = self.queue.pop_front() else { return Vec::new() };
+        let Some((id, stream, job)) = self.queue.pop_front() else { return Vec::new() };
         let job = match job {
             Job::Play(job) => job,
             tones @ Job::Tones { .. } => {
                 // Tones load nothing: not the job this result is for.
-                self.queue.push_front((id, tones));
+                self.queue.push_front((id, stream, tones));
                 return Vec::new();
             }
         };
@@ -243,10 +295,12 @@ impl Speaker {
                     return vec![event(id, job.operation_context, PlayEventKind::Completed, false)];
                 };
                 let single_loop = job.looped && rest.is_empty();
-                let player = Player::new(first, single_loop, self.ssrc, OPUS_PT, self.seq, self.timestamp);
+                let at = self.numbering(stream);
+                let player = Player::new(first, single_loop, at.ssrc, OPUS_PT, at.seq, at.timestamp);
                 let started = event(id, job.operation_context.clone(), PlayEventKind::Started, false);
                 self.playing = Some(Playing {
                     id,
+                    stream,
                     voice: Voice::Player(player),
                     rest,
                     looped: job.looped,
@@ -258,12 +312,13 @@ impl Speaker {
         }
     }
 
-    /// Packets due at `now` go to `out`; returns when to poll next (`None`: nothing under way)
-    /// and the events of jobs that finished.
-    pub fn poll(&mut self, now: Instant, out: &mut Vec<Bytes>) -> (Option<Instant>, Vec<PlayEvent>) {
+    /// Packets due at `now` go to `out`, each with the stream it is for; returns when to poll
+    /// next (`None`: nothing under way) and the events of jobs that finished.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<(StreamId, Bytes)>) -> (Option<Instant>, Vec<PlayEvent>) {
         let mut events = Vec::new();
         loop {
             let Some(p) = self.playing.as_mut() else { return (None, events) };
+            let stream = p.stream;
             let player = match &mut p.voice {
                 Voice::Tones(sending) => {
                     while let Some((offset, _)) = sending.packets.front() {
@@ -272,7 +327,7 @@ impl Speaker {
                             return (Some(due), events);
                         }
                         if let Some((_, packet)) = sending.packets.pop_front() {
-                            out.push(packet);
+                            out.push((stream, packet));
                         }
                     }
                     let done = self.playing.take().map(|p| (p.id, p.operation_context));
@@ -284,12 +339,16 @@ impl Speaker {
                 Voice::Player(player) => player,
             };
             match player.poll(now) {
-                PlayerOutput::Packet(packet) => out.push(packet),
+                PlayerOutput::Packet(packet) => out.push((stream, packet)),
                 PlayerOutput::Wait(at) => return (Some(at), events),
                 PlayerOutput::Done => {
                     let (seq, ts, due) = (player.next_seq(), player.next_timestamp(), player.next_due());
-                    self.seq = seq;
-                    self.timestamp = ts;
+                    let ssrc = self.numbering(stream).ssrc;
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.seq = seq;
+                        s.timestamp = ts;
+                    }
+                    let p = self.playing.as_mut().expect("the job that just finished a source is still playing");
                     // The next source of the same play, or (a looped play of several sources)
                     // the first again.
                     match p.rest.pop_front() {
@@ -297,7 +356,7 @@ impl Speaker {
                             if p.looped {
                                 p.rest.push_back(prompt.clone());
                             }
-                            let player = Player::new(prompt, false, self.ssrc, OPUS_PT, seq, ts);
+                            let player = Player::new(prompt, false, ssrc, OPUS_PT, seq, ts);
                             p.voice = Voice::Player(match due {
                                 Some(due) => player.starting_at(due),
                                 None => player,
@@ -351,8 +410,8 @@ mod tests {
         let mut s = Speaker::new(7, 100, 1000);
         let (a, _ta) = job("a", false);
         let (b, _tb) = job("b", false);
-        assert!(s.enqueue(1, a, false).is_empty());
-        assert!(s.enqueue(2, b, false).is_empty());
+        assert!(s.enqueue(1, MAIN_STREAM, a, false).is_empty());
+        assert!(s.enqueue(2, MAIN_STREAM, b, false).is_empty());
         assert!(s.loading().is_some());
         assert_eq!(names(&s.loaded(Ok(vec![prompt(2), prompt(1)]))), ["Started"]);
         assert!(s.loading().is_none(), "the next job waits while one plays");
@@ -378,9 +437,10 @@ mod tests {
             [Duration::ZERO, Duration::from_millis(20), Duration::from_millis(40)],
             "paced across sources"
         );
-        let seqs: Vec<u16> = out.iter().map(|p| crate::rtp::RtpHeader::parse(p).expect("rtp").seq).collect();
+        let seqs: Vec<u16> = out.iter().map(|(_, p)| crate::rtp::RtpHeader::parse(p).expect("rtp").seq).collect();
         assert_eq!(seqs, [100, 101, 102]);
-        assert_eq!((s.seq, s.timestamp), (103, 1000 + 3 * 960));
+        let main = s.stream(MAIN_STREAM).expect("the main stream");
+        assert_eq!((main.seq, main.timestamp), (103, 1000 + 3 * 960));
         assert!(s.loading().is_some(), "then the next job loads");
         let failed = s.loaded(Err(MediaError::NotFound));
         assert!(matches!(
@@ -392,6 +452,7 @@ mod tests {
         // Tones continue the stream after the play, as telephone-events, then complete.
         s.enqueue(
             3,
+            MAIN_STREAM,
             Job::Tones { tones: vec![Tone::One, Tone::Pound], operation_context: None, slot: MediaSlot::uncounted() },
             false,
         );
@@ -410,20 +471,58 @@ mod tests {
         assert_eq!(names(&events), ["Completed"]);
         assert!(events[0].tones);
         assert_eq!(tones.len(), 2 * 8, "5 event packets and 3 end packets per tone");
-        let first = crate::rtp::RtpHeader::parse(&tones[0]).expect("rtp");
+        let first = crate::rtp::RtpHeader::parse(&tones[0].1).expect("rtp");
         assert_eq!((first.seq, first.payload_type, first.timestamp), (103, TELEPHONE_EVENT_PT, 1000 + 3 * 960));
+    }
+
+    /// Jobs for different audiences are heard on their own streams, one after the other in
+    /// request order; each stream's numbering runs on by itself.
+    #[test]
+    fn streams_to_audiences_number_their_own_packets() {
+        let mut s = Speaker::new(7, 100, 1000);
+        s.add_stream(5, Stream { ssrc: 9, seq: 60_000, timestamp: 7 });
+        let (a, _ta) = job("to everyone", false);
+        let (b, _tb) = job("to one", false);
+        let (c, _tc) = job("to everyone again", false);
+        s.enqueue(1, MAIN_STREAM, a, false);
+        s.enqueue(2, 5, b, false);
+        s.enqueue(3, MAIN_STREAM, c, false);
+        let mut out = Vec::new();
+        let mut now = Instant::now();
+        for _ in 0..3 {
+            s.loaded(Ok(vec![prompt(2)]));
+            loop {
+                let (at, _) = s.poll(now, &mut out);
+                match at {
+                    Some(at) => now = at,
+                    None => break,
+                }
+            }
+        }
+        let heard: Vec<(StreamId, u32, u16)> = out
+            .iter()
+            .map(|(stream, p)| {
+                let h = crate::rtp::RtpHeader::parse(p).expect("rtp");
+                (*stream, h.ssrc, h.seq)
+            })
+            .collect();
+        assert_eq!(heard, [(0, 7, 100), (0, 7, 101), (5, 9, 60_000), (5, 9, 60_001), (0, 7, 102), (0, 7, 103)]);
+        assert_eq!(s.stream(5).map(|st| st.seq), Some(60_002));
+        s.remove_stream(5);
+        s.remove_stream(MAIN_STREAM);
+        assert!(s.stream(5).is_none() && s.stream(MAIN_STREAM).is_some(), "the main stream stays");
     }
 
     #[test]
     fn interrupt_and_cancel_report_every_play_they_drop() {
         let mut s = Speaker::new(7, 0, 0);
         let (a, _ta) = job("a", true);
-        s.enqueue(1, a, false);
+        s.enqueue(1, MAIN_STREAM, a, false);
         s.loaded(Ok(vec![prompt(1)]));
         let (b, _tb) = job("b", false);
-        s.enqueue(2, b, false);
+        s.enqueue(2, MAIN_STREAM, b, false);
         let (c, _tc) = job("c", false);
-        let events = s.enqueue(3, c, true);
+        let events = s.enqueue(3, MAIN_STREAM, c, true);
         assert_eq!(names(&events), ["Canceled", "Canceled"]);
         assert!(s.busy());
         assert_eq!(names(&s.cancel_all()), ["Canceled"]);
@@ -437,10 +536,10 @@ mod tests {
         let mut s = Speaker::new(1, 0, 0);
         let (tx_a, rx_a) = oneshot::channel();
         let play = |rx, slot| Job::Play(PlayJob { loading: rx, looped: false, operation_context: None, slot });
-        s.enqueue(1, play(rx_a, slot()), false);
-        s.enqueue(2, Job::Tones { tones: vec![Tone::One], operation_context: None, slot: slot() }, false);
+        s.enqueue(1, MAIN_STREAM, play(rx_a, slot()), false);
+        s.enqueue(2, MAIN_STREAM, Job::Tones { tones: vec![Tone::One], operation_context: None, slot: slot() }, false);
         let (_tx_c, rx_c) = oneshot::channel();
-        s.enqueue(3, play(rx_c, slot()), false);
+        s.enqueue(3, MAIN_STREAM, play(rx_c, slot()), false);
         assert!(MediaSlot::reserve(&count, 3).is_none(), "the bound holds");
         // A failed load ends the first job.
         drop(tx_a);

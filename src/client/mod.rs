@@ -291,7 +291,37 @@ impl Client {
         layers: Vec<LayerRequest>,
         source: Option<TrackSource>,
     ) -> Result<PublishedTrack, ClientError> {
-        let msg = ClientMessage::Publish { kind, codec, layers, audio_level_ext_id: Some(1), source };
+        self.publish_message(ClientMessage::Publish {
+            kind,
+            codec,
+            layers,
+            audio_level_ext_id: Some(1),
+            source,
+            audience: None,
+        })
+        .await
+    }
+
+    /// Publish an audio track to some identities (raw IDs) only: nobody else in the call learns
+    /// of it or may receive it.
+    pub async fn publish_to(
+        &self,
+        kind: MediaKind,
+        codec: Codec,
+        audience: Vec<String>,
+    ) -> Result<PublishedTrack, ClientError> {
+        let msg = ClientMessage::Publish {
+            kind,
+            codec,
+            layers: Vec::new(),
+            audio_level_ext_id: Some(1),
+            source: None,
+            audience: Some(audience),
+        };
+        self.publish_message(msg).await
+    }
+
+    async fn publish_message(&self, msg: ClientMessage) -> Result<PublishedTrack, ClientError> {
         match self.request(msg).await? {
             ServerMessage::Published { track_id, flows, .. } => {
                 let mut shared = self.shared.lock().expect("client state lock");
@@ -359,6 +389,16 @@ impl Client {
         max_height: Option<u32>,
     ) -> Result<(), ClientError> {
         self.request(ClientMessage::SetPreferences { subscription_id, preferred_layer, max_height }).await.map(drop)
+    }
+
+    /// Stop publishing a track (subscribers are told it is gone).
+    pub async fn unpublish(&self, track: &PublishedTrack) -> Result<(), ClientError> {
+        let result = self.request(ClientMessage::Unpublish { track_id: track.track_id }).await.map(drop);
+        let mut shared = self.shared.lock().expect("client state lock");
+        for f in &track.flows {
+            shared.remove_publish_flow(f.flow_id);
+        }
+        result
     }
 
     pub async fn unsubscribe(&self, subscription_id: u64) -> Result<(), ClientError> {

@@ -51,6 +51,11 @@ impl Shared {
         self.publish.insert(flow, PublishFlow { track, layer, history: PacketHistory::new(1024) });
     }
 
+    /// Forget an unpublished track's flow and its send history.
+    pub fn remove_publish_flow(&mut self, flow: u64) {
+        self.publish.remove(&flow);
+    }
+
     pub fn remember_sent(&mut self, flow: u64, seq: u16, packet: Bytes) {
         if let Some(f) = self.publish.get_mut(&flow) {
             f.history.insert(seq, packet);

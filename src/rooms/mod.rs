@@ -18,7 +18,7 @@ pub use events::{
 };
 pub use lobby::{LobbyOutcome, LobbyView, MeetingEntry, Whom};
 pub use role::{Capabilities, Role, Sources, TrackSource, UnknownRole};
-pub use room::{Departure, JoinRequest, Member, PublishRequest, RoleApplied, Room, RoomError, TrackEntry};
+pub use room::{Audience, Departure, JoinRequest, Member, PublishRequest, RoleApplied, Room, RoomError, TrackEntry};
 
 use crate::media::ids::{ParticipantId, RoomId};
 use crate::meeting_directory::{MeetingId, MeetingRecord};

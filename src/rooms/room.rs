@@ -105,9 +105,20 @@ pub struct TrackEntry {
     pub muted: bool,
     /// The worker of the publisher's session.
     pub worker: usize,
+    /// Who may see and receive it besides its owner (raw IDs; `None`: everyone in the room).
+    pub audience: Option<Audience>,
 }
 
+/// The identities (raw IDs) a track is published to, when not to everyone: only their members
+/// learn of it and may subscribe to it (a call connection's prompt to one caller).
+pub type Audience = Arc<[Arc<str>]>;
+
 impl TrackEntry {
+    /// Whether `member` may know of this track and receive it.
+    pub fn visible_to(&self, member: &Member) -> bool {
+        self.owner == member.id || self.audience.as_ref().is_none_or(|a| a.iter().any(|raw| **raw == *member.raw_id))
+    }
+
     pub fn view(&self) -> TrackView {
         TrackView {
             id: self.id,
@@ -133,6 +144,8 @@ pub struct PublishRequest {
     pub codec: Codec,
     pub source: TrackSource,
     pub layers: Vec<Layer>,
+    /// Publish to these identities only (`None`: to everyone).
+    pub audience: Option<Audience>,
 }
 
 /// A member that left or was removed, with what the media plane must now forget.
@@ -180,6 +193,10 @@ impl RoomState {
         for m in self.members.values() {
             m.sink.deliver(&event);
         }
+        self.notify_observers(&event);
+    }
+
+    fn notify_observers(&mut self, event: &Arc<RoomEvent>) {
         self.observers.retain(|o| match o.try_send(event.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -188,6 +205,19 @@ impl RoomState {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
+    }
+
+    /// Queue `event`, about `track`, for the members who may see that track, and for every
+    /// observer.
+    fn emit_about(&mut self, track: &TrackEntry, event: RoomEvent) {
+        if track.audience.is_none() {
+            return self.emit(event);
+        }
+        let event = Arc::new(event);
+        for m in self.members.values().filter(|m| track.visible_to(m)) {
+            m.sink.deliver(&event);
+        }
+        self.notify_observers(&event);
     }
 
     /// Whether someone may still join: the room is open, the call not over, and not full.
@@ -220,7 +250,7 @@ impl RoomState {
             sink: req.sink,
             tracks: Vec::new(),
         };
-        let snapshot: Vec<MemberView> = self.members.values().map(|m| self.view(m)).collect();
+        let snapshot: Vec<MemberView> = self.members.values().map(|m| self.view_for(m, &member)).collect();
         let joined = RoomEvent::MemberJoined(self.view(&member));
         self.emit(joined);
         let moderates = member.caps.moderate;
@@ -231,25 +261,41 @@ impl RoomState {
         snapshot
     }
 
+    /// `m` as everyone may see it: its tracks published to all.
     pub(super) fn view(&self, m: &Member) -> MemberView {
+        self.view_with(m, |t| t.audience.is_none())
+    }
+
+    /// `m` as `viewer` sees it: with the tracks published to it too.
+    pub(super) fn view_for(&self, m: &Member, viewer: &Member) -> MemberView {
+        self.view_with(m, |t| t.visible_to(viewer))
+    }
+
+    fn view_with(&self, m: &Member, shown: impl Fn(&TrackEntry) -> bool) -> MemberView {
         MemberView {
             participant: m.id,
             identity: m.identity,
             raw_id: m.raw_id.clone(),
             display_name: m.display_name.clone(),
             role: m.role,
-            tracks: m.tracks.iter().filter_map(|t| self.tracks.get(t)).map(TrackEntry::view).collect(),
+            tracks: m
+                .tracks
+                .iter()
+                .filter_map(|t| self.tracks.get(t))
+                .filter(|t| shown(t))
+                .map(TrackEntry::view)
+                .collect(),
         }
     }
 
     /// Remove one track of `owner`; tells everyone.
     fn drop_track(&mut self, owner: ParticipantId, track: TrackId, reason: UnpublishReason) {
-        self.tracks.remove(&track);
+        let Some(entry) = self.tracks.remove(&track) else { return };
         self.levels.remove(&track);
         if let Some(m) = self.members.get_mut(&owner) {
             m.tracks.retain(|t| *t != track);
         }
-        self.emit(RoomEvent::TrackUnpublished { track, participant: owner, reason });
+        self.emit_about(&entry, RoomEvent::TrackUnpublished { track, participant: owner, reason });
     }
 }
 
@@ -345,12 +391,13 @@ impl Room {
             layers: req.layers,
             muted: false,
             worker: member.worker,
+            audience: req.audience,
         };
         if let Some(m) = st.members.get_mut(&participant) {
             m.tracks.push(entry.id);
         }
         st.tracks.insert(entry.id, entry.clone());
-        st.emit(RoomEvent::TrackPublished(entry.view()));
+        st.emit_about(&entry, RoomEvent::TrackPublished(entry.view()));
         Ok(entry)
     }
 
@@ -382,7 +429,7 @@ impl Room {
         };
         t.muted = muted;
         let (entry, owner) = (t.clone(), t.owner);
-        st.emit(RoomEvent::TrackMuted { track, participant: owner, muted, by });
+        st.emit_about(&entry, RoomEvent::TrackMuted { track, participant: owner, muted, by });
         Ok(entry)
     }
 
@@ -395,7 +442,7 @@ impl Room {
         t.muted = true;
         let (entry, owner) = (t.clone(), t.owner);
         let by = (owner != by).then_some(by);
-        st.emit(RoomEvent::TrackMuted { track, participant: owner, muted: true, by });
+        st.emit_about(&entry, RoomEvent::TrackMuted { track, participant: owner, muted: true, by });
         Ok(entry)
     }
 
@@ -437,6 +484,14 @@ impl Room {
         self.state().tracks.get(&track).cloned()
     }
 
+    /// A track as member `viewer` may see it: `None` when there is none, or it is published to
+    /// others only (`viewer` must not learn that it exists).
+    pub fn track_for(&self, track: TrackId, viewer: ParticipantId) -> Option<TrackEntry> {
+        let st = self.state();
+        let member = st.members.get(&viewer)?;
+        st.tracks.get(&track).filter(|t| t.visible_to(member)).cloned()
+    }
+
     pub fn member(&self, participant: ParticipantId) -> Option<Member> {
         self.state().members.get(&participant).cloned()
     }
@@ -458,8 +513,9 @@ impl Room {
     /// Take new loudness values of audio tracks; announce the speaker ranking when it changes.
     pub fn on_audio_levels(&self, levels: impl IntoIterator<Item = (TrackId, f32)>) {
         let mut st = self.state();
+        // Only tracks published to everyone rank speakers: the ranking goes to everyone.
         for (track, level) in levels {
-            if st.tracks.contains_key(&track) {
+            if st.tracks.get(&track).is_some_and(|t| t.audience.is_none()) {
                 st.levels.insert(track, level);
             }
         }
@@ -506,7 +562,7 @@ mod tests {
     }
 
     fn video(source: TrackSource) -> PublishRequest {
-        PublishRequest { kind: MediaKind::Video, codec: Codec::Vp8, source, layers: vec![] }
+        PublishRequest { kind: MediaKind::Video, codec: Codec::Vp8, source, layers: vec![], audience: None }
     }
 
     fn drain(events: &mut MemberEvents) -> Vec<RoomEvent> {
@@ -623,6 +679,7 @@ mod tests {
             codec: Codec::Opus,
             source: TrackSource::Microphone,
             layers: vec![],
+            audience: None,
         };
         let mic = room.publish(attendee, audio.clone(), rooms.limits()).expect("mic");
         let own = room.publish(presenter, audio, rooms.limits()).expect("mic");
@@ -630,6 +687,65 @@ mod tests {
         assert_eq!(room.set_muted(presenter, mic.id, false).err(), Some(RoomError::NotAllowed));
         assert_eq!(room.set_muted(attendee, own.id, true).err(), Some(RoomError::TrackNotFound));
         assert!(!room.set_muted(attendee, mic.id, false).expect("owner unmutes").muted);
+    }
+
+    /// A track published to some identities reaches only them: nobody else hears of it (not
+    /// when it is published, muted or unpublished, not in a joiner's snapshot) or may look it up.
+    #[test]
+    fn a_track_with_an_audience_is_seen_only_by_it() {
+        let rooms = rooms();
+        let key = RoomKey::Group(uuid::Uuid::new_v4());
+        let member = |raw: &str| {
+            let (mut req, events) = request(true, None);
+            req.raw_id = raw.into();
+            (req, events)
+        };
+        let (s, mut speaker_events) = member("8:acs:x_service");
+        let (room, speaker, _) = rooms.join(key.clone(), s).expect("join");
+        let (a, mut alice_events) = member("8:acs:x_alice");
+        let (_, alice, _) = rooms.join(key.clone(), a).expect("join");
+        drain(&mut speaker_events);
+        let audience: Audience = vec![Arc::<str>::from("8:acs:x_alice")].into();
+        let whisper = PublishRequest {
+            kind: MediaKind::Audio,
+            codec: Codec::Opus,
+            source: TrackSource::Microphone,
+            layers: vec![],
+            audience: Some(audience),
+        };
+        let track = room.publish(speaker, whisper, rooms.limits()).expect("publish");
+        let (b, mut bob_events) = member("8:acs:x_bob");
+        let (_, bob, snapshot) = rooms.join(key.clone(), b).expect("join");
+        let speaker_view = snapshot.iter().find(|m| m.participant == speaker).expect("the speaker is listed");
+        assert!(speaker_view.tracks.is_empty(), "bob's snapshot does not show the track");
+        assert!(room.track_for(track.id, bob).is_none());
+        assert!(room.track_for(track.id, alice).is_some());
+        assert!(room.track_for(track.id, speaker).is_some(), "its owner sees it");
+        rooms.leave(&room, bob, EndReason::Left);
+        let (c, _) = member("8:acs:x_alice");
+        let (_, alice_again, snapshot) = rooms.join(key, c).expect("join");
+        let speaker_view = snapshot.iter().find(|m| m.participant == speaker).expect("the speaker is listed");
+        assert_eq!(speaker_view.tracks.len(), 1, "another device of alice's sees the track");
+        assert!(room.track_for(track.id, alice_again).is_some());
+        room.mute_by_service(speaker, track.id).expect("mute");
+        room.unpublish(speaker, track.id).expect("unpublish");
+        let about_tracks = |events: &[RoomEvent]| {
+            events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        RoomEvent::TrackPublished(_)
+                            | RoomEvent::TrackMuted { .. }
+                            | RoomEvent::TrackUnpublished { .. }
+                    )
+                })
+                .count()
+        };
+        let alice_saw = drain(&mut alice_events);
+        assert_eq!(about_tracks(&alice_saw), 3, "published, muted, unpublished: {alice_saw:?}");
+        let bob_saw = drain(&mut bob_events);
+        assert_eq!(about_tracks(&bob_saw), 0, "{bob_saw:?}");
     }
 
     #[test]
@@ -658,6 +774,7 @@ mod tests {
                     codec: Codec::Opus,
                     source: TrackSource::Microphone,
                     layers: vec![],
+                    audience: None,
                 },
                 rooms.limits(),
             )

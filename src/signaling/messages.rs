@@ -92,6 +92,10 @@ pub enum ClientMessage {
         /// `microphone`, `camera` or `screen` (default: microphone for audio, camera for video).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<TrackSource>,
+        /// Publish to these identities (raw IDs) only: only their devices learn of the track and
+        /// may subscribe to it. Absent: to everyone in the call.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<Vec<String>>,
     },
     Unpublish {
         track_id: u64,

@@ -7,25 +7,46 @@ use super::session::{Failure, Joined, SessionHandler, Transport, room_failure, u
 use crate::media::admission::Refusal;
 use crate::media::command::{Command, PublishIngress, PublishSpec, SinkSpec, SubscribeRefusal, SubscribeSpec};
 use crate::media::ids::{RoomId, SubscriptionId, TrackId};
-use crate::rooms::{PublishRequest, TrackSource};
+use crate::rooms::{Audience, PublishRequest, TrackSource};
 use crate::sfu::packet::{Codec, MediaKind};
 use crate::sfu::simulcast::{LayerWish, MAX_LAYERS};
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A QUIC `publish` request's fields.
+pub(super) struct QuicPublish {
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub layers: Vec<LayerRequest>,
+    pub audio_level_ext_id: Option<u8>,
+    pub source: Option<TrackSource>,
+    pub audience: Option<Vec<String>>,
+}
+
+/// At most this many identities in a track's `audience`.
+pub const MAX_AUDIENCE: usize = 64;
+/// At most this many bytes per raw ID in an `audience`.
+pub const MAX_RAW_ID_LEN: usize = 256;
+
+/// An `audience` as the room keeps it: 1 to `MAX_AUDIENCE` raw IDs of 1 to `MAX_RAW_ID_LEN`
+/// bytes (an ID that names no one is harmless: nobody with it is told).
+fn check_audience(raw_ids: Vec<String>) -> Result<Audience, Failure> {
+    if raw_ids.is_empty() || raw_ids.len() > MAX_AUDIENCE {
+        return Err((ErrorCode::BadRequest, format!("audience must list 1 to {MAX_AUDIENCE} raw IDs")));
+    }
+    if raw_ids.iter().any(|r| r.is_empty() || r.len() > MAX_RAW_ID_LEN) {
+        return Err((ErrorCode::BadRequest, format!("an audience raw ID must be 1 to {MAX_RAW_ID_LEN} bytes")));
+    }
+    Ok(raw_ids.into_iter().map(Arc::from).collect())
+}
 
 impl SessionHandler {
     pub(super) fn joined(&self) -> Result<&Joined, Failure> {
         self.joined.as_ref().ok_or((ErrorCode::NotJoined, "join a call first".to_owned()))
     }
 
-    pub(super) async fn publish(
-        &mut self,
-        id: Option<u64>,
-        kind: MediaKind,
-        codec: Codec,
-        layers: Vec<LayerRequest>,
-        audio_level_ext_id: Option<u8>,
-        source: Option<TrackSource>,
-    ) -> Result<ServerMessage, Failure> {
+    pub(super) async fn publish(&mut self, id: Option<u64>, request: QuicPublish) -> Result<ServerMessage, Failure> {
+        let QuicPublish { kind, codec, layers, audio_level_ext_id, source, audience } = request;
         if self.transport == Transport::WebRtc {
             return Err((ErrorCode::BadRequest, "over WebRTC, publish by sending an SDP offer".into()));
         }
@@ -36,6 +57,7 @@ impl SessionHandler {
             return Err((ErrorCode::BadRequest, format!("at most {MAX_LAYERS} video layers and 1 audio layer")));
         }
         check_rids(layers.iter().filter_map(|l| l.rid.as_deref()))?;
+        let audience = audience.map(check_audience).transpose()?;
         let source = source.unwrap_or_else(|| TrackSource::default_for(kind));
         if !source.fits(kind) {
             return Err((ErrorCode::BadRequest, format!("a {kind:?} track cannot have source {source:?}")));
@@ -48,7 +70,7 @@ impl SessionHandler {
             })
             .collect();
         let j = self.joined()?;
-        let request = PublishRequest { kind, codec, source, layers: layers.clone() };
+        let request = PublishRequest { kind, codec, source, layers: layers.clone(), audience };
         let entry = j.room.publish(j.participant, request, self.ctx.rooms.limits()).map_err(|e| room_failure(&e))?;
         let spec = PublishSpec {
             session: self.session,
@@ -112,7 +134,7 @@ impl SessionHandler {
         }
         let track = j
             .room
-            .track(TrackId(track_id))
+            .track_for(TrackId(track_id), j.participant)
             .ok_or((ErrorCode::TrackNotFound, format!("no track {track_id} in this call")))?;
         let subscription = SubscriptionId::next();
         let (sink, flow, ssrc) = match self.transport {
@@ -243,7 +265,7 @@ impl SessionHandler {
             let layers: Vec<LayerRequest> =
                 m.rids.iter().map(|r| LayerRequest { rid: Some(r.clone()), ..LayerRequest::default() }).collect();
             let j = self.joined()?;
-            let request = PublishRequest { kind, codec: m.codec, source: m.source, layers };
+            let request = PublishRequest { kind, codec: m.codec, source: m.source, layers, audience: None };
             let entry = match j.room.publish(j.participant, request, self.ctx.rooms.limits()) {
                 Ok(e) => e,
                 Err(e) => {

@@ -246,8 +246,10 @@ impl SessionHandler {
             }
             ClientMessage::MuteParticipant { participant_id } => self.mute_participant(id, participant_id).await?,
             ClientMessage::RemoveParticipant { participant_id } => self.remove_participant(id, participant_id).await?,
-            ClientMessage::Publish { kind, codec, layers, audio_level_ext_id, source } => {
-                self.publish(id, kind, codec, layers, audio_level_ext_id, source).await?
+            ClientMessage::Publish { kind, codec, layers, audio_level_ext_id, source, audience } => {
+                let request =
+                    super::publishing::QuicPublish { kind, codec, layers, audio_level_ext_id, source, audience };
+                self.publish(id, request).await?
             }
             ClientMessage::Unpublish { track_id } => self.unpublish(id, track_id).await?,
             ClientMessage::Subscribe { track_id, preferred_layer, max_height } => {

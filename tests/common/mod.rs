@@ -2,6 +2,7 @@
 //! `switchboard` process on an ephemeral loopback port, and an ACS-signing HTTPS client.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod automation;
 pub mod media;
 pub mod relay;
 pub mod webrtc;

@@ -344,7 +344,7 @@ const MAX_PLAY_SOURCES: usize = 16;
     request_body = PlayRequest,
     responses(
         (status = 202, description = "Queued; PlayStarted then PlayCompleted (or PlayFailed, PlayCanceled) follow"),
-        (status = 400, description = "A bad source (scheme, host, path), playTo naming only some participants, or the call is not connected", body = AcsErrorResponse),
+        (status = 400, description = "A bad source (scheme, host, path), playTo naming someone not in the call, or the call is not connected", body = AcsErrorResponse),
         (status = 404, description = "No such call connection (or it ended)", body = AcsErrorResponse),
     ),
 )]

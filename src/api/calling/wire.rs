@@ -229,8 +229,8 @@ pub struct PlayOptions {
 #[serde(rename_all = "camelCase")]
 pub struct PlayRequest {
     pub play_sources: Vec<PlaySource>,
-    /// Empty or absent: everyone. Otherwise it must name everyone in the call (the server's
-    /// audio reaches all participants; a subset is refused with 400 NotSupported).
+    /// Empty or absent: everyone. Otherwise only these participants (each must be in the call)
+    /// hear it: the leg plays it on a track published to them alone.
     #[serde(default)]
     pub play_to: Vec<CommunicationIdentifier>,
     #[serde(default)]
