@@ -1,5 +1,6 @@
 //! A QUIC device that answers every call and presses keys: it registers as an identity,
-//! accepts each incoming call, publishes an audio track, and then sends the `--tones` as RFC 4733
+//! accepts each incoming call (leaving the call it is in first, as "end and accept" on a phone;
+//! an invitation into a group call joins that group call), publishes an audio track, and then sends the `--tones` as RFC 4733
 //! telephone-events (payload type 101, `docs/PROTOCOL.md`) (ACS tone names: one, two, pound, ...) every `--every` seconds while the call
 //! lasts. The SDK tests and the IVR sample use it as "a phone a person holds". Progress is
 //! printed as JSON lines on stdout. Runs until killed.
@@ -40,17 +41,29 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", serde_json::json!({ "event": "registered", "identity": identity }));
 
     let mut track: Option<PublishedTrack> = None;
+    let mut left_calls = 0u32;
     let mut press = tokio::time::interval(every);
     let (mut seq, mut ts) = (1u16, 48_000u32);
     loop {
         tokio::select! {
             event = client.next_event() => match event {
-                Some(ClientEvent::Signal(ServerMessage::IncomingCall { call_id, .. })) => {
-                    client.accept_call(&call_id).await?;
+                Some(ClientEvent::Signal(ServerMessage::IncomingCall { call_id, group_id, .. })) => {
+                    if track.take().is_some() {
+                        client.hang_up(false).await?;
+                        // The `Disconnected` of the call left is still to be read: not the new one's.
+                        left_calls += 1;
+                        println!("{}", serde_json::json!({ "event": "left", "for": call_id }));
+                    }
+                    let joined = client.accept_call(&call_id).await?;
                     track = Some(client.publish(MediaKind::Audio, Codec::Opus, vec![]).await?);
-                    println!("{}", serde_json::json!({ "event": "accepted", "callId": call_id }));
+                    let event = serde_json::json!({ "event": "accepted", "callId": call_id, "groupId": group_id, "room": joined.room });
+                    println!("{event}");
                 }
                 Some(ClientEvent::Signal(ServerMessage::CallStateChanged { state: CallState::Disconnected, .. })) => {
+                    if left_calls > 0 {
+                        left_calls -= 1;
+                        continue;
+                    }
                     track = None;
                     println!("{}", serde_json::json!({ "event": "disconnected" }));
                 }

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """An IVR on Switchboard's call automation, with the official `azure-communication-callautomation`
-SDK: the service calls a customer, plays a menu, collects a DTMF key and, for "1", adds an agent
-to the call (which becomes a group call of the customer and the agent), then leaves it to them.
+SDK. The service keeps a support group call open and puts an agent in it; it calls a customer,
+plays a menu to the customer only, collects a DTMF key and, for "1", adds the customer to the
+support group call (the customer's phone rings with the group's ID and joins it, leaving the IVR
+call), then leaves the customer and the agent to talk.
 
 Events come to a callback receiver this script runs on loopback (the default
 `[webhooks] allowed_hosts` allows loopback only) and are parsed with azure-core's CloudEvent.
 
 The customer and the agent are identities this script creates; their phones are QUIC devices
-that answer every call (`examples/dtmf_device.rs`, the customer's pressing "1"). Start the
+that answer every call, ending the one they are in (`examples/dtmf_device.rs`, the customer's
+pressing "1"). Start the
 server, build the device, then, in the same directory (the defaults find data/connection-string
 and data/tls/ca.pem; --media-dir must be the server's `[call_automation] media_dir`):
 
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 from azure.communication.callautomation import (
     CallAutomationClient,
@@ -65,8 +69,9 @@ class Events:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait(self, *names: str, timeout: float = 15.0) -> CloudEvent:
-        """The next event whose type is one of `names` (others are printed and skipped)."""
+    def wait(self, connection: str, *names: str, timeout: float = 15.0) -> CloudEvent:
+        """The next event of call connection `connection` whose type is one of `names` (other
+        events are printed and skipped)."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -74,7 +79,7 @@ class Events:
             except queue.Empty:
                 break
             name = event.type.rsplit(".", 1)[-1]
-            if name in names:
+            if name in names and event.data.get("callConnectionId") == connection:
                 return event
             print(f"   (event {name})")
         sys.exit(f"FAILED: no {' or '.join(names)} within {timeout:.0f} s")
@@ -125,14 +130,23 @@ def main() -> int:
     events = Events()
     try:
         automation = CallAutomationClient.from_connection_string(cs)
-        print("1. calling the customer")
+        print("1. opening the support group call and putting the agent in it")
+        support_group = str(uuid.uuid4())
+        support = automation.connect_call(events.url, group_call_id=support_group)
+        events.wait(support.call_connection_id, "CallConnected")
+        group = automation.get_call_connection(support.call_connection_id)
+        group.add_participant(CommunicationUserIdentifier(agent.properties["id"]), operation_context="agent")
+        events.wait(support.call_connection_id, "AddParticipantSucceeded")
+
+        print("2. calling the customer")
         created = automation.create_call(
             CommunicationUserIdentifier(customer.properties["id"]), events.url, source_display_name="Contoso IVR"
         )
-        events.wait("CallConnected")
-        call = automation.get_call_connection(created.call_connection_id)
+        ivr_id = created.call_connection_id
+        events.wait(ivr_id, "CallConnected")
+        call = automation.get_call_connection(ivr_id)
 
-        print("2. menu: 'press 1 for an agent', collecting one key")
+        print("3. menu to the customer: 'press 1 for an agent', collecting one key")
         call.start_recognizing_media(
             RecognizeInputType.DTMF,
             CommunicationUserIdentifier(customer.properties["id"]),
@@ -141,22 +155,23 @@ def main() -> int:
             initial_silence_timeout=10,
             operation_context="menu",
         )
-        done = events.wait("RecognizeCompleted", "RecognizeFailed")
+        done = events.wait(ivr_id, "RecognizeCompleted", "RecognizeFailed")
         tones = (done.data.get("dtmfResult") or {}).get("tones", [])
         print(f"   the customer pressed {tones}")
         if tones != [DtmfTone.ONE.value]:
             sys.exit(f"FAILED: expected ['one'], got {done.type} {tones}")
 
-        print("3. adding an agent: the call becomes a group call of the customer and the agent")
-        call.add_participant(CommunicationUserIdentifier(agent.properties["id"]), operation_context="agent")
-        events.wait("AddParticipantSucceeded")
-        people = sorted(p.identifier.raw_id for p in call.list_participants())
+        print("4. moving the customer into the support group call")
+        group.add_participant(CommunicationUserIdentifier(customer.properties["id"]), operation_context="customer")
+        events.wait(support.call_connection_id, "AddParticipantSucceeded")
+        events.wait(ivr_id, "CallDisconnected")  # the customer left the IVR call for the group
+        people = sorted(p.identifier.raw_id for p in group.list_participants())
         if people != sorted([customer.raw_id, agent.raw_id]):
-            sys.exit(f"FAILED: participants {people}")
+            sys.exit(f"FAILED: participants of the support call {people}")
 
-        print("4. the IVR leaves; the customer and the agent stay")
-        call.hang_up(is_for_everyone=False)
-        events.wait("CallDisconnected")
+        print("5. the service leaves the support call; the customer and the agent stay")
+        group.hang_up(is_for_everyone=False)
+        events.wait(support.call_connection_id, "CallDisconnected")
         print("IVR flow passed")
         return 0
     finally:

@@ -43,6 +43,8 @@ pub struct IncomingCall {
     pub caller: IdentityId,
     pub caller_raw_id: Arc<str>,
     pub caller_name: Option<Arc<str>>,
+    /// An invitation into this group call (accepting joins it), not a call of its own.
+    pub group: Option<Uuid>,
 }
 
 /// Something for a device that is not about a room it is in.

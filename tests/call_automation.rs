@@ -480,3 +480,91 @@ async fn incoming_calls_answer_reject_redirect_and_connect() {
     assert_eq!(status, 400);
     ts.stop().await;
 }
+
+/// Adding participants to a group call the service connected to: each invitation rings the
+/// target's devices with a call ID of its own and the group's ID, and the device that accepts
+/// joins the group call (everyone there sees it join). A decline, a target without devices and
+/// a cancel end the invitation only; the group call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_participants_to_a_group_call() {
+    let ts = server(30).await;
+    let app = app().await;
+    let group = uuid::Uuid::new_v4().to_string();
+    let (mut bob, _) = ts.joined(&group).await;
+    let (status, props) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:connect?{V}"),
+            Some(json!({"callLocator": {"kind": "groupCallLocator", "groupCallId": group}, "callbackUri": app.url})),
+        )
+        .await;
+    assert_eq!(status, 200, "{props}");
+    let id = props["callConnectionId"].as_str().expect("id").to_owned();
+    app.wait(&ts, &id, "CallConnected").await;
+    let (carol_raw, carol_token) = ts.identity(&["voip"]).await;
+    let (dave_raw, dave_token) = ts.identity(&["voip"]).await;
+    let (erin_raw, _) = ts.identity(&["voip"]).await;
+    let mut carol = device(&ts, &carol_token, "Carol").await;
+    let mut dave = device(&ts, &dave_token, "Dave").await;
+    let add = |raw: &str, context: &str| json!({"participantToAdd": user(raw), "operationContext": context});
+
+    // Carol rings with the group's ID; accepting puts her in the group call.
+    let (status, body) = post(&ts, &format!("{id}/participants:add"), add(&carol_raw, "carol")).await;
+    assert_eq!(status, 202, "{body}");
+    let (call_id, group_id) =
+        match wait_signal(&mut carol, WAIT, |m| matches!(m, ServerMessage::IncomingCall { .. })).await {
+            Some(ServerMessage::IncomingCall { call_id, caller, group_id }) => {
+                assert_eq!(caller.identity, props["source"]["rawId"].as_str().expect("source"));
+                (call_id, group_id)
+            }
+            other => panic!("carol does not ring: {other:?}"),
+        };
+    assert_eq!(group_id.as_deref(), Some(group.as_str()));
+    let joined = carol.accept_call(&call_id).await.expect("carol answers");
+    assert_eq!((joined.room.as_str(), joined.call_id), (format!("group:{group}").as_str(), None));
+    assert!(joined.participants.len() >= 2, "bob and the leg are there: {:?}", joined.participants);
+    let ok = app.wait(&ts, &id, "AddParticipantSucceeded").await;
+    assert_eq!((&ok["participant"]["rawId"], &ok["operationContext"]), (&json!(carol_raw), &json!("carol")));
+    let seen = wait_signal(
+        &mut bob,
+        WAIT,
+        |m| matches!(m, ServerMessage::ParticipantJoined { participant } if participant.identity == carol_raw),
+    )
+    .await;
+    assert!(seen.is_some(), "bob sees carol join the group call");
+    assert!(participants(&ts, &id).await.iter().any(|(raw, _)| *raw == carol_raw));
+    let (status, body) = post(&ts, &format!("{id}/participants:add"), add(&carol_raw, "again")).await;
+    assert_eq!(status, 400, "carol is in the call already: {body}");
+
+    // Dave declines; Erin has no device; both fail, and the group call goes on.
+    let (status, _) = post(&ts, &format!("{id}/participants:add"), add(&dave_raw, "dave")).await;
+    assert_eq!(status, 202);
+    let (dave_call, _, _) = incoming(&mut dave).await;
+    dave.reject_call(&dave_call).await.expect("dave declines");
+    let (status, _) = post(&ts, &format!("{id}/participants:add"), add(&erin_raw, "erin")).await;
+    assert_eq!(status, 202);
+    let failed = wait_n(&app, &ts, &id, "AddParticipantFailed", 2).await;
+    let outcome: Vec<(Value, Value)> =
+        failed.iter().map(|f| (f["operationContext"].clone(), f["resultInformation"]["code"].clone())).collect();
+    assert!(outcome.contains(&(json!("dave"), json!(603))), "{outcome:?}");
+    assert!(outcome.contains(&(json!("erin"), json!(480))), "{outcome:?}");
+
+    // A cancelled invitation stops ringing.
+    let (status, body) = post(&ts, &format!("{id}/participants:add"), add(&dave_raw, "dave-again")).await;
+    assert_eq!(status, 202, "{body}");
+    incoming(&mut dave).await;
+    let invitation = body["invitationId"].as_str().expect("invitationId");
+    let (status, body) = post(
+        &ts,
+        &format!("{id}/participants:cancelAddParticipant"),
+        json!({"invitationId": invitation, "operationContext": "cancel"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(ring_ended(&mut dave).await, EndReason::Cancelled);
+    app.wait(&ts, &id, "CancelAddParticipantSucceeded").await;
+    let (_, call) = get_call(&ts, &id).await;
+    assert_eq!(call["callConnectionState"], "connected", "the group call goes on");
+    ts.stop().await;
+}

@@ -216,19 +216,6 @@ impl TonePad {
     }
 }
 
-/// Wait until connection `id` has `n` events `name`; returns their data in order.
-async fn wait_n(app: &App, ts: &TestServer, id: &str, name: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got: Vec<Value> = app.events(ts, id).await.into_iter().filter(|(e, _)| e == name).map(|(_, d)| d).collect();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{} {name} of {n}; got {:?}", got.len(), app.names(ts, id).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// DTMF both ways: a participant's RFC 4733 tones become continuous-recognition events in order,
 /// `recognize` completes on max tones and on a stop tone (and fails on silence after its prompt),
 /// and `sendDtmfTones` reaches the participant as telephone-events its own detector turns back

@@ -26,7 +26,7 @@ async fn device(ts: &TestServer, token: &str, name: &str) -> Client {
 
 async fn incoming(c: &mut Client) -> (String, String, Option<String>) {
     match wait_signal(c, WAIT, |m| matches!(m, ServerMessage::IncomingCall { .. })).await {
-        Some(ServerMessage::IncomingCall { call_id, caller }) => (call_id, caller.identity, caller.display_name),
+        Some(ServerMessage::IncomingCall { call_id, caller, .. }) => (call_id, caller.identity, caller.display_name),
         other => panic!("no incoming call: {other:?}"),
     }
 }

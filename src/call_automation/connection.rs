@@ -150,6 +150,8 @@ impl Member {
 #[derive(Debug, Clone)]
 pub(super) struct PendingInvitation {
     pub identity: IdentityId,
+    /// The call ID it rings with: the connection's call, or (into a group call) its own.
+    pub call: Uuid,
     pub raw_id: String,
     pub operation_context: Option<String>,
     /// Set by `cancelAddParticipant`: the operation context of the cancel.
@@ -175,6 +177,7 @@ pub struct CallConnection {
     pub operation_context: Option<String>,
     /// The leg's identity (the call's source, or the callee that answered).
     pub source_raw_id: String,
+    pub source: IdentityId,
     pub source_display_name: Option<String>,
     /// The targets of `createCall`.
     pub targets: Vec<String>,
@@ -219,6 +222,7 @@ impl CallConnection {
             callback_uri: setup.callback_uri,
             operation_context: setup.operation_context,
             source_raw_id: setup.source_raw_id,
+            source: setup.source,
             source_display_name: setup.source_display_name,
             targets: setup.targets,
             outgoing: setup.outgoing,
@@ -283,12 +287,17 @@ impl CallConnection {
         self.view().invitations.insert(id, invitation);
     }
 
-    /// Mark a pending invitation cancelled; returns the invited identity.
-    pub(super) fn cancel_invitation(&self, id: &str, context: Option<String>) -> Option<IdentityId> {
+    /// Mark a pending invitation cancelled; returns the invited identity and its call ID.
+    pub(super) fn cancel_invitation(&self, id: &str, context: Option<String>) -> Option<(IdentityId, Uuid)> {
         let mut view = self.view();
         let pending = view.invitations.get_mut(id)?;
         pending.cancel_context = Some(context);
-        Some(pending.identity)
+        Some((pending.identity, pending.call))
+    }
+
+    /// Whether `identity` has an invitation of this connection ringing.
+    pub(super) fn invited(&self, identity: IdentityId) -> bool {
+        self.view().invitations.values().any(|p| p.identity == identity)
     }
 
     pub(super) fn take_invitation(&self, id: &str) -> Option<PendingInvitation> {

@@ -87,7 +87,7 @@ async fn ring_app(
     loop {
         tokio::select! {
             event = client.next_event() => match event {
-                Some(ClientEvent::Signal(ServerMessage::IncomingCall { call_id, caller })) => {
+                Some(ClientEvent::Signal(ServerMessage::IncomingCall { call_id, caller, .. })) => {
                     let Ok(call) = Uuid::parse_str(&call_id) else { continue };
                     let context = IncomingContext { call, callee: sub.identity };
                     let room = crate::rooms::RoomKey::Call(call);

@@ -18,11 +18,6 @@ impl CallAutomation {
     async fn add_participant_inner(&self, id: Uuid, req: AddParticipant) -> Result<String, AutomationError> {
         let conn = self.get(id)?;
         let identity = self.parse_user("participantToAdd", &req.raw_id)?;
-        let ConnectionKind::Call(call) = conn.kind else {
-            return Err(AutomationError::NotSupported(
-                "adding participants is supported in calls the service placed or answered",
-            ));
-        };
         if conn.state() != ConnectionState::Connected {
             return Err(AutomationError::NotConnected);
         }
@@ -30,16 +25,44 @@ impl CallAutomation {
         if ctx.rooms.get(&conn.kind.room_key()).is_some_and(|room| !room.members_of(identity).is_empty()) {
             return Err(AutomationError::AlreadyInCall);
         }
+        if conn.invited(identity) {
+            return Err(AutomationError::bad("participantToAdd", "this participant is already being invited"));
+        }
         let ring = req.invitation_timeout.filter(|t| !t.is_zero()).unwrap_or(self.shared.settings.ring_timeout);
-        let invitation = ctx.calls.invite(call, identity, ring).await.map_err(|e| match e {
-            CallError::Answer(AnswerError::AlreadyRinging) => {
-                AutomationError::bad("participantToAdd", "this participant is already being invited")
+        let (call, invitation) = match conn.kind {
+            ConnectionKind::Call(call) => {
+                let invitation = ctx.calls.invite(call, identity, ring).await.map_err(|e| match e {
+                    CallError::Answer(AnswerError::AlreadyRinging) => {
+                        AutomationError::bad("participantToAdd", "this participant is already being invited")
+                    }
+                    e => AutomationError::Call(e),
+                })?;
+                (call, invitation)
             }
-            e => AutomationError::Call(e),
-        })?;
+            // Into a group call: an invitation with a call ID of its own, from the leg's identity;
+            // the device that accepts joins the group call.
+            ConnectionKind::Group(group) => {
+                let incoming = Arc::new(crate::devices::IncomingCall {
+                    call: Uuid::new_v4(),
+                    caller: conn.source,
+                    caller_raw_id: conn.source_raw_id.as_str().into(),
+                    caller_name: conn.source_display_name.as_deref().map(Into::into),
+                    group: Some(group),
+                });
+                let call = incoming.call;
+                (call, ctx.calls.invite_to_group(incoming, group, identity, ring))
+            }
+            // A room admits whom its participant list names, with the role it gives them.
+            ConnectionKind::Room(_) => {
+                return Err(AutomationError::NotSupported(
+                    "adding participants to a room call is not supported: add them to the room (Rooms API) and they join it",
+                ));
+            }
+        };
         let invitation_id = Uuid::new_v4().to_string();
         let pending = PendingInvitation {
             identity,
+            call,
             raw_id: req.raw_id,
             operation_context: req.operation_context,
             cancel_context: None,
@@ -85,8 +108,7 @@ impl CallAutomation {
     ) -> Result<(), AutomationError> {
         let result = async {
             let conn = self.get(id)?;
-            let ConnectionKind::Call(call) = conn.kind else { return Err(AutomationError::InvitationNotFound) };
-            let identity =
+            let (identity, call) =
                 conn.cancel_invitation(invitation_id, operation_context).ok_or(AutomationError::InvitationNotFound)?;
             match self.shared.signaling.calls.cancel_invite(call, identity).await {
                 Ok(()) => Ok(()),

@@ -16,7 +16,7 @@ use crate::devices::{DeviceNotice, DeviceRegistry, IncomingCall};
 use crate::identity::IdentityId;
 use crate::media::ids::SessionId;
 use crate::metrics::counter_vec;
-use crate::rooms::{EndReason, Room, RoomEvent};
+use crate::rooms::{EndReason, Room, RoomEvent, RoomKey};
 use dashmap::DashMap;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts};
 use ringing::{CallAttempt, Effect, Phase};
@@ -97,6 +97,8 @@ pub type Invitation = oneshot::Receiver<CalleeState>;
 
 struct CallHandle {
     inputs: mpsc::Sender<CallInput>,
+    /// The room an answer joins: the call's own, or the group call an invitation rings into.
+    room: RoomKey,
     /// The caller and the callees, invited ones too: who may (re)join the call's room.
     parties: Vec<IdentityId>,
 }
@@ -126,7 +128,7 @@ impl CallRegistry {
         let (inputs, inputs_rx) = mpsc::channel(CALL_INPUTS);
         let (observer, events) = mpsc::channel(CALL_EVENTS);
         room.observe(observer);
-        self.calls.insert(caller.call, CallHandle { inputs: inputs.clone(), parties });
+        self.calls.insert(caller.call, CallHandle { inputs: inputs.clone(), room: room.key.clone(), parties });
         // The caller may have gone between joining and the observer above.
         if room.members_of(caller.caller).is_empty() {
             let _ = inputs.try_send(CallInput::End { reason: EndReason::Cancelled });
@@ -139,8 +141,31 @@ impl CallRegistry {
         self.calls.get(&call).is_some_and(|c| c.parties.contains(&identity))
     }
 
-    pub async fn accept(&self, call: Uuid, identity: IdentityId, session: SessionId) -> Result<(), CallError> {
-        self.ask(call, |reply| CallInput::Accept { identity, session, reply }).await
+    /// Answer a call ringing on `session`; returns the room the answer joins.
+    pub async fn accept(&self, call: Uuid, identity: IdentityId, session: SessionId) -> Result<RoomKey, CallError> {
+        let room = self.calls.get(&call).map(|c| c.room.clone()).ok_or(CallError::NotFound)?;
+        self.ask(call, |reply| CallInput::Accept { identity, session, reply }).await?;
+        Ok(room)
+    }
+
+    /// Ring `identity` into the group call `group` (a service adding a participant to a group
+    /// call it is in) for `ring`: its devices get `incoming` (a call ID of its own), and the
+    /// first to accept joins the group call. The group call itself is not touched: declining,
+    /// not answering or cancelling ends the invitation only.
+    pub fn invite_to_group(
+        self: &Arc<Self>,
+        incoming: Arc<IncomingCall>,
+        group: Uuid,
+        identity: IdentityId,
+        ring: Duration,
+    ) -> Invitation {
+        let attempt = CallAttempt::new(incoming.caller, [identity], Instant::now(), ring);
+        let (inputs, inputs_rx) = mpsc::channel(CALL_INPUTS);
+        let parties = vec![incoming.caller, identity];
+        self.calls.insert(incoming.call, CallHandle { inputs, room: RoomKey::Group(group), parties });
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(self.clone().run_invitation(incoming, identity, attempt, inputs_rx, tx));
+        rx
     }
 
     pub async fn decline(&self, call: Uuid, identity: IdentityId, session: SessionId) -> Result<(), CallError> {
@@ -278,6 +303,80 @@ impl CallRegistry {
         self.calls.remove(&call);
     }
 
+    /// A group invitation's task: ring until the first answer, a decline, the timeout or a
+    /// cancel; then tell `outcome` and forget the call ID.
+    async fn run_invitation(
+        self: Arc<Self>,
+        incoming: Arc<IncomingCall>,
+        identity: IdentityId,
+        mut attempt: CallAttempt,
+        mut inputs: mpsc::Receiver<CallInput>,
+        outcome: oneshot::Sender<CalleeState>,
+    ) {
+        let call = incoming.call;
+        let reached = self.ring(identity, &incoming);
+        let effects = attempt.started(|_| reached);
+        self.apply_invitation(call, effects);
+        while matches!(attempt.phase(), Phase::Connecting | Phase::Ringing) {
+            let deadline = attempt.next_deadline();
+            let mut reply_to = None;
+            let effects = tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(CallInput::Accept { identity, session, reply }) => {
+                        let result = attempt.accept(identity, session, Instant::now());
+                        let effects = result.clone().unwrap_or_default();
+                        reply_to = Some((reply, result.map(drop)));
+                        effects
+                    }
+                    Some(CallInput::Decline { identity, session, reply }) => {
+                        let result = attempt.decline(identity, session);
+                        let effects = result.clone().unwrap_or_default();
+                        reply_to = Some((reply, result.map(drop)));
+                        effects
+                    }
+                    Some(CallInput::CancelInvite { identity, reply }) => {
+                        let result = attempt.cancel_invite(identity);
+                        let _ = reply.send(result.clone().map(drop));
+                        result.unwrap_or_default()
+                    }
+                    Some(CallInput::Invite { reply, .. }) => {
+                        // One identity per invitation: another is another invitation.
+                        let _ = reply.send(Err(AnswerError::AlreadyRinging));
+                        Vec::new()
+                    }
+                    Some(CallInput::End { reason }) => attempt.end(reason),
+                    None => attempt.end(EndReason::Cancelled),
+                },
+                () = sleep_until(deadline), if deadline.is_some() => attempt.timed_out(Instant::now()),
+            };
+            self.apply_invitation(call, effects);
+            if let Some((reply, result)) = reply_to {
+                let _ = reply.send(result);
+            }
+        }
+        // Answered: the answering session joins the group call itself (after `accept` returns).
+        self.calls.remove(&call);
+        let _ = outcome.send(attempt.callee(identity).unwrap_or(CalleeState::Stopped));
+    }
+
+    /// What a group invitation's state machine decided: only its devices stop ringing; the
+    /// group call's state is not the invitation's, and an invitation is not a call in the metrics.
+    fn apply_invitation(&self, call: Uuid, effects: Vec<Effect>) {
+        for effect in effects {
+            if let Effect::StopRinging { identity, except, reason } = effect {
+                self.stop_ringing(call, identity, except, reason);
+            }
+        }
+    }
+
+    fn stop_ringing(&self, call: Uuid, identity: IdentityId, except: Option<SessionId>, reason: EndReason) {
+        for device in self.devices.devices_of(identity) {
+            if Some(device.session) != except {
+                let _ = device.notices.try_send(DeviceNotice::IncomingCallEnded { call, reason });
+            }
+        }
+    }
+
     /// Ring every device of `callee`; whether any device got the ring.
     fn ring(&self, callee: IdentityId, incoming: &Arc<IncomingCall>) -> bool {
         let mut reached = false;
@@ -297,13 +396,7 @@ impl CallRegistry {
     fn apply(&self, call: Uuid, room: &Room, effects: Vec<Effect>, phase: &mut Phase, attempt: &CallAttempt) {
         for effect in effects {
             match effect {
-                Effect::StopRinging { identity, except, reason } => {
-                    for device in self.devices.devices_of(identity) {
-                        if Some(device.session) != except {
-                            let _ = device.notices.try_send(DeviceNotice::IncomingCallEnded { call, reason });
-                        }
-                    }
-                }
+                Effect::StopRinging { identity, except, reason } => self.stop_ringing(call, identity, except, reason),
                 Effect::State(state, reason) => room.set_call_state(state, reason),
             }
         }

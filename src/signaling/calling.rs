@@ -44,6 +44,7 @@ impl SessionHandler {
             caller,
             caller_raw_id: r.raw_id.clone(),
             caller_name: r.display_name.clone(),
+            group: None,
         });
         let entry = Entry {
             key: RoomKey::Call(call),
@@ -65,15 +66,10 @@ impl SessionHandler {
         let call = parse_call_id(call_id)?;
         let identity = self.registered()?.identity();
         self.not_in_a_call()?;
-        self.ctx.calls.accept(call, identity, self.session).await.map_err(call_failure)?;
-        let entry = Entry {
-            key: RoomKey::Call(call),
-            role: None,
-            can_create: false,
-            display_name: None,
-            state: CallState::Connected,
-            call: Some(call),
-        };
+        // A 1:1 call's own room, or the group call an invitation rang this device into.
+        let key = self.ctx.calls.accept(call, identity, self.session).await.map_err(call_failure)?;
+        let call = matches!(key, RoomKey::Call(_)).then_some(call);
+        let entry = Entry { key, role: None, can_create: false, display_name: None, state: CallState::Connected, call };
         self.enter(id, entry).await.map_err(|(code, message)| match code {
             ErrorCode::CallNotFound => (ErrorCode::CallEnded, "the call ended before it was answered".into()),
             _ => (code, message),
@@ -167,6 +163,7 @@ impl SessionHandler {
                     identity: call.caller_raw_id.to_string(),
                     display_name: call.caller_name.as_deref().map(str::to_owned),
                 },
+                group_id: call.group.map(|g| g.to_string()),
             },
             DeviceNotice::IncomingCallEnded { call, reason } => ServerMessage::IncomingCallEnded {
                 call_id: call.to_string(),

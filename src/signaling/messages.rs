@@ -235,6 +235,9 @@ pub enum ServerMessage {
     IncomingCall {
         call_id: String,
         caller: CallerInfo,
+        /// Set when the call is an invitation into a group call: accepting joins that group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_id: Option<String>,
     },
     /// A call stopped ringing on this device (`AnsweredElsewhere`, `Declined`, `Cancelled`,
     /// `NoAnswer`).

@@ -120,7 +120,7 @@ pub fn user(raw: &str) -> Value {
 
 pub async fn incoming(c: &mut Client) -> (String, String, Option<String>) {
     match wait_signal(c, WAIT, |m| matches!(m, ServerMessage::IncomingCall { .. })).await {
-        Some(ServerMessage::IncomingCall { call_id, caller }) => (call_id, caller.identity, caller.display_name),
+        Some(ServerMessage::IncomingCall { call_id, caller, .. }) => (call_id, caller.identity, caller.display_name),
         other => panic!("no incoming call: {other:?}"),
     }
 }
@@ -191,4 +191,17 @@ pub async fn wait_state(ts: &TestServer, id: &str, state: &str) {
 
 pub async fn post(ts: &TestServer, path: &str, body: Value) -> (u16, Value) {
     ts.api.call(Method::POST, &format!("/calling/callConnections/{path}?{V}"), Some(body)).await
+}
+
+/// Wait until connection `id` has `n` events `name`; returns their data in order.
+pub async fn wait_n(app: &App, ts: &TestServer, id: &str, name: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: Vec<Value> = app.events(ts, id).await.into_iter().filter(|(e, _)| e == name).map(|(_, d)| d).collect();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{} {name} of {n}; got {:?}", got.len(), app.names(ts, id).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -76,3 +76,4 @@ def test_ivr(server):
     )
     assert result.returncode == 0, f"ivr.py exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     assert "IVR flow passed" in result.stdout, result.stdout
+    assert "4. moving the customer into the support group call" in result.stdout, result.stdout
