@@ -344,8 +344,11 @@ async fn incoming_calls_answer_reject_redirect_and_connect() {
     let (desk_raw, _) = ts.identity(&["voip"]).await;
     let (alice_raw, alice_token) = ts.identity(&["voip"]).await;
     let (carol_raw, carol_token) = ts.identity(&["voip"]).await;
-    let sub =
-        switchboard::config::IncomingCallSubscription { identity: desk_raw.clone(), callback_uri: app.url.clone() };
+    let sub = switchboard::config::IncomingCallSubscription {
+        identity: desk_raw.clone(),
+        callback_uri: app.url.clone(),
+        event_schema: Default::default(),
+    };
     ts.server.automation().listen_for_incoming(&[sub]).expect("subscribe");
     tokio::time::sleep(Duration::from_millis(500)).await; // the app's phone registers
     let mut alice = device(&ts, &alice_token, "Alice").await;
@@ -566,5 +569,61 @@ async fn add_participants_to_a_group_call() {
     app.wait(&ts, &id, "CancelAddParticipantSucceeded").await;
     let (_, call) = get_call(&ts, &id).await;
     assert_eq!(call["callConnectionState"], "connected", "the group call goes on");
+    ts.stop().await;
+}
+
+/// A subscription in the Event Grid schema: the app gets the IncomingCall as an Event Grid event
+/// (`eventType`, `topic`, `subject`, `eventTime`, `dataVersion`, `metadataVersion`, the same
+/// `data`), signed like every delivery, and answers it with its `incomingCallContext`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_call_in_the_event_grid_schema() {
+    let ts = server(30).await;
+    let app = app().await;
+    let (desk_raw, _) = ts.identity(&["voip"]).await;
+    let (alice_raw, alice_token) = ts.identity(&["voip"]).await;
+    let sub = switchboard::config::IncomingCallSubscription {
+        identity: desk_raw.clone(),
+        callback_uri: app.url.clone(),
+        event_schema: switchboard::webhooks::EventSchema::EventGrid,
+    };
+    ts.server.automation().listen_for_incoming(&[sub]).expect("subscribe");
+    tokio::time::sleep(Duration::from_millis(500)).await; // the app's phone registers
+    let alice = device(&ts, &alice_token, "Alice").await;
+    alice.start_call(&[&desk_raw]).await.expect("alice calls the desk");
+    let deadline = Instant::now() + WAIT;
+    let (auth, body) = loop {
+        if let Some(got) = app.got.lock().expect("receiver lock").first().cloned() {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "no IncomingCall delivery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (_, jwks) = ts.api.get_public("/.well-known/jwks.json").await;
+    let claims = verify_against_jwks(
+        auth.strip_prefix("Bearer ").expect("bearer"),
+        &serde_json::from_str(&jwks).expect("jwks json"),
+    );
+    assert_eq!(claims["body_sha256"], sha256_b64url(&body));
+    let events: Value = serde_json::from_slice(&body).expect("json");
+    let event = &events[0];
+    assert_eq!(event["eventType"], "Microsoft.Communication.IncomingCall", "{event}");
+    assert_eq!(event["subject"], format!("/caller/{alice_raw}/recipient/{desk_raw}"));
+    assert_eq!((&event["dataVersion"], &event["metadataVersion"]), (&json!("1.0"), &json!("1")));
+    assert!(event["topic"].as_str().is_some_and(|t| t.starts_with("/communicationServices/")), "{event}");
+    assert!(event["eventTime"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(event.get("type").is_none() && event.get("specversion").is_none(), "not a CloudEvent: {event}");
+    assert_eq!((&event["data"]["to"]["rawId"], &event["data"]["from"]["rawId"]), (&json!(desk_raw), &json!(alice_raw)));
+    let context = event["data"]["incomingCallContext"].as_str().expect("context");
+    let (status, props) = ts
+        .api
+        .call(
+            Method::POST,
+            &format!("/calling/callConnections:answer?{V}"),
+            Some(json!({"incomingCallContext": context, "callbackUri": app.url})),
+        )
+        .await;
+    assert_eq!(status, 200, "{props}");
+    let id = props["callConnectionId"].as_str().expect("id");
+    app.wait(&ts, id, "CallConnected").await;
     ts.stop().await;
 }

@@ -18,7 +18,12 @@ impl CallAutomation {
                 .webhooks
                 .validate(&s.callback_uri)
                 .map_err(|e| AutomationError::bad("incoming_call_subscriptions.callback_uri", e.to_string()))?;
-            checked.push(incoming::Subscription { identity, raw_id: s.identity.clone(), callback });
+            checked.push(incoming::Subscription {
+                identity,
+                raw_id: s.identity.clone(),
+                callback,
+                schema: s.event_schema,
+            });
         }
         for sub in checked {
             incoming::spawn_phone(self.shared.clone(), sub);

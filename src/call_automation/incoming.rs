@@ -11,7 +11,7 @@ use super::{AutomationError, Shared};
 use crate::client::{Client, ClientEvent};
 use crate::identity::IdentityId;
 use crate::signaling::messages::ServerMessage;
-use crate::webhooks::{AcsEvent, CallbackUri};
+use crate::webhooks::{AcsEvent, CallbackUri, EventSchema};
 use base64::Engine as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ pub struct Subscription {
     pub identity: IdentityId,
     pub raw_id: String,
     pub callback: CallbackUri,
+    pub schema: EventSchema,
 }
 
 /// What the app's phone is asked to do.
@@ -87,10 +88,14 @@ async fn ring_app(
     loop {
         tokio::select! {
             event = client.next_event() => match event {
-                Some(ClientEvent::Signal(ServerMessage::IncomingCall { call_id, caller, .. })) => {
+                Some(ClientEvent::Signal(ServerMessage::IncomingCall { call_id, caller, group_id })) => {
                     let Ok(call) = Uuid::parse_str(&call_id) else { continue };
                     let context = IncomingContext { call, callee: sub.identity };
-                    let room = crate::rooms::RoomKey::Call(call);
+                    // An invitation into a group call is about the group call.
+                    let room = match group_id.as_deref().map(Uuid::parse_str) {
+                        Some(Ok(group)) => crate::rooms::RoomKey::Group(group),
+                        _ => crate::rooms::RoomKey::Call(call),
+                    };
                     let server_call_id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(room.to_string());
                     let data = events::incoming_call(
                         &sub.raw_id,
@@ -102,7 +107,14 @@ async fn ring_app(
                     );
                     shared.metrics.events.with_label_values(&["IncomingCall"]).inc();
                     let subject = format!("/caller/{}/recipient/{}", caller.identity, sub.raw_id);
-                    shared.webhooks.publish(&sub.callback, &call_id, AcsEvent { name: "IncomingCall", subject, data });
+                    let event = AcsEvent { name: "IncomingCall", subject, data };
+                    match sub.schema {
+                        EventSchema::CloudEvents => shared.webhooks.publish(&sub.callback, &call_id, event),
+                        EventSchema::EventGrid => {
+                            let topic = format!("/communicationServices/{}", shared.signaling.resource_id);
+                            shared.webhooks.publish_event_grid(&sub.callback, &call_id, event, &topic);
+                        }
+                    }
                 }
                 Some(ClientEvent::Closed { .. }) | None => {
                     client.close().await;

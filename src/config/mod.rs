@@ -339,6 +339,11 @@ pub struct IncomingCallSubscription {
     pub identity: String,
     /// Where its `IncomingCall` events go (checked against `[webhooks] allowed_hosts`).
     pub callback_uri: String,
+    /// `"CloudEvents"` (the default) or `"EventGrid"`: how `IncomingCall` events are framed.
+    /// ACS delivers them through an Event Grid subscription; apps written for its Event Grid
+    /// schema (`EventGridEvent.from_dict`, `eventType`) want `"EventGrid"`.
+    #[serde(default)]
+    pub event_schema: crate::webhooks::EventSchema,
 }
 
 impl Default for CallAutomationSection {

@@ -63,6 +63,41 @@ pub fn delivery_body(event: &AcsEvent, id: &str, time: OffsetDateTime) -> Vec<u8
     serde_json::to_vec(&[cloud_event(event, id, time)]).expect("a serde_json::Value always serializes")
 }
 
+/// How an event is framed on the wire. Call Automation callbacks are CloudEvents; an
+/// `IncomingCall` comes through an Event Grid subscription in ACS, whose default is the Event Grid
+/// schema (what the ACS quickstarts parse with `EventGridEvent.from_dict`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum EventSchema {
+    #[default]
+    CloudEvents,
+    EventGrid,
+}
+
+/// The Event Grid event for `event`: `id`, `topic`, `subject`, `data`, `eventType`,
+/// `eventTime`, `dataVersion` 1.0 and `metadataVersion` 1. `topic` names the resource the event
+/// is about (ACS: the Communication Services resource).
+pub fn event_grid_event(event: &AcsEvent, id: &str, time: OffsetDateTime, topic: &str) -> Value {
+    let mut envelope = Map::new();
+    envelope.insert("id".into(), Value::from(id));
+    envelope.insert("topic".into(), Value::from(topic));
+    envelope.insert("subject".into(), Value::from(event.subject.as_str()));
+    envelope.insert("data".into(), event.data.clone());
+    envelope.insert("eventType".into(), Value::from(event_type(event.name)));
+    envelope.insert("eventTime".into(), Value::from(event_time(time)));
+    envelope.insert("dataVersion".into(), Value::from("1.0"));
+    envelope.insert("metadataVersion".into(), Value::from("1"));
+    Value::Object(envelope)
+}
+
+/// The POST body in `schema`: a JSON array with the one event.
+pub fn delivery_body_in(schema: EventSchema, event: &AcsEvent, id: &str, time: OffsetDateTime, topic: &str) -> Vec<u8> {
+    let framed = match schema {
+        EventSchema::CloudEvents => cloud_event(event, id, time),
+        EventSchema::EventGrid => event_grid_event(event, id, time, topic),
+    };
+    serde_json::to_vec(&[framed]).expect("a serde_json::Value always serializes")
+}
+
 /// RFC 3339 in UTC with microseconds (`2024-05-01T12:00:00.123456Z`): older azure-core parsers
 /// use `strptime(..., "%f")`, which takes at most six fractional digits.
 pub fn event_time(time: OffsetDateTime) -> String {
@@ -88,6 +123,25 @@ mod tests {
                 "resultInformation": {"code": 200, "subCode": 0, "message": "ok"},
             }),
         }
+    }
+
+    #[test]
+    fn event_grid_body_has_the_event_grid_fields_and_the_same_data() {
+        let time = OffsetDateTime::from_unix_timestamp_nanos(1_714_564_800_123_456_789).expect("time");
+        let body = delivery_body_in(EventSchema::EventGrid, &connected(), "e-2", time, "/communicationServices/r");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        let e = &v.as_array().expect("an array")[0];
+        let mut keys: Vec<&str> = e.as_object().expect("object").keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["data", "dataVersion", "eventTime", "eventType", "id", "metadataVersion", "subject", "topic"]
+        );
+        assert_eq!(e["eventType"], "Microsoft.Communication.CallConnected");
+        assert_eq!(e["eventTime"], "2024-05-01T12:00:00.123456Z");
+        assert_eq!(e["data"], connected().data);
+        assert_eq!(serde_json::from_str::<EventSchema>("\"EventGrid\"").ok(), Some(EventSchema::EventGrid));
+        assert!(serde_json::from_str::<EventSchema>("\"eventgrid\"").is_err(), "names are exact");
     }
 
     #[test]

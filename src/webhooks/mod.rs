@@ -25,7 +25,10 @@ pub use allow_list::{
     CallbackUri, HostPattern, HostPatternError, MAX_CALLBACK_URI_BYTES, WebhookError, validate as check_url,
 };
 pub use backoff::{BackoffPolicy, NextStep, next_step, parse_retry_after};
-pub use cloud_event::{AcsEvent, EVENT_DATA_VERSION, EVENT_TYPE_PREFIX, cloud_event, delivery_body, event_type};
+pub use cloud_event::{
+    AcsEvent, EVENT_DATA_VERSION, EVENT_TYPE_PREFIX, EventSchema, cloud_event, delivery_body, delivery_body_in,
+    event_grid_event, event_type,
+};
 pub use metrics::WebhookMetrics;
 pub use signing::{DELIVERY_TOKEN_LIFETIME_SECS, body_sha256, delivery_claims, sign_delivery};
 
@@ -160,9 +163,21 @@ impl Webhooks {
     /// counted and logged. Over a queue cap, or after shutdown, the event is dropped, counted
     /// and logged at once.
     pub fn publish(&self, to: &CallbackUri, ordering_key: &str, event: AcsEvent) {
-        let inner = &self.inner;
         let event_id = uuid::Uuid::new_v4().to_string();
         let body = Bytes::from(delivery_body(&event, &event_id, time::OffsetDateTime::now_utc()));
+        self.publish_body(to, ordering_key, event, event_id, body);
+    }
+
+    /// `publish` in the Event Grid schema, about `topic`.
+    pub fn publish_event_grid(&self, to: &CallbackUri, ordering_key: &str, event: AcsEvent, topic: &str) {
+        let event_id = uuid::Uuid::new_v4().to_string();
+        let now = time::OffsetDateTime::now_utc();
+        let body = Bytes::from(delivery_body_in(EventSchema::EventGrid, &event, &event_id, now, topic));
+        self.publish_body(to, ordering_key, event, event_id, body);
+    }
+
+    fn publish_body(&self, to: &CallbackUri, ordering_key: &str, event: AcsEvent, event_id: String, body: Bytes) {
+        let inner = &self.inner;
         let key: Arc<str> = Arc::from(ordering_key);
         let pushed = {
             let mut queues = inner.lock();
