@@ -192,6 +192,12 @@ async fn play_a_wav_file_that_the_participant_decodes() {
     let canceled = app.wait(&ts, &id, "PlayCanceled").await;
     assert_eq!(canceled["operationContext"], "looped");
     assert_eq!(ts.metric("switchboard_call_automation_operations_total{operation=\"play\",result=\"ok\"}").await, 5.0);
+    // How the five accepted plays ended: two played out, two failed, the looped one canceled.
+    let outcome =
+        |result: &str| format!("switchboard_call_automation_outcomes_total{{operation=\"play\",result=\"{result}\"}}");
+    assert_eq!(ts.metric(&outcome("completed")).await, 2.0);
+    assert_eq!(ts.metric(&outcome("failed")).await, 2.0);
+    assert_eq!(ts.metric(&outcome("canceled")).await, 1.0);
     ts.stop().await;
 }
 

@@ -277,7 +277,7 @@ impl CallConnection {
     /// Send an event to the app: the one place events leave a connection. Ordered per
     /// connection (its ID is the ordering key).
     pub fn emit(&self, name: &'static str, data: Value) {
-        self.shared.metrics.events.with_label_values(&[name]).inc();
+        self.shared.metrics.count_event(name);
         let subject = format!("calling/callConnections/{}", self.id);
         tracing::debug!(connection = %self.id, event = name, "call automation event");
         self.shared.webhooks.publish(&self.callback_uri, &self.id.to_string(), AcsEvent { name, subject, data });

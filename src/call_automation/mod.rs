@@ -118,6 +118,7 @@ pub struct AutomationMetrics {
     connections: IntGaugeVec,
     operations: IntCounterVec,
     pub(crate) events: IntCounterVec,
+    outcomes: IntCounterVec,
 }
 
 impl AutomationMetrics {
@@ -145,6 +146,34 @@ impl AutomationMetrics {
                 "Events call connections emitted to their apps, by event name",
                 &["event"],
             ),
+            outcomes: counter_vec(
+                registry,
+                "call_automation_outcomes_total",
+                "How accepted operations ended (play, recognize, send_dtmf_tones, add_participant), by result (completed, failed, canceled)",
+                &["operation", "result"],
+            ),
+        }
+    }
+
+    /// Count an event that ends an operation under its operation and result.
+    pub(crate) fn count_event(&self, event: &str) {
+        self.events.with_label_values(&[event]).inc();
+        let outcome = match event {
+            "PlayCompleted" => Some(("play", "completed")),
+            "PlayFailed" => Some(("play", "failed")),
+            "PlayCanceled" => Some(("play", "canceled")),
+            "RecognizeCompleted" => Some(("recognize", "completed")),
+            "RecognizeFailed" => Some(("recognize", "failed")),
+            "RecognizeCanceled" => Some(("recognize", "canceled")),
+            "SendDtmfTonesCompleted" => Some(("send_dtmf_tones", "completed")),
+            "SendDtmfTonesFailed" => Some(("send_dtmf_tones", "failed")),
+            "AddParticipantSucceeded" => Some(("add_participant", "completed")),
+            "AddParticipantFailed" => Some(("add_participant", "failed")),
+            "CancelAddParticipantSucceeded" => Some(("add_participant", "canceled")),
+            _ => None,
+        };
+        if let Some((operation, result)) = outcome {
+            self.outcomes.with_label_values(&[operation, result]).inc();
         }
     }
 
