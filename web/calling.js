@@ -944,6 +944,15 @@ export class Lobby extends Emitter {
 const CALL_STATES = new Set(["None", "Connecting", "Ringing", "Connected", "LocalHold", "RemoteHold", "InLobby", "EarlyMedia", "Disconnecting", "Disconnected"]);
 
 /** A call this device takes part in (started, joined or accepted). */
+/** ACS `DtmfTone` names → the characters `RTCDTMFSender` sends. */
+const DTMF_KEYS = {
+  Num0: "0", Num1: "1", Num2: "2", Num3: "3", Num4: "4", Num5: "5", Num6: "6", Num7: "7", Num8: "8", Num9: "9",
+  Star: "*", Pound: "#", A: "A", B: "B", C: "C", D: "D",
+};
+/** How long each tone lasts and the pause after it (ms; RTCDTMFSender's defaults). */
+const DTMF_TONE_MS = 100;
+const DTMF_GAP_MS = 70;
+
 export class Call extends Emitter {
   constructor(agent, { direction, callerInfo, options = {}, targets = [] }) {
     super();
@@ -1426,6 +1435,34 @@ export class Call extends Emitter {
     this._incomingMuted = false;
     for (const el of this._audioBySubscription.values()) el.muted = false;
     this._emit("isIncomingAudioMutedChanged");
+  }
+
+  /**
+   * Send a DTMF tone (the ACS `DtmfTone` names: "Num0" to "Num9", "Star", "Pound", "A" to "D")
+   * as an RFC 4733 telephone-event on the call's audio, which call automation recognizes.
+   * Resolves once the tone has been sent; tones sent back to back queue.
+   */
+  async sendDtmf(dtmfTone) {
+    const key = DTMF_KEYS[dtmfTone];
+    if (!key) throw new Error(`InvalidArgument: ${dtmfTone} is not a DTMF tone (Num0-Num9, Star, Pound, A-D)`);
+    const track = this._audioTrack?.track;
+    const sender = track && this._sb?.pc?.getSenders().find((s) => s.track === track);
+    const dtmf = sender?.dtmf;
+    if (!dtmf?.canInsertDTMF) throw new Error("InvalidState: the call sends no audio that can carry DTMF");
+    await new Promise((resolve) => {
+      // The sender's tone buffer empties ("" tonechange) once this and earlier tones are out.
+      const done = () => {
+        clearTimeout(timer);
+        dtmf.removeEventListener("tonechange", onTone);
+        resolve();
+      };
+      const onTone = (e) => {
+        if (e.tone === "") done();
+      };
+      const timer = setTimeout(done, 5_000);
+      dtmf.addEventListener("tonechange", onTone);
+      dtmf.insertDTMF(dtmf.toneBuffer + key, DTMF_TONE_MS, DTMF_GAP_MS);
+    });
   }
 
   /** Send a camera (again). Before the call is connected it is sent once it is. */

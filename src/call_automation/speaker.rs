@@ -17,11 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// RTP payload type of the leg's Opus audio (QUIC carries payload types as sent).
-pub const OPUS_PT: u8 = 111;
-/// RTP payload type of RFC 4733 telephone-events in a QUIC audio track (`docs/PROTOCOL.md`), at
-/// the Opus clock of 48 kHz.
-pub const TELEPHONE_EVENT_PT: u8 = 101;
+pub use crate::sfu::packet::{OPUS_PT, TELEPHONE_EVENT_PT};
 
 /// The prompts of a play, or why they cannot be played.
 pub type Loaded = Result<Vec<Arc<Prompt>>, MediaError>;

@@ -5,15 +5,15 @@
 use super::command::SessionInput;
 use super::ids::{SessionId, SubscriptionId, TrackId};
 use crate::rooms::TrackSource;
-use crate::sfu::packet::{Codec, MediaKind};
+use crate::sfu::packet::{Codec, MediaKind, TELEPHONE_EVENT_PT};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::bwe::Bitrate;
 use str0m::change::SdpPendingOffer;
 use str0m::config::DtlsCert;
-use str0m::format::Codec as RtcCodec;
-use str0m::media::{Mid, Pt, Rid};
+use str0m::format::{Codec as RtcCodec, FormatParams};
+use str0m::media::{Frequency, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, Event, IceCreds, Rtc, RtcConfig};
 use tokio::sync::mpsc;
@@ -55,7 +55,19 @@ pub struct TxBinding {
     /// Known once the m-line is negotiated.
     pub ssrc: Option<Ssrc>,
     pub pt: Option<Pt>,
+    /// The browser's payload type for telephone-events on this m-line (audio; `None`: it did
+    /// not negotiate them, and they are not sent to it).
+    pub tele_pt: Option<Pt>,
     pub seq: ExtendedSeq,
+}
+
+/// What an incoming SSRC of a peer is: a layer of a published track, and (audio) which payload
+/// type carries telephone-events on its m-line.
+#[derive(Debug, Clone, Copy)]
+pub struct RxBinding {
+    pub track: TrackId,
+    pub layer: u8,
+    pub tele_pt: Option<Pt>,
 }
 
 /// What a published m-line of this peer carries.
@@ -81,8 +93,8 @@ pub struct Peer {
     /// Changes in the outstanding offer (re-queued if a client offer voids it).
     pub in_flight: Vec<SdpChange>,
     pub publish: HashMap<Mid, PublishBinding>,
-    /// Incoming SSRC → (track, layer), resolved once per SSRC.
-    pub rx: HashMap<Ssrc, (TrackId, u8)>,
+    /// Incoming SSRC → its track, layer and telephone-event payload type, resolved once per SSRC.
+    pub rx: HashMap<Ssrc, RxBinding>,
     pub tx: HashMap<SubscriptionId, TxBinding>,
     pub by_mid: HashMap<Mid, SubscriptionId>,
     /// Events seen while draining after a write, handled by the worker afterwards.
@@ -130,13 +142,24 @@ impl Peer {
     pub fn new(settings: &RtcSettings, session: SessionId, inbox: mpsc::Sender<SessionInput>, now: Instant) -> Self {
         let ufrag = random_token(8);
         let creds = IceCreds { ufrag: ufrag.clone(), pass: random_token(24) };
-        let mut rtc = RtcConfig::new()
+        let mut config = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .enable_h264(true)
+            .enable_h264(true);
+        // DTMF (RFC 4733) at the Opus clock, as browsers send it with Opus (RTCDTMFSender) and
+        // as call automation's tones are: forwarded between carriers by payload type mapping.
+        config.codec_config().add_config(
+            Pt::from(TELEPHONE_EVENT_PT),
+            None,
+            RtcCodec::Tele,
+            Frequency::FORTY_EIGHT_KHZ,
+            None,
+            FormatParams::default(),
+        );
+        let mut rtc = config
             .enable_bwe(Some(settings.initial_bitrate))
             .set_stats_interval(Some(Duration::from_millis(200)))
             .set_dtls_cert(settings.cert.clone())
@@ -166,6 +189,16 @@ impl Peer {
             last_tx: None,
             connected: false,
         }
+    }
+
+    /// The payload type this peer negotiated for telephone-events at 48 kHz on `mid`.
+    pub fn negotiated_tele_pt(&self, mid: Mid) -> Option<Pt> {
+        let media = self.rtc.media(mid)?;
+        media.remote_pts().iter().copied().find(|pt| {
+            self.rtc.codec_config().iter().any(|p| {
+                p.pt() == *pt && p.spec().codec == RtcCodec::Tele && p.spec().clock_rate == Frequency::FORTY_EIGHT_KHZ
+            })
+        })
     }
 
     /// The payload type this peer negotiated for `codec` on `mid`.

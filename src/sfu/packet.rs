@@ -16,6 +16,14 @@ pub enum MediaKind {
     Video,
 }
 
+/// The payload type of Opus in the packets the SFU forwards (QUIC carries it as sent; packets
+/// from browsers are rewritten to it).
+pub const OPUS_PT: u8 = 111;
+/// The payload type of RFC 4733 telephone-events in an audio track, at the Opus clock of
+/// 48 kHz (`docs/PROTOCOL.md`); browsers' own telephone-event payload types are mapped to it
+/// and back.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
 /// The codecs the SFU understands well enough to switch layers on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Codec {

@@ -1,6 +1,7 @@
 // Shared helpers for the real-browser tests: a switchboard server process on loopback, Debian's
 // chromium driven by playwright-core, and the demo page.
 import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:http";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
@@ -324,4 +325,21 @@ export async function chooseLayer(page, label) {
   // The layer buttons are diagnostics: shown once the toggle is on.
   if (!(await page.evaluate(() => document.body.classList.contains("diagnostics")))) await page.click("#toggle-diagnostics");
   await page.click(`figure.tile[data-participant] button[data-layer="${label}"]`);
+}
+
+/** A callback receiver on loopback: collects the ACS event names per call connection. */
+export async function callbackReceiver() {
+  const events = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      for (const e of JSON.parse(body)) {
+        events.push({ name: e.type.replace("Microsoft.Communication.", ""), data: e.data });
+      }
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${server.address().port}/events`, events, close: () => server.close() };
 }

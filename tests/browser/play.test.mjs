@@ -5,11 +5,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { createServer } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServer, launchBrowser, joinDemo, subscriptionStats, waitUntil, sleep } from "./harness.mjs";
+import { startServer, launchBrowser, joinDemo, subscriptionStats, waitUntil, sleep, callbackReceiver } from "./harness.mjs";
 
 const API = "api-version=2024-09-15";
 const TONE_SECONDS = 4;
@@ -33,23 +32,6 @@ function toneWav() {
   buf.writeUInt32LE(n * 2, 40);
   for (let i = 0; i < n; i++) buf.writeInt16LE(Math.round(16_384 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2);
   return buf;
-}
-
-/** A callback receiver on loopback: collects the ACS event names per call connection. */
-async function callbackReceiver() {
-  const events = [];
-  const server = createServer((req, res) => {
-    let body = "";
-    req.on("data", (c) => (body += c));
-    req.on("end", () => {
-      for (const e of JSON.parse(body)) {
-        events.push({ name: e.type.replace("Microsoft.Communication.", ""), data: e.data });
-      }
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${server.address().port}/events`, events, close: () => server.close() };
 }
 
 test("a WAV file played into a group call is decoded by a browser as audio with the file's energy", async () => {

@@ -623,7 +623,7 @@ impl Worker {
                     LayerSource::WebRtc { peer, mid, .. } => {
                         if let Some(p) = self.out.peers.get_mut(*peer).and_then(Option::as_mut) {
                             p.publish.remove(mid);
-                            p.rx.retain(|_, (t, _)| *t != track);
+                            p.rx.retain(|_, b| b.track != track);
                         }
                     }
                 }

@@ -11,12 +11,13 @@ use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
 use crate::media::ids::{SessionId, SubscriptionId, TrackId};
 use crate::media::metrics::RtcDrop;
 use crate::media::webrtc::{
-    ExtendedSeq, Peer, SdpChange, TxBinding, candidates_in_every_section, from_rtc_codec, restrict_offer, sdp_mids,
+    ExtendedSeq, Peer, RxBinding, SdpChange, TxBinding, candidates_in_every_section, from_rtc_codec, restrict_offer,
+    sdp_mids,
 };
 use crate::rooms::TrackSource;
 use crate::rtp::stun;
 use crate::sfu::forwarder::SubscriptionSpec;
-use crate::sfu::packet::{Codec, MediaKind, MediaPacket};
+use crate::sfu::packet::{Codec, MediaKind, MediaPacket, OPUS_PT, TELEPHONE_EVENT_PT};
 use crate::sfu::rewriter::Rewrite;
 use bytes::BufMut;
 use std::cmp::Reverse;
@@ -159,7 +160,7 @@ impl Worker {
                 let resolved = found.and_then(|(mid, rid)| {
                     let p = peer.publish.get(&mid)?;
                     let layer = p.rids.iter().position(|r| *r == rid || (r.is_none() && rid.is_none()))?;
-                    Some((p.track, layer as u8))
+                    Some(RxBinding { track: p.track, layer: layer as u8, tele_pt: peer.negotiated_tele_pt(mid) })
                 });
                 if let Some(b) = resolved {
                     peer.rx.insert(ssrc, b);
@@ -167,7 +168,7 @@ impl Worker {
                 resolved
             }
         };
-        let Some((track, layer)) = binding else {
+        let Some(RxBinding { track, layer, tele_pt }) = binding else {
             self.out.rtc_counters.drop(RtcDrop::UnboundRtp);
             return;
         };
@@ -184,7 +185,14 @@ impl Worker {
         }
         let buf = &mut self.recv;
         buf.put_u8(if level.is_some() { 0x90 } else { 0x80 });
-        buf.put_u8((u8::from(pkt.header.marker) << 7) | (*pkt.header.payload_type & 0x7f));
+        // Audio leaves in the SFU's payload types: telephone-events as TELEPHONE_EVENT_PT, the
+        // rest as OPUS_PT, whatever numbers this browser negotiated.
+        let pt = match codec {
+            Codec::Opus if Some(pkt.header.payload_type) == tele_pt => TELEPHONE_EVENT_PT,
+            Codec::Opus => OPUS_PT,
+            _ => *pkt.header.payload_type & 0x7f,
+        };
+        buf.put_u8((u8::from(pkt.header.marker) << 7) | pt);
         buf.put_u16(pkt.header.sequence_number);
         buf.put_u32(pkt.header.timestamp);
         buf.put_u32(*ssrc);
@@ -332,7 +340,7 @@ impl Worker {
         let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
         peer.tx.insert(
             subscription,
-            TxBinding { track, mid: None, codec, ssrc: None, pt: None, seq: ExtendedSeq::default() },
+            TxBinding { track, mid: None, codec, ssrc: None, pt: None, tele_pt: None, seq: ExtendedSeq::default() },
         );
         peer.queued.push(SdpChange::Add(subscription));
         self.renegotiate(idx, now);
@@ -414,9 +422,11 @@ impl Worker {
                 _ => continue,
             };
             let pt = peer.negotiated_pt(mid, codec);
+            let tele_pt = peer.negotiated_tele_pt(mid);
             let ssrc = peer.rtc.direct_api().stream_tx_by_mid(mid, None).map(|tx| tx.ssrc());
             if let (Some(pt), Some(ssrc), Some(b)) = (pt, ssrc, peer.tx.get_mut(&sub)) {
                 b.pt = Some(pt);
+                b.tele_pt = tele_pt;
                 b.ssrc = Some(ssrc);
                 ready.push((b.track, sub, *ssrc));
             }
@@ -549,6 +559,15 @@ pub(super) fn write_rtp(
     let (Some(ssrc), Some(pt), Some(payload)) = (b.ssrc, b.pt, pkt.shared_payload.as_ref()) else {
         out.rtc_counters.drop(RtcDrop::NotNegotiated);
         return;
+    };
+    // Telephone-events go out in this browser's payload type for them, or not at all.
+    let pt = match (b.codec, pkt.payload_type == TELEPHONE_EVENT_PT, b.tele_pt) {
+        (Codec::Opus, true, Some(tele)) => tele,
+        (Codec::Opus, true, None) => {
+            out.rtc_counters.drop(RtcDrop::NotNegotiated);
+            return;
+        }
+        _ => pt,
     };
     let seq = SeqNo::from(b.seq.extend(rw.seq));
     let len = payload.len();
