@@ -231,6 +231,73 @@ async fn quic_and_webrtc_exchange_media_with_payload_types_mapped() {
     ts.stop().await;
 }
 
+/// RFC 4733 telephone-events a QUIC client sends (payload type 101 in its Opus track) reach a
+/// WebRTC peer that negotiated telephone-event/48000 on the payload type of that negotiation,
+/// between Opus packets on its Opus type; a peer that did not negotiate them gets the Opus
+/// packets only. (Browsers that offer first pick their own type, e.g. Chrome's 110: the Chromium
+/// DTMF test covers that direction.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telephone_events_reach_webrtc_peers_in_their_payload_type() {
+    use switchboard::call_automation::audio::dtmf::{Tone, tone_packets};
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let (quic, _) = ts.joined(&g).await;
+    let audio = quic.publish(MediaKind::Audio, Codec::Opus, vec![]).await.expect("publish");
+    let (_with_sig, mut with_tele) =
+        rs_subscriber(&ts, &g, RsPeer::with_telephone_events().await, &[audio.track_id]).await;
+    let answer = with_tele.pc.local_description().await.expect("answered").sdp;
+    let tele_pt: u8 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=rtpmap:")?.strip_suffix(" telephone-event/48000")?.parse().ok())
+        .unwrap_or_else(|| panic!("the peer negotiated telephone-event/48000: {answer}"));
+    let (_without_sig, mut without) = rs_subscriber(&ts, &g, RsPeer::new().await, &[audio.track_id]).await;
+    let (ssrc, mut seq, mut ts48) = (0x7e1e_u32, 1000u16, 960_000u32);
+    let opus = |seq: u16, ts48: u32| {
+        let mut p = vec![0x80, 111];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts48.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xf8, 0xff, 0xfe]); // an Opus frame of silence
+        bytes::Bytes::from(p)
+    };
+    let mut tones_sent = 0;
+    for round in 0..3 {
+        for _ in 0..25 {
+            quic.send_rtp(&audio, 0, opus(seq, ts48)).expect("send");
+            seq = seq.wrapping_add(1);
+            ts48 = ts48.wrapping_add(960);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let start = tokio::time::Instant::now();
+        let packets = tone_packets(&[[Tone::Five, Tone::Pound, Tone::Zero][round]], ssrc, 101, seq, ts48, 48_000);
+        seq = seq.wrapping_add(packets.len() as u16);
+        ts48 = ts48.wrapping_add(48_000 / 4);
+        tones_sent += packets.len();
+        for (offset, packet) in packets {
+            tokio::time::sleep_until(start + offset).await;
+            quic.send_rtp(&audio, 0, packet).expect("send");
+        }
+    }
+    let key = format!("t{}", audio.track_id);
+    let got = drain(&mut with_tele, Duration::from_secs(1)).await.remove(&key).unwrap_or_default();
+    let pt = |p: &bytes::Bytes| p[1] & 0x7f;
+    let tele = got.iter().filter(|p| pt(p) == tele_pt).count();
+    let voice = got.iter().filter(|p| pt(p) == 111).count();
+    assert_eq!(tele, tones_sent, "every telephone-event arrives as {tele_pt} ({} packets)", got.len());
+    assert!(voice >= 70, "the Opus packets arrive as 111: {voice}");
+    assert_eq!(
+        tele + voice,
+        got.len(),
+        "nothing else: {:?}",
+        got.iter().map(pt).collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(contiguous(got.iter().map(|p| u16::from_be_bytes([p[2], p[3]]))), "one clean stream");
+    let plain = drain(&mut without, Duration::from_millis(200)).await.remove(&key).unwrap_or_default();
+    assert!(plain.len() >= 70, "the peer without telephone-events gets the voice: {}", plain.len());
+    assert!(plain.iter().all(|p| pt(p) == 111), "and no telephone-events");
+    ts.stop().await;
+}
+
 /// H.264 end to end: a webrtc-rs publisher offering only H.264, a webrtc-rs subscriber; the SFU
 /// starts the subscriber at an IDR.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,6 +171,25 @@ impl RsPeer {
         Self::with_engine(media_engine).await
     }
 
+    /// A peer with the default codecs and RFC 4733 telephone-events at 48 kHz (payload type 126
+    /// when it offers; it takes the server's in an answer).
+    pub async fn with_telephone_events() -> RsPeer {
+        use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs().expect("codecs");
+        let tele = RTCRtpCodec {
+            mime_type: "audio/telephone-event".to_owned(),
+            clock_rate: 48_000,
+            channels: 0,
+            sdp_fmtp_line: "0-16".to_owned(),
+            rtcp_feedback: vec![],
+        };
+        media_engine
+            .register_codec(RTCRtpCodecParameters { rtp_codec: tele, payload_type: 126 }, RtpCodecKind::Audio)
+            .expect("telephone-event");
+        Self::with_engine(media_engine).await
+    }
+
     /// A peer whose only video codec is H.264 (packetization mode 1, constrained baseline).
     pub async fn h264_only() -> RsPeer {
         use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
