@@ -4,27 +4,30 @@
 //! events (`CallConnected`, `ParticipantsUpdated`, `CallDisconnected`, ...). Every event leaves
 //! through `CallConnection::emit`.
 
-use super::audio::dtmf::{RecognizeOptions, RecognizeOutcome, Tone};
+mod ears;
+mod voice;
+
+use super::audio::dtmf::{RecognizeOptions, Tone};
 use super::events::{self, EventBase, ParticipantState, ResultInformation};
-use super::listener::{DtmfEvent, DtmfListener, ListenerError};
-use super::speaker::{
-    Job, Loaded, MAIN_STREAM, PlayEvent, PlayEventKind, PlayJob, Speaker, Stream, StreamId, TELEPHONE_EVENT_PT,
-};
+use super::listener::ListenerError;
+use super::speaker::{Job, Loaded, MAIN_STREAM, PlayJob, Speaker, TELEPHONE_EVENT_PT};
 use super::{Shared, leg::LEG_TOKEN_MINUTES};
-use crate::client::{Client, ClientEvent, Joined, PublishedTrack};
+use crate::client::{Client, ClientEvent, Joined};
 use crate::identity::IdentityId;
 use crate::room_directory::AcsRoomId;
 use crate::rooms::RoomKey;
-use crate::sfu::packet::{Codec, MediaKind};
+use crate::sfu::packet::MediaKind;
 use crate::signaling::messages::{CallState, EndReason, ParticipantInfo, ServerMessage};
 use crate::webhooks::{AcsEvent, CallbackUri};
 use base64::Engine as _;
+use ears::Ears;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+use voice::Voice;
 
 /// Commands for a connection's leg task.
 pub(super) enum LegCommand {
@@ -53,14 +56,6 @@ pub(super) enum LegCommand {
         interrupt_prompt: bool,
         reply: oneshot::Sender<Result<(), ListenerError>>,
     },
-}
-
-/// A participant the leg listens to for DTMF.
-#[derive(Default)]
-struct Ears {
-    listener: DtmfListener,
-    /// Audio tracks subscribed to.
-    tracks: std::collections::HashSet<u64>,
 }
 
 /// A `recognize` waiting for its prompt to finish.
@@ -394,56 +389,6 @@ impl CallConnection {
         self.commands.send(command).await.is_ok()
     }
 
-    /// The app's events of plays and tones.
-    fn play_events(&self, events: Vec<PlayEvent>) {
-        let base = self.event_base();
-        let ok = ResultInformation::new(200, 0, "Action completed successfully.");
-        let canceled = ResultInformation::new(400, 8508, "Action failed, the operation was canceled.");
-        for e in events {
-            let (name, result) = match (&e.kind, e.tones) {
-                (PlayEventKind::Started, false) => ("PlayStarted", ok),
-                (PlayEventKind::Started, true) => continue,
-                (PlayEventKind::Completed, false) => ("PlayCompleted", ok),
-                (PlayEventKind::Completed, true) => ("SendDtmfTonesCompleted", ok),
-                (PlayEventKind::Canceled, false) => ("PlayCanceled", canceled),
-                (PlayEventKind::Canceled, true) => ("SendDtmfTonesFailed", canceled),
-                (PlayEventKind::Failed(err), _) => {
-                    tracing::info!(connection = %self.id, error = %err, "play failed");
-                    ("PlayFailed", play_failure(err))
-                }
-            };
-            self.emit(name, events::operation(name, &base, e.operation_context.as_deref(), result));
-        }
-    }
-
-    /// The app's events of DTMF recognition.
-    fn dtmf_events(&self, events: Vec<DtmfEvent>) {
-        let base = self.event_base();
-        for e in events {
-            match e {
-                DtmfEvent::ToneReceived { tone, sequence_id, operation_context } => {
-                    let data = events::tone_received(&base, operation_context.as_deref(), tone.name(), sequence_id);
-                    self.emit("ContinuousDtmfRecognitionToneReceived", data);
-                }
-                DtmfEvent::Recognized { outcome, operation_context } => {
-                    let result = ResultInformation::new(outcome.code(), outcome.sub_code(), outcome.message());
-                    match &outcome {
-                        RecognizeOutcome::Completed { tones, .. } => {
-                            let names: Vec<&str> = tones.iter().map(|t| t.name()).collect();
-                            let data = events::recognize_completed(&base, operation_context.as_deref(), &names, result);
-                            self.emit("RecognizeCompleted", data);
-                        }
-                        RecognizeOutcome::Failed { .. } => {
-                            let data =
-                                events::operation("RecognizeFailed", &base, operation_context.as_deref(), result);
-                            self.emit("RecognizeFailed", data);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// Audio tracks of the participants with this raw ID.
     fn audio_tracks_of(&self, raw_id: &str) -> Vec<u64> {
         self.view().members.values().filter(|m| m.raw_id == raw_id).flat_map(|m| m.audio.keys().copied()).collect()
@@ -656,12 +601,7 @@ impl CallConnection {
                 }
                 Wake::Speak => {
                     let (next, events) = voice.speaker.poll(std::time::Instant::now(), &mut voice.packets);
-                    for (stream, packet) in voice.packets.drain(..) {
-                        let Some(t) = voice.tracks.get(&stream) else { continue };
-                        if let Err(e) = client.send_rtp(&t.track, 0, packet) {
-                            tracing::debug!(connection = %self.id, error = %e, "the leg could not send audio");
-                        }
-                    }
+                    voice.send_packets(&client, self.id);
                     voice.speak_at = next;
                     self.voice_events(&mut voice, &mut ears, events);
                     self.next_voice(&mut voice);
@@ -694,168 +634,6 @@ impl CallConnection {
         }
     }
 
-    /// Queue a job on the leg's voice, heard by `audience` (raw IDs; `None`: everyone),
-    /// publishing an audio track to it first if need be.
-    async fn say(
-        &self,
-        client: &Client,
-        voice: &mut Voice,
-        job: Job,
-        interrupt: bool,
-        audience: Option<Vec<String>>,
-        ears: &mut HashMap<String, Ears>,
-    ) {
-        let id = voice.next_job;
-        voice.next_job += 1;
-        let audience = audience.map(|mut a| {
-            a.sort();
-            a.dedup();
-            a
-        });
-        let stream = match voice.stream_for(audience.as_ref()) {
-            Some(stream) => stream,
-            None => match voice.open_stream(client, audience).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::warn!(connection = %self.id, error = %e, "the leg cannot publish audio");
-                    let tones = matches!(job, Job::Tones { .. });
-                    let operation_context = match job {
-                        Job::Play(j) => j.operation_context,
-                        Job::Tones { operation_context, .. } => operation_context,
-                    };
-                    let err = super::media::MediaError::Read(format!("the leg cannot publish audio: {e}"));
-                    let failed = PlayEvent { id, operation_context, kind: PlayEventKind::Failed(err), tones };
-                    self.voice_events(voice, ears, vec![failed]);
-                    return;
-                }
-            },
-        };
-        voice.job_started(id, stream);
-        let events = voice.speaker.enqueue(id, stream, job, interrupt);
-        if !voice.speaker.playing() {
-            voice.speak_at = None;
-        }
-        self.voice_events(voice, ears, events);
-        self.next_voice(voice);
-    }
-
-    /// Start queued tones when nothing else is under way, or what loaded; not before a new
-    /// track's grace is over.
-    fn next_voice(&self, voice: &mut Voice) {
-        let now = std::time::Instant::now();
-        let start = voice.hold_until.filter(|h| *h > now).unwrap_or(now);
-        if voice.speaker.tones_ready() {
-            voice.speaker.start_tones(start);
-            voice.speak_at = Some(start);
-        } else if voice.speaker.playing() && voice.speak_at.is_none() {
-            voice.speak_at = Some(start);
-        }
-    }
-
-    /// Events of the voice: a recognize's prompt starts its recognition when it ends; others go
-    /// to the app.
-    fn voice_events(&self, voice: &mut Voice, ears: &mut HashMap<String, Ears>, events: Vec<PlayEvent>) {
-        let mut for_app = Vec::with_capacity(events.len());
-        for e in events {
-            if !matches!(e.kind, PlayEventKind::Started) {
-                voice.job_ended(e.id);
-            }
-            if !voice.after_prompt.contains_key(&e.id) {
-                for_app.push(e);
-                continue;
-            }
-            if matches!(e.kind, PlayEventKind::Started) {
-                continue;
-            }
-            let Some(after) = voice.after_prompt.remove(&e.id) else { continue };
-            let base = self.event_base();
-            let context = after.operation_context.as_deref();
-            match e.kind {
-                PlayEventKind::Completed => {
-                    if let Some(ears) = ears.get_mut(&after.target) {
-                        let _ =
-                            ears.listener.recognize(after.options, after.operation_context, std::time::Instant::now());
-                    }
-                }
-                PlayEventKind::Failed(err) => {
-                    self.emit(
-                        "RecognizeFailed",
-                        events::operation("RecognizeFailed", &base, context, play_failure(&err)),
-                    );
-                }
-                PlayEventKind::Canceled | PlayEventKind::Started => {
-                    let canceled = ResultInformation::new(400, 8508, "Action failed, the operation was canceled.");
-                    self.emit("RecognizeCanceled", events::operation("RecognizeCanceled", &base, context, canceled));
-                }
-            }
-        }
-        self.play_events(for_app);
-    }
-
-    /// The ears on participant `raw_id`, subscribing to its audio tracks the first time.
-    async fn ears_for<'a>(
-        &self,
-        client: &Client,
-        listening: &mut HashMap<u64, String>,
-        ears: &'a mut HashMap<String, Ears>,
-        raw_id: &str,
-    ) -> &'a mut Ears {
-        let e = ears.entry(raw_id.to_owned()).or_default();
-        for track in self.audio_tracks_of(raw_id) {
-            self.listen(client, listening, e, raw_id, track).await;
-        }
-        e
-    }
-
-    /// Unsubscribe from participants nobody listens to any more (no continuous recognition, no
-    /// `recognize` running or waiting for its prompt): the leg stops receiving their audio.
-    async fn stop_listening_when_idle(
-        &self,
-        client: &Client,
-        listening: &mut HashMap<u64, String>,
-        ears: &mut HashMap<String, Ears>,
-        voice: &Voice,
-    ) {
-        let idle: Vec<String> = ears
-            .iter()
-            .filter(|(raw, e)| e.listener.idle() && !voice.after_prompt.values().any(|a| &a.target == *raw))
-            .map(|(raw, _)| raw.clone())
-            .collect();
-        for raw in idle {
-            ears.remove(&raw);
-            let subscriptions: Vec<u64> = listening.iter().filter(|(_, r)| **r == raw).map(|(s, _)| *s).collect();
-            for sub in subscriptions {
-                listening.remove(&sub);
-                if let Err(e) = client.unsubscribe(sub).await {
-                    tracing::debug!(connection = %self.id, error = %e, "the leg could not unsubscribe");
-                }
-            }
-        }
-    }
-
-    /// Subscribe the leg to one audio track of a participant it listens to.
-    async fn listen(
-        &self,
-        client: &Client,
-        listening: &mut HashMap<u64, String>,
-        e: &mut Ears,
-        raw_id: &str,
-        track: u64,
-    ) {
-        if !e.tracks.insert(track) {
-            return;
-        }
-        match client.subscribe(track, None, None).await {
-            Ok(sub) => {
-                listening.insert(sub.subscription_id, raw_id.to_owned());
-            }
-            Err(err) => {
-                e.tracks.remove(&track);
-                tracing::warn!(connection = %self.id, error = %err, "the leg cannot listen to a participant's audio");
-            }
-        }
-    }
-
     /// The call ended for the leg: tell the app, forget the connection.
     fn finish(&self, reason: EndReason) {
         let connected_once = {
@@ -874,141 +652,12 @@ impl CallConnection {
     }
 }
 
-/// The leg's audio streams and what it is saying.
-struct Voice {
-    speaker: Speaker,
-    /// The leg's published audio tracks by stream: the main one (to everyone) from the first job
-    /// for everyone on, one per audience of targeted jobs while it has jobs (and `AUDIENCE_LINGER`
-    /// after).
-    tracks: HashMap<StreamId, VoiceTrack>,
-    /// The stream of each job queued or playing.
-    job_streams: HashMap<u64, StreamId>,
-    next_stream: StreamId,
-    speak_at: Option<std::time::Instant>,
-    /// Nothing starts before this (a new track's `SUBSCRIBE_GRACE`).
-    hold_until: Option<std::time::Instant>,
-    packets: Vec<(StreamId, bytes::Bytes)>,
-    next_job: u64,
-    /// Recognitions waiting for their prompt (by job ID).
-    after_prompt: HashMap<u64, AfterPrompt>,
-}
-
-/// One of the leg's audio tracks.
-struct VoiceTrack {
-    track: PublishedTrack,
-    /// Raw IDs, sorted (`None`: everyone).
-    audience: Option<Vec<String>>,
-    /// Jobs queued or playing on it.
-    jobs: usize,
-    /// Since when it has had no job (targeted tracks are then unpublished).
-    idle_since: Option<std::time::Instant>,
-}
-
-/// How long a track to an audience stays published without jobs: a prompt's last packets reach
-/// the SFU first, and a follow-up prompt to the same people soon after reuses the track.
-const AUDIENCE_LINGER: Duration = Duration::from_secs(3);
-
-/// How long a job on a newly published track waits before its first packet: its audience learns
-/// of the track and subscribes (a QUIC client in a round trip, a browser in a renegotiation), so
-/// the start of a prompt is not lost to that.
-const SUBSCRIBE_GRACE: Duration = Duration::from_millis(400);
-
-impl Voice {
-    /// The stream already published to `audience`.
-    fn stream_for(&self, audience: Option<&Vec<String>>) -> Option<StreamId> {
-        self.tracks.iter().find(|(_, t)| t.audience.as_ref() == audience).map(|(s, _)| *s)
-    }
-
-    /// Publish a track to `audience` (to everyone: the main stream).
-    async fn open_stream(
-        &mut self,
-        client: &Client,
-        audience: Option<Vec<String>>,
-    ) -> Result<StreamId, crate::client::ClientError> {
-        let (stream, track) = match &audience {
-            None => (MAIN_STREAM, client.publish(MediaKind::Audio, Codec::Opus, vec![]).await?),
-            Some(raw_ids) => {
-                let track = client.publish_to(MediaKind::Audio, Codec::Opus, raw_ids.clone()).await?;
-                let stream = self.next_stream;
-                self.next_stream = self.next_stream.wrapping_add(1).max(MAIN_STREAM + 1);
-                let random = Uuid::new_v4().as_u128();
-                // A stream of its own: random SSRC, first sequence number and timestamp.
-                let numbering =
-                    Stream { ssrc: random as u32, seq: (random >> 32) as u16, timestamp: (random >> 48) as u32 };
-                self.speaker.add_stream(stream, numbering);
-                (stream, track)
-            }
-        };
-        self.tracks.insert(stream, VoiceTrack { track, audience, jobs: 0, idle_since: None });
-        self.hold_until = Some(std::time::Instant::now() + SUBSCRIBE_GRACE);
-        Ok(stream)
-    }
-
-    fn job_started(&mut self, job: u64, stream: StreamId) {
-        self.job_streams.insert(job, stream);
-        if let Some(t) = self.tracks.get_mut(&stream) {
-            t.jobs += 1;
-            t.idle_since = None;
-        }
-    }
-
-    /// A job ended (or was dropped): its track may go idle.
-    fn job_ended(&mut self, job: u64) {
-        let Some(stream) = self.job_streams.remove(&job) else { return };
-        if let Some(t) = self.tracks.get_mut(&stream) {
-            t.jobs = t.jobs.saturating_sub(1);
-            if t.jobs == 0 {
-                t.idle_since = Some(std::time::Instant::now());
-            }
-        }
-    }
-
-    /// When the next idle track to an audience is due to be unpublished.
-    fn next_retirement(&self) -> Option<std::time::Instant> {
-        self.tracks
-            .values()
-            .filter(|t| t.audience.is_some())
-            .filter_map(|t| t.idle_since)
-            .min()
-            .map(|since| since + AUDIENCE_LINGER)
-    }
-
-    /// Unpublish tracks to an audience that have been idle for `AUDIENCE_LINGER`.
-    async fn retire_idle(&mut self, client: &Client, now: std::time::Instant) {
-        let due: Vec<StreamId> = self
-            .tracks
-            .iter()
-            .filter(|(_, t)| t.audience.is_some() && t.idle_since.is_some_and(|s| now >= s + AUDIENCE_LINGER))
-            .map(|(s, _)| *s)
-            .collect();
-        for stream in due {
-            let Some(t) = self.tracks.remove(&stream) else { continue };
-            self.speaker.remove_stream(stream);
-            if let Err(e) = client.unpublish(&t.track).await {
-                tracing::debug!(error = %e, "the leg could not unpublish a track to an audience");
-            }
-        }
-    }
-}
-
 /// Sleep until `at`; never, for `None`.
 async fn sleep_until(at: Option<std::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
-}
-
-/// `PlayFailed`'s result (ACS play error codes).
-fn play_failure(err: &super::media::MediaError) -> ResultInformation {
-    let (code, sub) = err.acs_code();
-    let message = match sub {
-        8535 => "Action failed, file format is invalid.",
-        8536 => "Action failed, file could not be downloaded.",
-        8565 => "Action failed, the media file was not found.",
-        _ => "Unknown internal server error.",
-    };
-    ResultInformation::new(code, sub, message)
 }
 
 fn member_of(p: &ParticipantInfo) -> Member {
