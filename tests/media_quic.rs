@@ -237,7 +237,11 @@ async fn lost_packets_are_nacked_and_retransmitted_both_ways() {
     assert!(nacked >= 2, "the subscriber NACKed the dropped packets ({nacked})");
     let got_video = &subscriber.received[&video.subscription_id];
     assert!(got_video.iter().any(|a| a.marker.frame == 20), "the withheld frame arrived after the SFU's NACK");
-    assert!(contiguous(got_video.iter().map(|a| a.seq)), "video has no holes");
+    let seqs: Vec<u16> = got_video.iter().map(|a| a.seq).collect();
+    let holes: Vec<(u16, u16)> =
+        seqs.windows(2).filter(|w| w[1] != w[0].wrapping_add(1)).map(|w| (w[0], w[1])).collect();
+    let frames: Vec<u32> = got_video.iter().map(|a| a.marker.frame).collect();
+    assert!(contiguous(seqs.iter().copied()), "video has no holes: {holes:?} (frames {frames:?})");
     let (_, retransmitted) = publisher.client.nack_stats();
     assert!(retransmitted >= 1, "the publisher answered the SFU's NACK");
     tokio::time::sleep(Duration::from_millis(1100)).await; // worker metrics flush once a second

@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 
 /// A layer with no packets for this long is considered stopped.
 pub const LAYER_STALE: Duration = Duration::from_millis(500);
+/// What became of the sequence numbers of a subscriber's NACK.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NackAnswer {
+    /// Sent again from the history.
+    pub sent: u32,
+    /// Not in the history (never received, or too old).
+    pub missed: u32,
+    /// Forwarded so recently that the NACK crossed it: not sent twice.
+    pub too_recent: u32,
+}
+
 /// Packets kept per layer for retransmissions (about 1 s of 2.5 Mbit/s video).
 const VIDEO_HISTORY: usize = 512;
 const AUDIO_HISTORY: usize = 128;
@@ -231,29 +242,34 @@ impl<S: Copy> TrackForwarder<S> {
         report
     }
 
-    /// Answer a subscriber's NACK from the history. Returns (retransmitted, not available).
+    /// Answer a subscriber's NACK from the history at `now`. A packet that reached the SFU (and
+    /// was forwarded) less than `guard` ago is not sent again: the NACK crossed it on the way,
+    /// and resending would only deliver it twice (pass about the subscriber's round-trip time).
     pub fn on_nack(
         &mut self,
         subscription: u64,
         seqs: impl Iterator<Item = u16>,
+        now: Instant,
+        guard: Duration,
         mut emit: impl FnMut(&Subscription<S>, &MediaPacket, &Rewrite),
-    ) -> (u32, u32) {
-        let Some(sub) = self.subs.iter().find(|s| s.id == subscription) else { return (0, 0) };
-        let (mut sent, mut missed) = (0, 0);
+    ) -> NackAnswer {
+        let mut answer = NackAnswer::default();
+        let Some(sub) = self.subs.iter().find(|s| s.id == subscription) else { return answer };
         for out_seq in seqs {
             let found = sub.rewriter.source_of(out_seq).and_then(|(segment, src)| {
                 let pkt = self.layers.get(usize::from(segment.layer))?.history.get(src)?;
                 Some((pkt, StreamRewriter::rewrite_retransmission(&segment, src, pkt.timestamp, pkt.vp8.as_ref())))
             });
             match found {
+                Some((pkt, _)) if now.saturating_duration_since(pkt.received_at) < guard => answer.too_recent += 1,
                 Some((pkt, rw)) => {
-                    sent += 1;
+                    answer.sent += 1;
                     emit(sub, pkt, &rw);
                 }
-                None => missed += 1,
+                None => answer.missed += 1,
             }
         }
-        (sent, missed)
+        answer
     }
 
     /// A subscriber lost its picture (PLI/FIR): the layer to request a keyframe for, if the
@@ -512,9 +528,16 @@ mod tests {
             }
         }
         let mut again = Vec::new();
-        let (ok, missing) =
-            f.on_nack(1, [sent[3], sent[7], 12_345].into_iter(), |_, pkt, rw| again.push((pkt.seq, rw.seq)));
-        assert_eq!((ok, missing), (2, 1));
+        let nack = [sent[3], sent[7], 12_345];
+        let guard = Duration::from_millis(10);
+        // A NACK that crossed the packets (they were forwarded just now) resends nothing.
+        let crossed = f.on_nack(1, nack.into_iter(), t0 + Duration::from_millis(5), guard, |_, _, _| {
+            panic!("nothing is resent within the guard")
+        });
+        assert_eq!(crossed, NackAnswer { sent: 0, missed: 1, too_recent: 2 });
+        let later = t0 + Duration::from_millis(50);
+        let answer = f.on_nack(1, nack.into_iter(), later, guard, |_, pkt, rw| again.push((pkt.seq, rw.seq)));
+        assert_eq!(answer, NackAnswer { sent: 2, missed: 1, too_recent: 0 });
         assert_eq!(again.iter().map(|a| a.1).collect::<Vec<_>>(), vec![sent[3], sent[7]]);
         assert_eq!(again[0].0, 100 + 1 + 3, "source packet of layer 0");
     }

@@ -17,7 +17,13 @@ use crate::sfu::forwarder::LayerChange;
 use crate::sfu::packet::{MediaKind, MediaPacket, write_rewritten};
 use crate::sfu::rewriter::Rewrite;
 use bytes::{Bytes, BytesMut};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A subscriber NACK does not resend a packet forwarded less than its round-trip time ago (the
+/// NACK crossed it); at least this long (loopback round trips are shorter than task wake-ups)...
+const MIN_RESEND_GUARD: Duration = Duration::from_millis(10);
+/// ...and at most this long (a long round trip must not hold back a real repair).
+const MAX_RESEND_GUARD: Duration = Duration::from_millis(250);
 
 /// Room for one datagram in the egress arena.
 const DATAGRAM_ROOM: usize = 1600;
@@ -132,12 +138,17 @@ impl Worker {
                             let seqs = rtcp::nack_seqs(items);
                             let k = kind_index(t.forwarder.codec().kind());
                             let out = &mut self.out;
-                            let (sent, missed) = t.forwarder.on_nack(subscription.0, seqs, |sub, pkt, rw| {
+                            // Not again what was forwarded within the subscriber's round trip.
+                            let rtt = out.conns.get(idx).and_then(Option::as_ref).map(|c| c.conn.rtt());
+                            let guard = rtt.unwrap_or_default().clamp(MIN_RESEND_GUARD, MAX_RESEND_GUARD);
+                            let answer = t.forwarder.on_nack(subscription.0, seqs, now, guard, |sub, pkt, rw| {
                                 send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now);
                             });
-                            out.counters.nacks_received.inc_by(u64::from(sent + missed));
-                            out.counters.retransmitted.inc_by(u64::from(sent));
-                            out.counters.retransmit_missed.inc_by(u64::from(missed));
+                            let asked = answer.sent + answer.missed + answer.too_recent;
+                            out.counters.nacks_received.inc_by(u64::from(asked));
+                            out.counters.retransmitted.inc_by(u64::from(answer.sent));
+                            out.counters.retransmit_missed.inc_by(u64::from(answer.missed));
+                            out.counters.retransmit_too_recent.inc_by(u64::from(answer.too_recent));
                         }
                         Ok(rtcp::Rtcp::Pli { .. } | rtcp::Rtcp::Fir { .. }) => {
                             self.out.counters.keyframes_received.inc();
