@@ -52,6 +52,8 @@ class Events:
 
     def __init__(self):
         self.queue: queue.Queue[CloudEvent] = queue.Queue()
+        # Events taken from the queue that no wait asked for yet.
+        self.held: list[CloudEvent] = []
         inbox = self.queue
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,18 +72,27 @@ class Events:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait(self, connection: str, *names: str, timeout: float = 15.0) -> CloudEvent:
-        """The next event of call connection `connection` whose type is one of `names` (other
-        events are printed and skipped)."""
+        """The first event of call connection `connection` whose type is one of `names`. Events
+        of two connections interleave: the others are printed and kept for later waits."""
+
+        def matches(event: CloudEvent) -> bool:
+            name = event.type.rsplit(".", 1)[-1]
+            return name in names and event.data.get("callConnectionId") == connection
+
+        for event in self.held:
+            if matches(event):
+                self.held.remove(event)
+                return event
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
                 event = self.queue.get(timeout=left)
             except queue.Empty:
                 break
-            name = event.type.rsplit(".", 1)[-1]
-            if name in names and event.data.get("callConnectionId") == connection:
+            if matches(event):
                 return event
-            print(f"   (event {name})")
+            print(f"   (event {event.type.rsplit('.', 1)[-1]})")
+            self.held.append(event)
         sys.exit(f"FAILED: no {' or '.join(names)} within {timeout:.0f} s")
 
 
