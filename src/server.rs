@@ -15,7 +15,8 @@ use crate::metrics::Metrics;
 use crate::organization::{ForeignConfiguredUser, OrgPolicy};
 use crate::room_directory::{RoomDirectory, RosterLimits};
 use crate::rooms::{RoomLimits, RoomMetrics, Rooms};
-use crate::signaling::context::{JoinLimiter, SignalingContext};
+use crate::signaling::client_addr::JoinLimiter;
+use crate::signaling::context::SignalingContext;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 use std::net::SocketAddr;
@@ -290,6 +291,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         ),
         lobby_timeout: Duration::from_secs(config.meetings.lobby_timeout_seconds.get()),
         join_limiter: JoinLimiter::new(u32::try_from(limits.joins_per_second_per_address.get()).unwrap_or(u32::MAX)),
+        trusted_proxies: config.http.trusted_proxies.clone().into(),
         messages_per_second: u32::try_from(limits.messages_per_second_per_session.get()).unwrap_or(u32::MAX),
         shutdown: signaling_shutdown.clone(),
         messages: SignalingContext::messages_metric(metrics.registry()),

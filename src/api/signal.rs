@@ -4,6 +4,7 @@ use super::error::{AcsError, AcsErrorResponse};
 use super::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
@@ -19,7 +20,8 @@ use std::net::SocketAddr;
 )]
 pub async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -27,6 +29,10 @@ pub async fn upgrade(
         Err(e) => return AcsError::new(e.status(), "BadRequest", e.body_text()).into_response(),
     };
     let ctx = state.signaling.clone();
+    // Behind a trusted reverse proxy, the client is who it says it forwarded.
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let client = crate::signaling::client_addr::client_ip(peer.ip(), forwarded, &ctx.trusted_proxies);
+    let remote = SocketAddr::new(client, peer.port());
     ws.max_message_size(ctx.max_message_bytes)
         .max_frame_size(ctx.max_message_bytes)
         .on_upgrade(move |socket| crate::signaling::ws_session::run_ws_session(ctx, socket, remote))

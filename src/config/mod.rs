@@ -82,6 +82,10 @@ pub struct HttpSection {
     pub max_body_bytes: Bounded<1024, 16_777_216>,
     /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`). Empty: public.
     pub metrics_token: String,
+    /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client
+    /// of a WebSocket session, for the per-address join limit. Empty: the peer address counts
+    /// (behind a proxy, every client would share the proxy's budget).
+    pub trusted_proxies: Vec<crate::signaling::client_addr::IpRange>,
 }
 
 impl Default for HttpSection {
@@ -94,6 +98,7 @@ impl Default for HttpSection {
             tls_names: Vec::new(),
             max_body_bytes: Bounded::new_const(1_048_576),
             metrics_token: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

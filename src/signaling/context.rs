@@ -7,9 +7,7 @@ use crate::identity::IdentityDirectory;
 use crate::media::plane::WorkerHandle;
 use crate::metrics::counter_vec;
 use crate::rooms::Rooms;
-use dashmap::DashMap;
 use prometheus::IntCounterVec;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +34,10 @@ pub struct SignalingContext {
     pub passcodes: super::PasscodeGuard,
     /// How long someone may wait in a meeting's lobby.
     pub lobby_timeout: Duration,
-    pub join_limiter: JoinLimiter,
+    /// Join attempts per second per client address (IPv6: per /64).
+    pub join_limiter: super::client_addr::JoinLimiter,
+    /// `[http] trusted_proxies`: peers whose `X-Forwarded-For` names the client (WebSocket).
+    pub trusted_proxies: Arc<[super::client_addr::IpRange]>,
     pub messages_per_second: u32,
     /// Cancelled when the server begins a graceful stop.
     pub shutdown: CancellationToken,
@@ -58,33 +59,6 @@ impl SignalingContext {
 
     pub fn messages_metric(registry: &prometheus::Registry) -> IntCounterVec {
         counter_vec(registry, "signaling_messages_total", "Signaling messages from clients, by result", &["result"])
-    }
-}
-
-/// Join attempts per second per client address.
-pub struct JoinLimiter {
-    per_second: u32,
-    windows: DashMap<IpAddr, (Instant, u32)>,
-}
-
-impl JoinLimiter {
-    pub fn new(per_second: u32) -> Self {
-        Self { per_second, windows: DashMap::new() }
-    }
-
-    /// Record an attempt; false when the address is over its budget.
-    pub fn allow(&self, addr: IpAddr, now: Instant) -> bool {
-        if self.windows.len() > 100_000 {
-            self.windows.retain(|_, (start, _)| now.saturating_duration_since(*start) < Duration::from_secs(1));
-        }
-        let mut entry = self.windows.entry(addr).or_insert((now, 0));
-        let (start, count) = &mut *entry;
-        if now.saturating_duration_since(*start) >= Duration::from_secs(1) {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        *count <= self.per_second
     }
 }
 
@@ -119,17 +93,6 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn join_limiter_resets_each_second() {
-        let l = JoinLimiter::new(2);
-        let t0 = Instant::now();
-        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        assert!(l.allow(ip, t0) && l.allow(ip, t0));
-        assert!(!l.allow(ip, t0));
-        assert!(l.allow("127.0.0.2".parse().expect("ip"), t0), "per address");
-        assert!(l.allow(ip, t0 + Duration::from_secs(1)));
-    }
 
     #[test]
     fn bucket_allows_bursts_then_the_rate() {

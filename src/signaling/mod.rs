@@ -2,6 +2,7 @@
 //! requests into room, call and media-plane operations, and the two carriers (QUIC, WebSocket).
 
 mod calling;
+pub mod client_addr;
 pub mod context;
 mod meeting;
 pub mod messages;

@@ -32,13 +32,27 @@ pub struct Signal {
 impl Signal {
     /// Connect to `wss://<endpoint>/signal`, trusting `ca`.
     pub async fn connect(endpoint: &str, ca: &[u8]) -> Signal {
+        Self::connect_with_headers(endpoint, ca, &[]).await
+    }
+
+    /// Connect with extra request headers on the upgrade (e.g. `X-Forwarded-For`, as a reverse
+    /// proxy adds it).
+    pub async fn connect_with_headers(endpoint: &str, ca: &[u8], headers: &[(&str, &str)]) -> Signal {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let host = endpoint.trim_start_matches("https://").trim_end_matches('/').to_owned();
         let tcp = tokio::net::TcpStream::connect(&host).await.expect("tcp connect");
         let tls = switchboard::tls::client_config(ca, &[b"http/1.1"]).expect("tls config");
         let server_name = rustls::pki_types::ServerName::try_from(host.rsplit_once(':').expect("port").0.to_owned())
             .expect("server name");
         let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(server_name, tcp).await.expect("tls");
-        let (ws, _) = tokio_tungstenite::client_async(format!("wss://{host}/signal"), stream).await.expect("websocket");
+        let mut request = format!("wss://{host}/signal").into_client_request().expect("request");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                value.parse().expect("header value"),
+            );
+        }
+        let (ws, _) = tokio_tungstenite::client_async(request, stream).await.expect("websocket");
         Signal { ws, next_id: 1, events: VecDeque::new() }
     }
 
