@@ -251,6 +251,56 @@ async fn lost_packets_are_nacked_and_retransmitted_both_ways() {
     ts.stop().await;
 }
 
+/// A subscriber that NACKs everything it got, 20 times a second, plus 100 PLIs a second, is not
+/// an amplifier: the server resends at most its retransmission budget (100 packets a second, and
+/// a share of its bandwidth estimate), refuses and counts the rest, and the subscriber's media
+/// keeps flowing; the publisher gets keyframe requests at the throttled rate only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_flood_gets_a_bounded_answer() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let (mut publisher, mut subscriber) = ts.pair_on_different_workers(&g).await;
+    publisher.publish_audio_video().await;
+    let video = subscribe(&subscriber, publisher.video.as_ref().expect("video").track_id, Some(0)).await;
+    let flood = Duration::from_secs(5);
+    let pub_task = tokio::spawn(async move {
+        publisher.run(flood + Duration::from_millis(1500)).await;
+        publisher
+    });
+    subscriber.run(Duration::from_millis(500)).await;
+    let mut nacked = 0usize;
+    let start = Instant::now();
+    while start.elapsed() < flood {
+        let seqs: Vec<u16> = subscriber.received[&video.subscription_id].iter().rev().take(64).map(|a| a.seq).collect();
+        subscriber.client.send_nack(&video, &seqs).expect("nack");
+        nacked += seqs.len();
+        for _ in 0..5 {
+            subscriber.client.request_keyframe(&video).expect("pli");
+        }
+        subscriber.run(Duration::from_millis(50)).await;
+    }
+    let before_end = subscriber.received[&video.subscription_id].len();
+    subscriber.run(Duration::from_millis(500)).await;
+    let publisher = pub_task.await.expect("publisher");
+    tokio::time::sleep(Duration::from_millis(1100)).await; // worker metrics flush once a second
+    let sent = ts.metric("switchboard_retransmissions_total{result=\"sent\"}").await;
+    let refused = ts.metric("switchboard_retransmissions_total{result=\"over_budget\"}").await;
+    let recent = ts.metric("switchboard_retransmissions_total{result=\"too_recent\"}").await;
+    let missing = ts.metric("switchboard_retransmissions_total{result=\"not_in_history\"}").await;
+    let received = ts.metric("switchboard_nacks_total{direction=\"from_subscriber\"}").await;
+    println!(
+        "NACKed {nacked} packets in {flood:?} ({received} reached the server): {sent} resent, {refused} refused over \
+         budget, {recent} forwarded too recently, {missing} not in the history"
+    );
+    assert!(received > 1_500.0, "the flood reached the server: {received} NACKed packets");
+    assert!(sent <= 100.0 * flood.as_secs_f64() + 100.0, "at most ~100 retransmissions a second: {sent}");
+    assert!(refused > received / 2.0, "the rest is refused and counted: {refused} of {received}");
+    assert!(subscriber.received[&video.subscription_id].len() > before_end, "media still flows");
+    let requests = publisher.keyframe_requests.len();
+    assert!(requests <= 10, "500 PLIs reach the publisher as at most one request a second: {requests}");
+    ts.stop().await;
+}
+
 /// Bad, expired, revoked and wrong-scope tokens are refused with a clear code; voip.join may
 /// join but not start a call; revoking a connected participant disconnects it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

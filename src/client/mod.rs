@@ -412,6 +412,14 @@ impl Client {
         self.send_on_flow(sub.flow_id, &buf)
     }
 
+    /// NACK `seqs` on a subscription by hand (the client's own loss detection NACKs by itself;
+    /// this is for tests of how the server answers, and of what it refuses).
+    pub fn send_nack(&self, sub: &SubscriptionInfo, seqs: &[u16]) -> Result<(), ClientError> {
+        let mut buf = Vec::new();
+        rtcp::write_nack(&mut buf, 1, sub.ssrc, seqs);
+        self.send_on_flow(sub.flow_id, &buf)
+    }
+
     /// Pretend the next `count` RTP packets of a subscription were lost on the way (tests).
     pub fn drop_incoming(&self, subscription_id: u64, count: u32) {
         self.shared.lock().expect("client state lock").drop_incoming(subscription_id, count);

@@ -277,6 +277,8 @@ pub struct WorkerCounters {
     pub retransmit_missed: LocalIntCounter,
     /// NACKed packets forwarded within the subscriber's round trip: not sent twice.
     pub retransmit_too_recent: LocalIntCounter,
+    /// NACKed packets over the subscriber's retransmission budget: refused.
+    pub retransmit_over_budget: LocalIntCounter,
     pub keyframes_received: LocalIntCounter,
     pub keyframes_sent: LocalIntCounter,
     pub switches_up: LocalIntCounter,
@@ -307,6 +309,7 @@ impl WorkerCounters {
             retransmitted: m.retransmissions.with_label_values(&["sent"]).local(),
             retransmit_missed: m.retransmissions.with_label_values(&["not_in_history"]).local(),
             retransmit_too_recent: m.retransmissions.with_label_values(&["too_recent"]).local(),
+            retransmit_over_budget: m.retransmissions.with_label_values(&["over_budget"]).local(),
             keyframes_received: m.keyframe_requests.with_label_values(&["from_subscriber"]).local(),
             keyframes_sent: m.keyframe_requests.with_label_values(&["to_publisher"]).local(),
             switches_up: m.layer_switches.with_label_values(&["up"]).local(),
@@ -332,6 +335,7 @@ impl WorkerCounters {
             &mut self.retransmitted,
             &mut self.retransmit_missed,
             &mut self.retransmit_too_recent,
+            &mut self.retransmit_over_budget,
             &mut self.keyframes_received,
             &mut self.keyframes_sent,
             &mut self.switches_up,

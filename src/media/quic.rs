@@ -60,6 +60,10 @@ pub struct QuicConn {
     pub dirty: bool,
     pub bwe: QuicBandwidthEstimator,
     pub estimate_bps: Option<u64>,
+    /// The last combined estimate toward this client (its retransmission budget follows it).
+    pub last_estimate_bps: Option<u64>,
+    /// What this subscriber may be sent again (NACKs).
+    pub retransmits: crate::sfu::nack::RetransmitBudget,
 }
 
 impl QuicConn {
@@ -78,6 +82,8 @@ impl QuicConn {
             dirty: false,
             bwe: QuicBandwidthEstimator::default(),
             estimate_bps: None,
+            last_estimate_bps: None,
+            retransmits: crate::sfu::nack::RetransmitBudget::default(),
         }
     }
 }

@@ -35,6 +35,48 @@ impl<T> PacketHistory<T> {
     }
 }
 
+/// How much a subscriber may be sent again: a token bucket in bytes and in packets, refilled at
+/// a rate the caller derives from the subscriber's bandwidth estimate. A subscriber that NACKs
+/// everything (by fault or on purpose) gets its budget, not an amplifier: what is over it is
+/// refused and counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetransmitBudget {
+    bytes: f64,
+    packets: f64,
+    last: Option<Instant>,
+}
+
+/// Retransmissions per second a subscriber may get, whatever its estimate.
+pub const MAX_RETRANSMITS_PER_SECOND: f64 = 100.0;
+/// The buckets hold this much of a second's budget (a burst after a loss burst).
+const RETRANSMIT_BURST: f64 = 0.5;
+
+impl RetransmitBudget {
+    /// Take `bytes` (one packet) at `now`, the bucket refilling at `rate_bps`; false when the
+    /// subscriber is over its budget.
+    pub fn take(&mut self, now: Instant, rate_bps: u64, bytes: usize) -> bool {
+        let byte_rate = rate_bps as f64 / 8.0;
+        let (byte_cap, packet_cap) = (byte_rate * RETRANSMIT_BURST, MAX_RETRANSMITS_PER_SECOND * RETRANSMIT_BURST);
+        match self.last {
+            None => (self.bytes, self.packets) = (byte_cap, packet_cap),
+            Some(last) => {
+                let dt = now.saturating_duration_since(last).as_secs_f64();
+                self.bytes = (self.bytes + dt * byte_rate).min(byte_cap);
+                self.packets = (self.packets + dt * MAX_RETRANSMITS_PER_SECOND).min(packet_cap);
+            }
+        }
+        self.last = Some(now);
+        let cost = bytes as f64;
+        if self.bytes >= cost && self.packets >= 1.0 {
+            self.bytes -= cost;
+            self.packets -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Wait this long for a reordered packet before NACKing a gap.
 const REORDER_WAIT: Duration = Duration::from_millis(10);
 /// Never retry a NACK faster than this.
@@ -180,5 +222,23 @@ mod tests {
         d.on_packet(t0, 5000);
         assert_eq!(d.missing(), 0);
         assert!(!d.on_packet(t0, 9), "old packets are ignored");
+    }
+
+    #[test]
+    fn retransmissions_are_bounded_by_bytes_and_by_packets() {
+        let t0 = Instant::now();
+        // 800 kbit/s: 100 kB/s, 50 kB bursts. 1000-byte packets: 50 at once, then 100 per second.
+        let mut b = RetransmitBudget::default();
+        let burst = (0..1000).filter(|_| b.take(t0, 800_000, 1000)).count();
+        assert_eq!(burst, 50);
+        let later = t0 + Duration::from_millis(100);
+        assert_eq!((0..1000).filter(|_| b.take(later, 800_000, 1000)).count(), 10, "refilled for 100 ms");
+        // Small packets on a fast link: the packet rate binds (100 per second).
+        let mut b = RetransmitBudget::default();
+        let mut sent = 0;
+        for ms in 0..2000u64 {
+            sent += (0..10).filter(|_| b.take(t0 + Duration::from_millis(ms), 100_000_000, 100)).count();
+        }
+        assert!((240..=252).contains(&sent), "about 100 per second plus a burst of 50: {sent}");
     }
 }

@@ -13,7 +13,7 @@ use crate::media::ids::{SubscriptionId, TrackId};
 use crate::media::metrics::{Drop, kind_index};
 use crate::media::quic::Flow;
 use crate::rtp::{self, rtcp, varint};
-use crate::sfu::forwarder::LayerChange;
+use crate::sfu::forwarder::{LayerChange, ResendPolicy};
 use crate::sfu::packet::{MediaKind, MediaPacket, write_rewritten};
 use crate::sfu::rewriter::Rewrite;
 use bytes::{Bytes, BytesMut};
@@ -24,6 +24,18 @@ use std::time::{Duration, Instant};
 const MIN_RESEND_GUARD: Duration = Duration::from_millis(10);
 /// ...and at most this long (a long round trip must not hold back a real repair).
 const MAX_RESEND_GUARD: Duration = Duration::from_millis(250);
+/// A subscriber may be sent again this share of its bandwidth estimate...
+const RETRANSMIT_SHARE_OF_ESTIMATE: f64 = 0.2;
+/// ...but at least this much (a low or unknown estimate still gets repairs)...
+const MIN_RETRANSMIT_BPS: u64 = 200_000;
+/// ...and this much before any estimate.
+const DEFAULT_RETRANSMIT_BPS: u64 = 500_000;
+
+/// The rate a subscriber's retransmission budget refills at.
+fn retransmit_rate(estimate_bps: Option<u64>) -> u64 {
+    estimate_bps
+        .map_or(DEFAULT_RETRANSMIT_BPS, |e| ((e as f64 * RETRANSMIT_SHARE_OF_ESTIMATE) as u64).max(MIN_RETRANSMIT_BPS))
+}
 
 /// Room for one datagram in the egress arena.
 const DATAGRAM_ROOM: usize = 1600;
@@ -138,17 +150,25 @@ impl Worker {
                             let seqs = rtcp::nack_seqs(items);
                             let k = kind_index(t.forwarder.codec().kind());
                             let out = &mut self.out;
-                            // Not again what was forwarded within the subscriber's round trip.
-                            let rtt = out.conns.get(idx).and_then(Option::as_ref).map(|c| c.conn.rtt());
-                            let guard = rtt.unwrap_or_default().clamp(MIN_RESEND_GUARD, MAX_RESEND_GUARD);
-                            let answer = t.forwarder.on_nack(subscription.0, seqs, now, guard, |sub, pkt, rw| {
+                            // Not again what was forwarded within the subscriber's round trip, and
+                            // no more than its budget: a share of its estimate.
+                            let Some(c) = out.conns.get(idx).and_then(Option::as_ref) else { return };
+                            let guard = c.conn.rtt().clamp(MIN_RESEND_GUARD, MAX_RESEND_GUARD);
+                            let rate_bps = retransmit_rate(c.last_estimate_bps);
+                            let mut budget = c.retransmits;
+                            let policy = ResendPolicy { now, guard, budget: &mut budget, rate_bps };
+                            let answer = t.forwarder.on_nack(subscription.0, seqs, policy, |sub, pkt, rw| {
                                 send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now);
                             });
-                            let asked = answer.sent + answer.missed + answer.too_recent;
+                            if let Some(c) = out.conns.get_mut(idx).and_then(Option::as_mut) {
+                                c.retransmits = budget;
+                            }
+                            let asked = answer.sent + answer.missed + answer.too_recent + answer.over_budget;
                             out.counters.nacks_received.inc_by(u64::from(asked));
                             out.counters.retransmitted.inc_by(u64::from(answer.sent));
                             out.counters.retransmit_missed.inc_by(u64::from(answer.missed));
                             out.counters.retransmit_too_recent.inc_by(u64::from(answer.too_recent));
+                            out.counters.retransmit_over_budget.inc_by(u64::from(answer.over_budget));
                         }
                         Ok(rtcp::Rtcp::Pli { .. } | rtcp::Rtcp::Fir { .. }) => {
                             self.out.counters.keyframes_received.inc();
@@ -310,6 +330,7 @@ impl Worker {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            c.last_estimate_bps = estimate;
             let subscribed: Vec<(TrackId, SubscriptionId)> = c
                 .flows
                 .values()
