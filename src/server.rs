@@ -73,6 +73,11 @@ impl RunningServer {
         connection_string(&self.endpoint, &self.access_key_b64)
     }
 
+    /// The identity directory (tests forget its cache and slow its store down).
+    pub fn identity_directory(&self) -> Arc<crate::identity::IdentityDirectory> {
+        self.services.directory.clone()
+    }
+
     /// The issuer of access tokens (tests mint tokens with chosen times through it).
     pub fn token_issuer(&self) -> &crate::auth::TokenIssuer {
         &self.services.issuer

@@ -213,7 +213,7 @@ impl SessionHandler {
     async fn on_message(&mut self, id: Option<u64>, message: ClientMessage) -> Result<(), Failure> {
         let reply = match message {
             ClientMessage::Ping {} => ServerMessage::Pong { id },
-            ClientMessage::Register { token, display_name } => self.register(id, &token, display_name)?,
+            ClientMessage::Register { token, display_name } => self.register(id, &token, display_name).await?,
             ClientMessage::Join { token, at, display_name } => {
                 let locator = parse_locator(at).inspect_err(|_| {
                     self.ctx.rooms.count_join_failure("bad_request");
@@ -273,17 +273,29 @@ impl SessionHandler {
     }
 
     /// Verify a token and register (or renew the registration of) this device.
-    fn register(
+    async fn register(
         &mut self,
         id: Option<u64>,
         token: &str,
         display_name: Option<String>,
     ) -> Result<ServerMessage, Failure> {
         let display_name = check_display_name(display_name)?;
-        let verified = self.ctx.verifier.verify(token, Action::JoinCall, unix_now()).map_err(|e| token_failure(&e))?;
+        let verified = self.verify(token).await.map_err(|e| token_failure(&e))?;
         self.adopt(verified, display_name)?;
         let r = self.registration.as_ref().expect("adopt registered the device or failed");
         Ok(ServerMessage::Registered { id, identity: r.raw_id.to_string(), expires_on: r.expires_at })
+    }
+
+    /// Verify a token for joining, off the async threads: when the identity's revocation
+    /// generation is not cached, it is read from the store, and a slow disk must stall only this
+    /// session, not the runtime's threads every other session runs on.
+    async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let verifier = self.ctx.verifier.clone();
+        let token = token.to_owned();
+        let now = unix_now();
+        tokio::task::spawn_blocking(move || verifier.verify(&token, Action::JoinCall, now))
+            .await
+            .unwrap_or(Err(TokenError::Store))
     }
 
     /// Take a verified token as this device's registration.
@@ -342,7 +354,7 @@ impl SessionHandler {
         let display_name = check_display_name(display_name)?;
         match token {
             Some(token) => {
-                let verified = self.ctx.verifier.verify(token, Action::JoinCall, unix_now()).map_err(|e| {
+                let verified = self.verify(token).await.map_err(|e| {
                     self.ctx.rooms.count_join_failure(e.reason());
                     token_failure(&e)
                 })?;

@@ -108,6 +108,8 @@ const MIGRATIONS: &[&str] = &[
 /// The SQLite database under the data directory.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Milliseconds every store call waits first: a slow disk, simulated (`simulate_slow_disk`).
+    slow_disk_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -139,11 +141,23 @@ impl Store {
             tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
             tx.commit()?;
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { conn: Mutex::new(conn), slow_disk_ms: std::sync::atomic::AtomicU64::new(0) })
     }
 
     pub(super) fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        let slow = self.slow_disk_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if slow > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(slow));
+        }
         self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Make every store call wait `delay` first, as on a disk that stalls (tests that the server
+    /// never waits for the store on its async threads). Zero turns it off.
+    #[doc(hidden)]
+    pub fn simulate_slow_disk(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.slow_disk_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Create an identity. With an `external_id` that is already known, return that identity
