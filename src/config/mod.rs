@@ -378,7 +378,8 @@ pub struct DevSection {
 pub struct MediaSection {
     /// Number of media workers; 0 means one per CPU core.
     pub workers: Bounded<0, 255>,
-    /// Most sessions one worker accepts.
+    /// Most sessions one worker accepts, QUIC and WebSocket together (a WebSocket session takes
+    /// the next worker with room).
     pub max_sessions_per_worker: Bounded<1, 1_000_000>,
     /// Commands (state changes from signaling) queued per worker. When the queue is full a
     /// change waits for room; it is never dropped.

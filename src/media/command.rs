@@ -72,10 +72,13 @@ pub enum Command {
         track: TrackId,
         muted: bool,
     },
-    /// A WebSocket session will use WebRTC on this worker; worker events go to `inbox`.
+    /// A WebSocket session will use WebRTC on this worker; worker events go to `inbox`. The reply
+    /// is false when the worker is full (`max_sessions_per_worker`, QUIC and WebRTC sessions
+    /// together) or stopping.
     WebRtcOpen {
         session: SessionId,
         inbox: mpsc::Sender<SessionInput>,
+        reply: oneshot::Sender<bool>,
     },
     /// The client's SDP offer; the reply carries the answer and the media it offers to send.
     /// Sending media lines the session's admission does not allow are answered `inactive`.

@@ -17,14 +17,35 @@ use tokio::sync::mpsc;
 const INBOX: usize = 128;
 
 /// Serve one WebSocket until it closes.
-pub async fn run_ws_session(ctx: Arc<SignalingContext>, ws: WebSocket, remote: SocketAddr) {
-    let worker = ctx.next_worker();
+pub async fn run_ws_session(ctx: Arc<SignalingContext>, mut ws: WebSocket, remote: SocketAddr) {
     let session = SessionId::next();
     let (inbox_tx, inbox) = mpsc::channel(INBOX);
-    let handle = ctx.workers[worker].clone();
-    if handle.send(Command::WebRtcOpen { session, inbox: inbox_tx }).await.is_err() {
-        return;
+    // The next worker in turn, or the first after it with room: WebSocket sessions count against
+    // `max_sessions_per_worker` like QUIC ones.
+    let first = ctx.next_worker();
+    let count = ctx.workers.len();
+    let mut placed = None;
+    for worker in (0..count).map(|i| (first + i) % count) {
+        let handle = ctx.workers[worker].clone();
+        let inbox = inbox_tx.clone();
+        if let Ok(true) = handle.request(|reply| Command::WebRtcOpen { session, inbox, reply }).await {
+            placed = Some((worker, handle));
+            break;
+        }
     }
+    drop(inbox_tx);
+    let Some((worker, handle)) = placed else {
+        tracing::warn!(%remote, "WebSocket session refused: every media worker is full or stopping");
+        let refusal = ServerMessage::Error {
+            id: None,
+            code: super::messages::ErrorCode::ServiceUnavailable,
+            message: "no media worker has room (each has media.max_sessions_per_worker sessions, or the server is stopping); try again later".into(),
+        };
+        let _ = ws.send(Message::Text(refusal.to_json().into())).await;
+        // 1013: try again later (RFC 6455 registry).
+        let _ = ws.send(Message::Close(Some(CloseFrame { code: 1013, reason: "server full".into() }))).await;
+        return;
+    };
     let handler = SessionHandler::new(ctx.clone(), session, worker, remote, Transport::WebRtc);
     let carrier = WsCarrier { ws, inbox, worker: handle, session, messages: ctx.messages.clone() };
     run_session(ctx, handler, carrier).await;

@@ -355,6 +355,11 @@ impl Worker {
         self.out.rtc_counters.flush();
     }
 
+    /// Whether the worker has `max_sessions` sessions, QUIC and WebRTC (WebSocket) together.
+    fn full(&self) -> bool {
+        self.sessions.len() + self.rtc_sessions.len() >= self.max_sessions
+    }
+
     fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::SendSignal { session, frame } => {
@@ -436,9 +441,14 @@ impl Worker {
                     t.forwarder.set_wish(subscription.0, wish);
                 }
             }
-            Command::WebRtcOpen { session, inbox } => {
+            Command::WebRtcOpen { session, inbox, reply } => {
+                if self.stopping || self.full() {
+                    let _ = reply.send(false);
+                    return;
+                }
                 self.rtc_sessions.insert(session, RtcSession { inbox, peer: None, backlog: VecDeque::new() });
                 self.rtc_sessions_gauge.inc();
+                let _ = reply.send(true);
             }
             Command::WebRtcOffer { session, sdp, sources, reply } => {
                 let result = self.accept_offer(session, &sdp, &sources, now);

@@ -63,7 +63,7 @@ impl Worker {
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
-                if self.stopping || self.sessions.len() >= self.max_sessions {
+                if self.stopping || self.full() {
                     let t = self.endpoint.refuse(incoming, &mut self.transmit);
                     self.send_transmit(t.destination, t.size);
                     return;
