@@ -229,15 +229,13 @@ impl CallRegistry {
             let effects = tokio::select! {
                 input = inputs.recv() => match input {
                     Some(CallInput::Accept { identity, session, reply }) => {
-                        let result = attempt.accept(identity, session, Instant::now());
-                        let effects = result.clone().unwrap_or_default();
-                        reply_to = Some((reply, result.map(drop)));
+                        let (effects, result) = take_answer(&mut attempt, identity, session, true);
+                        reply_to = Some((reply, result));
                         effects
                     }
                     Some(CallInput::Decline { identity, session, reply }) => {
-                        let result = attempt.decline(identity, session);
-                        let effects = result.clone().unwrap_or_default();
-                        reply_to = Some((reply, result.map(drop)));
+                        let (effects, result) = take_answer(&mut attempt, identity, session, false);
+                        reply_to = Some((reply, result));
                         effects
                     }
                     Some(CallInput::End { reason }) => attempt.end(reason),
@@ -323,15 +321,13 @@ impl CallRegistry {
             let effects = tokio::select! {
                 input = inputs.recv() => match input {
                     Some(CallInput::Accept { identity, session, reply }) => {
-                        let result = attempt.accept(identity, session, Instant::now());
-                        let effects = result.clone().unwrap_or_default();
-                        reply_to = Some((reply, result.map(drop)));
+                        let (effects, result) = take_answer(&mut attempt, identity, session, true);
+                        reply_to = Some((reply, result));
                         effects
                     }
                     Some(CallInput::Decline { identity, session, reply }) => {
-                        let result = attempt.decline(identity, session);
-                        let effects = result.clone().unwrap_or_default();
-                        reply_to = Some((reply, result.map(drop)));
+                        let (effects, result) = take_answer(&mut attempt, identity, session, false);
+                        reply_to = Some((reply, result));
                         effects
                     }
                     Some(CallInput::CancelInvite { identity, reply }) => {
@@ -423,6 +419,19 @@ impl CallRegistry {
             *phase = now;
         }
     }
+}
+
+/// An accept (or decline) taken by the state machine: its effects, and the answer to reply with
+/// once they are applied (the caller hears `Connected` before the callee joins).
+fn take_answer(
+    attempt: &mut CallAttempt,
+    identity: IdentityId,
+    session: SessionId,
+    accept: bool,
+) -> (Vec<Effect>, Result<(), AnswerError>) {
+    let result =
+        if accept { attempt.accept(identity, session, Instant::now()) } else { attempt.decline(identity, session) };
+    (result.clone().unwrap_or_default(), result.map(drop))
 }
 
 /// Sleep until `deadline`; forever without one (the `select!` branch is disabled then anyway).
