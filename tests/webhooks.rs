@@ -6,9 +6,8 @@ mod common;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use bytes::Bytes;
+use common::automation::{sha256_b64url, verify_against_jwks};
 use common::{Api, test_config};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -163,29 +162,6 @@ async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool)
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Verify an ES256 JWT against a JWKS document; returns its claims.
-fn verify_against_jwks(jwt: &str, jwks: &Value) -> Value {
-    let mut parts = jwt.split('.');
-    let (h, c, s) = (parts.next().expect("header"), parts.next().expect("claims"), parts.next().expect("sig"));
-    assert!(parts.next().is_none(), "three parts");
-    let header: Value = serde_json::from_slice(&B64URL.decode(h).expect("b64")).expect("json");
-    assert_eq!(header["alg"], "ES256");
-    let kid = header["kid"].as_str().expect("kid header");
-    let jwk = jwks["keys"].as_array().expect("keys").iter().find(|k| k["kid"] == kid).expect("kid is in the JWKS");
-    let mut point = vec![4u8];
-    point.extend(B64URL.decode(jwk["x"].as_str().expect("x")).expect("b64"));
-    point.extend(B64URL.decode(jwk["y"].as_str().expect("y")).expect("b64"));
-    let sig = B64URL.decode(s).expect("b64");
-    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, &point)
-        .verify(format!("{h}.{c}").as_bytes(), &sig)
-        .expect("signature verifies with the published key");
-    serde_json::from_slice(&B64URL.decode(c).expect("b64")).expect("claims json")
-}
-
-fn sha256_b64url(body: &[u8]) -> String {
-    B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body).as_ref())
 }
 
 /// (a) The running server's dispatcher: events of each call arrive in publish order although the

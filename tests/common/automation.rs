@@ -91,7 +91,9 @@ impl App {
 pub fn verify_against_jwks(jwt: &str, jwks: &Value) -> Value {
     let mut parts = jwt.split('.');
     let (h, c, s) = (parts.next().expect("header"), parts.next().expect("claims"), parts.next().expect("sig"));
+    assert!(parts.next().is_none(), "three parts");
     let header: Value = serde_json::from_slice(&B64URL.decode(h).expect("b64")).expect("json");
+    assert_eq!(header["alg"], "ES256");
     let kid = header["kid"].as_str().expect("kid header");
     let jwk = jwks["keys"].as_array().expect("keys").iter().find(|k| k["kid"] == kid).expect("kid is in the JWKS");
     let mut point = vec![4u8];
