@@ -331,6 +331,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     automation
         .listen_for_incoming(&config.call_automation.incoming_call_subscriptions)
         .map_err(|e| StartError::IncomingCalls(e.to_string()))?;
+    let connection_metrics = crate::https::limits::ConnectionMetrics::register(metrics.registry());
+    let connections = crate::https::limits::ConnectionLimits::new(
+        crate::https::limits::ListenerLimits {
+            max_connections: usize::try_from(config.http.max_connections.get()).unwrap_or(usize::MAX),
+            max_per_address: u32::try_from(config.http.max_connections_per_address.get()).unwrap_or(u32::MAX),
+            header_timeout: Duration::from_secs(config.http.header_timeout_seconds.get()),
+            idle_timeout: Duration::from_secs(config.http.idle_timeout_seconds.get()),
+            trusted_proxies: config.http.trusted_proxies.clone().into(),
+        },
+        connection_metrics.clone(),
+    );
     let services = Arc::new(Services {
         issuer: TokenIssuer::new(keys.clone(), directory.clone(), prepared.resource_id.clone(), org_policy),
         directory: directory.clone(),
@@ -343,6 +354,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         resource_id: prepared.resource_id.clone(),
         default_lifetime,
         max_body_bytes: usize::try_from(config.http.max_body_bytes.get()).unwrap_or(usize::MAX),
+        body_timeout: Duration::from_secs(config.http.body_timeout_seconds.get()),
+        timed_out: connection_metrics.timed_out.clone(),
         health: Health::default(),
         signaling: signaling.clone(),
         automation,
@@ -359,7 +372,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 
     let mut tasks = JoinSet::new();
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds.get());
-    tasks.spawn(crate::https::serve(listener, tls_config, api::router(services.clone()), shutdown.clone(), grace));
+    tasks.spawn(crate::https::serve(
+        listener,
+        tls_config,
+        api::router(services.clone()),
+        connections,
+        shutdown.clone(),
+        grace,
+    ));
     tasks.spawn(crate::signaling::quic_session::run_control(signaling, control_rx));
     let identity_events = directory.subscribe();
     tasks.spawn(crate::devices::run_revocation_fanout(devices, directory.clone(), identity_events, shutdown.clone()));

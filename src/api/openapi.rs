@@ -99,8 +99,8 @@ pub async fn serve() -> impl IntoResponse {
 }
 
 /// What every operation gets from the code around its handler: signed routes (per the route
-/// table) the HMAC security requirement, 401 (signature), 413 (body over `http.max_body_bytes`,
-/// checked before the signature) and 500 (store failures); versioned operations 400 (a missing or
+/// table) the HMAC security requirement, 401 (signature), 408 (a body slower than
+/// `http.body_timeout_seconds`), 413 (body over `http.max_body_bytes`, checked before the signature) and 500 (store failures); versioned operations 400 (a missing or
 /// unsupported `api-version`, and any malformed input). All in the ACS error shape.
 struct Conventions;
 
@@ -113,6 +113,7 @@ impl Modify for Conventions {
         for (status, description) in [
             ("400", "Bad input: a missing or unsupported api-version, a malformed body, parameter or header"),
             ("401", "No valid HMAC signature"),
+            ("408", "The body did not arrive within http.body_timeout_seconds"),
             ("413", "The body is larger than the server accepts"),
             ("500", "The server could not complete the request"),
         ] {
@@ -137,6 +138,7 @@ impl Modify for Conventions {
                 }
                 if signed {
                     add("401");
+                    add("408");
                     add("413");
                     add("500");
                     operation.security = Some(vec![SecurityRequirement::new(HMAC_SCHEME, Vec::<String>::new())]);
@@ -150,6 +152,7 @@ fn status_response_name(status: &str) -> String {
     match status {
         "400" => "BadRequest",
         "401" => "Unauthorized",
+        "408" => "RequestTimeout",
         "413" => "RequestTooLarge",
         _ => "InternalError",
     }

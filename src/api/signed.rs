@@ -1,6 +1,8 @@
 //! Middleware that admits a management request only with a valid ACS HMAC signature. It buffers
-//! the body (bounded by `http.max_body_bytes`) because the signature covers its hash, then hands
-//! the same bytes on to the handler.
+//! the body because the signature covers its hash, then hands the same bytes on to the handler.
+//! The buffer is bounded before it is filled: a `Content-Length` over `http.max_body_bytes` is
+//! refused without reading the body, a body without one stops being read at the bound, and the
+//! whole body must arrive within `http.body_timeout_seconds`.
 
 use super::error::AcsError;
 use super::state::AppState;
@@ -14,13 +16,32 @@ use std::time::SystemTime;
 
 pub async fn require_signature(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
-        Ok(b) => b,
+    let too_large = || {
+        AcsError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLarge",
+            format!("request body exceeds {} bytes", state.max_body_bytes),
+        )
+        .into_response()
+    };
+    let declared = parts.headers.get(axum::http::header::CONTENT_LENGTH).map(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(None) => {
+            return AcsError::new(StatusCode::BAD_REQUEST, "BadRequest", "Content-Length is not a number")
+                .into_response();
+        }
+        Some(Some(n)) if n > state.max_body_bytes as u64 => return too_large(),
+        _ => {}
+    }
+    let body = match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, state.max_body_bytes)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return too_large(),
         Err(_) => {
+            state.timed_out.with_label_values(&["body"]).inc();
             return AcsError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestTooLarge",
-                format!("request body exceeds {} bytes", state.max_body_bytes),
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                format!("the request body did not arrive within {} s", state.body_timeout.as_secs()),
             )
             .into_response();
         }

@@ -26,6 +26,10 @@ pub struct Services {
     pub resource_id: String,
     pub default_lifetime: TokenLifetime,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (`http.body_timeout_seconds`).
+    pub body_timeout: std::time::Duration,
+    /// `switchboard_http_connections_timed_out_total`, for bodies that arrive too slowly.
+    pub timed_out: prometheus::IntCounterVec,
     pub health: Health,
     /// Signaling sessions started by `/signal`.
     pub signaling: Arc<crate::signaling::context::SignalingContext>,

@@ -78,8 +78,22 @@ pub struct HttpSection {
     /// Extra DNS names or IP addresses for the generated certificate (it always covers
     /// `localhost`, `127.0.0.1` and `::1`).
     pub tls_names: Vec<String>,
-    /// Largest accepted request body.
+    /// Largest accepted request body. A larger `Content-Length` is refused before any of the body
+    /// is read.
     pub max_body_bytes: Bounded<1024, 16_777_216>,
+    /// Open connections the listener holds at once (WebSocket sessions included); more are
+    /// closed as soon as they are accepted.
+    pub max_connections: Bounded<1, 1_000_000>,
+    /// Open connections from one client address (IPv6: one /64) at once. Trusted proxies are
+    /// exempt.
+    pub max_connections_per_address: Bounded<1, 1_000_000>,
+    /// How long a new connection may take to finish its TLS handshake and send a whole request
+    /// head.
+    pub header_timeout_seconds: Bounded<1, 300>,
+    /// How long a kept-alive connection may wait, with no request in progress, for its next one.
+    pub idle_timeout_seconds: Bounded<1, 3600>,
+    /// How long a request body may take to arrive once its head has.
+    pub body_timeout_seconds: Bounded<1, 3600>,
     /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`). Empty: public.
     pub metrics_token: String,
     /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client
@@ -97,6 +111,11 @@ impl Default for HttpSection {
             tls_key: PathBuf::new(),
             tls_names: Vec::new(),
             max_body_bytes: Bounded::new_const(1_048_576),
+            max_connections: Bounded::new_const(10_000),
+            max_connections_per_address: Bounded::new_const(256),
+            header_timeout_seconds: Bounded::new_const(10),
+            idle_timeout_seconds: Bounded::new_const(60),
+            body_timeout_seconds: Bounded::new_const(30),
             metrics_token: String::new(),
             trusted_proxies: Vec::new(),
         }

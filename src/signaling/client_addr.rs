@@ -103,12 +103,12 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpRange])
 
 /// What a join counts against: an IPv4 address, or an IPv6 /64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
+pub(crate) enum Key {
     V4(Ipv4Addr),
     V6Prefix(u64),
 }
 
-fn key_of(ip: IpAddr) -> Key {
+pub(crate) fn key_of(ip: IpAddr) -> Key {
     match canonical(ip) {
         IpAddr::V4(v4) => Key::V4(v4),
         IpAddr::V6(v6) => Key::V6Prefix((u128::from(v6) >> 64) as u64),
