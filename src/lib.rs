@@ -19,6 +19,7 @@ pub mod meeting_directory;
 pub mod meeting_policy;
 pub mod metrics;
 pub mod organization;
+pub mod panics;
 pub mod room_directory;
 pub mod rooms;
 pub mod rtp;

@@ -279,6 +279,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     ));
     let live = Arc::new(LiveCalls::new(rooms.clone(), media.workers().to_vec()));
     let signaling_shutdown = CancellationToken::new();
+    let panics = crate::panics::register_metric(metrics.registry());
     let signaling = Arc::new(SignalingContext {
         verifier: verifier.clone(),
         directory: directory.clone(),
@@ -302,6 +303,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         messages: SignalingContext::messages_metric(metrics.registry()),
         max_message_bytes: to_usize(limits.max_message_bytes.get()),
         register_timeout: Duration::from_secs(limits.register_timeout_seconds.get()),
+        panics: panics.clone(),
         placement: std::sync::atomic::AtomicUsize::new(0),
     });
     let shutdown = CancellationToken::new();
@@ -331,7 +333,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     automation
         .listen_for_incoming(&config.call_automation.incoming_call_subscriptions)
         .map_err(|e| StartError::IncomingCalls(e.to_string()))?;
-    let connection_metrics = crate::https::limits::ConnectionMetrics::register(metrics.registry());
+    let connection_metrics = crate::https::limits::ConnectionMetrics::register(metrics.registry(), panics);
     let connections = crate::https::limits::ConnectionLimits::new(
         crate::https::limits::ListenerLimits {
             max_connections: usize::try_from(config.http.max_connections.get()).unwrap_or(usize::MAX),

@@ -56,15 +56,18 @@ pub struct ConnectionMetrics {
     /// `switchboard_http_connections_timed_out_total{phase}`: header (TLS or first request head
     /// too slow), idle (no next request), body (a request body too slow; answered 408).
     pub timed_out: IntCounterVec,
+    /// `switchboard_panics_total{site}` (`crate::panics`): requests whose handler panicked.
+    pub panics: IntCounterVec,
 }
 
 impl ConnectionMetrics {
-    pub fn register(registry: &Registry) -> Self {
+    pub fn register(registry: &Registry, panics: IntCounterVec) -> Self {
         let open = IntGauge::new("http_open_connections", "Open HTTPS connections, WebSocket sessions included")
             .expect("a constant, valid metric name");
         registry.register(Box::new(open.clone())).expect("each metric name is registered once");
         Self {
             open,
+            panics,
             refused: crate::metrics::counter_vec(
                 registry,
                 "http_connections_refused_total",
@@ -223,6 +226,7 @@ mod tests {
     use super::*;
 
     fn limits(total: usize, per_address: u32, trusted: &[&str]) -> Arc<ConnectionLimits> {
+        let registry = Registry::new();
         let trusted: Vec<IpRange> = trusted.iter().map(|t| IpRange::parse(t).expect("test ranges parse")).collect();
         ConnectionLimits::new(
             ListenerLimits {
@@ -232,7 +236,7 @@ mod tests {
                 idle_timeout: Duration::from_secs(60),
                 trusted_proxies: trusted.into(),
             },
-            ConnectionMetrics::register(&Registry::new()),
+            ConnectionMetrics::register(&registry, crate::panics::register_metric(&registry)),
         )
     }
 

@@ -78,15 +78,32 @@ pub async fn serve(
                 }
             };
             let activity = Activity::new(accepted_at);
+            let panics = connections.metrics().panics.clone();
             let requests = Arc::clone(&activity);
             let service = tower::service_fn(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let in_progress = requests.begin();
                 let app = app.clone();
+                let panics = panics.clone();
                 async move {
-                    let response = app.oneshot(req).await;
+                    let handled = crate::panics::catch_unwind(async move {
+                        if crate::panics::injected("http") && req.uri().path() == "/debug/panic" {
+                            panic!("injected by SWITCHBOARD_DEBUG_PANIC=http");
+                        }
+                        app.oneshot(req).await
+                    })
+                    .await;
                     drop(in_progress);
-                    response
+                    // See `crate::panics`: the request gets 500, the connection and server go on.
+                    handled.unwrap_or_else(|payload| {
+                        panics.with_label_values(&["http"]).inc();
+                        tracing::error!(%peer, panic = crate::panics::message(payload.as_ref()), "an HTTP handler panicked");
+                        Ok(axum::response::IntoResponse::into_response(crate::api::AcsError::new(
+                            hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                            "InternalError",
+                            "the server could not complete the request",
+                        )))
+                    })
                 }
             });
             let builder = auto::Builder::new(TokioExecutor::new());

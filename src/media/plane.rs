@@ -181,12 +181,30 @@ impl MediaPlane {
                             return;
                         }
                     };
-                    runtime.block_on(async move {
-                        match Worker::new(setup) {
-                            Ok(worker) => worker.run().await,
-                            Err(e) => tracing::error!(worker = index, error = %e, "media worker failed to start"),
-                        }
+                    let run = std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(async move {
+                            if index == 0 && crate::panics::injected("worker") {
+                                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                                panic!("injected by SWITCHBOARD_DEBUG_PANIC=worker");
+                            }
+                            match Worker::new(setup) {
+                                Ok(worker) => worker.run().await,
+                                Err(e) => tracing::error!(worker = index, error = %e, "media worker failed to start"),
+                            }
+                        });
                     });
+                    // See `crate::panics`: the calls on this worker are gone, so the process stops
+                    // rather than serve signaling for media that no longer flows.
+                    if let Err(payload) = std::panic::catch_unwind(run) {
+                        let message = crate::panics::message(payload.as_ref());
+                        tracing::error!(
+                            worker = index,
+                            panic = message,
+                            "media worker {index} panicked; aborting the process so its supervisor restarts it"
+                        );
+                        eprintln!("switchboard: media worker {index} panicked ({message}); aborting");
+                        std::process::abort();
+                    }
                 })
                 .map_err(|e| MediaError::Thread(e.to_string()))?;
             let waits = metrics.command_waits.with_label_values(&[&index.to_string()]);

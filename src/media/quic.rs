@@ -31,6 +31,8 @@ pub mod close_code {
     pub const NOT_KEEPING_UP: u32 = 8;
     /// The session neither registered nor joined within `[limits] register_timeout_seconds`.
     pub const NOT_REGISTERED: u32 = 9;
+    /// The server hit a bug in this session and ended it (`crate::panics`).
+    pub const INTERNAL_ERROR: u32 = 10;
 }
 
 /// Which media a flow ID of a session carries.

@@ -47,6 +47,8 @@ pub struct SignalingContext {
     pub max_message_bytes: usize,
     /// How long a new session may go without registering or joining.
     pub register_timeout: std::time::Duration,
+    /// `switchboard_panics_total{site}` (`crate::panics`): a session that panicked.
+    pub panics: IntCounterVec,
     /// Round-robin counter for placing WebRTC sessions on workers.
     pub placement: std::sync::atomic::AtomicUsize,
 }

@@ -38,61 +38,22 @@ pub trait Carrier: Send {
 /// Run a session to its end.
 pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: SessionHandler, mut carrier: C) {
     let mut gone = false;
-    // Absolute from the start: nothing the client sends before registering moves it.
-    let register_by = tokio::time::Instant::now() + ctx.register_timeout;
-    loop {
-        let expiry = handler.token_deadline();
-        let register_deadline = (!handler.is_registered()).then_some(register_by);
-        let lobby_deadline = handler.lobby_deadline();
-        let overflow = handler.room_events.as_ref().map(|e| e.overflowed.clone());
-        tokio::select! {
-            input = carrier.next() => match input {
-                Incoming::Frame(bytes) | Incoming::Worker(SessionInput::Frame(bytes)) => handler.on_frame(&bytes).await,
-                // A worker may report a switch it made just before this session left the call:
-                // the client has been told the call ended, so a subscription it no longer has
-                // must not come back to life in its next call (or in the lobby).
-                Incoming::Worker(SessionInput::LayerChanged { subscription, layer }) => {
-                    if handler.has_subscription(subscription) {
-                        handler.send(ServerMessage::LayerChanged { subscription_id: subscription.0, layer });
-                    }
-                }
-                Incoming::Worker(SessionInput::Offer { sdp, room }) => handler.on_worker_offer(sdp, room),
-                Incoming::Worker(SessionInput::Malformed { reason }) => {
-                    ctx.messages.with_label_values(&["malformed"]).inc();
-                    handler.send(ServerMessage::error(None, ErrorCode::MessageTooLarge, reason));
-                }
-                Incoming::Worker(SessionInput::Closed { .. }) => {
-                    handler.end_session(EndReason::ConnectionLost, close_code::NORMAL).await;
-                }
-                Incoming::Gone => gone = true,
-            },
-            Some(event) = next_room_event(&mut handler.room_events) => handler.on_room_event(event).await,
-            () = cancelled(overflow) => {
-                handler.end_session(EndReason::NotKeepingUp, close_code::NOT_KEEPING_UP).await;
-            }
-            Some(notice) = handler.notices.recv() => handler.on_notice(notice),
-            () = status_changed(handler.registration.as_mut().map(|r| &mut r.device.status)) => {
-                handler.check_revocation().await;
-            }
-            () = sleep_until(expiry) => {
-                handler.end_session(EndReason::TokenExpired, close_code::TOKEN_EXPIRED).await;
-            }
-            () = sleep_until(lobby_deadline) => handler.lobby_timed_out().await,
-            () = sleep_until(register_deadline) => {
-                handler.end_session(EndReason::RegisterTimeout, close_code::NOT_REGISTERED).await;
-            }
-            () = ctx.shutdown.cancelled() => {
-                handler.end_session(EndReason::ServerShutdown, close_code::SERVER_SHUTDOWN).await;
-            }
+    // See `crate::panics`: a panic ends this session only. It still leaves its call, so nobody
+    // keeps seeing a participant whose session is gone.
+    let ran = crate::panics::catch_unwind(run_until_closed(&ctx, &mut handler, &mut carrier, &mut gone)).await;
+    if let Err(payload) = ran {
+        ctx.panics.with_label_values(&["session"]).inc();
+        tracing::error!(panic = crate::panics::message(payload.as_ref()), "a signaling session panicked; ending it");
+        let cleanup = crate::panics::catch_unwind(handler.leave(EndReason::ConnectionLost)).await;
+        if cleanup.is_err() {
+            tracing::error!(
+                "leaving the call after a panic panicked too; the participant may linger until the room empties"
+            );
         }
-        while !gone && let Some(msg) = handler.next_outgoing() {
-            if !carrier.send(&msg).await {
-                gone = true;
-            }
-        }
-        if gone || handler.close_request().is_some() {
-            break;
-        }
+        carrier
+            .close(Some(CloseRequest { code: close_code::INTERNAL_ERROR, reason: "internal error".to_owned() }))
+            .await;
+        return;
     }
     handler.leave(EndReason::ConnectionLost).await;
     carrier.close(if gone { None } else { handler.take_close() }).await;
@@ -125,5 +86,75 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The session's loop, until the client goes away (`gone`) or the server asks to close.
+async fn run_until_closed<C: Carrier>(
+    ctx: &SignalingContext,
+    handler: &mut SessionHandler,
+    carrier: &mut C,
+    gone: &mut bool,
+) {
+    // Absolute from the start: nothing the client sends before registering moves it.
+    let register_by = tokio::time::Instant::now() + ctx.register_timeout;
+    loop {
+        let expiry = handler.token_deadline();
+        let register_deadline = (!handler.is_registered()).then_some(register_by);
+        let lobby_deadline = handler.lobby_deadline();
+        let overflow = handler.room_events.as_ref().map(|e| e.overflowed.clone());
+        tokio::select! {
+            input = carrier.next() => match input {
+                Incoming::Frame(bytes) | Incoming::Worker(SessionInput::Frame(bytes)) => {
+                    if crate::panics::injected("session") && bytes.as_ref() == br#"{"type":"debugPanic"}"# {
+                        panic!("injected by SWITCHBOARD_DEBUG_PANIC=session");
+                    }
+                    handler.on_frame(&bytes).await;
+                }
+                // A worker may report a switch it made just before this session left the call:
+                // the client has been told the call ended, so a subscription it no longer has
+                // must not come back to life in its next call (or in the lobby).
+                Incoming::Worker(SessionInput::LayerChanged { subscription, layer }) => {
+                    if handler.has_subscription(subscription) {
+                        handler.send(ServerMessage::LayerChanged { subscription_id: subscription.0, layer });
+                    }
+                }
+                Incoming::Worker(SessionInput::Offer { sdp, room }) => handler.on_worker_offer(sdp, room),
+                Incoming::Worker(SessionInput::Malformed { reason }) => {
+                    ctx.messages.with_label_values(&["malformed"]).inc();
+                    handler.send(ServerMessage::error(None, ErrorCode::MessageTooLarge, reason));
+                }
+                Incoming::Worker(SessionInput::Closed { .. }) => {
+                    handler.end_session(EndReason::ConnectionLost, close_code::NORMAL).await;
+                }
+                Incoming::Gone => *gone = true,
+            },
+            Some(event) = next_room_event(&mut handler.room_events) => handler.on_room_event(event).await,
+            () = cancelled(overflow) => {
+                handler.end_session(EndReason::NotKeepingUp, close_code::NOT_KEEPING_UP).await;
+            }
+            Some(notice) = handler.notices.recv() => handler.on_notice(notice),
+            () = status_changed(handler.registration.as_mut().map(|r| &mut r.device.status)) => {
+                handler.check_revocation().await;
+            }
+            () = sleep_until(expiry) => {
+                handler.end_session(EndReason::TokenExpired, close_code::TOKEN_EXPIRED).await;
+            }
+            () = sleep_until(lobby_deadline) => handler.lobby_timed_out().await,
+            () = sleep_until(register_deadline) => {
+                handler.end_session(EndReason::RegisterTimeout, close_code::NOT_REGISTERED).await;
+            }
+            () = ctx.shutdown.cancelled() => {
+                handler.end_session(EndReason::ServerShutdown, close_code::SERVER_SHUTDOWN).await;
+            }
+        }
+        while !*gone && let Some(msg) = handler.next_outgoing() {
+            if !carrier.send(&msg).await {
+                *gone = true;
+            }
+        }
+        if *gone || handler.close_request().is_some() {
+            break;
+        }
     }
 }

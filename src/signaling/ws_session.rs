@@ -91,7 +91,9 @@ impl Carrier for WsCarrier {
         // A stopped worker has forgotten the session already.
         let _ = self.worker.send(Command::CloseSession { session: self.session, code: 0, reason: String::new() }).await;
         if let Some(c) = reason {
-            let frame = CloseFrame { code: 1000, reason: c.reason.into() };
+            // 1011: the server met an unexpected condition (RFC 6455 7.4.1).
+            let code: u16 = if c.code == crate::media::quic::close_code::INTERNAL_ERROR { 1011 } else { 1000 };
+            let frame = CloseFrame { code, reason: c.reason.into() };
             let _ = self.ws.send(Message::Close(Some(frame))).await;
         }
     }
