@@ -174,11 +174,19 @@ pub struct QuicSection {
     pub listen: SocketAddr,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout_seconds: Bounded<1, 600>,
+    /// Handshakes in progress on one worker at or above which a new client must first prove its
+    /// address with a QUIC Retry (one more round trip), so spoofed Initials cannot make the
+    /// server hold handshake state. 0: always.
+    pub retry_above_handshakes: Bounded<0, 1_000_000>,
 }
 
 impl Default for QuicSection {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 4433)), idle_timeout_seconds: Bounded::new_const(30) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            idle_timeout_seconds: Bounded::new_const(30),
+            retry_above_handshakes: Bounded::new_const(64),
+        }
     }
 }
 

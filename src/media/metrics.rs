@@ -18,6 +18,8 @@ pub struct MediaMetrics {
     pub handoffs: prometheus::IntCounter,
     pub forwarding_latency: Histogram,
     pub sessions: IntGaugeVec,
+    /// `switchboard_quic_handshakes_total{result}`.
+    pub quic_handshakes: IntCounterVec,
     /// `switchboard_worker_command_waits_total{worker}`: state changes that waited for room in a
     /// full worker queue (delayed, not dropped).
     pub command_waits: IntCounterVec,
@@ -213,8 +215,22 @@ impl MediaMetrics {
             },
             forwarding_latency: latency,
             sessions,
+            quic_handshakes: counter_vec(
+                registry,
+                "quic_handshakes_total",
+                "New QUIC connections by result: accepted, retried (asked to validate its address                  first, under load), refused (worker full or stopping, or an invalid Retry token)",
+                &["result"],
+            ),
         }
     }
+}
+
+/// What became of a new QUIC connection (`switchboard_quic_handshakes_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    Accepted,
+    Retried,
+    Refused,
 }
 
 /// Packets and bytes in and out of one transport on one worker, by kind (`[audio, video]`).
@@ -285,6 +301,8 @@ pub struct WorkerCounters {
     pub switches_down: LocalIntCounter,
     pub handoffs: LocalIntCounter,
     pub latency: LocalHistogram,
+    /// `[accepted, retried, refused]`: rare enough to count straight into the registry.
+    handshakes: [prometheus::IntCounter; 3],
 }
 
 /// Index into the `[audio, video]` counter pairs.
@@ -316,7 +334,12 @@ impl WorkerCounters {
             switches_down: m.layer_switches.with_label_values(&["down"]).local(),
             handoffs: m.handoffs.local(),
             latency: m.forwarding_latency.local(),
+            handshakes: ["accepted", "retried", "refused"].map(|r| m.quic_handshakes.with_label_values(&[r])),
         }
+    }
+
+    pub fn handshake(&mut self, result: Handshake) {
+        self.handshakes[result as usize].inc();
     }
 
     pub fn drop(&mut self, reason: Drop) {

@@ -40,6 +40,8 @@ pub struct MediaSettings {
     pub idle_timeout: Duration,
     pub max_message_bytes: usize,
     pub max_sessions_per_worker: usize,
+    /// `quic.retry_above_handshakes`.
+    pub retry_above_handshakes: usize,
     /// IP the WebRTC UDP sockets bind to.
     pub webrtc_ip: IpAddr,
     /// First WebRTC port (worker `i` binds `port_start + i`); 0 picks free ports.
@@ -170,6 +172,7 @@ impl MediaPlane {
                 sessions_gauge: metrics.sessions.with_label_values(&["quic", &index.to_string()]),
                 max_message_bytes: settings.max_message_bytes,
                 max_sessions: settings.max_sessions_per_worker,
+                retry_above_handshakes: settings.retry_above_handshakes,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))

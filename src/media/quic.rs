@@ -66,6 +66,8 @@ pub struct QuicConn {
     pub last_estimate_bps: Option<u64>,
     /// What this subscriber may be sent again (NACKs).
     pub retransmits: crate::sfu::nack::RetransmitBudget,
+    /// Counted in the worker's handshakes in progress (until connected or gone).
+    pub handshaking: bool,
 }
 
 impl QuicConn {
@@ -86,6 +88,7 @@ impl QuicConn {
             estimate_bps: None,
             last_estimate_bps: None,
             retransmits: crate::sfu::nack::RetransmitBudget::default(),
+            handshaking: true,
         }
     }
 }

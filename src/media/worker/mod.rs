@@ -151,6 +151,7 @@ pub struct WorkerSetup {
     pub rtc_sessions_gauge: prometheus::IntGauge,
     pub max_message_bytes: usize,
     pub max_sessions: usize,
+    pub retry_above_handshakes: usize,
 }
 
 pub struct Worker {
@@ -191,6 +192,10 @@ pub struct Worker {
     peer_peak: QueuePeak,
     max_message_bytes: usize,
     max_sessions: usize,
+    /// QUIC handshakes in progress (accepted, not yet connected) and the count at which new
+    /// clients must validate their address first (`quic.retry_above_handshakes`).
+    handshakes: usize,
+    retry_above_handshakes: usize,
     /// Ingress arena for received UDP datagrams.
     recv: BytesMut,
     transmit: Vec<u8>,
@@ -260,6 +265,8 @@ impl Worker {
             peer_peak: QueuePeak::default(),
             max_message_bytes: s.max_message_bytes,
             max_sessions: s.max_sessions,
+            handshakes: 0,
+            retry_above_handshakes: s.retry_above_handshakes,
             recv: BytesMut::with_capacity(256 * 1024),
             transmit: Vec::with_capacity(2048),
             rtcp: Vec::with_capacity(1500),

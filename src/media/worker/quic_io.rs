@@ -5,7 +5,7 @@ use super::{RECV_BATCH, Worker};
 use crate::media::cid;
 use crate::media::command::{ControlEvent, PeerMsg, SessionInput};
 use crate::media::ids::SessionId;
-use crate::media::metrics::Drop;
+use crate::media::metrics::{Drop, Handshake};
 use crate::media::quic::{QuicConn, close_code, take_frames};
 use bytes::{Bytes, BytesMut};
 use quinn_proto::{DatagramEvent, Dir, Event, StreamEvent, VarInt};
@@ -64,12 +64,32 @@ impl Worker {
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
                 if self.stopping || self.full() {
+                    self.out.counters.handshake(Handshake::Refused);
                     let t = self.endpoint.refuse(incoming, &mut self.transmit);
                     self.send_transmit(t.destination, t.size);
                     return;
                 }
+                // Under load, a client proves it receives at its address before it costs more
+                // than a Retry packet (no larger than what it sent: no amplification).
+                if self.handshakes >= self.retry_above_handshakes && !incoming.remote_address_validated() {
+                    match self.endpoint.retry(incoming, &mut self.transmit) {
+                        Ok(t) => {
+                            self.out.counters.handshake(Handshake::Retried);
+                            self.send_transmit(t.destination, t.size);
+                        }
+                        // Not retriable (it already carried a token that does not validate).
+                        Err(e) => {
+                            self.out.counters.handshake(Handshake::Refused);
+                            let t = self.endpoint.refuse(e.into_incoming(), &mut self.transmit);
+                            self.send_transmit(t.destination, t.size);
+                        }
+                    }
+                    return;
+                }
                 match self.endpoint.accept(incoming, now, &mut self.transmit, None) {
                     Ok((ch, conn)) => {
+                        self.out.counters.handshake(Handshake::Accepted);
+                        self.handshakes += 1;
                         if self.out.conns.len() <= ch.0 {
                             self.out.conns.resize_with(ch.0 + 1, || None);
                         }
@@ -126,6 +146,9 @@ impl Worker {
 
     fn on_connected(&mut self, idx: usize) {
         let Some(c) = self.out.conns[idx].as_mut() else { return };
+        if std::mem::take(&mut c.handshaking) {
+            self.handshakes -= 1;
+        }
         let session = SessionId::next();
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let opened = ControlEvent::SessionOpened { session, worker: self.index, remote: c.remote, inbox: rx };
@@ -290,6 +313,9 @@ impl Worker {
                 }
             }
             if c.conn.is_drained() {
+                if c.handshaking {
+                    self.handshakes -= 1;
+                }
                 self.end_session(idx);
                 self.out.conns[idx] = None;
             }
