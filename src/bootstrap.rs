@@ -19,14 +19,25 @@ pub const RESOURCE_ID_FILE: &str = "resource-id";
 pub const ACCESS_KEY_FILE: &str = "access-key";
 /// The generated token signing key, in the data directory.
 pub const SIGNING_KEY_FILE: &str = "keys/token-signing.pem";
+/// The key of QUIC stateless resets, in the data directory: kept across restarts, so a client
+/// of a server that was killed learns at its next packet to the restarted one that its connection
+/// is gone, instead of waiting out the idle timeout.
+pub const QUIC_RESET_KEY_FILE: &str = "quic-reset-key";
 /// The generated TLS material (certificate authority, certificate chain, key), in the data
 /// directory.
 pub const TLS_FILES: [&str; 3] = ["tls/ca.pem", "tls/cert.pem", "tls/key.pem"];
 
 /// Every file `prepare` may generate in the data directory (besides the database): what the
 /// store's rows mean nothing without, so a backup carries them.
-pub const GENERATED_FILES: [&str; 6] =
-    [RESOURCE_ID_FILE, ACCESS_KEY_FILE, SIGNING_KEY_FILE, TLS_FILES[0], TLS_FILES[1], TLS_FILES[2]];
+pub const GENERATED_FILES: [&str; 7] = [
+    RESOURCE_ID_FILE,
+    ACCESS_KEY_FILE,
+    SIGNING_KEY_FILE,
+    TLS_FILES[0],
+    TLS_FILES[1],
+    TLS_FILES[2],
+    QUIC_RESET_KEY_FILE,
+];
 
 /// Failures preparing the data directory.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +69,8 @@ pub struct Prepared {
     /// The certificate clients should trust: the generated CA, or the configured chain.
     pub tls_trust: PathBuf,
     pub keys: KeyRing,
+    /// The QUIC stateless reset key (64 bytes).
+    pub quic_reset_key: Vec<u8>,
     /// Human-readable notes about what was generated this time.
     pub generated: Vec<String>,
 }
@@ -135,7 +148,20 @@ pub fn prepare(config: &Config) -> Result<Prepared, BootstrapError> {
     let retired =
         config.tokens.retired_signing_keys.iter().map(|p| SigningKey::from_file(p)).collect::<Result<Vec<_>, _>>()?;
 
+    let reset_path = data_dir.join(QUIC_RESET_KEY_FILE);
+    let text = ensure_file(&reset_path, &mut generated, "QUIC stateless reset key", || {
+        let mut key = [0u8; 64];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| BootstrapError::Key(KeyError::Generate))?;
+        Ok(format!("{}\n", B64.encode(key)))
+    })?;
+    let quic_reset_key =
+        B64.decode(text.trim()).ok().filter(|k| k.len() >= 32).ok_or_else(|| BootstrapError::Corrupt {
+            path: reset_path.display().to_string(),
+            reason: "not the base64 of at least 32 bytes".to_owned(),
+        })?;
+
     Ok(Prepared {
+        quic_reset_key,
         db_path: data_dir.join(DB_FILE),
         data_dir,
         resource_id,
@@ -199,12 +225,14 @@ mod tests {
         let mut config = Config::default();
         config.server.data_dir = dir.path().join("data");
         let first = prepare(&config).expect("prepare");
-        assert_eq!(first.generated.len(), 4, "{:?}", first.generated);
+        assert_eq!(first.generated.len(), 5, "{:?}", first.generated);
         assert_eq!(first.access_keys[0].len(), 64);
         let second = prepare(&config).expect("prepare again");
         assert!(second.generated.is_empty());
         assert_eq!(first.resource_id, second.resource_id);
         assert_eq!(first.access_keys, second.access_keys);
+        assert_eq!(first.quic_reset_key.len(), 64);
+        assert_eq!(first.quic_reset_key, second.quic_reset_key, "the reset key survives a restart");
         assert_eq!(first.keys.current().kid(), second.keys.current().kid());
         #[cfg(unix)]
         {

@@ -250,6 +250,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             max_message_bytes: to_usize(limits.max_message_bytes.get()),
             max_sessions_per_worker: to_usize(config.media.max_sessions_per_worker.get()),
             retry_above_handshakes: to_usize(config.quic.retry_above_handshakes.get()),
+            quic_reset_key: prepared.quic_reset_key.clone(),
             webrtc_ip: config.webrtc.listen_ip,
             webrtc_port_start: u16::try_from(config.webrtc.port_start.get()).unwrap_or(0),
             webrtc_public_ips: config.webrtc.public_ips.clone(),

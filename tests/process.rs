@@ -70,6 +70,64 @@ async fn identities_and_revocations_survive_kill_9() {
     running.stop().await;
 }
 
+/// A free loopback UDP port (for a QUIC listener that must keep its port across a restart).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").expect("udp").local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_clients_learn_at_once_that_their_call_is_gone_and_rejoin() {
+    use common::webrtc::Signal;
+    use switchboard::client::{Client, ClientEvent, ClientOptions};
+    use switchboard::signaling::messages::{ClientMessage, JoinAt, ServerMessage};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let quic: std::net::SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().expect("addr");
+    let env = [("SWITCHBOARD__QUIC__LISTEN", quic.to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = ServerProcess::start(dir.path(), &env);
+    let api = server.api();
+    let ca = std::fs::read(&server.ca_path).expect("CA");
+    let (_, body) =
+        api.call(Method::POST, &format!("/identities?{V}"), Some(json!({"createTokenWithScopes": ["voip"]}))).await;
+    let token = body["accessToken"]["token"].as_str().expect("token").to_owned();
+    let group = uuid::Uuid::new_v4().to_string();
+    let mut quic_client = Client::connect(ClientOptions::new(quic, ca.clone())).await.expect("QUIC connects");
+    quic_client.join_group(&token, &group).await.expect("joined over QUIC");
+    let mut ws = Signal::connect(&server.endpoint, &ca).await;
+    let r = ws
+        .request(ClientMessage::Join { token: Some(token.clone()), at: JoinAt::group(&group), display_name: None })
+        .await;
+    assert!(matches!(r, ServerMessage::Joined { .. }), "{r:?}");
+
+    server.kill9();
+    // The WebSocket's TCP connection died with the process.
+    assert!(ws.closed(std::time::Duration::from_secs(5)).await, "the WebSocket client sees its socket close");
+    // The QUIC client learns it from the restarted server: its next packet (a keepalive within
+    // 5 s) is answered with a stateless reset made with the same key, long before the 30 s idle
+    // timeout.
+    let server = ServerProcess::start(dir.path(), &env);
+    let restarted = std::time::Instant::now();
+    let closed = loop {
+        match quic_client.next_event_timeout(std::time::Duration::from_secs(12)).await {
+            Some(ClientEvent::Closed { reason }) => break Some(reason),
+            Some(_) => continue,
+            None => break None,
+        }
+    };
+    let reason = closed.expect("the QUIC client learns its connection is gone within 12 s of the restart");
+    assert!(reason.contains("reset"), "closed by a stateless reset: {reason}");
+    assert!(restarted.elapsed() < std::time::Duration::from_secs(12));
+
+    // Both rejoin the same group call with the same token.
+    let again = Client::connect(ClientOptions::new(quic, ca.clone())).await.expect("QUIC reconnects");
+    again.join_group(&token, &group).await.expect("rejoined over QUIC");
+    let mut ws = Signal::connect(&server.endpoint, &ca).await;
+    let r = ws.request(ClientMessage::Join { token: Some(token), at: JoinAt::group(&group), display_name: None }).await;
+    assert!(matches!(r, ServerMessage::Joined { .. }), "{r:?}");
+    drop(server);
+}
+
 #[test]
 fn sigint_also_stops_gracefully() {
     let dir = tempfile::tempdir().expect("tmp");

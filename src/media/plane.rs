@@ -40,6 +40,8 @@ pub struct MediaSettings {
     pub idle_timeout: Duration,
     pub max_message_bytes: usize,
     pub max_sessions_per_worker: usize,
+    /// The QUIC stateless reset key (the same across restarts: `bootstrap::QUIC_RESET_KEY_FILE`).
+    pub quic_reset_key: Vec<u8>,
     /// `quic.retry_above_handshakes`.
     pub retry_above_handshakes: usize,
     /// IP the WebRTC UDP sockets bind to.
@@ -150,7 +152,8 @@ impl MediaPlane {
                 initial_bitrate: str0m::bwe::Bitrate::bps(settings.webrtc_initial_bitrate_bps),
             };
             let (tx, commands) = mpsc::channel(settings.command_queue.max(1));
-            let mut endpoint_config = quinn_proto::EndpointConfig::default();
+            let reset_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &settings.quic_reset_key);
+            let mut endpoint_config = quinn_proto::EndpointConfig::new(Arc::new(reset_key));
             let worker_id = index as u8;
             endpoint_config.cid_generator(move || Box::new(WorkerCidGenerator::new(worker_id)));
             let setup = WorkerSetup {
