@@ -9,6 +9,9 @@ pub struct Metrics {
     registry: Registry,
     pub tokens: TokenMetrics,
     pub http: HttpMetrics,
+    /// `switchboard_runtime_alive_tasks`: tasks alive on the main tokio runtime, set when scraped
+    /// (a soak's leak detector for sessions, connections and timers that never end).
+    pub runtime_tasks: prometheus::IntGauge,
 }
 
 /// Access token issuing and validation.
@@ -69,7 +72,13 @@ impl Metrics {
                 &["outcome"],
             ),
         };
-        Self { registry, tokens, http }
+        let runtime_tasks = prometheus::IntGauge::new(
+            "runtime_alive_tasks",
+            "Tasks alive on the main async runtime (sessions, connections, timers), when scraped",
+        )
+        .expect("a constant, valid metric name");
+        registry.register(Box::new(runtime_tasks.clone())).expect("each metric name is registered once");
+        Self { registry, tokens, http, runtime_tasks }
     }
 
     /// The registry, for modules that add their own metric groups.

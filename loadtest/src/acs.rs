@@ -24,6 +24,17 @@ impl AcsClient {
         &self.cs.endpoint
     }
 
+    /// GET a public path (with a bearer token if given) as text.
+    pub async fn get_text(&self, path: &str, bearer: Option<&str>) -> anyhow::Result<String> {
+        let mut req = self.http.get(format!("{}{}", self.cs.endpoint, path));
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let resp = req.send().await?;
+        anyhow::ensure!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        Ok(resp.text().await?)
+    }
+
     /// POST a JSON body; returns the status and the parsed body (`Null` when empty).
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
         let bytes = body.to_string().into_bytes();

@@ -2,6 +2,8 @@
 //! drive real calls through the SFU.
 
 mod acs;
+mod idle;
+mod soak;
 mod stats;
 mod tokens;
 
@@ -36,6 +38,61 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = stats::parse_duration)]
         duration: std::time::Duration,
         /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Many short participant lives (join, publish, subscribe, leave) with media flowing; then
+    /// check the server's sessions, maps, tasks and descriptors are back to their baseline.
+    Soak {
+        #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
+        connection_string: String,
+        #[arg(long, default_value = "data/tls/ca.pem")]
+        ca_cert: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        quic: std::net::SocketAddr,
+        #[arg(long, default_value_t = 10_000)]
+        cycles: u64,
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Participant lives in progress at once.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN")]
+        metrics_token: Option<String>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Hold QUIC participants idle in group calls and sample the server's resident memory.
+    Idle {
+        #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
+        connection_string: String,
+        #[arg(long, default_value = "data/tls/ca.pem")]
+        ca_cert: PathBuf,
+        /// The server's QUIC address (`quic.listen`).
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        quic: std::net::SocketAddr,
+        #[arg(long, default_value_t = 2000)]
+        participants: usize,
+        /// Participants per group call.
+        #[arg(long, default_value_t = 10)]
+        per_room: usize,
+        /// How long to hold them (e.g. 10m).
+        #[arg(long, default_value = "10m", value_parser = stats::parse_duration)]
+        hold: std::time::Duration,
+        #[arg(long, default_value = "30s", value_parser = stats::parse_duration)]
+        sample: std::time::Duration,
+        /// Joins in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// `http.metrics_token`, if the server requires one.
+        #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN")]
+        metrics_token: Option<String>,
+        /// Only register each connection as a device (reachable for calls), joining no call.
+        #[arg(long)]
+        register_only: bool,
+        /// Also send a signaling ping this often (e.g. 5s); default: QUIC keepalives only.
+        #[arg(long, value_parser = stats::parse_duration)]
+        ping_every: Option<std::time::Duration>,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -81,6 +138,81 @@ fn main() -> anyhow::Result<()> {
             }
             let errors: u64 = phases.iter().map(|p| p.errors).sum();
             anyhow::ensure!(errors == 0, "{errors} requests failed");
+        }
+        Command::Soak { connection_string, ca_cert, quic, cycles, rooms, concurrency, metrics_token, json } => {
+            anyhow::ensure!(rooms > 0 && concurrency > 0, "--rooms and --concurrency must be positive");
+            let ca = std::fs::read(&ca_cert).with_context(|| format!("reading --ca-cert {}", ca_cert.display()))?;
+            let client = acs::AcsClient::new(&connection_string, &ca)?;
+            let args = soak::SoakArgs { quic, cycles, rooms, concurrency, metrics_token };
+            let report = runtime.block_on(soak::run(client, ca, &args))?;
+            println!(
+                "{} cycles ({} failed) in {:.0} s ({:.1}/s); peak RSS {:.1} MiB",
+                report.cycles,
+                report.failed_cycles,
+                report.seconds,
+                report.cycles as f64 / report.seconds.max(1e-9),
+                report.peak_rss_bytes / 1_048_576.0
+            );
+            println!("{:<70} {:>14} {:>14}", "series", "baseline", "after");
+            for (series, before) in &report.baseline {
+                let after = report.after.get(series).copied().unwrap_or(0.0);
+                println!("{series:<70} {before:>14} {after:>14}");
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
+            let stuck = soak::not_back(&report);
+            anyhow::ensure!(stuck.is_empty(), "not back to baseline: {}", stuck.join("; "));
+            anyhow::ensure!(report.failed_cycles == 0, "{} cycles failed", report.failed_cycles);
+        }
+        Command::Idle {
+            connection_string,
+            ca_cert,
+            quic,
+            participants,
+            per_room,
+            hold,
+            sample,
+            concurrency,
+            metrics_token,
+            register_only,
+            ping_every,
+            json,
+        } => {
+            anyhow::ensure!(participants > 0 && per_room > 0, "--participants and --per-room must be positive");
+            let ca = std::fs::read(&ca_cert).with_context(|| format!("reading --ca-cert {}", ca_cert.display()))?;
+            let client = acs::AcsClient::new(&connection_string, &ca)?;
+            let args = idle::IdleArgs {
+                quic,
+                participants,
+                per_room,
+                hold,
+                sample,
+                concurrency,
+                metrics_token,
+                register_only,
+                ping_every,
+            };
+            let report = runtime.block_on(idle::run(client, ca, &args))?;
+            let mib = |b: u64| b as f64 / 1_048_576.0;
+            let first = report.samples.first().map_or(0, |s| s.rss_bytes);
+            let last = report.samples.last().map_or(0, |s| s.rss_bytes);
+            println!(
+                "{} participants in {} calls: RSS before join {:.1} MiB, hold start {:.1} MiB, end {:.1} MiB, after leave {:.1} MiB",
+                report.participants,
+                report.rooms,
+                mib(report.before_join_rss_bytes),
+                mib(first),
+                mib(last),
+                mib(report.after_leave_rss_bytes)
+            );
+            println!(
+                "slope {:.1} B/s = {:.3} B per participant per second",
+                report.slope_bytes_per_second, report.slope_bytes_per_participant_second
+            );
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
         }
     }
     Ok(())

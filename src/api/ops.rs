@@ -42,6 +42,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             return ([(header::WWW_AUTHENTICATE, "Bearer")], refused).into_response();
         }
     }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let alive = runtime.metrics().num_alive_tasks();
+        state.metrics.runtime_tasks.set(i64::try_from(alive).unwrap_or(i64::MAX));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
