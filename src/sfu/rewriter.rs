@@ -36,9 +36,12 @@ pub struct Segment {
     ts_offset: u32,
     pic_offset: u16,
     tl0_offset: u8,
-    /// First source and output sequence numbers of the segment.
+    /// First source sequence number of the segment.
     src_start: u16,
-    out_start: u16,
+    /// Position of the segment's first output in the whole stream (its sequence number without
+    /// the wrap at 2^16): a segment may go on for more than 2^16 packets, so NACKs are mapped
+    /// back by position, not by wrapped sequence number.
+    out_index: u64,
 }
 
 impl Segment {
@@ -61,6 +64,8 @@ struct Head {
     segment: Segment,
     highest_src: u16,
     highest_out: u16,
+    /// Position of `highest_out` in the whole stream (see `Segment::out_index`).
+    highest_index: u64,
     /// Largest output timestamp so far (timestamps never go below it).
     max_out_ts: u32,
     last_out_pic: Option<u16>,
@@ -113,6 +118,7 @@ impl StreamRewriter {
         ts: u32,
         vp8: Option<&Vp8Descriptor>,
     ) -> Rewrite {
+        let out_index = self.head.map_or(0, |h| h.highest_index + 1);
         let (out_seq, out_ts, out_pic, out_tl0) = match &self.head {
             None => (self.initial.seq, self.initial.timestamp, self.initial.picture_id, self.initial.tl0_pic_idx),
             Some(h) => {
@@ -142,7 +148,7 @@ impl StreamRewriter {
                 _ => 0,
             },
             src_start: seq,
-            out_start: out_seq,
+            out_index,
         };
         if self.history.len() == SEGMENT_HISTORY {
             self.history.pop_front();
@@ -153,6 +159,7 @@ impl StreamRewriter {
             segment,
             highest_src: seq,
             highest_out: rw.seq,
+            highest_index: out_index,
             max_out_ts: rw.timestamp,
             last_out_pic: rw.picture_id.or(out_pic),
             last_out_tl0: rw.tl0_pic_idx.or(out_tl0),
@@ -181,6 +188,7 @@ impl StreamRewriter {
             }
             head.highest_src = seq;
             head.highest_out = rw.seq;
+            head.highest_index += u64::from(ahead);
             head.max_out_ts = rw.timestamp;
             head.last_forward_at = now;
             if rw.picture_id.is_some() {
@@ -209,12 +217,12 @@ impl StreamRewriter {
     /// was forwarded in and the source sequence number.
     pub fn source_of(&self, out_seq: u16) -> Option<(Segment, u16)> {
         let head = self.head.as_ref()?;
-        let back = |x: u16| head.highest_out.wrapping_sub(x);
-        let behind = back(out_seq);
+        let behind = head.highest_out.wrapping_sub(out_seq);
         if behind >= RETRANSMIT_WINDOW {
             return None;
         }
-        let segment = self.history.iter().rev().find(|s| behind <= back(s.out_start))?;
+        let index = head.highest_index.checked_sub(u64::from(behind))?;
+        let segment = self.history.iter().rev().find(|s| s.out_index <= index)?;
         Some((*segment, out_seq.wrapping_sub(segment.seq_offset)))
     }
 
@@ -278,6 +286,31 @@ mod tests {
         assert_eq!(StreamRewriter::rewrite_retransmission(&seg, src, 0, None).seq, 22);
         assert!(r.source_of(25).is_none() || r.source_of(25).map(|(s, _)| s.layer) == Some(1));
         assert!(r.source_of(10u16.wrapping_sub(3000)).is_none());
+    }
+
+    /// A segment that goes on for more than 2^16 packets (an hour of video without a switch):
+    /// its wrapped sequence numbers came round again, and NACKs used to be mapped to the
+    /// segment before it (resending a packet of the other layer, or nothing).
+    #[test]
+    fn retransmissions_map_back_in_a_segment_longer_than_2_16() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(90_000, initial(10));
+        r.start_segment(t0, 0, 100, 0, None);
+        for s in 101..700 {
+            r.rewrite(t0, s, 0, None);
+        }
+        let mut src = 5000u16;
+        r.start_segment(t0, 1, src, 0, None);
+        for _ in 0..65_536 + 20 {
+            src = src.wrapping_add(1);
+            r.rewrite(t0, src, 0, None);
+        }
+        let (highest, _, _) = r.last_output().expect("forwarding");
+        for behind in [0u16, 19, 20, 21, 500, 2047] {
+            let (seg, from) = r.source_of(highest.wrapping_sub(behind)).expect("within the window");
+            assert_eq!((seg.layer, from), (1, src.wrapping_sub(behind)), "{behind} behind");
+        }
+        assert!(r.source_of(highest.wrapping_sub(2048)).is_none());
     }
 
     #[test]
