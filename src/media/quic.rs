@@ -68,6 +68,13 @@ pub struct QuicConn {
     pub retransmits: crate::sfu::nack::RetransmitBudget,
     /// Counted in the worker's handshakes in progress (until connected or gone).
     pub handshaking: bool,
+    /// The server is closing this connection with (code, reason) once the signaling stream's
+    /// queued bytes are delivered (`Worker::close_after_flush`).
+    pub closing: Option<(u32, String)>,
+    /// The signaling stream was finished for `closing`; the close follows its acknowledgement.
+    pub finishing: bool,
+    /// Close as `closing` once the next signaling message (the error that says why) is queued.
+    pub close_after_next_message: Option<(u32, String)>,
 }
 
 impl QuicConn {
@@ -89,6 +96,9 @@ impl QuicConn {
             last_estimate_bps: None,
             retransmits: crate::sfu::nack::RetransmitBudget::default(),
             handshaking: true,
+            closing: None,
+            finishing: false,
+            close_after_next_message: None,
         }
     }
 }
@@ -142,7 +152,10 @@ pub fn server_config(
 pub fn transport_config(idle_timeout: Duration) -> quinn_proto::TransportConfig {
     let mut t = quinn_proto::TransportConfig::default();
     t.max_idle_timeout(quinn_proto::IdleTimeout::try_from(idle_timeout).ok());
-    t.max_concurrent_bidi_streams(quinn_proto::VarInt::from_u32(1));
+    // One signaling stream; room for a second only so that opening one gets the documented
+    // application close (code 1, PROTOCOL_ERROR) rather than a transport STREAM_LIMIT_ERROR
+    // (0x4, which a client could mistake for application code 4, TOKEN_REVOKED).
+    t.max_concurrent_bidi_streams(quinn_proto::VarInt::from_u32(2));
     t.max_concurrent_uni_streams(quinn_proto::VarInt::from_u32(0));
     t.datagram_receive_buffer_size(Some(1 << 20));
     // About 100 ms of a busy subscriber's media: older datagrams are dropped, not delayed.

@@ -196,6 +196,8 @@ pub struct Worker {
     /// clients must validate their address first (`quic.retry_above_handshakes`).
     handshakes: usize,
     retry_above_handshakes: usize,
+    /// Connections closing after a flush, with the instant they are closed regardless.
+    closing_deadlines: Vec<(Instant, usize, quinn_proto::ConnectionHandle)>,
     /// Ingress arena for received UDP datagrams.
     recv: BytesMut,
     transmit: Vec<u8>,
@@ -266,6 +268,7 @@ impl Worker {
             max_message_bytes: s.max_message_bytes,
             max_sessions: s.max_sessions,
             handshakes: 0,
+            closing_deadlines: Vec::new(),
             retry_above_handshakes: s.retry_above_handshakes,
             recv: BytesMut::with_capacity(256 * 1024),
             transmit: Vec::with_capacity(2048),
@@ -313,7 +316,11 @@ impl Worker {
                         self.drain_rtc_socket();
                     }
                 }
-                _ = tick.tick() => self.on_tick(Instant::now()),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.on_tick(now);
+                    self.expire_closing(now);
+                }
                 () = sleep_until(next_timer) => {}
             }
             let now = Instant::now();
@@ -380,17 +387,16 @@ impl Worker {
                         return;
                     }
                     c.pending_out.extend_from_slice(&frame);
+                    if let Some((code, reason)) = c.close_after_next_message.take() {
+                        self.close_after_flush(idx, code, reason, now);
+                    }
                     self.write_pending(idx);
                 }
             }
             Command::CloseSession { session, code, reason } => {
                 if let Some(&idx) = self.sessions.get(&session) {
-                    // Send what is queued (the last signaling message) before closing.
-                    self.write_pending(idx);
-                    if let Some(c) = self.out.conns[idx].as_mut() {
-                        c.conn.close(now, quinn_proto::VarInt::from_u32(code), reason.into_bytes().into());
-                    }
-                    self.mark_dirty(idx);
+                    // Deliver what is queued (the last signaling message, saying why) first.
+                    self.close_after_flush(idx, code, reason, now);
                     self.end_session(idx);
                 } else {
                     self.end_rtc_session(session);

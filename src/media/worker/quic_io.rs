@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 const MAX_UDP: usize = 2048;
 /// Signaling frames a session may have queued for its control-plane task.
 const INBOX_CAPACITY: usize = 128;
+/// How long a closing connection may take to deliver its last signaling message.
+const CLOSE_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Worker {
     pub(super) fn drain_socket(&mut self) {
@@ -129,6 +131,14 @@ impl Worker {
                 Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => self.accept_streams(idx),
                 Event::Stream(StreamEvent::Readable { id }) => self.read_signal(idx, id),
                 Event::Stream(StreamEvent::Writable { .. }) => self.write_pending(idx),
+                Event::Stream(StreamEvent::Finished { id }) => {
+                    if let Some(c) = self.out.conns[idx].as_mut()
+                        && c.signal == Some(id)
+                        && let Some((code, reason)) = c.closing.take()
+                    {
+                        self.close(idx, code, &reason);
+                    }
+                }
                 Event::DatagramReceived => {
                     let mut received: Vec<Bytes> = Vec::new();
                     while let Some(d) = c.conn.datagrams().recv() {
@@ -164,15 +174,16 @@ impl Worker {
 
     fn accept_streams(&mut self, idx: usize) {
         let Some(c) = self.out.conns[idx].as_mut() else { return };
-        while let Some(id) = c.conn.streams().accept(Dir::Bi) {
-            if c.signal.is_none() {
-                c.signal = Some(id);
-                self.read_signal(idx, id);
-                return;
-            }
+        let Some(id) = c.conn.streams().accept(Dir::Bi) else { return };
+        if c.signal.is_some() {
             // Only one signaling stream per connection.
-            let _ = c.conn.recv_stream(id).stop(VarInt::from_u32(close_code::PROTOCOL_ERROR));
+            self.close(idx, close_code::PROTOCOL_ERROR, "only one bidirectional stream per connection");
+            return;
         }
+        c.signal = Some(id);
+        self.read_signal(idx, id);
+        // A second stream opened in the same packet.
+        self.accept_streams(idx);
     }
 
     fn read_signal(&mut self, idx: usize, id: quinn_proto::StreamId) {
@@ -222,12 +233,59 @@ impl Worker {
         }
         if let Err(e) = result {
             self.out.counters.drop(Drop::MalformedSignal);
-            if let Some(tx) = &inbox {
-                let _ = tx.try_send(SessionInput::Malformed { reason: e.to_string() });
+            // Read no more; the session answers MessageTooLarge, and the connection closes once
+            // that answer is delivered (or after CLOSE_FLUSH_LIMIT).
+            let reason = "signaling frame too large";
+            if let Some(c) = self.out.conns[idx].as_mut() {
+                let _ = c.conn.recv_stream(id).stop(VarInt::from_u32(close_code::MESSAGE_TOO_LARGE));
+                c.frame_buf = Vec::new();
+                c.close_after_next_message = Some((close_code::MESSAGE_TOO_LARGE, reason.to_owned()));
+                self.closing_deadlines.push((Instant::now() + CLOSE_FLUSH_LIMIT, idx, c.handle));
             }
-            self.close(idx, close_code::MESSAGE_TOO_LARGE, "signaling frame too large");
+            match &inbox {
+                Some(tx) if tx.try_send(SessionInput::Malformed { reason: e.to_string() }).is_ok() => {}
+                _ => self.close(idx, close_code::MESSAGE_TOO_LARGE, reason),
+            }
         } else if finished {
             self.end_session(idx);
+        }
+    }
+
+    /// Close with `code` once the signaling stream's queued bytes have been delivered and
+    /// acknowledged (a connection close would discard them), or after `CLOSE_FLUSH_LIMIT`.
+    pub(super) fn close_after_flush(&mut self, idx: usize, code: u32, reason: String, now: Instant) {
+        let Some(c) = self.out.conns[idx].as_mut() else { return };
+        if c.signal.is_none() || c.closing.is_some() {
+            self.close(idx, code, &reason);
+            return;
+        }
+        c.closing = Some((code, reason));
+        self.closing_deadlines.push((now + CLOSE_FLUSH_LIMIT, idx, c.handle));
+        self.write_pending(idx);
+    }
+
+    /// Close the connections whose flush took too long.
+    pub(super) fn expire_closing(&mut self, now: Instant) {
+        if self.closing_deadlines.is_empty() {
+            return;
+        }
+        let mut due = Vec::new();
+        self.closing_deadlines.retain(|&(at, idx, handle)| {
+            let keep = at > now;
+            if !keep {
+                due.push((idx, handle));
+            }
+            keep
+        });
+        for (idx, handle) in due {
+            let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
+            if c.handle != handle {
+                continue; // the slot holds a newer connection
+            }
+            let pending = c.closing.take().or_else(|| c.close_after_next_message.take());
+            if let Some((code, reason)) = pending {
+                self.close(idx, code, &reason);
+            }
         }
     }
 
@@ -251,6 +309,14 @@ impl Worker {
             }
             Err(quinn_proto::WriteError::Blocked) => {}
             Err(_) => c.pending_out.clear(),
+        }
+        if c.pending_out.is_empty() && c.closing.is_some() && !c.finishing {
+            c.finishing = true;
+            if c.conn.send_stream(id).finish().is_err() {
+                let (code, reason) = c.closing.take().expect("checked is_some just above");
+                self.close(idx, code, &reason);
+                return;
+            }
         }
         self.mark_dirty(idx);
     }
