@@ -25,6 +25,9 @@ export const SIMULCAST_LAYERS = [
   { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 2_000_000 },
 ];
 
+/** How long a signaling request may wait for its answer before it fails with `Timeout`. */
+const REQUEST_TIMEOUT_MS = 15000;
+
 export class SwitchboardError extends Error {
   constructor(code, message) {
     super(`${code}: ${message}`);
@@ -112,7 +115,16 @@ export class Switchboard extends EventTarget {
     if (!this.connected) return Promise.reject(new SwitchboardError("Disconnected", "signaling is not connected"));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      // Every request settles: with its answer, with an `error` carrying its id, or after
+      // REQUEST_TIMEOUT_MS with a Timeout error (a lost answer never leaves a caller waiting).
+      const timer = setTimeout(() => {
+        if (this.pending.delete(id)) reject(new SwitchboardError("Timeout", `no answer to ${message.type} within ${REQUEST_TIMEOUT_MS} ms`));
+      }, REQUEST_TIMEOUT_MS);
+      const settle = (fn) => (value) => {
+        clearTimeout(timer);
+        fn(value);
+      };
+      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject) });
       if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard >", JSON.stringify({ ...message, id, sdp: message.sdp && `${message.sdp.length} bytes` }));
       this.ws.send(JSON.stringify({ ...message, id }));
     });

@@ -546,6 +546,18 @@ pub fn parse_client(bytes: &[u8]) -> Result<ClientEnvelope, MalformedMessage> {
     serde_json::from_slice(bytes).map_err(|e| MalformedMessage(e.to_string()))
 }
 
+/// The numeric `id` of a message that was refused before it was understood (unknown type, a
+/// missing or wrongly typed field, rate limited), when the message is a JSON object with one, so
+/// the error still answers the request that carried it.
+pub fn readable_id(bytes: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<IdOnly>(bytes).ok()?.id?.as_u64()
+}
+
 impl ServerMessage {
     /// The request `id` this message answers, if it is a response.
     pub fn response_id(&self) -> Option<u64> {

@@ -10,7 +10,7 @@
 
 use super::context::{SignalingContext, TokenBucket};
 use super::messages::{
-    CallState, ClientEnvelope, ClientMessage, EndReason, ErrorCode, JoinAt, ServerMessage, parse_client,
+    CallState, ClientEnvelope, ClientMessage, EndReason, ErrorCode, JoinAt, ServerMessage, parse_client, readable_id,
 };
 use crate::auth::{Action, Scopes, TokenError, VerifiedToken};
 use crate::calls::ControlError;
@@ -192,14 +192,15 @@ impl SessionHandler {
     pub async fn on_frame(&mut self, bytes: &[u8]) {
         if !self.bucket.take(Instant::now()) {
             self.count("rate_limited");
-            self.send(ServerMessage::error(None, ErrorCode::RateLimited, "too many messages"));
+            self.send(ServerMessage::error(readable_id(bytes), ErrorCode::RateLimited, "too many messages"));
             return;
         }
         let envelope = match parse_client(bytes) {
             Ok(e) => e,
             Err(e) => {
                 self.count("malformed");
-                self.send(ServerMessage::error(None, ErrorCode::BadRequest, format!("malformed message: {e}")));
+                let id = readable_id(bytes);
+                self.send(ServerMessage::error(id, ErrorCode::BadRequest, format!("malformed message: {e}")));
                 return;
             }
         };
