@@ -49,3 +49,28 @@ async fn errors_carry_the_id_of_the_request_they_answer() {
     assert!(id.is_some_and(|id| (100..140).contains(&id)), "a RateLimited error names its request: {id:?}");
     ts.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdp_errors_say_what_is_wrong_without_internal_detail() {
+    use switchboard::signaling::messages::{ClientMessage, JoinAt};
+    let ts = TestServer::start(1).await;
+    let (_, token) = ts.identity(&["voip"]).await;
+    let mut s = Signal::connect(&ts.server.endpoint, &ts.ca).await;
+    let group = common::media::group();
+    let r = s.request(ClientMessage::Join { token: Some(token), at: JoinAt::group(&group), display_name: None }).await;
+    assert!(matches!(r, ServerMessage::Joined { .. }), "{r:?}");
+    for sdp in
+        ["v=0\r\nthis is not SDP\r\n", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio x RTP/AVP 0\r\n", ""]
+    {
+        let text = serde_json::json!({"type": "offer", "id": 3, "sdp": sdp}).to_string();
+        s.send_text(&text).await;
+        match s.next(Duration::from_secs(5)).await {
+            Some(ServerMessage::Error { id: Some(3), message, .. }) => {
+                assert!(!message.contains("0x") && !message.contains("Pointer"), "internal detail leaked: {message}");
+                assert!(message.to_lowercase().contains("sdp"), "the message says the SDP is at fault: {message}");
+            }
+            other => panic!("expected an error answering the offer, got {other:?}"),
+        }
+    }
+    ts.stop().await;
+}

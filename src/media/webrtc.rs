@@ -290,6 +290,47 @@ pub fn restrict_offer(sdp: &str, mut allow: impl FnMut(&str, MediaKind) -> bool)
     (out, refused)
 }
 
+/// What a client is told about SDP that str0m refused: `what` ("invalid SDP offer"), then the
+/// parser's message with its memory positions (`PointerOffset(0x…)`, an address inside this
+/// process) turned into the line of `sdp` they point at, and nothing else that looks like an
+/// address. At most 300 characters, on one line.
+pub fn describe_sdp_error(what: &str, error: &dyn std::fmt::Display, sdp: &str) -> String {
+    const MARK: &str = "PointerOffset(";
+    let detail = error.to_string();
+    let base = sdp.as_ptr() as usize;
+    let mut out = format!("{what}: ");
+    let mut rest = detail.as_str();
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        let end = after.find(')').map_or(after.len(), |e| e + 1);
+        let addr = after[..end.saturating_sub(1)].trim_start_matches("0x");
+        match usize::from_str_radix(addr, 16).ok().and_then(|a| a.checked_sub(base)).filter(|o| *o <= sdp.len()) {
+            Some(offset) => {
+                let line = sdp.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+                out.push_str("line ");
+                out.push_str(&line.to_string());
+            }
+            None => out.push_str("an unknown position"),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    let words: Vec<&str> = out
+        .split_whitespace()
+        .filter(|w| !(w.trim_start_matches(['(', '[']).starts_with("0x") && w.len() > 8))
+        .collect();
+    let mut one_line = words.join(" ");
+    if one_line.len() > 300 {
+        let mut cut = 300;
+        while !one_line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        one_line.truncate(cut);
+    }
+    one_line
+}
+
 /// Repeat the host candidates of an SDP in every media section that lacks them. str0m writes them
 /// once, in the first (BUNDLE-tagged) section; clients built on pion or webrtc-rs read candidates
 /// only from sections that are not `inactive`, so when the first section is answered `inactive`
@@ -377,6 +418,18 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sdp_errors_point_at_a_line_and_never_at_memory() {
+        let sdp = "v=0\r\nt=0 0\r\nbad\r\n";
+        let at = sdp.as_ptr() as usize + sdp.find("t=").expect("t= is in the SDP");
+        let e = format!("SDP parse: Parse error at PointerOffset(0x{at:x})\nUnexpected `t`\nExpected `o`");
+        let d = describe_sdp_error("invalid SDP offer", &e, sdp);
+        assert_eq!(d, "invalid SDP offer: SDP parse: Parse error at line 2 Unexpected `t` Expected `o`");
+        let elsewhere = describe_sdp_error("x", &"at PointerOffset(0x10) near 0x7fffdeadbeef", sdp);
+        assert_eq!(elsewhere, "x: at an unknown position near");
+        assert!(describe_sdp_error("x", &"y".repeat(1000), sdp).len() <= 300);
+    }
 
     #[test]
     fn extended_sequence_numbers_survive_wrap_and_reorder() {

@@ -258,7 +258,8 @@ impl Worker {
                 .unwrap_or_else(|| TrackSource::default_for(kind))
         };
         let (sdp, refused) = restrict_offer(sdp, |mid, kind| caps.is_some_and(|c| c.may_publish(source_of(mid, kind))));
-        let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| format!("invalid SDP offer: {e}"))?;
+        let offer = SdpOffer::from_sdp_string(&sdp)
+            .map_err(|e| crate::media::webrtc::describe_sdp_error("invalid SDP offer", &e, &sdp))?;
         // Our own outstanding offer is void now (glare); its changes are offered again later.
         if peer.pending.take().is_some() {
             let mut again = std::mem::take(&mut peer.in_flight);
@@ -273,7 +274,11 @@ impl Worker {
             again.append(&mut peer.queued);
             peer.queued = again;
         }
-        let answer = peer.rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
+        let answer = peer
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| crate::media::webrtc::describe_sdp_error("offer refused", &e, &sdp))?;
         let mut media = Vec::new();
         for mid in sdp_mids(&sdp) {
             let mid = Mid::from(mid.as_str());
@@ -315,12 +320,16 @@ impl Worker {
 
     /// Accept the client's answer to our offer.
     pub(super) fn accept_answer(&mut self, session: SessionId, sdp: &str, now: Instant) -> Result<(), String> {
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("invalid SDP answer: {e}"))?;
+        let answer = SdpAnswer::from_sdp_string(sdp)
+            .map_err(|e| crate::media::webrtc::describe_sdp_error("invalid SDP answer", &e, sdp))?;
         let idx = self.rtc_sessions.get(&session).and_then(|s| s.peer).ok_or("no media session")?;
         let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
         let pending = peer.pending.take().ok_or("no offer is outstanding")?;
         peer.in_flight.clear();
-        peer.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| format!("answer refused: {e}"))?;
+        peer.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| crate::media::webrtc::describe_sdp_error("answer refused", &e, sdp))?;
         drive(&mut self.out, idx, now);
         self.bind_negotiated(idx, now);
         self.renegotiate(idx, now);
