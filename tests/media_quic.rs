@@ -485,3 +485,40 @@ async fn graceful_stop_tells_clients() {
     stop.await.expect("stopped");
     drop(b);
 }
+
+/// A member who joins while someone is speaking is told the current ranking right after
+/// `joined`, without waiting for it to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_learns_who_is_speaking() {
+    let ts = TestServer::start(1).await;
+    let g = group();
+    let (_, token) = ts.identity(&["voip"]).await;
+    let client = ts.client().await;
+    let joined = client.join_group(&token, &g).await.expect("join");
+    let mut speaker = Participant::new(client, 1);
+    speaker.client_participant_id = joined.participant_id;
+    speaker.publish_audio_video().await;
+    speaker.audio_level = 10;
+    let talking = tokio::spawn(async move {
+        speaker.run(Duration::from_secs(4)).await;
+        speaker
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, token) = ts.identity(&["voip"]).await;
+    let mut late = ts.client().await;
+    late.join_group(&token, &g).await.expect("late join");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut ranking = None;
+    while ranking.is_none() && Instant::now() < deadline {
+        if let Some(switchboard::client::ClientEvent::Signal(ServerMessage::ActiveSpeakers { speakers })) =
+            late.next_event_timeout(Duration::from_millis(50)).await
+        {
+            ranking = Some(speakers);
+        }
+    }
+    let ranking = ranking.expect("the late joiner is told who speaks within a second of joining");
+    assert_eq!(ranking.first().map(|s| s.participant_id), Some(joined.participant_id), "{ranking:?}");
+    let speaker = talking.await.expect("speaker task");
+    drop(speaker);
+    ts.stop().await;
+}

@@ -77,14 +77,20 @@ export class Switchboard extends EventTarget {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url);
       let open = false;
+      let keepalive = null;
       ws.onopen = () => {
         open = true;
+        // Keep idle sockets alive through proxies and NATs (docs/PROTOCOL.md): a ping every 20 s.
+        keepalive = setInterval(() => {
+          if (this.ws === ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping" }));
+        }, 20000);
         resolve();
       };
       ws.onerror = () => {
         if (!open) reject(new SwitchboardError("ConnectionFailed", `cannot reach ${this.url}`));
       };
       ws.onclose = (e) => {
+        clearInterval(keepalive);
         for (const p of this.pending.values()) p.reject(new SwitchboardError("Disconnected", "signaling closed"));
         this.pending.clear();
         if (this.ws === ws) this.ws = null;

@@ -178,6 +178,8 @@ pub(super) struct RoomState {
     tracks: BTreeMap<TrackId, TrackEntry>,
     levels: HashMap<TrackId, f32>,
     speakers: SpeakerRanking<ParticipantId>,
+    /// The ranking last announced, for members who join after it.
+    ranked: Vec<(ParticipantId, f32)>,
     observers: Vec<mpsc::Sender<Arc<RoomEvent>>>,
     /// A meeting's lobby: who waits to be admitted (never members; they receive nothing of the
     /// room but their own lobby state).
@@ -529,8 +531,16 @@ impl Room {
             }
         }
         if let Some(ranked) = st.speakers.update(&mut per_participant, MAX_SPEAKERS) {
+            st.ranked.clone_from(&ranked);
             st.emit(RoomEvent::ActiveSpeakers(ranked));
         }
+    }
+
+    /// The active speakers as last announced (loudest first), of those still members: what a
+    /// member who joins now is told, so it does not wait for the next change.
+    pub fn active_speakers(&self) -> Vec<(ParticipantId, f32)> {
+        let st = self.state();
+        st.ranked.iter().filter(|(p, _)| st.members.contains_key(p)).copied().collect()
     }
 }
 

@@ -167,6 +167,7 @@ impl SessionHandler {
                     capabilities: caps.into(),
                     participants: participants.iter().map(Into::into).collect(),
                 });
+                self.send_current_speakers();
             }
             RoomEvent::MemberLeft { participant, reason, .. } if *participant == me => {
                 self.waiting = None;

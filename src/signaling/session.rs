@@ -269,8 +269,26 @@ impl SessionHandler {
             ClientMessage::Answer { sdp } => self.answer(id, sdp).await?,
             ClientMessage::Candidate { .. } => ServerMessage::Ok { id },
         };
+        let entered = matches!(&reply, ServerMessage::Joined { state, .. } if *state != CallState::InLobby);
         self.send(reply);
+        if entered {
+            self.send_current_speakers();
+        }
         Ok(())
+    }
+
+    /// Tell a member who just entered a call who is speaking (`activeSpeakers` is otherwise sent
+    /// only when the ranking changes).
+    pub(super) fn send_current_speakers(&mut self) {
+        let Some(joined) = &self.joined else { return };
+        let ranked = joined.room.active_speakers();
+        if !ranked.is_empty() {
+            let speakers = ranked
+                .iter()
+                .map(|(p, level)| super::messages::Speaker { participant_id: p.0, level: *level })
+                .collect();
+            self.send(ServerMessage::ActiveSpeakers { speakers });
+        }
     }
 
     /// Verify a token and register (or renew the registration of) this device.
