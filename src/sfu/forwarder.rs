@@ -6,7 +6,7 @@
 
 use super::nack::{PacketHistory, RetransmitBudget};
 use super::packet::{Codec, MediaKind, MediaPacket};
-use super::rewriter::{Outcome, Rewrite, StreamRewriter};
+use super::rewriter::{MAX_FORWARD_GAP, Outcome, Rewrite, StreamRewriter};
 use super::simulcast::{Decision, KEYFRAME_REQUEST_INTERVAL, LayerStatus, LayerWish, MAX_LAYERS, SimulcastSelector};
 use super::speakers::AudioLevelMeter;
 use super::stats::RateMeter;
@@ -45,6 +45,8 @@ const AUDIO_HISTORY: usize = 128;
 /// Per-layer state shared by the local subscriptions.
 #[derive(Debug)]
 struct LayerState {
+    /// The layer's source: its SSRC and highest sequence number, to notice a publisher restart.
+    source: Option<(u32, u16)>,
     history: PacketHistory<MediaPacket>,
     last_packet_at: Option<Instant>,
     rate: RateMeter,
@@ -103,6 +105,9 @@ pub struct ForwardReport {
     pub switched_down: u32,
     /// Subscriptions that received their first layer (reported like a switch, not counted as one).
     pub started: u32,
+    /// The packet's layer restarted (new SSRC or a far sequence jump): video subscribers on it
+    /// wait for its next keyframe.
+    pub restarted: bool,
 }
 
 /// One published track on one worker.
@@ -125,6 +130,7 @@ impl<S: Copy> TrackForwarder<S> {
         let count = heights.len().clamp(1, MAX_LAYERS);
         let layers = (0..count)
             .map(|i| LayerState {
+                source: None,
                 history: PacketHistory::new(history),
                 last_packet_at: None,
                 rate: RateMeter::new(Duration::from_secs(1)),
@@ -198,6 +204,28 @@ impl<S: Copy> TrackForwarder<S> {
             report.dropped = 1;
             return report;
         };
+        // A publisher restart (a new SSRC, or the sequence jumping far either way): what was
+        // forwarded of this layer cannot be continued from. Audio starts a new segment at once;
+        // video waits for a keyframe of the new stream (the selector asks for one at the tick).
+        let restarted = match state.source {
+            Some((ssrc, highest)) => {
+                let jump = pkt.seq.wrapping_sub(highest);
+                ssrc != pkt.ssrc || (jump > MAX_FORWARD_GAP && jump < 0u16.wrapping_sub(MAX_FORWARD_GAP))
+            }
+            None => false,
+        };
+        match &mut state.source {
+            Some(source) if !restarted => {
+                if pkt.seq.wrapping_sub(source.1) < 0x8000 {
+                    source.1 = pkt.seq;
+                }
+            }
+            source => *source = Some((pkt.ssrc, pkt.seq)),
+        }
+        if restarted {
+            state.history.clear();
+            report.restarted = true;
+        }
         state.history.insert(pkt.seq, pkt.clone());
         state.last_packet_at = Some(now);
         state.rate.add(now, pkt.data.len());
@@ -209,8 +237,11 @@ impl<S: Copy> TrackForwarder<S> {
         }
         let len = pkt.data.len() as u64;
         for sub in &mut self.subs {
+            if restarted && let Some(sel) = sub.selector.as_mut().filter(|s| s.current() == Some(layer)) {
+                sel.reset();
+            }
             let rewrite = match sub.selector.as_mut() {
-                None => Some(if sub.rewriter.layer().is_none() {
+                None => Some(if sub.rewriter.layer().is_none() || restarted {
                     sub.rewriter.start_segment(now, layer, pkt.seq, pkt.timestamp, pkt.vp8.as_ref())
                 } else {
                     match sub.rewriter.rewrite(now, pkt.seq, pkt.timestamp, pkt.vp8.as_ref()) {
@@ -231,7 +262,9 @@ impl<S: Copy> TrackForwarder<S> {
                             Some(_) => {}
                             None => report.started += 1,
                         }
-                        self.changes.push(LayerChange { subscription: sub.id, from, to: layer });
+                        if from != Some(layer) {
+                            self.changes.push(LayerChange { subscription: sub.id, from, to: layer });
+                        }
                         Some(sub.rewriter.start_segment(now, layer, pkt.seq, pkt.timestamp, pkt.vp8.as_ref()))
                     }
                     Decision::Forward { switched: false } => {
@@ -386,11 +419,20 @@ mod tests {
         seq: [u16; 3],
         ts: [u32; 3],
         pic: [u16; 3],
+        ssrc: [u32; 3],
     }
 
     impl Publisher {
         fn new() -> Self {
-            Self { seq: [100, 20_000, 65_000], ts: [0, 5_000, 90_000], pic: [1, 500, 32_000] }
+            Self { seq: [100, 20_000, 65_000], ts: [0, 5_000, 90_000], pic: [1, 500, 32_000], ssrc: [1, 2, 3] }
+        }
+
+        /// The publisher restarts `layer`: a new SSRC (or the same), new sequence and timestamp
+        /// bases.
+        fn restart(&mut self, layer: usize, ssrc: u32, seq: u16, ts: u32) {
+            self.ssrc[layer] = ssrc;
+            self.seq[layer] = seq;
+            self.ts[layer] = ts;
         }
 
         /// One single-packet frame on `layer`.
@@ -401,7 +443,7 @@ mod tests {
                 payload_type: 96,
                 seq: self.seq[layer],
                 timestamp: self.ts[layer],
-                ssrc: layer as u32 + 1,
+                ssrc: self.ssrc[layer],
                 marker: true,
                 ..Default::default()
             }
@@ -630,5 +672,116 @@ mod tests {
         assert_eq!(f.on_picture_loss(later, 1), Some(0));
         assert_eq!(f.on_picture_loss(later + Duration::from_millis(100), 1), None);
         assert_eq!(f.on_picture_loss(later + Duration::from_secs(1), 1), Some(0));
+    }
+
+    /// Output sequence numbers of one subscription, checked contiguous.
+    fn assert_contiguous(seqs: &[u16]) {
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0].wrapping_add(1), "contiguous output: {seqs:?}");
+        }
+    }
+
+    #[test]
+    fn a_video_publisher_restart_waits_for_a_keyframe_of_the_new_stream_and_asks_for_one() {
+        for (ssrc, seq_base) in [(77, 50), (77, 40_000), (1, 5), (1, 30_000)] {
+            let t0 = Instant::now();
+            let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+            let mut p = Publisher::new();
+            f.add_subscription(spec(1, low()));
+            let mut kf = Vec::new();
+            f.tick(t0, &mut kf);
+            let mut seqs: Vec<u16> = round(&mut f, &mut p, t0, [true, false, false]).iter().map(|g| g.2).collect();
+            for _ in 0..5 {
+                seqs.extend(round(&mut f, &mut p, t0, [false; 3]).iter().map(|g| g.2));
+            }
+            // Layer 0 restarts (new SSRC, or the same SSRC with a far-away sequence base, behind
+            // or ahead): its delta frames cannot continue what was forwarded.
+            p.restart(0, ssrc, seq_base, 12_345);
+            let t1 = t0 + Duration::from_secs(2);
+            let got = round(&mut f, &mut p, t1, [false; 3]);
+            assert!(
+                got.is_empty(),
+                "no delta frame of the new stream is forwarded (ssrc {ssrc}, seq {seq_base}): {got:?}"
+            );
+            kf.clear();
+            f.tick(t1, &mut kf);
+            assert_eq!(kf, vec![0], "a keyframe of the restarted layer is asked for");
+            let got = round(&mut f, &mut p, t1, [true, false, false]);
+            assert_eq!(got.len(), 1, "the new stream resumes at its keyframe");
+            seqs.extend(got.iter().map(|g| g.2));
+            seqs.extend(round(&mut f, &mut p, t1, [false; 3]).iter().map(|g| g.2));
+            assert_contiguous(&seqs);
+            assert!(f.drain_layer_changes().all(|c| c.from != Some(c.to)), "a restart is not a layer change");
+        }
+    }
+
+    fn opus(seq: u16, ts: u32, ssrc: u32, now: Instant) -> MediaPacket {
+        let raw = RtpBuilder { payload_type: 111, seq, timestamp: ts, ssrc, ..Default::default() }.build(&[1, 2, 3]);
+        MediaPacket::parse(Bytes::from(raw), Codec::Opus, None, now).expect("valid")
+    }
+
+    #[test]
+    fn an_audio_publisher_restart_continues_the_output_at_once() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Opus, &[0]);
+        f.add_subscription(spec(1, LayerWish::default()));
+        let mut out: Vec<(u16, u32)> = Vec::new();
+        for i in 0..50u16 {
+            let now = t0 + Duration::from_millis(u64::from(i) * 20);
+            f.on_packet(now, 0, &opus(30_000 + i, 1_000_000 + u32::from(i) * 960, 5, now), |_, rw| {
+                out.push((rw.seq, rw.timestamp))
+            });
+        }
+        // A new SSRC, its sequence far behind and its timestamp hours away.
+        for i in 0..50u16 {
+            let now = t0 + Duration::from_millis(1000 + u64::from(i) * 20);
+            f.on_packet(now, 0, &opus(10 + i, 4_000_000_000 + u32::from(i) * 960, 6, now), |_, rw| {
+                out.push((rw.seq, rw.timestamp))
+            });
+        }
+        assert_eq!(out.len(), 100, "nothing of the new stream is counted stale");
+        let seqs: Vec<u16> = out.iter().map(|o| o.0).collect();
+        assert_contiguous(&seqs);
+        let step = out[50].1.wrapping_sub(out[49].1);
+        assert!(step < 48_000, "the timestamp moves by about the time that passed, not the new base: {step}");
+    }
+
+    proptest::proptest! {
+        /// Whatever restarts an audio publisher goes through (a new SSRC, or the same SSRC with
+        /// its sequence jumping more than `MAX_FORWARD_GAP` either way; timestamps anywhere),
+        /// every packet is forwarded and the output sequence is contiguous with timestamps that
+        /// never go backwards.
+        #[test]
+        fn audio_output_stays_contiguous_across_any_restarts(
+            runs in proptest::collection::vec(
+                (proptest::bool::ANY, (MAX_FORWARD_GAP + 1)..=(u16::MAX - MAX_FORWARD_GAP), proptest::num::u32::ANY, 1u16..40),
+                1..8,
+            )
+        ) {
+            let t0 = Instant::now();
+            let mut f = TrackForwarder::new(Codec::Opus, &[0]);
+            f.add_subscription(spec(1, LayerWish::default()));
+            let mut out: Vec<(u16, u32)> = Vec::new();
+            let (mut sent, mut tick, mut ssrc, mut seq) = (0usize, 0u64, 7u32, 1000u16);
+            for (new_ssrc, jump, ts, count) in runs {
+                if new_ssrc {
+                    ssrc += 1;
+                }
+                seq = seq.wrapping_add(jump);
+                for i in 0..count {
+                    tick += 1;
+                    let now = t0 + Duration::from_millis(tick * 20);
+                    let pkt = opus(seq, ts.wrapping_add(u32::from(i) * 960), ssrc, now);
+                    f.on_packet(now, 0, &pkt, |_, rw| out.push((rw.seq, rw.timestamp)));
+                    seq = seq.wrapping_add(1);
+                    sent += 1;
+                }
+            }
+            proptest::prop_assert_eq!(out.len(), sent);
+            for w in out.windows(2) {
+                proptest::prop_assert_eq!(w[1].0, w[0].0.wrapping_add(1));
+                proptest::prop_assert!(w[1].1.wrapping_sub(w[0].1) < 0x8000_0000, "timestamp went backwards: {:?}", w);
+            }
+        }
     }
 }

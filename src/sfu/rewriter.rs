@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 /// How far a source sequence number may jump forward before it is treated as a stream restart.
-const MAX_FORWARD_GAP: u16 = 3000;
+pub(crate) const MAX_FORWARD_GAP: u16 = 3000;
 /// How many past segments to remember for retransmissions.
 const SEGMENT_HISTORY: usize = 8;
 /// How far behind the newest output a retransmission may reach.
