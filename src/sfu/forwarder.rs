@@ -7,7 +7,10 @@
 use super::nack::{PacketHistory, RetransmitBudget};
 use super::packet::{Codec, MediaKind, MediaPacket};
 use super::rewriter::{MAX_FORWARD_GAP, Outcome, Rewrite, StreamRewriter};
-use super::simulcast::{Decision, KEYFRAME_REQUEST_INTERVAL, LayerStatus, LayerWish, MAX_LAYERS, SimulcastSelector};
+use super::simulcast::{
+    ANSWERED_REQUEST_INTERVAL, Decision, KEYFRAME_REQUEST_INTERVAL, LayerStatus, LayerWish, MAX_LAYERS,
+    SimulcastSelector,
+};
 use super::speakers::AudioLevelMeter;
 use super::stats::RateMeter;
 use std::time::{Duration, Instant};
@@ -48,6 +51,8 @@ struct LayerState {
     /// The layer's source: its SSRC and highest sequence number, to notice a publisher restart.
     source: Option<(u32, u16)>,
     history: PacketHistory<MediaPacket>,
+    /// A keyframe of this layer arrived since its last keyframe request (the request was answered).
+    keyframe_since_request: bool,
     last_packet_at: Option<Instant>,
     rate: RateMeter,
     height: u32,
@@ -131,6 +136,7 @@ impl<S: Copy> TrackForwarder<S> {
         let layers = (0..count)
             .map(|i| LayerState {
                 source: None,
+                keyframe_since_request: false,
                 history: PacketHistory::new(history),
                 last_packet_at: None,
                 rate: RateMeter::new(Duration::from_secs(1)),
@@ -228,6 +234,7 @@ impl<S: Copy> TrackForwarder<S> {
         }
         state.history.insert(pkt.seq, pkt.clone());
         state.last_packet_at = Some(now);
+        state.keyframe_since_request |= pkt.keyframe_start;
         state.rate.add(now, pkt.data.len());
         if let Some(size) = pkt.vp8.and_then(|d| d.keyframe_size) {
             state.height = u32::from(size.1);
@@ -325,17 +332,25 @@ impl<S: Copy> TrackForwarder<S> {
     pub fn on_picture_loss(&mut self, now: Instant, subscription: u64) -> Option<u8> {
         let sub = self.subs.iter().find(|s| s.id == subscription)?;
         let layer = sub.rewriter.layer().or_else(|| sub.target_layer())?;
-        self.request_keyframe(now, layer).then_some(layer)
+        self.request_keyframe(now, layer, KEYFRAME_REQUEST_INTERVAL).then_some(layer)
     }
 
-    /// Throttle upstream keyframe requests to one per layer per second. Returns whether a
-    /// request for `layer` may be sent now (and records it).
-    pub fn request_keyframe(&mut self, now: Instant, layer: u8) -> bool {
-        let Some(slot) = self.last_request.get_mut(usize::from(layer)) else { return false };
-        if slot.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
-            return false;
+    /// Throttle upstream keyframe requests per layer. A request stands until a keyframe of the
+    /// layer arrives or `KEYFRAME_REQUEST_INTERVAL` passes (then it is sent again); after an
+    /// answered one, the next may follow `answered_interval` later. Returns whether a request for
+    /// `layer` may be sent now (and records it).
+    pub fn request_keyframe(&mut self, now: Instant, layer: u8, answered_interval: Duration) -> bool {
+        let i = usize::from(layer);
+        let (Some(slot), Some(state)) = (self.last_request.get_mut(i), self.layers.get_mut(i)) else { return false };
+        if let Some(last) = *slot {
+            let since = now.saturating_duration_since(last);
+            let wait = if state.keyframe_since_request { answered_interval } else { KEYFRAME_REQUEST_INTERVAL };
+            if since < wait {
+                return false;
+            }
         }
         *slot = Some(now);
+        state.keyframe_since_request = false;
         true
     }
 
@@ -373,7 +388,7 @@ impl<S: Copy> TrackForwarder<S> {
         }
         for (layer, want) in wanted.iter().enumerate() {
             let layer = layer as u8;
-            if *want && self.request_keyframe(now, layer) {
+            if *want && self.request_keyframe(now, layer, ANSWERED_REQUEST_INTERVAL) {
                 keyframes.push(layer);
             }
         }
@@ -744,6 +759,57 @@ mod tests {
         assert_contiguous(&seqs);
         let step = out[50].1.wrapping_sub(out[49].1);
         assert!(step < 48_000, "the timestamp moves by about the time that passed, not the new base: {step}");
+    }
+
+    #[test]
+    fn subscribers_arriving_100_ms_apart_each_get_a_keyframe_promptly_and_requests_stay_bounded() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+        let mut p = Publisher::new();
+        let mut requests = 0;
+        let mut pending_answer: Option<Instant> = None;
+        let mut joined_at = std::collections::HashMap::new();
+        let mut first_packet = std::collections::HashMap::new();
+        // 20 subscribers, one every 100 ms; ticks every 20 ms; the publisher answers a keyframe
+        // request 30 ms later; delta frames every 33 ms otherwise.
+        for step in 0..150u64 {
+            let now = t0 + Duration::from_millis(step * 20);
+            if step % 5 == 0 && step / 5 < 20 {
+                let id = step / 5 + 1;
+                f.add_subscription(spec(id, low()));
+                joined_at.insert(id, now);
+            }
+            let mut kf = Vec::new();
+            f.tick(now, &mut kf);
+            if kf.contains(&0) {
+                requests += 1;
+                pending_answer.get_or_insert(now + Duration::from_millis(30));
+            }
+            let key = pending_answer.is_some_and(|at| now >= at);
+            if key {
+                pending_answer = None;
+            }
+            for (sub, _, _) in round(&mut f, &mut p, now, [key, false, false]) {
+                first_packet.entry(sub).or_insert(now);
+            }
+        }
+        let mut waits: Vec<Duration> =
+            joined_at.iter().map(|(id, at)| first_packet[id].saturating_duration_since(*at)).collect();
+        waits.sort();
+        assert!(waits[waits.len() / 2] <= Duration::from_millis(150), "median join to first video: {waits:?}");
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(250)), "every subscriber: {waits:?}");
+        assert!(requests <= 20, "at most one request per arrival: {requests}");
+        // A subscriber's picture loss still asks the publisher at most once a second.
+        let pli_start = t0 + Duration::from_secs(10);
+        let mut asked = 0;
+        for i in 0..100u64 {
+            let now = pli_start + Duration::from_millis(i * 10);
+            if f.on_picture_loss(now, 1).is_some() {
+                asked += 1;
+            }
+            round(&mut f, &mut p, now, [i % 10 == 0, false, false]);
+        }
+        assert!(asked <= 1, "picture loss requests in one second: {asked}");
     }
 
     proptest::proptest! {

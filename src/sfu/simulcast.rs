@@ -14,8 +14,14 @@ use std::time::{Duration, Instant};
 
 /// Most simulcast layers a track may have.
 pub const MAX_LAYERS: usize = 4;
-/// Minimum time between keyframe requests for the same layer.
+/// How long an unanswered keyframe request for a layer stands before it is sent again (it or its
+/// keyframe may have been lost), and the minimum time between requests a subscriber's picture
+/// loss (PLI/FIR) causes.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+/// The minimum time between keyframe requests for a layer whose last request was answered: a
+/// subscriber that starts or switches just after a keyframe waits at most this (plus the
+/// publisher's answer) for the next one, and the publisher is asked at most ten times a second.
+pub const ANSWERED_REQUEST_INTERVAL: Duration = Duration::from_millis(100);
 /// Headroom needed before moving up a layer on bandwidth grounds (avoids flapping).
 pub const UPGRADE_HEADROOM: f64 = 1.15;
 /// The current layer is kept while its rate is at most this much over the share (rates of a
@@ -185,18 +191,17 @@ impl SimulcastSelector {
         }
     }
 
-    /// The layer to request a keyframe for, if a switch is pending and the per-layer throttle
-    /// allows one now.
+    /// The layer this subscription needs a keyframe of: its target, while a start or switch to
+    /// it is pending. Asked at every tick until the keyframe comes; the track's forwarder turns
+    /// the wishes of all its subscriptions into requests to the publisher, throttled per layer.
     pub fn poll_keyframe_request(&mut self, now: Instant) -> Option<u8> {
         let target = self.target?;
         if self.current == Some(target) {
             return None;
         }
-        let slot = self.last_request.get_mut(usize::from(target))?;
-        if slot.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
-            return None;
+        if let Some(slot) = self.last_request.get_mut(usize::from(target)) {
+            *slot = Some(now);
         }
-        *slot = Some(now);
         Some(target)
     }
 
@@ -265,16 +270,14 @@ mod tests {
     }
 
     #[test]
-    fn keyframe_requests_are_throttled_per_layer() {
+    fn a_keyframe_is_wanted_while_a_switch_is_pending() {
         let t0 = Instant::now();
         let mut s = SimulcastSelector::new(LayerWish::default());
         s.update_target(t0, &layers([true; 3]));
         assert_eq!(s.poll_keyframe_request(t0), Some(2));
-        assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(500)), None);
+        assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(50)), Some(2), "still pending");
         s.update_target(t0, &layers([true, true, false]));
-        assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(600)), Some(1), "another layer is not throttled");
-        assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(1599)), None);
-        assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(1600)), Some(1));
+        assert_eq!(s.poll_keyframe_request(t0 + Duration::from_millis(600)), Some(1), "the new target");
         s.on_packet(1, true);
         assert_eq!(s.poll_keyframe_request(t0 + Duration::from_secs(5)), None, "no request once switched");
     }

@@ -666,7 +666,7 @@ impl Worker {
             PeerMsg::KeyframeRequest { track, layer } => {
                 if let Some(t) = self.tracks.get_mut(&track)
                     && t.origin.is_some()
-                    && t.forwarder.request_keyframe(now, layer)
+                    && t.forwarder.request_keyframe(now, layer, crate::sfu::simulcast::ANSWERED_REQUEST_INTERVAL)
                 {
                     self.send_keyframe_request(track, layer);
                 }
