@@ -4,9 +4,9 @@
 //! coming and going, layer wishes, bandwidth shares, ticks, NACKs, picture loss and time passing.
 //! Besides never panicking, it checks what subscribers see:
 //!
-//! - **Keyframe-gated switches**: a subscription changes layer (or starts) only at the first
-//!   packet of a keyframe of the new layer, that packet is forwarded to it, and a video
-//!   subscription receives only packets of the layer it is on.
+//! - **Keyframe-gated switches**: a video subscription starts, changes layer or resumes after
+//!   a publisher restart only at the first packet of a keyframe of the new layer (or stream),
+//!   that packet is forwarded to it, and it receives only packets of the layer it is on.
 //! - **Contiguous sequence numbers**: the first packet carries the initial sequence number and
 //!   timestamp; a segment (start, switch or publisher restart) continues right after the last
 //!   output; within a segment, output sequence numbers move exactly as the source's do (upstream
@@ -14,7 +14,9 @@
 //!   offset. Timestamps never go backwards; VP8 picture IDs continue across segments.
 //! - **NACKs**: every asked number is accounted for once, a resent packet carries the asked
 //!   output sequence number and is the source packet that number was forwarded from.
-//! - **Keyframe requests** upstream: at most one per layer per second, for layers that exist.
+//! - **Keyframe requests** upstream: only for layers that exist; an unanswered one stands for a
+//!   second, after an answer (a keyframe of the layer) the next may follow 100 ms later, and
+//!   picture loss asks at most once a second.
 
 #![no_main]
 
@@ -28,7 +30,7 @@ use switchboard::sfu::forwarder::{ResendPolicy, SubscriptionSpec, TrackForwarder
 use switchboard::sfu::nack::RetransmitBudget;
 use switchboard::sfu::packet::{Codec, MediaKind, MediaPacket};
 use switchboard::sfu::rewriter::Rewrite;
-use switchboard::sfu::simulcast::{KEYFRAME_REQUEST_INTERVAL, LayerWish};
+use switchboard::sfu::simulcast::{ANSWERED_REQUEST_INTERVAL, KEYFRAME_REQUEST_INTERVAL, LayerWish};
 
 /// How far a source sequence number may jump before the rewriter treats it as a restart
 /// (`rewriter::MAX_FORWARD_GAP`).
@@ -151,6 +153,9 @@ struct Sub {
     /// Output sequence number -> (layer, source sequence number) of what was forwarded.
     sent: HashMap<u16, (u8, u16)>,
     budget: RetransmitBudget,
+    /// Its layer restarted (a new SSRC or a far sequence jump): the next packet it gets starts
+    /// a new segment.
+    restart_pending: bool,
 }
 
 struct Harness {
@@ -159,8 +164,9 @@ struct Harness {
     layers: [Layer; 4],
     subs: HashMap<u64, Sub>,
     now: Instant,
-    /// When each layer's last keyframe request was let through.
-    requested: [Option<Instant>; 4],
+    /// When each layer's last keyframe request was let through, and whether a keyframe of the
+    /// layer arrived since (the request was answered).
+    requested: [(Option<Instant>, bool); 4],
 }
 
 fuzz_target!(|input: Input| {
@@ -181,19 +187,29 @@ fuzz_target!(|input: Input| {
         layers: input.starts.map(|(seq, ts, pic)| Layer { seq, ts, pic: pic & 0x7fff }),
         subs: HashMap::new(),
         now: t0,
-        requested: [None; 4],
+        requested: [(None, false); 4],
     };
     for op in input.ops.into_iter().take(2000) {
         h.apply(op);
     }
 });
 
+/// `FUZZ_DEBUG=1` traces every operation and what was forwarded (to read a crash).
+fn debug() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("FUZZ_DEBUG").is_some())
+}
+
 impl Harness {
     fn apply(&mut self, op: Op) {
+        if debug() {
+            eprintln!("{op:?}");
+        }
         match op {
             Op::Packet { layer, step, ts_step, keyframe, frame_start, size } => {
+                let layer = layer % 5; // 4 does not exist
                 let pkt = self.synthetic(layer, step, ts_step, keyframe, frame_start, size);
-                self.packet(layer % 5, &pkt);
+                self.packet(layer, &pkt);
             }
             Op::Raw { layer, bytes } => {
                 if let Ok(pkt) = MediaPacket::parse(Bytes::from(bytes), self.codec, Some(1), self.now) {
@@ -210,7 +226,7 @@ impl Harness {
                     assert!(l < self.f.layer_count(), "a keyframe request for layer {layer} that does not exist");
                     assert!(!seen[l], "layer {layer} requested twice in one tick");
                     seen[l] = true;
-                    self.keyframe_requested(layer);
+                    self.keyframe_requested(layer, ANSWERED_REQUEST_INTERVAL);
                 }
                 assert_eq!(self.f.drain_layer_changes().count(), 0, "a tick forwards nothing");
             }
@@ -221,7 +237,14 @@ impl Harness {
                 }
                 let initial = Rewrite { seq, timestamp: ts, picture_id: pic.map(|p| p & 0x7fff), tl0_pic_idx: tl0 };
                 self.f.add_subscription(SubscriptionSpec { id, sink: id, out_ssrc: 7, initial, wish: wish.into() });
-                let sub = Sub { initial, head: None, last_pic: None, sent: HashMap::new(), budget: Default::default() };
+                let sub = Sub {
+                    initial,
+                    head: None,
+                    last_pic: None,
+                    sent: HashMap::new(),
+                    budget: Default::default(),
+                    restart_pending: false,
+                };
                 self.subs.insert(id, sub);
             }
             Op::Unsubscribe { id } => {
@@ -237,7 +260,7 @@ impl Harness {
             Op::PictureLoss { id } => {
                 if let Some(layer) = self.f.on_picture_loss(self.now, u64::from(id % 8)) {
                     assert!(usize::from(layer) < self.f.layer_count());
-                    self.keyframe_requested(layer);
+                    self.keyframe_requested(layer, KEYFRAME_REQUEST_INTERVAL);
                 }
             }
             Op::Report { id } => {
@@ -261,7 +284,7 @@ impl Harness {
         start: bool,
         size: u8,
     ) -> MediaPacket {
-        let l = &mut self.layers[usize::from(layer % 4)];
+        let l = &mut self.layers[usize::from(layer).min(3)];
         let seq = match step {
             SeqStep::Next => l.seq.wrapping_add(1),
             SeqStep::Skip(n) => l.seq.wrapping_add(2 + u16::from(n)),
@@ -315,20 +338,39 @@ impl Harness {
         let mut got: Vec<(u64, Rewrite)> = Vec::new();
         let report = self.f.on_packet(self.now, layer, pkt, |sub, rw| got.push((sub.id, *rw)));
         assert_eq!(report.forwarded as usize, got.len());
+        let video = self.codec.kind() == MediaKind::Video;
+        if let Some(r) = self.requested.get_mut(usize::from(layer)) {
+            r.1 |= pkt.keyframe_start;
+        }
+        if report.restarted {
+            // The layer's subscriptions start a new segment at their next packet: audio at
+            // this one, video at a keyframe of the new stream.
+            for (id, sub) in &mut self.subs {
+                if before[id] == Some(layer) {
+                    sub.restart_pending = true;
+                }
+            }
+        }
         let changes: Vec<_> = self.f.drain_layer_changes().collect();
+        if debug() {
+            eprintln!("  layer {layer} seq {} key {}: {got:?} {changes:?}", pkt.seq, pkt.keyframe_start);
+        }
         for c in &changes {
             assert!(pkt.keyframe_start, "a switch at a packet that does not start a keyframe: {c:?}");
             assert_eq!(c.to, layer, "a switch to another layer than the packet's: {c:?}");
             assert!(got.iter().any(|(id, _)| *id == c.subscription), "the switching packet is not forwarded");
         }
         let after: HashMap<u64, Option<u8>> = self.f.subscriptions().iter().map(|s| (s.id, s.layer())).collect();
-        let video = self.codec.kind() == MediaKind::Video;
         for (id, rw) in got {
             let sub = self.subs.get_mut(&id).expect("forwarded to a subscription that exists");
             if video {
                 assert_eq!(after[&id], Some(layer), "a video packet of another layer than the subscription's");
             }
-            let started = changes.iter().any(|c| c.subscription == id) || before[&id].is_none();
+            let started = changes.iter().any(|c| c.subscription == id) || before[&id].is_none() || sub.restart_pending;
+            sub.restart_pending = false;
+            if video && started {
+                assert!(pkt.keyframe_start, "a video segment starts at a delta frame");
+            }
             let pic_width = pkt.vp8.and_then(|d| d.picture_id).map(|(_, width, _)| width);
             let mask = |width: u8| if width == 15 { 0x7fff } else { 0x7f };
             match sub.head {
@@ -341,6 +383,7 @@ impl Harness {
                     sub.last_pic = rw.picture_id.or(sub.initial.picture_id);
                 }
                 Some((out, ts, src)) if started || restarted(src, pkt.seq) => {
+                    assert!(!video || pkt.keyframe_start, "a video segment starts at a delta frame");
                     assert_eq!(rw.seq, out.wrapping_add(1), "a new segment continues right after the last output");
                     let step = rw.timestamp.wrapping_sub(ts);
                     assert!(
@@ -423,14 +466,17 @@ impl Harness {
         }
     }
 
-    /// A keyframe request for `layer` went upstream now: at most one per layer per second.
-    fn keyframe_requested(&mut self, layer: u8) {
-        let slot = &mut self.requested[usize::from(layer)];
-        if let Some(t) = *slot {
+    /// A keyframe request for `layer` went upstream now: an unanswered one a second after the
+    /// last, an answered one `answered` after it.
+    fn keyframe_requested(&mut self, layer: u8, answered: Duration) {
+        let (last, keyframe_since) = &mut self.requested[usize::from(layer)];
+        if let Some(t) = *last {
             let since = self.now.saturating_duration_since(t);
-            assert!(since >= KEYFRAME_REQUEST_INTERVAL, "layer {layer} requested again after {since:?}");
+            let wait = if *keyframe_since { answered } else { KEYFRAME_REQUEST_INTERVAL };
+            assert!(since >= wait, "layer {layer} requested again after {since:?} (answered: {keyframe_since})");
         }
-        *slot = Some(self.now);
+        *last = Some(self.now);
+        *keyframe_since = false;
     }
 }
 
