@@ -242,8 +242,9 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &SoakArgs) -> anyhow::Result
     while let Some(r) = residents.join_next().await {
         r.context("a resident")??;
     }
-    // Sessions close, idle HTTP connections time out, the QUIC connections drain.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Sessions close, idle HTTP connections time out, the QUIC connections drain, and the last
+    // timers of closed connections (up to the 30 s QUIC idle timeout) fire.
+    tokio::time::sleep(Duration::from_secs(35)).await;
     let after = snapshot(&acs, metrics_token).await?;
     Ok(SoakReport {
         cycles: args.cycles,

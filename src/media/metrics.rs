@@ -35,6 +35,8 @@ pub struct StateGauges {
     pub tracks: prometheus::IntGauge,
     pub subscriptions: prometheus::IntGauge,
     pub admitted_sessions: prometheus::IntGauge,
+    /// Entries in the worker's timer heap (about one per connection; stale ones included).
+    pub timers: prometheus::IntGauge,
     pub command_queue_peak: prometheus::IntGauge,
     pub peer_queue_peak: prometheus::IntGauge,
 }
@@ -46,6 +48,7 @@ impl StateGauges {
             tracks: m.worker_state.with_label_values(&[&w, "tracks"]),
             subscriptions: m.worker_state.with_label_values(&[&w, "subscriptions"]),
             admitted_sessions: m.worker_state.with_label_values(&[&w, "admitted_sessions"]),
+            timers: m.worker_state.with_label_values(&[&w, "timers"]),
             command_queue_peak: m.queue_peak.with_label_values(&[&w, "commands"]),
             peer_queue_peak: m.queue_peak.with_label_values(&[&w, "peer"]),
         }

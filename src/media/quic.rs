@@ -57,7 +57,7 @@ pub struct QuicConn {
     pub pending_out: Vec<u8>,
     pub inbox: Option<mpsc::Sender<SessionInput>>,
     pub flows: HashMap<u64, Flow>,
-    /// The deadline currently registered in the worker's timer heap.
+    /// The earliest deadline of this connection in the worker's timer heap (armed only when earlier).
     pub timeout: Option<Instant>,
     pub dirty: bool,
     pub bwe: QuicBandwidthEstimator,

@@ -334,11 +334,28 @@ impl Worker {
     pub(super) fn quic_timeout(&mut self, idx: usize, at: Instant, now: Instant) {
         let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { return };
         if c.timeout != Some(at) {
-            return; // superseded
+            return; // an earlier entry was armed since; it re-armed what is due after it
         }
         c.timeout = None;
+        // The connection's deadline may have moved later since this entry was armed (every
+        // packet moves the idle timeout): quinn does nothing before a timer is due.
         c.conn.handle_timeout(now);
         self.drive(idx, now);
+        self.arm_quic_timer(idx);
+    }
+
+    /// Put the connection's next deadline in the worker's timer heap, unless an entry at or
+    /// before it is there already: when that one fires, the next is armed. The heap so holds
+    /// about one entry per connection, not one per change of its deadline (which moves with
+    /// every packet received).
+    fn arm_quic_timer(&mut self, idx: usize) {
+        let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+        if let Some(t) = c.conn.poll_timeout()
+            && c.timeout.is_none_or(|armed| t < armed)
+        {
+            c.timeout = Some(t);
+            self.out.timers.push(Reverse((t, super::Timer::Quic(idx))));
+        }
     }
 
     /// Send everything queued: media batches to peers, QUIC packets of dirty connections, and
@@ -371,12 +388,11 @@ impl Worker {
                     Err(e) => tracing::debug!(error = %e, "UDP send failed"),
                 }
             }
-            let timeout = c.conn.poll_timeout();
-            if timeout != c.timeout {
-                c.timeout = timeout;
-                if let Some(t) = timeout {
-                    self.out.timers.push(Reverse((t, super::Timer::Quic(idx))));
-                }
+            if let Some(t) = c.conn.poll_timeout()
+                && c.timeout.is_none_or(|armed| t < armed)
+            {
+                c.timeout = Some(t);
+                self.out.timers.push(Reverse((t, super::Timer::Quic(idx))));
             }
             if c.conn.is_drained() {
                 if c.handshaking {

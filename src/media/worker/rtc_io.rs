@@ -538,7 +538,9 @@ pub(super) fn drive(out: &mut Outputs, idx: usize, now: Instant) {
                     }
                     continue;
                 }
-                if peer.timeout != Some(t) {
+                // Armed only when earlier than the entry already in the heap (see
+                // `arm_quic_timer`): when that one fires, the peer is driven and re-armed.
+                if peer.timeout.is_none_or(|armed| t < armed) {
                     peer.timeout = Some(t);
                     out.timers.push(Reverse((t, Timer::Rtc(idx))));
                 }
