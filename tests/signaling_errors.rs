@@ -74,3 +74,23 @@ async fn sdp_errors_say_what_is_wrong_without_internal_detail() {
     }
     ts.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_websocket_message_is_answered_then_closed_with_1009() {
+    let ts = TestServer::start_with(1, |c| c.limits.max_message_bytes = Bounded::try_from(4096).unwrap()).await;
+    for size in [5_000, 20_000] {
+        let mut s = Signal::connect(&ts.server.endpoint, &ts.ca).await;
+        let text = format!(r#"{{"type":"ping","id":77,"pad":"{}"}}"#, "x".repeat(size));
+        s.send_text(&text).await;
+        let (error, close) = s.next_and_close(Duration::from_secs(5)).await;
+        match error {
+            Some(ServerMessage::Error { code: ErrorCode::MessageTooLarge, id, .. }) => {
+                // Up to twice the limit the message is read, and its id answered.
+                assert_eq!(id, (size < 8192).then_some(77), "size {size}");
+            }
+            other => panic!("expected MessageTooLarge for {size} bytes, got {other:?}"),
+        }
+        assert_eq!(close, Some(1009), "a proper close frame for {size} bytes");
+    }
+    ts.stop().await;
+}

@@ -44,33 +44,43 @@ enum Command {
     /// Many short participant lives (join, publish, subscribe, leave) with media flowing; then
     /// check the server's sessions, maps, tasks and descriptors are back to their baseline.
     Soak {
+        /// `endpoint=https://HOST:PORT/;accesskey=KEY` (`switchboard connection-string` prints it).
         #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
         connection_string: String,
-        #[arg(long, default_value = "data/tls/ca.pem")]
-        ca_cert: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:4433")]
-        quic: std::net::SocketAddr,
-        #[arg(long, default_value_t = 10_000)]
-        cycles: u64,
-        #[arg(long, default_value_t = 100)]
-        rooms: usize,
-        /// Participant lives in progress at once.
-        #[arg(long, default_value_t = 50)]
-        concurrency: usize,
-        #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN")]
-        metrics_token: Option<String>,
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
-    /// Hold QUIC participants idle in group calls and sample the server's resident memory.
-    Idle {
-        #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
-        connection_string: String,
+        /// Certificate to trust (the server's `data/tls/ca.pem` by default install).
         #[arg(long, default_value = "data/tls/ca.pem")]
         ca_cert: PathBuf,
         /// The server's QUIC address (`quic.listen`).
         #[arg(long, default_value = "127.0.0.1:4433")]
         quic: std::net::SocketAddr,
+        /// Participant lives to run.
+        #[arg(long, default_value_t = 10_000)]
+        cycles: u64,
+        /// Group calls, each with a resident publisher.
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Participant lives in progress at once.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// `http.metrics_token`, if the server requires one.
+        #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN")]
+        metrics_token: Option<String>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Hold QUIC participants idle in group calls and sample the server's resident memory.
+    Idle {
+        /// `endpoint=https://HOST:PORT/;accesskey=KEY` (`switchboard connection-string` prints it).
+        #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
+        connection_string: String,
+        /// Certificate to trust (the server's `data/tls/ca.pem` by default install).
+        #[arg(long, default_value = "data/tls/ca.pem")]
+        ca_cert: PathBuf,
+        /// The server's QUIC address (`quic.listen`).
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        quic: std::net::SocketAddr,
+        /// Participants to hold.
         #[arg(long, default_value_t = 2000)]
         participants: usize,
         /// Participants per group call.
@@ -79,6 +89,7 @@ enum Command {
         /// How long to hold them (e.g. 10m).
         #[arg(long, default_value = "10m", value_parser = stats::parse_duration)]
         hold: std::time::Duration,
+        /// How often to sample the server's resident memory.
         #[arg(long, default_value = "30s", value_parser = stats::parse_duration)]
         sample: std::time::Duration,
         /// Joins in flight at once.
@@ -93,6 +104,7 @@ enum Command {
         /// Also send a signaling ping this often (e.g. 5s); default: QUIC keepalives only.
         #[arg(long, value_parser = stats::parse_duration)]
         ping_every: Option<std::time::Duration>,
+        /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
     },

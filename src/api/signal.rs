@@ -33,7 +33,11 @@ pub async fn upgrade(
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let client = crate::signaling::client_addr::client_ip(peer.ip(), forwarded, &ctx.trusted_proxies);
     let remote = SocketAddr::new(client, peer.port());
-    ws.max_message_size(ctx.max_message_bytes)
-        .max_frame_size(ctx.max_message_bytes)
+    // The socket reads messages up to twice the limit, so one over the limit is answered
+    // (`MessageTooLarge`, then close 1009) rather than cut off; what is larger still is a
+    // protocol error, answered the same way as far as the socket allows.
+    let read_limit = ctx.max_message_bytes.saturating_mul(2);
+    ws.max_message_size(read_limit)
+        .max_frame_size(read_limit)
         .on_upgrade(move |socket| crate::signaling::ws_session::run_ws_session(ctx, socket, remote))
 }

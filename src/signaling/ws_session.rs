@@ -47,7 +47,14 @@ pub async fn run_ws_session(ctx: Arc<SignalingContext>, mut ws: WebSocket, remot
         return;
     };
     let handler = SessionHandler::new(ctx.clone(), session, worker, remote, Transport::WebRtc);
-    let carrier = WsCarrier { ws, inbox, worker: handle, session, messages: ctx.messages.clone() };
+    let carrier = WsCarrier {
+        ws,
+        inbox,
+        worker: handle,
+        session,
+        messages: ctx.messages.clone(),
+        max_message_bytes: ctx.max_message_bytes,
+    };
     run_session(ctx, handler, carrier).await;
 }
 
@@ -57,6 +64,24 @@ struct WsCarrier {
     worker: WorkerHandle,
     session: SessionId,
     messages: prometheus::IntCounterVec,
+    max_message_bytes: usize,
+}
+
+impl WsCarrier {
+    /// Answer a message over `[limits] max_message_bytes` as `docs/PROTOCOL.md` says: an `error`
+    /// (`MessageTooLarge`, with the message's `id` when readable), then close status 1009
+    /// (message too big, RFC 6455 7.4.1). The session then ends.
+    async fn refuse_oversized(&mut self, id: Option<u64>, size: Option<usize>) -> Incoming {
+        self.messages.with_label_values(&["malformed"]).inc();
+        let what =
+            size.map_or_else(|| "a signaling message".to_owned(), |n| format!("a signaling message of {n} bytes"));
+        let message = format!("{what} exceeds limits.max_message_bytes ({} bytes)", self.max_message_bytes);
+        let error = ServerMessage::error(id, super::messages::ErrorCode::MessageTooLarge, message);
+        let _ = self.ws.send(Message::Text(error.to_json().into())).await;
+        let frame = CloseFrame { code: 1009, reason: "message too large".into() };
+        let _ = self.ws.send(Message::Close(Some(frame))).await;
+        Incoming::Gone
+    }
 }
 
 impl Carrier for WsCarrier {
@@ -64,13 +89,27 @@ impl Carrier for WsCarrier {
         loop {
             tokio::select! {
                 msg = self.ws.recv() => match msg {
+                    Some(Ok(Message::Text(text))) if text.len() > self.max_message_bytes => {
+                        let id = super::messages::readable_id(text.as_bytes());
+                        return self.refuse_oversized(id, Some(text.len())).await;
+                    }
+                    Some(Ok(Message::Binary(bytes))) if bytes.len() > self.max_message_bytes => {
+                        let id = super::messages::readable_id(&bytes);
+                        return self.refuse_oversized(id, Some(bytes.len())).await;
+                    }
                     Some(Ok(Message::Text(text))) => return Incoming::Frame(bytes::Bytes::copy_from_slice(text.as_bytes())),
                     Some(Ok(Message::Binary(bytes))) => return Incoming::Frame(bytes),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => return Incoming::Gone,
                     Some(Err(e)) => {
-                        // Protocol errors (bad frames, oversized messages) end the socket.
                         tracing::debug!(session = %self.session, error = %e, "WebSocket error");
+                        // A message or frame over twice the limit (tungstenite's capacity error,
+                        // "Space limit exceeded: Message too long: …"): answered like one over it.
+                        let text = e.to_string().to_lowercase();
+                        if text.contains("space limit") || text.contains("too long") {
+                            return self.refuse_oversized(None, None).await;
+                        }
+                        // Other protocol errors (bad frames) end the socket.
                         self.messages.with_label_values(&["malformed"]).inc();
                         return Incoming::Gone;
                     }

@@ -108,6 +108,25 @@ impl Signal {
         }
     }
 
+    /// The next server message (if one comes before the socket closes) and the close frame's
+    /// status code (`None`: closed without one, or not closed within `limit`).
+    pub async fn next_and_close(&mut self, limit: Duration) -> (Option<ServerMessage>, Option<u16>) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut first = None;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if first.is_none() {
+                        first = serde_json::from_str(&t).ok();
+                    }
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => return (first, frame.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => {}
+                Err(_) | Ok(None | Some(Err(_))) => return (first, None),
+            }
+        }
+    }
+
     /// Wait for a message matching `pred` (others are kept).
     pub async fn wait_for(
         &mut self,
