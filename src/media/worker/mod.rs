@@ -131,6 +131,32 @@ struct Outputs {
     rtc_counters: RtcCounters,
 }
 
+impl Outputs {
+    /// Drop the timer heap's stale entries once they outnumber the live ones (one per connection
+    /// or peer: the entry its `timeout` names) a few times over, and give the spare capacity
+    /// back. A deadline that moves earlier leaves its later entry behind until it comes up, and
+    /// with media flowing that happens many times a second per connection; without this the
+    /// heap would hold the packet rate times the idle timeout in stale entries.
+    fn compact_timers(&mut self) {
+        let slots = self.conns.len() + self.peers.len();
+        if self.timers.len() <= 4 * slots + 256 {
+            return;
+        }
+        let (conns, peers) = (&self.conns, &self.peers);
+        let live: Vec<Reverse<(Instant, Timer)>> = std::mem::take(&mut self.timers)
+            .into_vec()
+            .into_iter()
+            .filter(|Reverse((at, key))| match *key {
+                Timer::Quic(i) => conns.get(i).and_then(Option::as_ref).is_some_and(|c| c.timeout == Some(*at)),
+                Timer::Rtc(i) => peers.get(i).and_then(Option::as_ref).is_some_and(|p| p.timeout == Some(*at)),
+            })
+            .collect();
+        let mut heap = BinaryHeap::from(live);
+        heap.shrink_to_fit();
+        self.timers = heap;
+    }
+}
+
 /// Everything a worker needs to start.
 pub struct WorkerSetup {
     pub index: usize,
@@ -320,6 +346,7 @@ impl Worker {
                     let now = Instant::now();
                     self.on_tick(now);
                     self.expire_closing(now);
+                    self.out.compact_timers();
                 }
                 () = sleep_until(next_timer) => {}
             }
@@ -330,6 +357,8 @@ impl Worker {
     }
 
     fn fire_timers(&mut self, now: Instant) {
+        // (Stale entries, superseded by an earlier deadline, are skipped when they come up and
+        // dropped in bulk by `Outputs::compact_timers`.)
         while let Some(&Reverse((at, key))) = self.out.timers.peek() {
             if at > now {
                 break;
