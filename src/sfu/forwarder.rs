@@ -275,6 +275,14 @@ impl<S: Copy> TrackForwarder<S> {
                         Some(sub.rewriter.start_segment(now, layer, pkt.seq, pkt.timestamp, pkt.vp8.as_ref()))
                     }
                     Decision::Forward { switched: false } => {
+                        // The subscription's own view of the layer jumped although the layer's did
+                        // not (it started at a packet the layer had already passed): as after a
+                        // restart, video resumes only at a keyframe of the new stream.
+                        if !pkt.keyframe_start && sub.rewriter.is_restart(pkt.seq) {
+                            sel.reset();
+                            report.dropped += 1;
+                            continue;
+                        }
                         match sub.rewriter.rewrite(now, pkt.seq, pkt.timestamp, pkt.vp8.as_ref()) {
                             Outcome::Forward(rw) => Some(rw),
                             Outcome::Stale => {
@@ -728,6 +736,46 @@ mod tests {
             assert_contiguous(&seqs);
             assert!(f.drain_layer_changes().all(|c| c.from != Some(c.to)), "a restart is not a layer change");
         }
+    }
+
+    /// Found by the forwarder fuzz target: a subscription that started at a keyframe the layer
+    /// had already passed (2352 packets late) took a jump that was small for the layer but over
+    /// `MAX_FORWARD_GAP` for itself as a restart, and started a segment at a delta frame.
+    #[test]
+    fn a_jump_only_the_subscription_sees_waits_for_a_keyframe() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[720]);
+        f.add_subscription(spec(1, LayerWish::default()));
+        let vp8_packet = |seq: u16, key: bool| {
+            let mut payload = Vec::new();
+            vp8::synthetic_payload(seq & 0x7fff, 0, true, key, (1280, 720), 50, &mut payload);
+            let raw =
+                RtpBuilder { payload_type: 96, seq, timestamp: u32::from(seq) * 3000, ssrc: 9, ..Default::default() }
+                    .build(&payload);
+            MediaPacket::parse(Bytes::from(raw), Codec::Vp8, None, t0).expect("valid")
+        };
+        let mut out = Vec::new();
+        for (seq, key) in [(20_641, false), (2_351, false)] {
+            f.on_packet(t0, 0, &vp8_packet(seq, key), |_, rw| out.push(rw.seq));
+        }
+        f.tick(t0, &mut Vec::new());
+        // A keyframe 2352 behind the layer's newest packet: late for the layer, a start for the
+        // subscription.
+        for (seq, key) in [(65_535, true), (0, false), (1, false)] {
+            f.on_packet(t0, 0, &vp8_packet(seq, key), |_, rw| out.push(rw.seq));
+        }
+        assert_eq!(out, vec![65_530, 65_531, 65_532]);
+        // 2256 ahead for the layer, 4606 for the subscription: a delta frame is not a start.
+        let report = f.on_packet(t0, 0, &vp8_packet(4_607, false), |_, rw| out.push(rw.seq));
+        assert_eq!((report.forwarded, out.len()), (0, 3), "no segment starts at a delta frame");
+        let t1 = t0 + Duration::from_millis(200);
+        let mut kf = Vec::new();
+        f.tick(t1, &mut kf);
+        assert_eq!(kf, vec![0], "a keyframe is asked for");
+        f.on_packet(t1, 0, &vp8_packet(4_608, true), |_, rw| out.push(rw.seq));
+        f.on_packet(t1, 0, &vp8_packet(4_609, false), |_, rw| out.push(rw.seq));
+        assert_contiguous(&out);
+        assert_eq!(out.len(), 5);
     }
 
     fn opus(seq: u16, ts: u32, ssrc: u32, now: Instant) -> MediaPacket {

@@ -102,6 +102,15 @@ impl StreamRewriter {
         self.head.map(|h| h.segment.layer)
     }
 
+    /// Whether `rewrite` would take `seq` for a restart of the source (a forward jump of more
+    /// than `MAX_FORWARD_GAP` from the newest packet) and start a new segment at it.
+    pub fn is_restart(&self, seq: u16) -> bool {
+        self.head.is_some_and(|h| {
+            let ahead = seq.wrapping_sub(h.highest_src);
+            ahead > MAX_FORWARD_GAP && ahead < 0x8000
+        })
+    }
+
     /// The highest output sequence number and timestamp so far (for sender reports).
     pub fn last_output(&self) -> Option<(u16, u32, Instant)> {
         self.head.map(|h| (h.highest_out, h.max_out_ts, h.last_forward_at))
