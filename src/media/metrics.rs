@@ -221,7 +221,7 @@ impl MediaMetrics {
             quic_handshakes: counter_vec(
                 registry,
                 "quic_handshakes_total",
-                "New QUIC connections by result: accepted, retried (asked to validate its address                  first, under load), refused (worker full or stopping, or an invalid Retry token)",
+                "New QUIC connections by result: accepted, retried (asked to validate its address first, under load), refused (worker full or stopping, or an invalid Retry token)",
                 &["result"],
             ),
         }

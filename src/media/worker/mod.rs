@@ -138,8 +138,12 @@ impl Outputs {
     /// with media flowing that happens many times a second per connection; without this the
     /// heap would hold the packet rate times the idle timeout in stale entries.
     fn compact_timers(&mut self) {
-        let slots = self.conns.len() + self.peers.len();
-        if self.timers.len() <= 4 * slots + 256 {
+        if self.timers.len() <= 1024 {
+            return;
+        }
+        let live = self.conns.iter().flatten().filter(|c| c.timeout.is_some()).count()
+            + self.peers.iter().flatten().filter(|p| p.timeout.is_some()).count();
+        if self.timers.len() <= 4 * live + 256 {
             return;
         }
         let (conns, peers) = (&self.conns, &self.peers);
