@@ -242,9 +242,22 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &SoakArgs) -> anyhow::Result
     while let Some(r) = residents.join_next().await {
         r.context("a resident")??;
     }
-    // Sessions close, idle HTTP connections time out, the QUIC connections drain, and the last
-    // timers of closed connections (up to the 30 s QUIC idle timeout) fire.
-    tokio::time::sleep(Duration::from_secs(35)).await;
+    // Sessions close at once; a QUIC connection whose client vanished without closing it (half
+    // the cycles just drop theirs) is held until the QUIC idle timeout, and its last timers fire
+    // after that. Wait until the workers hold no more connections than at the start (at most
+    // 120 s), then 5 s for the timers.
+    let connections = |s: &Snapshot| -> f64 {
+        s.iter().filter(|(k, _)| k.contains("what=\"quic_connections\"")).map(|(_, v)| *v).sum()
+    };
+    let settle_until = Instant::now() + Duration::from_secs(120);
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let now = snapshot(&acs, metrics_token).await?;
+        if connections(&now) <= connections(&baseline) || Instant::now() >= settle_until {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let after = snapshot(&acs, metrics_token).await?;
     Ok(SoakReport {
         cycles: args.cycles,

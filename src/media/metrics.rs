@@ -37,6 +37,8 @@ pub struct StateGauges {
     pub admitted_sessions: prometheus::IntGauge,
     /// Entries in the worker's timer heap (about one per connection; stale ones included).
     pub timers: prometheus::IntGauge,
+    /// QUIC connections the worker holds, with a session or not (handshaking, closing, draining).
+    pub quic_connections: prometheus::IntGauge,
     pub command_queue_peak: prometheus::IntGauge,
     pub peer_queue_peak: prometheus::IntGauge,
 }
@@ -49,6 +51,7 @@ impl StateGauges {
             subscriptions: m.worker_state.with_label_values(&[&w, "subscriptions"]),
             admitted_sessions: m.worker_state.with_label_values(&[&w, "admitted_sessions"]),
             timers: m.worker_state.with_label_values(&[&w, "timers"]),
+            quic_connections: m.worker_state.with_label_values(&[&w, "quic_connections"]),
             command_queue_peak: m.queue_peak.with_label_values(&[&w, "commands"]),
             peer_queue_peak: m.queue_peak.with_label_values(&[&w, "peer"]),
         }

@@ -305,6 +305,7 @@ impl Worker {
             self.state_gauges.subscriptions.set(subscriptions as i64);
             self.state_gauges.admitted_sessions.set(self.admissions.len() as i64);
             self.state_gauges.timers.set(self.out.timers.len() as i64);
+            self.state_gauges.quic_connections.set(self.out.conns.iter().flatten().count() as i64);
             self.state_gauges.command_queue_peak.set(self.command_peak.report(self.commands.len()));
             self.state_gauges.peer_queue_peak.set(self.peer_peak.report(self.peer_rx.len()));
             self.out.counters.flush();
