@@ -361,6 +361,16 @@ impl Harness {
             assert!(got.iter().any(|(id, _)| *id == c.subscription), "the switching packet is not forwarded");
         }
         let after: HashMap<u64, Option<u8>> = self.f.subscriptions().iter().map(|s| (s.id, s.layer())).collect();
+        if video && !pkt.keyframe_start {
+            // A delta frame that would restart a subscription's segment is not forwarded; its
+            // selector waits for a keyframe, which then starts a new segment on the same layer.
+            for (id, sub) in &mut self.subs {
+                let skipped = !got.iter().any(|(g, _)| g == id);
+                if skipped && before[id] == Some(layer) && sub.head.is_some_and(|h| restarted(h.2, pkt.seq)) {
+                    sub.restart_pending = true;
+                }
+            }
+        }
         for (id, rw) in got {
             let sub = self.subs.get_mut(&id).expect("forwarded to a subscription that exists");
             if video {
