@@ -50,12 +50,11 @@ for t in "${targets[@]}"; do
         failed+=("$t")
         tail -n 60 "$work/$t.log"
         for a in "$work"/crash-* "$work"/timeout-* "$work"/oom-* "$work"/leak-*; do
-            [ -e "$a" ] && echo "fuzz: $t: $(basename "$a"): $(base64 -w0 "$a")"
+            if [ -e "$a" ]; then echo "fuzz: $t: $(basename "$a"): $(base64 -w0 "$a")"; fi
         done
         rm -f "$work"/crash-* "$work"/timeout-* "$work"/oom-* "$work"/leak-*
     else
-        grep -E '^stat::number_of_executed_units|^Done ' "$work/$t.log" | tr '\n' ' '
-        echo
+        echo "fuzz: $t ok: $(grep -E '^Done ' "$work/$t.log" || true)"
     fi
 done
 
