@@ -522,3 +522,46 @@ async fn a_late_joiner_learns_who_is_speaking() {
     drop(speaker);
     ts.stop().await;
 }
+
+/// A dropped client closes its connection: the others see it leave at once. A client that
+/// vanishes (its network goes silent) is noticed only at the server's idle timeout, and then
+/// leaves the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_leaves_at_once_and_a_vanished_one_at_the_idle_timeout() {
+    let idle = Duration::from_secs(8);
+    let ts = TestServer::start_with(1, |c| {
+        c.quic.idle_timeout_seconds = switchboard::config::Bounded::try_from(idle.as_secs() as i64).expect("in range")
+    })
+    .await;
+    let g = group();
+    let (mut observer, _) = ts.joined(&g).await;
+    let left = |m: &ServerMessage| matches!(m, ServerMessage::ParticipantLeft { .. });
+
+    let (dropped, _) = ts.joined(&g).await;
+    drop(dropped);
+    assert!(
+        common::media::wait_signal(&mut observer, Duration::from_secs(3), left).await.is_some(),
+        "a dropped client's session ends within 3 s, not at the idle timeout"
+    );
+    let connections = "switchboard_worker_state{what=\"quic_connections\",worker=\"0\"}";
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while ts.metric(connections).await != 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ts.metric(connections).await, 1.0, "the dropped client's connection is closed, not held");
+
+    let (vanished, _) = ts.joined(&g).await;
+    let gone = Instant::now();
+    vanished.vanish();
+    assert!(
+        common::media::wait_signal(&mut observer, idle / 2, left).await.is_none(),
+        "nothing tells the server that a vanished client is gone before the idle timeout"
+    );
+    assert!(
+        common::media::wait_signal(&mut observer, idle + Duration::from_secs(5), left).await.is_some(),
+        "the idle timeout ends a vanished client's session"
+    );
+    assert!(gone.elapsed() >= idle - Duration::from_secs(1), "not before the idle timeout: {:?}", gone.elapsed());
+    assert_eq!(ts.sessions_per_worker(1).await, vec![1.0], "only the observer is left");
+    ts.stop().await;
+}

@@ -4,8 +4,9 @@
 //! Each of `rooms` group calls has a resident publisher sending audio (50 packets/s) and one video
 //! layer (30 frames/s, a keyframe every half second) for the whole run. Each cycle connects a
 //! new QUIC client, joins a room, publishes audio and sends some, subscribes to the resident's
-//! audio and video, waits for media on both, and leaves: half by `hangUp` and closing, half by
-//! just dropping the connection. At the end the residents leave too, and the server's resident
+//! audio and video, waits for media on both, and leaves, a third each way: `hangUp` and close;
+//! close without `hangUp`; vanish (the client's socket goes silent, so only the server's QUIC idle
+//! timeout ends the session). At the end the residents leave too, and the server's resident
 //! memory, open file descriptors, runtime tasks, sessions, rooms and per-worker maps are compared
 //! with the baseline taken before the first cycle (with nobody connected).
 
@@ -135,14 +136,25 @@ fn resident_tracks(joined: &switchboard::client::Joined) -> Option<(u64, u64)> {
     Some((audio?, video?))
 }
 
-/// One participant's life. `hang_up`: leave politely; otherwise just drop the connection.
+/// How a cycle's participant leaves.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// `hangUp`, then close the connection.
+    HangUp,
+    /// Close the connection without `hangUp`.
+    Close,
+    /// Go silent: the server hears nothing more, not even a close.
+    Vanish,
+}
+
+/// One participant's life.
 async fn cycle(
     quic: SocketAddr,
     ca: Vec<u8>,
     token: &str,
     group: &str,
     seed: u32,
-    hang_up: bool,
+    ending: Ending,
 ) -> anyhow::Result<()> {
     let mut client = Client::connect(ClientOptions::new(quic, ca)).await?;
     let joined = client.join_group(token, group).await?;
@@ -172,10 +184,14 @@ async fn cycle(
             _ => {}
         }
     }
-    if hang_up {
-        client.hang_up(false).await?;
+    match ending {
+        Ending::HangUp => {
+            client.hang_up(false).await?;
+            drop(client);
+        }
+        Ending::Close => drop(client),
+        Ending::Vanish => client.vanish(),
     }
-    drop(client);
     Ok(())
 }
 
@@ -212,7 +228,8 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &SoakArgs) -> anyhow::Result
                     return;
                 }
                 let group = group_id(run_id, (i as usize) % rooms);
-                if let Err(e) = cycle(quic, ca.clone(), &token, &group, 0x5000_0000 + i as u32, i % 2 == 0).await {
+                let ending = [Ending::HangUp, Ending::Close, Ending::Vanish][(i % 3) as usize];
+                if let Err(e) = cycle(quic, ca.clone(), &token, &group, 0x5000_0000 + i as u32, ending).await {
                     failed.fetch_add(1, Ordering::Relaxed);
                     eprintln!("cycle {i} failed: {e:#}");
                 }
@@ -242,8 +259,8 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &SoakArgs) -> anyhow::Result
     while let Some(r) = residents.join_next().await {
         r.context("a resident")??;
     }
-    // Sessions close at once; a QUIC connection whose client vanished without closing it (half
-    // the cycles just drop theirs) is held until the QUIC idle timeout, and its last timers fire
+    // Sessions close at once; a QUIC connection whose client vanished without closing it (a
+    // third of the cycles) is held until the QUIC idle timeout, and its last timers fire
     // after that. Wait until the workers hold no more connections than at the start (at most
     // 120 s), then 5 s for the timers.
     let connections = |s: &Snapshot| -> f64 {

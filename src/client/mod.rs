@@ -7,6 +7,7 @@
 //! it misses on its subscriptions.
 
 mod shared;
+mod socket;
 pub mod synthetic;
 
 use crate::media::quic::ALPN;
@@ -125,6 +126,7 @@ type Pending = Arc<Mutex<std::collections::HashMap<u64, oneshot::Sender<ServerMe
 /// A connected client.
 pub struct Client {
     endpoint: quinn::Endpoint,
+    socket: Arc<socket::MutableSocket>,
     conn: quinn::Connection,
     signal: tokio::sync::Mutex<quinn::SendStream>,
     pending: Pending,
@@ -148,7 +150,14 @@ impl Client {
         let bind: SocketAddr = if opts.server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
             .parse()
             .expect("constant socket addresses parse");
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let udp = std::net::UdpSocket::bind(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let wrapped =
+            quinn::Runtime::wrap_udp_socket(&*runtime, udp).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let socket = Arc::new(socket::MutableSocket::new(wrapped));
+        let mut endpoint =
+            quinn::Endpoint::new_with_abstract_socket(quinn::EndpointConfig::default(), None, socket.clone(), runtime)
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
         endpoint.set_default_client_config(config);
         let conn = endpoint
             .connect(opts.server, &opts.server_name)
@@ -166,6 +175,7 @@ impl Client {
         ];
         Ok(Client {
             endpoint,
+            socket,
             conn,
             signal: tokio::sync::Mutex::new(send),
             pending,
@@ -465,6 +475,25 @@ impl Client {
             t.abort();
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
+    /// Vanish, as a client whose network went away: from now on nothing this client sends
+    /// reaches the network, not even the close that dropping it sends. The server notices only
+    /// when its idle timeout expires. For load tests and tests of that path.
+    pub fn vanish(self) {
+        self.socket.mute();
+    }
+}
+
+/// Dropping a client closes its connection (without leaving first, like [`Client::close`]) and
+/// stops its tasks. The tasks hold handles to the connection, so without this a dropped client
+/// would stay connected, and keep answering keep-alives, until the process exits.
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.conn.close(0u32.into(), b"dropped");
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

@@ -247,7 +247,9 @@ impl Worker {
                 _ => self.close(idx, close_code::MESSAGE_TOO_LARGE, reason),
             }
         } else if finished {
-            self.end_session(idx);
+            // The client has nothing more to say: without signaling the connection has no use,
+            // so it is not left for the idle timeout (which keep-alives would defer forever).
+            self.close(idx, close_code::NORMAL, "signaling stream finished");
         }
     }
 
