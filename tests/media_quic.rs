@@ -550,11 +550,23 @@ async fn a_dropped_client_leaves_at_once_and_a_vanished_one_at_the_idle_timeout(
     }
     assert_eq!(ts.metric(connections).await, 1.0, "the dropped client's connection is closed, not held");
 
+    // A subscriber vanishes while media flows to it: what waits for it in its connection's send
+    // buffer is copied, so it does not pin the worker's egress arena blocks.
+    let mut publisher = Participant::new(ts.joined(&g).await.0, 7);
+    publisher.publish_audio_video().await;
     let (vanished, _) = ts.joined(&g).await;
+    for track in [publisher.video.as_ref(), publisher.audio.as_ref()].map(|t| t.expect("published").track_id) {
+        vanished.subscribe(track, Some(2), None).await.expect("subscribe");
+    }
     let gone = Instant::now();
     vanished.vanish();
+    publisher.run(idle / 2).await;
     assert!(
-        common::media::wait_signal(&mut observer, idle / 2, left).await.is_none(),
+        ts.metric("switchboard_quic_backlog_copies_total").await > 0.0,
+        "the vanished subscriber's backlog is copied"
+    );
+    assert!(
+        common::media::wait_signal(&mut observer, Duration::from_millis(100), left).await.is_none(),
         "nothing tells the server that a vanished client is gone before the idle timeout"
     );
     assert!(
@@ -562,6 +574,6 @@ async fn a_dropped_client_leaves_at_once_and_a_vanished_one_at_the_idle_timeout(
         "the idle timeout ends a vanished client's session"
     );
     assert!(gone.elapsed() >= idle - Duration::from_secs(1), "not before the idle timeout: {:?}", gone.elapsed());
-    assert_eq!(ts.sessions_per_worker(1).await, vec![1.0], "only the observer is left");
+    assert_eq!(ts.sessions_per_worker(1).await, vec![2.0], "only the observer and the publisher are left");
     ts.stop().await;
 }

@@ -148,6 +148,9 @@ pub fn server_config(
     Ok(config)
 }
 
+/// Bytes of datagrams a connection may have waiting to be sent (`datagram_send_buffer_size`).
+pub const DATAGRAM_SEND_BUFFER: usize = 256 * 1024;
+
 /// Transport settings shared by the server and the client library.
 pub fn transport_config(idle_timeout: Duration) -> quinn_proto::TransportConfig {
     let mut t = quinn_proto::TransportConfig::default();
@@ -159,7 +162,7 @@ pub fn transport_config(idle_timeout: Duration) -> quinn_proto::TransportConfig 
     t.max_concurrent_uni_streams(quinn_proto::VarInt::from_u32(0));
     t.datagram_receive_buffer_size(Some(1 << 20));
     // About 100 ms of a busy subscriber's media: older datagrams are dropped, not delayed.
-    t.datagram_send_buffer_size(256 * 1024);
+    t.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
     t.enable_segmentation_offload(false);
     t
 }

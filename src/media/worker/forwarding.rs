@@ -11,7 +11,7 @@ use crate::media::bwe::PathSample;
 use crate::media::command::{ControlEvent, PeerMsg, SessionInput};
 use crate::media::ids::{SubscriptionId, TrackId};
 use crate::media::metrics::{Drop, kind_index};
-use crate::media::quic::Flow;
+use crate::media::quic::{DATAGRAM_SEND_BUFFER, Flow};
 use crate::rtp::{self, rtcp, varint};
 use crate::sfu::forwarder::{LayerChange, ResendPolicy};
 use crate::sfu::packet::{MediaKind, MediaPacket, write_rewritten};
@@ -424,6 +424,13 @@ fn forward(track: &mut LocalTrack, layer: u8, pkt: &MediaPacket, now: Instant, o
     report.switched_up + report.switched_down + report.started > 0
 }
 
+/// A QUIC connection with more than this waiting in its datagram send buffer (its path is
+/// congested, or its client vanished or stopped acknowledging) is sent copies instead of slices
+/// of the egress arena. A slice keeps its whole arena block (256 KiB) allocated while it waits,
+/// so a connection that holds hundreds of queued datagrams would pin hundreds of blocks, until
+/// the idle timeout or, for a client that keeps pinging, for good.
+const BACKLOG_COPY_ABOVE: usize = 32 * 1024;
+
 /// Send a subscriber's copy of `pkt` on its transport.
 fn send_rtp(out: &mut Outputs, sink: Sink, pkt: &MediaPacket, rw: &Rewrite, ssrc: u32, kind: usize, now: Instant) {
     match sink {
@@ -434,7 +441,16 @@ fn send_rtp(out: &mut Outputs, sink: Sink, pkt: &MediaPacket, rw: &Rewrite, ssrc
             }
             varint::write(flow, &mut out.arena);
             write_rewritten(pkt, rw, ssrc, &mut out.arena);
-            let datagram = out.arena.split().freeze();
+            let waiting = DATAGRAM_SEND_BUFFER.saturating_sub(c.conn.datagrams().send_buffer_space());
+            let datagram = if waiting > BACKLOG_COPY_ABOVE {
+                // Slow path, only for a connection that is not keeping up: a copy of its own.
+                let d = Bytes::copy_from_slice(&out.arena);
+                out.arena.clear();
+                out.counters.backlog_copies.inc();
+                d
+            } else {
+                out.arena.split().freeze()
+            };
             let len = datagram.len();
             match c.conn.datagrams().send(datagram, true) {
                 Ok(()) => {
