@@ -21,6 +21,8 @@ struct Args {
     token: String,
     group: String,
     record: Duration,
+    /// Where to write some of the recorded packets as fuzzing seeds (`fuzz/README.md`).
+    capture_dir: Option<std::path::PathBuf>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -37,6 +39,7 @@ fn args() -> anyhow::Result<Args> {
         token: get("token")?,
         group: get("group")?,
         record: Duration::from_secs_f64(map.get("record-seconds").map_or(Ok(4.0), |s| s.parse())?),
+        capture_dir: map.get("capture-dir").map(Into::into),
     })
 }
 
@@ -108,6 +111,10 @@ async fn main() -> anyhow::Result<()> {
         "event": "recorded", "videoPackets": rec_video.len(), "audioPackets": rec_audio.len(),
         "keyframes": keyframes, "width": size.0, "height": size.1,
     }));
+    if let Some(dir) = &a.capture_dir {
+        capture(dir, &rec_video, vsub.flow_id, "video")?;
+        capture(dir, &rec_audio, asub.flow_id, "audio")?;
+    }
     client.unsubscribe(vsub.subscription_id).await?;
     client.unsubscribe(asub.subscription_id).await?;
 
@@ -222,4 +229,40 @@ impl Replay {
         }
         Bytes::from(p)
     }
+}
+
+/// Write the first 16 packets of a recording and the 16 from its first keyframe on, as the fuzz
+/// targets read them: `rtp/` the packet, `roq/` the packet as a RoQ datagram on `flow`, and for
+/// video `vp8/` the start of the payload (the descriptor and the VP8 header).
+fn capture(dir: &std::path::Path, rec: &[Recorded], flow: u64, kind: &str) -> anyhow::Result<()> {
+    let keyframe = rec
+        .iter()
+        .position(|r| {
+            RtpHeader::parse(&r.packet)
+                .ok()
+                .and_then(|h| vp8::parse(&r.packet[h.payload.clone()]))
+                .is_some_and(|d| d.keyframe)
+        })
+        .unwrap_or(0);
+    let chosen: std::collections::BTreeSet<usize> =
+        (0..16).chain(keyframe..keyframe + 16).filter(|&i| i < rec.len()).collect();
+    for sub in ["rtp", "roq", "vp8"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    for i in chosen {
+        let packet = &rec[i].packet;
+        let name = format!("chromium_{kind}_{i:03}");
+        std::fs::write(dir.join("rtp").join(&name), packet)?;
+        let mut roq = Vec::new();
+        switchboard::rtp::varint::write(flow, &mut roq);
+        roq.extend_from_slice(packet);
+        std::fs::write(dir.join("roq").join(&name), roq)?;
+        if kind == "video"
+            && let Ok(h) = RtpHeader::parse(packet)
+        {
+            let payload = &packet[h.payload.clone()];
+            std::fs::write(dir.join("vp8").join(&name), &payload[..payload.len().min(64)])?;
+        }
+    }
+    Ok(())
 }

@@ -360,6 +360,8 @@ SIGNALING = {
     "hang_up": {"type": "hangUp", "forEveryone": True},
     "offer": {"type": "offer", "id": 8, "sdp": CHROME_OFFER, "sources": {"2": "screen"}},
     "answer": {"type": "answer", "sdp": ANSWER_WITH_CANDIDATE},
+    "answer_offer_id": {"type": "answer", "id": 10, "sdp": ANSWER_WITH_CANDIDATE, "offerId": 3},
+    "reject_offer": {"type": "rejectOffer", "id": 11, "offerId": 4, "reason": "m-lines do not match"},
     "candidate": {"type": "candidate", "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"},
     "ping": {"type": "ping", "id": 18446744073709551615},
 }

@@ -19,13 +19,13 @@ use switchboard::signaling::messages::{CallState, ClientMessage, ErrorCode, Join
 async fn subscribe_and_connect(sig: &mut Signal, peer: &mut RsPeer, track: u64) {
     let r = sig.request(ClientMessage::Subscribe { track_id: track, preferred_layer: Some(0), max_height: None }).await;
     assert!(matches!(r, ServerMessage::Subscribed { .. }), "{r:?}");
-    let Some(ServerMessage::Offer { sdp }) =
+    let Some(ServerMessage::Offer { sdp, offer_id }) =
         sig.wait_for(Duration::from_secs(5), |m| matches!(m, ServerMessage::Offer { .. })).await
     else {
         panic!("the server offers the subscription")
     };
     let answer = peer.answer(sdp).await;
-    let r = sig.request(ClientMessage::Answer { sdp: answer }).await;
+    let r = sig.request(ClientMessage::Answer { sdp: answer, offer_id: Some(offer_id) }).await;
     assert!(matches!(r, ServerMessage::Ok { .. }), "{r:?}");
     assert!(peer.connected(Duration::from_secs(10)).await, "connects through the relay");
 }

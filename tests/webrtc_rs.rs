@@ -25,11 +25,11 @@ async fn ws_join(ts: &TestServer, g: &str) -> Signal {
 /// Answer every server offer that arrives within `limit`.
 async fn answer_offers(sig: &mut Signal, peer: &mut RsPeer, limit: Duration) -> usize {
     let mut n = 0;
-    while let Some(ServerMessage::Offer { sdp }) =
+    while let Some(ServerMessage::Offer { sdp, offer_id }) =
         sig.wait_for(limit, |m| matches!(m, ServerMessage::Offer { .. })).await
     {
         let answer = peer.answer(sdp).await;
-        let r = sig.request(ClientMessage::Answer { sdp: answer }).await;
+        let r = sig.request(ClientMessage::Answer { sdp: answer, offer_id: Some(offer_id) }).await;
         assert!(matches!(r, ServerMessage::Ok { .. }), "{r:?}");
         n += 1;
     }
@@ -570,5 +570,93 @@ async fn one_session_takes_part_in_two_calls_one_after_the_other() {
         drop(peer);
         quic.close().await;
     }
+    ts.stop().await;
+}
+
+/// The BUNDLE group of an SDP (its mids), and whether the application (data channel) line is
+/// there and not rejected (port 0).
+fn bundle_and_channel(sdp: &str) -> (Vec<String>, bool) {
+    let bundle = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=group:BUNDLE"))
+        .map(|mids| mids.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let channel = sdp.lines().any(|l| l.starts_with("m=application ") && !l.starts_with("m=application 0 "));
+    (bundle, channel)
+}
+
+/// Server offers are numbered; one nobody answers is sent again (same ID and SDP); one the client
+/// rejects is withdrawn and its changes offered again with a new ID; answers and rejections of an
+/// offer that is not outstanding are refused; and an offer after every subscription has gone
+/// still has a media line in its BUNDLE group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_offers_are_resent_rejected_and_never_lose_their_bundle() {
+    let ts = TestServer::start(1).await;
+    let g = group();
+    let publisher = rs_publisher(&ts, &g, RsPeer::new().await, "video/VP8").await;
+    let video_track = publisher.tracks.iter().find(|t| t.1 == MediaKind::Video).expect("video").0;
+
+    let mut sig = ws_join(&ts, &g).await;
+    let r =
+        sig.request(ClientMessage::Subscribe { track_id: video_track, preferred_layer: None, max_height: None }).await;
+    let ServerMessage::Subscribed { subscription_id, .. } = r else { panic!("{r:?}") };
+    let is_offer = |m: &ServerMessage| matches!(m, ServerMessage::Offer { .. });
+
+    // Ignored: the same offer comes again after about 3 s.
+    let Some(ServerMessage::Offer { sdp: first, offer_id: first_id }) =
+        sig.wait_for(Duration::from_secs(5), is_offer).await
+    else {
+        panic!("an offer")
+    };
+    let ignored = std::time::Instant::now();
+    let Some(ServerMessage::Offer { sdp: again, offer_id: again_id }) =
+        sig.wait_for(Duration::from_secs(6), is_offer).await
+    else {
+        panic!("the offer is sent again when nobody answers it")
+    };
+    assert_eq!((again_id, again), (first_id, first), "the same offer ID and SDP");
+    assert!(ignored.elapsed() >= Duration::from_millis(2500), "resent after {:?}", ignored.elapsed());
+
+    // Rejected: withdrawn, offered again after a back-off with a new ID.
+    let r = sig.request(ClientMessage::RejectOffer { offer_id: first_id, reason: Some("testing".into()) }).await;
+    assert!(matches!(r, ServerMessage::Ok { .. }), "{r:?}");
+    let rejected = std::time::Instant::now();
+    let r = sig.request(ClientMessage::RejectOffer { offer_id: first_id, reason: None }).await;
+    assert!(matches!(r, ServerMessage::Error { code: ErrorCode::BadRequest, .. }), "a withdrawn offer: {r:?}");
+    let Some(ServerMessage::Offer { sdp, offer_id: second_id }) = sig.wait_for(Duration::from_secs(5), is_offer).await
+    else {
+        panic!("a new offer after the rejection")
+    };
+    assert!(second_id > first_id, "a new offer ID: {second_id} after {first_id}");
+    assert!(rejected.elapsed() >= Duration::from_millis(800), "offered again after {:?}", rejected.elapsed());
+    let mut peer = RsPeer::new().await;
+    let answer = peer.answer(sdp).await;
+    let r = sig.request(ClientMessage::Answer { sdp: answer.clone(), offer_id: Some(first_id) }).await;
+    assert!(
+        matches!(r, ServerMessage::Error { code: ErrorCode::BadRequest, .. }),
+        "an answer to the withdrawn offer: {r:?}"
+    );
+    let r = sig.request(ClientMessage::Answer { sdp: answer, offer_id: Some(second_id) }).await;
+    assert!(matches!(r, ServerMessage::Ok { .. }), "{r:?}");
+    assert!(peer.connected(Duration::from_secs(10)).await, "the subscriber connects");
+
+    // The last subscription goes: the offer that stops its line keeps the data channel's line.
+    let r = sig.request(ClientMessage::Unsubscribe { subscription_id }).await;
+    assert!(matches!(r, ServerMessage::Ok { .. }), "{r:?}");
+    let Some(ServerMessage::Offer { sdp, offer_id: third_id }) = sig.wait_for(Duration::from_secs(5), is_offer).await
+    else {
+        panic!("an offer stops the line")
+    };
+    let (bundle, channel) = bundle_and_channel(&sdp);
+    assert!(!bundle.is_empty() && channel, "a non-empty BUNDLE group with the data channel's line:\n{sdp}");
+    let answer = peer.answer(sdp).await;
+    let r = sig.request(ClientMessage::Answer { sdp: answer, offer_id: Some(third_id) }).await;
+    assert!(matches!(r, ServerMessage::Ok { .. }), "{r:?}");
+
+    for (result, least) in [("sent", 3.0), ("resent", 1.0), ("rejected", 1.0), ("answered", 2.0)] {
+        let n = ts.metric(&format!("switchboard_webrtc_offers_total{{result=\"{result}\"}}")).await;
+        assert!(n >= least, "{result}: {n}");
+    }
+    drop(publisher);
     ts.stop().await;
 }

@@ -46,7 +46,13 @@ export class Switchboard extends EventTarget {
     this.ws = null;
     this.pc = null;
     this.nextId = 1;
-    this.pending = new Map(); // request id -> {resolve, reject}
+    this.pending = new Map(); // request id -> {resolve, reject, type}
+    /** Our offer was sent and its answer has not arrived yet. */
+    this.offerAwaitingAnswer = false;
+    /** Offers we have sent (server offers received before the latest one are withdrawn). */
+    this.offersSent = 0;
+    /** The newest server offerId we answered on this peer connection. */
+    this.lastAnsweredOffer = 0;
     this.negotiating = Promise.resolve();
     /** The registration: {identity, expiresOn (unix seconds)} once registered. */
     this.registration = null;
@@ -93,6 +99,7 @@ export class Switchboard extends EventTarget {
         clearInterval(keepalive);
         for (const p of this.pending.values()) p.reject(new SwitchboardError("Disconnected", "signaling closed"));
         this.pending.clear();
+        this.offerAwaitingAnswer = false;
         if (this.ws === ws) this.ws = null;
         this.emit("disconnected", { code: e.code, reason: e.reason });
       };
@@ -124,13 +131,20 @@ export class Switchboard extends EventTarget {
       // Every request settles: with its answer, with an `error` carrying its id, or after
       // REQUEST_TIMEOUT_MS with a Timeout error (a lost answer never leaves a caller waiting).
       const timer = setTimeout(() => {
+        if (message.type === "offer") this.offerAwaitingAnswer = false;
         if (this.pending.delete(id)) reject(new SwitchboardError("Timeout", `no answer to ${message.type} within ${REQUEST_TIMEOUT_MS} ms`));
       }, REQUEST_TIMEOUT_MS);
       const settle = (fn) => (value) => {
         clearTimeout(timer);
         fn(value);
       };
-      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject) });
+      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject), type: message.type });
+      // Glare bookkeeping (docs/PROTOCOL.md): our offer awaits its answer from now on, and any
+      // server offer received but not answered yet is withdrawn by the server when ours arrives.
+      if (message.type === "offer") {
+        this.offerAwaitingAnswer = true;
+        this.offersSent++;
+      }
       if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard >", JSON.stringify({ ...message, id, sdp: message.sdp && `${message.sdp.length} bytes` }));
       this.ws.send(JSON.stringify({ ...message, id }));
     });
@@ -140,8 +154,10 @@ export class Switchboard extends EventTarget {
     // Set globalThis.SWITCHBOARD_DEBUG = true to see the signaling in the console.
     if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard <", JSON.stringify({ ...msg, sdp: msg.sdp && summarizeSdp(msg.sdp) }));
     if (msg.id !== undefined && msg.id !== null && this.pending.has(msg.id)) {
-      const { resolve, reject } = this.pending.get(msg.id);
+      const { resolve, reject, type } = this.pending.get(msg.id);
       this.pending.delete(msg.id);
+      // Our offer's answer (or refusal) has arrived: server offers from here on are new ones.
+      if (type === "offer") this.offerAwaitingAnswer = false;
       if (msg.type === "error") reject(new SwitchboardError(msg.code, msg.message));
       else resolve(msg);
       if (msg.type === "published") this.onPublished(msg);
@@ -201,9 +217,14 @@ export class Switchboard extends EventTarget {
       case "activeSpeakers":
         this.emit("activeSpeakers", msg.speakers);
         break;
-      case "offer":
-        this.enqueue(() => this.onServerOffer(msg.sdp));
+      case "offer": {
+        // Glare: an offer that arrives while ours awaits its answer crossed ours, and the server
+        // has withdrawn it (it offers again after answering ours).
+        if (this.offerAwaitingAnswer) break;
+        const epoch = this.offersSent;
+        this.enqueue(() => this.onServerOffer(msg.sdp, msg.offerId, epoch));
         break;
+      }
       case "incomingCall":
         this.emit("incomingCall", msg);
         break;
@@ -387,6 +408,8 @@ export class Switchboard extends EventTarget {
     // The server is ICE-lite and announces its own candidates; no STUN/TURN needed on loopback
     // or a LAN. Pass iceServers through the constructor option if clients sit behind NAT.
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: this.iceServers });
+    // Offer IDs count per peer connection.
+    this.lastAnsweredOffer = 0;
     pc.ontrack = (e) => {
       const stream = e.streams[0];
       if (globalThis.SWITCHBOARD_DEBUG) console.debug("switchboard track", e.transceiver.mid, e.track.kind, e.streams.map((s) => s.id).join(","));
@@ -418,16 +441,28 @@ export class Switchboard extends EventTarget {
     return next;
   }
 
-  async onServerOffer(sdp) {
-    // Glare: our own offer is outstanding. The server drops its offer when it gets ours and
-    // offers again afterwards, so this one can be ignored.
-    if (!this.pc || this.pc.signalingState === "have-local-offer") return;
+  /**
+   * Apply a server offer and answer it (docs/PROTOCOL.md, "Glare"). `epoch`: how many offers we
+   * had sent when it arrived; if we have sent one since, the server withdrew this offer.
+   */
+  async onServerOffer(sdp, offerId, epoch) {
     // The server offers only while this session is in the call the offer belongs to.
-    if (!this.inCall) return;
-    await this.pc.setRemoteDescription({ type: "offer", sdp });
-    const answer = await this.pc.createAnswer();
-    await this.pc.setLocalDescription(answer);
-    await this.request({ type: "answer", sdp: this.pc.localDescription.sdp });
+    if (!this.pc || !this.inCall) return;
+    if (this.offersSent !== epoch) return;
+    // A resend of an offer we answered already (the server resends an unanswered offer).
+    if (offerId !== undefined && offerId <= this.lastAnsweredOffer) return;
+    try {
+      await this.pc.setRemoteDescription({ type: "offer", sdp });
+      const answer = await this.pc.createAnswer();
+      await this.pc.setLocalDescription(answer);
+    } catch (e) {
+      // Refuse it explicitly, so the server withdraws it and offers again.
+      if (this.pc?.signalingState === "have-remote-offer") await this.pc.setLocalDescription({ type: "rollback" }).catch(() => {});
+      if (offerId !== undefined) await this.request({ type: "rejectOffer", offerId, reason: String(e?.message ?? e).slice(0, 200) }).catch(() => {});
+      throw e;
+    }
+    if (offerId !== undefined) this.lastAnsweredOffer = offerId;
+    await this.request({ type: "answer", sdp: this.pc.localDescription.sdp, offerId });
   }
 
   async negotiate() {

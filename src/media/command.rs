@@ -89,10 +89,19 @@ pub enum Command {
         sources: HashMap<String, TrackSource>,
         reply: oneshot::Sender<Result<OfferAccepted, String>>,
     },
-    /// The client's SDP answer to the server's last offer.
+    /// The client's SDP answer to the server's outstanding offer (`offer_id`: the one it
+    /// answers, when the client says).
     WebRtcAnswer {
         session: SessionId,
         sdp: String,
+        offer_id: Option<u64>,
+        /// The ID of the offer answered.
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    /// The client could not apply the server's offer `offer_id`: withdraw it, offer again later.
+    WebRtcRejectOffer {
+        session: SessionId,
+        offer_id: u64,
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// Reply once every command queued before it has been applied (a barrier).
@@ -120,6 +129,8 @@ pub struct OfferAccepted {
     pub media: Vec<OfferedMedia>,
     /// Sending media lines answered `inactive` because the session may not publish them.
     pub refused: Vec<String>,
+    /// The server offer this client offer crossed and withdrew (glare), if any.
+    pub withdrawn_offer: Option<u64>,
 }
 
 /// A media line the client sends.
@@ -215,9 +226,10 @@ pub enum SessionInput {
     Frame(Bytes),
     /// The layer forwarded on a subscription changed.
     LayerChanged { subscription: SubscriptionId, layer: u8 },
-    /// WebRTC: the worker's SDP offer (subscriptions or directions changed) for the peer of the
-    /// session's call in `room`; the client answers.
-    Offer { sdp: String, room: RoomId },
+    /// WebRTC: the worker's SDP offer `offer_id` (subscriptions or directions changed) for the
+    /// peer of the session's call in `room`; the client answers. An offer not answered in time is
+    /// sent again with the same ID.
+    Offer { sdp: String, room: RoomId, offer_id: u64 },
     /// The signaling frame was malformed or too large; the worker counted it.
     Malformed { reason: String },
     /// The connection is gone.

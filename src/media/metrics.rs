@@ -16,10 +16,14 @@ pub struct MediaMetrics {
     pub keyframe_requests: IntCounterVec,
     pub layer_switches: IntCounterVec,
     pub handoffs: prometheus::IntCounter,
+    /// `switchboard_quic_backlog_copies_total`.
+    pub backlog_copies: prometheus::IntCounter,
     pub forwarding_latency: Histogram,
     pub sessions: IntGaugeVec,
     /// `switchboard_quic_handshakes_total{result}`.
     pub quic_handshakes: IntCounterVec,
+    /// `switchboard_webrtc_offers_total{result}`.
+    pub offers: IntCounterVec,
     /// `switchboard_worker_command_waits_total{worker}`: state changes that waited for room in a
     /// full worker queue (delayed, not dropped).
     pub command_waits: IntCounterVec,
@@ -219,6 +223,15 @@ impl MediaMetrics {
                 registry.register(Box::new(c.clone())).expect("registered once");
                 c
             },
+            backlog_copies: {
+                let c = prometheus::IntCounter::new(
+                    "quic_backlog_copies_total",
+                    "Datagrams copied (instead of sliced from the egress arena) for QUIC connections with a send backlog (congested, or a client that stopped acknowledging)",
+                )
+                .expect("constant counter options are valid");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             forwarding_latency: latency,
             sessions,
             quic_handshakes: counter_vec(
@@ -227,8 +240,25 @@ impl MediaMetrics {
                 "New QUIC connections by result: accepted, retried (asked to validate its address first, under load), refused (worker full or stopping, or an invalid Retry token)",
                 &["result"],
             ),
+            offers: counter_vec(
+                registry,
+                "webrtc_offers_total",
+                "Server SDP offers by what happened: sent, resent (not answered in time), answered, rejected (by the client), voided (a client offer crossed it)",
+                &["result"],
+            ),
         }
     }
+}
+
+/// What happened to a server SDP offer (`switchboard_webrtc_offers_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum OfferEvent {
+    Sent,
+    Resent,
+    Answered,
+    Rejected,
+    Voided,
 }
 
 /// What became of a new QUIC connection (`switchboard_quic_handshakes_total{result}`).
@@ -306,6 +336,7 @@ pub struct WorkerCounters {
     pub switches_up: LocalIntCounter,
     pub switches_down: LocalIntCounter,
     pub handoffs: LocalIntCounter,
+    pub backlog_copies: LocalIntCounter,
     pub latency: LocalHistogram,
     /// `[accepted, retried, refused]`: rare enough to count straight into the registry.
     handshakes: [prometheus::IntCounter; 3],
@@ -339,6 +370,7 @@ impl WorkerCounters {
             switches_up: m.layer_switches.with_label_values(&["up"]).local(),
             switches_down: m.layer_switches.with_label_values(&["down"]).local(),
             handoffs: m.handoffs.local(),
+            backlog_copies: m.backlog_copies.local(),
             latency: m.forwarding_latency.local(),
             handshakes: ["accepted", "retried", "refused"].map(|r| m.quic_handshakes.with_label_values(&[r])),
         }
@@ -370,6 +402,7 @@ impl WorkerCounters {
             &mut self.switches_up,
             &mut self.switches_down,
             &mut self.handoffs,
+            &mut self.backlog_copies,
         ] {
             c.flush();
         }
@@ -381,6 +414,7 @@ impl WorkerCounters {
 pub struct RtcCounters {
     pub traffic: TrafficCounters,
     drops: Vec<LocalIntCounter>,
+    offers: [prometheus::IntCounter; 5],
 }
 
 /// WebRTC drop reasons, label values of `switchboard_media_drops_total{reason}`.
@@ -407,11 +441,16 @@ impl RtcCounters {
         Self {
             traffic: TrafficCounters::new(m, "webrtc"),
             drops: RTC_DROP_NAMES.iter().map(|r| m.drops.with_label_values(&[r]).local()).collect(),
+            offers: ["sent", "resent", "answered", "rejected", "voided"].map(|r| m.offers.with_label_values(&[r])),
         }
     }
 
     pub fn drop(&mut self, reason: RtcDrop) {
         self.drops[reason as usize].inc();
+    }
+
+    pub fn offer(&self, event: OfferEvent) {
+        self.offers[event as usize].inc();
     }
 
     pub fn flush(&mut self) {

@@ -92,6 +92,25 @@ pub struct Peer {
     pub queued: Vec<SdpChange>,
     /// Changes in the outstanding offer (re-queued if a client offer voids it).
     pub in_flight: Vec<SdpChange>,
+    /// The ID of the newest offer (numbered from 1 per peer); the outstanding one while
+    /// `pending` is set.
+    pub offer_id: u64,
+    /// The outstanding offer's SDP, sent again while it is not answered.
+    pub pending_sdp: Option<String>,
+    /// How often the outstanding offer has been sent.
+    pub offer_sends: u32,
+    /// Offers the client rejected in a row (the back-off before the next); an answer resets it.
+    pub offer_rejects: u32,
+    /// No new offer before this (set when the client rejects one).
+    pub offers_held_until: Option<Instant>,
+    /// When the offer timer fires: send the outstanding offer again, or make the next offer
+    /// once `offers_held_until` has passed.
+    pub offer_timer: Option<Instant>,
+    /// The server's data channel is negotiated (`true`) or in the outstanding offer. Its
+    /// `application` m-line is never stopped, so an offer never has an empty BUNDLE group (which
+    /// browsers reject) when every subscription has gone.
+    pub channel: bool,
+    pub channel_in_flight: bool,
     pub publish: HashMap<Mid, PublishBinding>,
     /// Incoming SSRC → its track, layer and telephone-event payload type, resolved once per SSRC.
     pub rx: HashMap<Ssrc, RxBinding>,
@@ -112,6 +131,18 @@ pub struct Peer {
 pub const LOSS_CAP_THRESHOLD: f32 = 0.05;
 /// How long a loss-based cap holds after its last confirmation.
 pub const LOSS_CAP_HOLD: Duration = Duration::from_secs(2);
+/// An offer not answered within this is sent again; each further resend waits twice as long,
+/// up to `OFFER_RETRY_MAX`.
+pub const OFFER_RESEND_AFTER: Duration = Duration::from_secs(3);
+/// After a rejected offer the next waits this long, doubling with each rejection in a row, up to
+/// `OFFER_RETRY_MAX`.
+pub const OFFER_REJECT_BACKOFF: Duration = Duration::from_secs(1);
+pub const OFFER_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// `base` doubled `n` times, at most `OFFER_RETRY_MAX`.
+pub fn offer_backoff(base: Duration, n: u32) -> Duration {
+    base.saturating_mul(1u32 << n.min(16)).min(OFFER_RETRY_MAX)
+}
 
 impl Peer {
     /// The estimate to allocate with: the delay-based one, capped by recent loss.
@@ -179,6 +210,14 @@ impl Peer {
             pending: None,
             queued: Vec::new(),
             in_flight: Vec::new(),
+            offer_id: 0,
+            pending_sdp: None,
+            offer_sends: 0,
+            offer_rejects: 0,
+            offers_held_until: None,
+            offer_timer: None,
+            channel: false,
+            channel_in_flight: false,
             publish: HashMap::new(),
             rx: HashMap::new(),
             tx: HashMap::new(),

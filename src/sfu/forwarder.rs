@@ -77,6 +77,11 @@ impl<S> Subscription<S> {
         self.rewriter.layer()
     }
 
+    /// The subscriber's layer wish (the default for audio).
+    pub fn wish(&self) -> LayerWish {
+        self.selector.as_ref().map(SimulcastSelector::wish).unwrap_or_default()
+    }
+
     pub fn target_layer(&self) -> Option<u8> {
         self.selector.as_ref().and_then(SimulcastSelector::target)
     }

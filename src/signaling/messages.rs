@@ -136,6 +136,18 @@ pub enum ClientMessage {
     /// WebRTC: the client's answer to a server `offer` (sent when subscriptions change).
     Answer {
         sdp: String,
+        /// The `offerId` of the offer it answers; an answer to an offer that is no longer
+        /// outstanding is refused. Optional: without it, the answer is for the outstanding offer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offer_id: Option<u64>,
+    },
+    /// WebRTC: the client could not apply server offer `offerId` (its `setRemoteDescription`
+    /// failed). The server withdraws it and offers its changes again after a back-off.
+    RejectOffer {
+        offer_id: u64,
+        /// Why, for the server's log (at most 256 bytes are kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// WebRTC: a trickled ICE candidate. The server is ICE-lite and learns the client's address
     /// from its connectivity checks, so candidates are accepted and not needed.
@@ -291,9 +303,12 @@ pub enum ServerMessage {
         id: Option<u64>,
         sdp: String,
     },
-    /// WebRTC: a server offer (subscriptions changed); the client replies with `answer`.
+    /// WebRTC: a server offer (subscriptions changed); the client replies with `answer` (or
+    /// `rejectOffer`) naming its `offerId`. An offer not answered in time is sent again, with the
+    /// same `offerId` and SDP.
     Offer {
         sdp: String,
+        offer_id: u64,
     },
     /// Generic success for requests without a specific answer.
     Ok {

@@ -248,6 +248,11 @@ impl SessionHandler {
             .map_err(|_| unavailable())?
             .map_err(|e| (ErrorCode::BadRequest, e))?;
         // The answer responds to the offer; refusals and the tracks it published follow as events.
+        // An offer this one withdrew may still be on its way here: it is dropped, not sent after
+        // the answer (where a client following the glare rule would apply it).
+        if let Some(withdrawn) = accepted.withdrawn_offer {
+            self.settled_offer = self.settled_offer.max(withdrawn);
+        }
         self.send(ServerMessage::Answer { id, sdp: accepted.answer });
         for mid in accepted.refused {
             self.send(ServerMessage::error(
@@ -304,23 +309,52 @@ impl SessionHandler {
     }
 
     /// The worker's offer for the peer of a call: passed on while this session is in that call.
-    pub fn on_worker_offer(&mut self, sdp: String, room: RoomId) {
-        if self.joined.as_ref().is_some_and(|j| j.room.id == room) {
-            self.send(ServerMessage::Offer { sdp });
+    pub fn on_worker_offer(&mut self, sdp: String, room: RoomId, offer_id: u64) {
+        if self.joined.as_ref().is_some_and(|j| j.room.id == room) && offer_id > self.settled_offer {
+            self.send(ServerMessage::Offer { sdp, offer_id });
         }
     }
 
     /// A WebRTC answer to the server's offer.
-    pub(super) async fn answer(&mut self, id: Option<u64>, sdp: String) -> Result<ServerMessage, Failure> {
+    pub(super) async fn answer(
+        &mut self,
+        id: Option<u64>,
+        sdp: String,
+        offer_id: Option<u64>,
+    ) -> Result<ServerMessage, Failure> {
         if self.transport != Transport::WebRtc {
             return Err((ErrorCode::BadRequest, "SDP answers are for WebRTC sessions".into()));
         }
         let session = self.session;
-        self.ctx.workers[self.worker]
-            .request(|reply| Command::WebRtcAnswer { session, sdp, reply })
+        let answered = self.ctx.workers[self.worker]
+            .request(|reply| Command::WebRtcAnswer { session, sdp, offer_id, reply })
             .await
             .map_err(|_| unavailable())?
             .map_err(|e| (ErrorCode::BadRequest, e))?;
+        self.settled_offer = self.settled_offer.max(answered);
+        Ok(ServerMessage::Ok { id })
+    }
+
+    /// The client could not apply a server offer.
+    pub(super) async fn reject_offer(
+        &mut self,
+        id: Option<u64>,
+        offer_id: u64,
+        reason: Option<String>,
+    ) -> Result<ServerMessage, Failure> {
+        if self.transport != Transport::WebRtc {
+            return Err((ErrorCode::BadRequest, "offers are for WebRTC sessions".into()));
+        }
+        let reason = reason.unwrap_or_default();
+        let reason = &reason[..reason.floor_char_boundary(256)];
+        tracing::info!(session = ?self.session, offer_id, reason, "the client rejected an offer");
+        let session = self.session;
+        self.ctx.workers[self.worker]
+            .request(|reply| Command::WebRtcRejectOffer { session, offer_id, reply })
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|e| (ErrorCode::BadRequest, e))?;
+        self.settled_offer = self.settled_offer.max(offer_id);
         Ok(ServerMessage::Ok { id })
     }
 }

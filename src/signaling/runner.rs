@@ -119,7 +119,7 @@ async fn run_until_closed<C: Carrier>(
                         handler.send(ServerMessage::LayerChanged { subscription_id: subscription.0, layer });
                     }
                 }
-                Incoming::Worker(SessionInput::Offer { sdp, room }) => handler.on_worker_offer(sdp, room),
+                Incoming::Worker(SessionInput::Offer { sdp, room, offer_id }) => handler.on_worker_offer(sdp, room, offer_id),
                 Incoming::Worker(SessionInput::Malformed { reason }) => {
                     ctx.messages.with_label_values(&["malformed"]).inc();
                     handler.send(ServerMessage::error(None, ErrorCode::MessageTooLarge, reason));

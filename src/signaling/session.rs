@@ -129,6 +129,10 @@ pub struct SessionHandler {
     /// The current room's events.
     pub(super) room_events: Option<MemberEvents>,
     close: Option<CloseRequest>,
+    /// The newest server offer that is answered, rejected or withdrawn: a copy of it (or of an
+    /// older one) still on its way from the worker is not passed on. Offer IDs grow across the
+    /// session's calls.
+    pub(super) settled_offer: u64,
 }
 
 impl SessionHandler {
@@ -157,6 +161,7 @@ impl SessionHandler {
             notices_tx,
             room_events: None,
             close: None,
+            settled_offer: 0,
         }
     }
 
@@ -266,7 +271,8 @@ impl SessionHandler {
                 self.offer(id, sdp, sources).await?;
                 return Ok(());
             }
-            ClientMessage::Answer { sdp } => self.answer(id, sdp).await?,
+            ClientMessage::Answer { sdp, offer_id } => self.answer(id, sdp, offer_id).await?,
+            ClientMessage::RejectOffer { offer_id, reason } => self.reject_offer(id, offer_id, reason).await?,
             ClientMessage::Candidate { .. } => ServerMessage::Ok { id },
         };
         let entered = matches!(&reply, ServerMessage::Joined { state, .. } if *state != CallState::InLobby);

@@ -5,11 +5,18 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { spawn } from "node:child_process";
 import { join, dirname } from "node:path";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { startServer, launchBrowser, joinDemo, subscriptionStats, waitUntil, switchboardBin } from "./harness.mjs";
+
+// SWITCHBOARD_FUZZ_CAPTURE=dir: also write some of the recorded packets, and the browser's SDP
+// offer, to dir as fuzzing seeds (fuzz/README.md).
+const captureDir = process.env.SWITCHBOARD_FUZZ_CAPTURE;
 
 function quicPeer(server, token, group) {
   const bin = join(dirname(switchboardBin()), "examples", "quic_peer");
-  const child = spawn(bin, ["--quic", server.quic, "--ca", server.ca, "--token", token, "--group", group, "--record-seconds", "4"], {
+  const args = ["--quic", server.quic, "--ca", server.ca, "--token", token, "--group", group, "--record-seconds", "4"];
+  if (captureDir) args.push("--capture-dir", captureDir);
+  const child = spawn(bin, args, {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const events = [];
@@ -40,6 +47,17 @@ test("a QUIC client and a browser exchange real VP8 and Opus", async () => {
     assert.ok(recorded.keyframes >= 1, "a keyframe arrived over QUIC");
     assert.equal(recorded.width, 320, "the low layer (320x180) was requested");
     assert.ok(recorded.audioPackets > 50, `audio packets over QUIC: ${recorded.audioPackets}`);
+    if (captureDir) {
+      const offer = await page.evaluate(() => {
+        const d = window.demo.sb?.pc?.localDescription;
+        return d?.type === "offer" ? d.sdp : null;
+      });
+      assert.ok(offer, "the browser's last local description is an offer");
+      mkdirSync(join(captureDir, "sdp_offer"), { recursive: true });
+      // The sdp_offer target's first byte says which media lines may send.
+      writeFileSync(join(captureDir, "sdp_offer", "chromium_allow_all"), Buffer.concat([Buffer.from([0xff]), Buffer.from(offer)]));
+      writeFileSync(join(captureDir, "sdp_offer", "chromium_refuse_some"), Buffer.concat([Buffer.from([0x05]), Buffer.from(offer)]));
+    }
     await waitUntil(() => peer.events.find((e) => e.event === "publishing"), 10_000, "the QUIC client publishing");
     // The browser decodes the QUIC client's VP8 and Opus.
     const quicParticipant = peer.events.find((e) => e.event === "joined").participantId;

@@ -68,6 +68,8 @@ impl Sink {
 enum Timer {
     Quic(usize),
     Rtc(usize),
+    /// A peer's offer timer (`Peer::offer_timer`).
+    Offer(usize),
 }
 
 /// Where a published layer's packets come from.
@@ -142,7 +144,12 @@ impl Outputs {
             return;
         }
         let live = self.conns.iter().flatten().filter(|c| c.timeout.is_some()).count()
-            + self.peers.iter().flatten().filter(|p| p.timeout.is_some()).count();
+            + self
+                .peers
+                .iter()
+                .flatten()
+                .map(|p| usize::from(p.timeout.is_some()) + usize::from(p.offer_timer.is_some()))
+                .sum::<usize>();
         if self.timers.len() <= 4 * live + 256 {
             return;
         }
@@ -153,6 +160,7 @@ impl Outputs {
             .filter(|Reverse((at, key))| match *key {
                 Timer::Quic(i) => conns.get(i).and_then(Option::as_ref).is_some_and(|c| c.timeout == Some(*at)),
                 Timer::Rtc(i) => peers.get(i).and_then(Option::as_ref).is_some_and(|p| p.timeout == Some(*at)),
+                Timer::Offer(i) => peers.get(i).and_then(Option::as_ref).is_some_and(|p| p.offer_timer == Some(*at)),
             })
             .collect();
         let mut heap = BinaryHeap::from(live);
@@ -238,6 +246,8 @@ pub struct Worker {
     last_audio: Instant,
     last_report: Instant,
     stopping: bool,
+    /// The newest server SDP offer ID handed out (`Peer::offer_id`).
+    next_offer_id: u64,
 }
 
 /// A WebSocket session on this worker (its peer exists once media is negotiated).
@@ -309,6 +319,7 @@ impl Worker {
             last_audio: now,
             last_report: now,
             stopping: false,
+            next_offer_id: 0,
         })
     }
 
@@ -371,6 +382,7 @@ impl Worker {
             match key {
                 Timer::Quic(idx) => self.quic_timeout(idx, at, now),
                 Timer::Rtc(idx) => self.rtc_timeout(idx, at, now),
+                Timer::Offer(idx) => self.offer_timeout(idx, at, now),
             }
         }
     }
@@ -485,6 +497,10 @@ impl Worker {
             Command::SetWish { track, subscription, wish } => {
                 if let Some(t) = self.tracks.get_mut(&track) {
                     t.forwarder.set_wish(subscription.0, wish);
+                    // Still waiting for its m-line: the wish applies once it is forwarded.
+                    for p in t.pending.iter_mut().filter(|p| p.subscription == subscription) {
+                        p.wish = wish;
+                    }
                 }
             }
             Command::WebRtcOpen { session, inbox, reply } => {
@@ -500,9 +516,12 @@ impl Worker {
                 let result = self.accept_offer(session, &sdp, &sources, now);
                 let _ = reply.send(result);
             }
-            Command::WebRtcAnswer { session, sdp, reply } => {
-                let result = self.accept_answer(session, &sdp, now);
+            Command::WebRtcAnswer { session, sdp, offer_id, reply } => {
+                let result = self.accept_answer(session, &sdp, offer_id, now);
                 let _ = reply.send(result);
+            }
+            Command::WebRtcRejectOffer { session, offer_id, reply } => {
+                let _ = reply.send(self.reject_offer(session, offer_id, now));
             }
             Command::Shutdown => {}
         }
@@ -759,13 +778,7 @@ impl Worker {
 /// A subscription moved into a new forwarder (when a track's publish arrives after a local
 /// subscriber attached): same sink and SSRC, fresh rewriter.
 fn respawn(s: &crate::sfu::forwarder::Subscription<Sink>) -> SubscriptionSpec<Sink> {
-    SubscriptionSpec {
-        id: s.id,
-        sink: s.sink,
-        out_ssrc: s.out_ssrc,
-        initial: random_start(),
-        wish: crate::sfu::simulcast::LayerWish::default(),
-    }
+    SubscriptionSpec { id: s.id, sink: s.sink, out_ssrc: s.out_ssrc, initial: random_start(), wish: s.wish() }
 }
 
 /// The announced candidate that packets arriving at `bound` were sent to: `bound` itself when it

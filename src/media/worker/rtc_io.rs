@@ -9,10 +9,10 @@
 use super::{Outputs, PendingSub, Sink, Timer, Worker};
 use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
 use crate::media::ids::{SessionId, SubscriptionId, TrackId};
-use crate::media::metrics::RtcDrop;
+use crate::media::metrics::{OfferEvent, RtcDrop};
 use crate::media::webrtc::{
-    ExtendedSeq, Peer, RxBinding, SdpChange, TxBinding, candidates_in_every_section, from_rtc_codec, restrict_offer,
-    sdp_mids,
+    ExtendedSeq, OFFER_REJECT_BACKOFF, OFFER_RESEND_AFTER, Peer, RxBinding, SdpChange, TxBinding,
+    candidates_in_every_section, from_rtc_codec, offer_backoff, restrict_offer, sdp_mids,
 };
 use crate::rooms::TrackSource;
 use crate::rtp::stun;
@@ -261,18 +261,9 @@ impl Worker {
         let offer = SdpOffer::from_sdp_string(&sdp)
             .map_err(|e| crate::media::webrtc::describe_sdp_error("invalid SDP offer", &e, &sdp))?;
         // Our own outstanding offer is void now (glare); its changes are offered again later.
-        if peer.pending.take().is_some() {
-            let mut again = std::mem::take(&mut peer.in_flight);
-            for change in &again {
-                if let SdpChange::Add(sub) = change
-                    && let Some(b) = peer.tx.get_mut(sub)
-                    && let Some(mid) = b.mid.take()
-                {
-                    peer.by_mid.remove(&mid);
-                }
-            }
-            again.append(&mut peer.queued);
-            peer.queued = again;
+        let withdrawn_offer = void_pending(peer).then_some(peer.offer_id);
+        if withdrawn_offer.is_some() {
+            self.out.rtc_counters.offer(OfferEvent::Voided);
         }
         let answer = peer
             .rtc
@@ -306,7 +297,7 @@ impl Worker {
         drive(&mut self.out, idx, now);
         self.bind_negotiated(idx, now);
         self.renegotiate(idx, now);
-        Ok(OfferAccepted { answer, media, refused })
+        Ok(OfferAccepted { answer, media, refused, withdrawn_offer })
     }
 
     /// Make one of a peer's sending m-lines inactive with the next offer (its track was taken
@@ -318,14 +309,34 @@ impl Worker {
         self.renegotiate(idx, now);
     }
 
-    /// Accept the client's answer to our offer.
-    pub(super) fn accept_answer(&mut self, session: SessionId, sdp: &str, now: Instant) -> Result<(), String> {
+    /// Accept the client's answer to our offer (`offer_id`, when the client names it).
+    pub(super) fn accept_answer(
+        &mut self,
+        session: SessionId,
+        sdp: &str,
+        offer_id: Option<u64>,
+        now: Instant,
+    ) -> Result<u64, String> {
         let answer = SdpAnswer::from_sdp_string(sdp)
             .map_err(|e| crate::media::webrtc::describe_sdp_error("invalid SDP answer", &e, sdp))?;
         let idx = self.rtc_sessions.get(&session).and_then(|s| s.peer).ok_or("no media session")?;
         let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
+        if peer.pending.is_none() || offer_id.is_some_and(|id| id != peer.offer_id) {
+            return Err(match offer_id {
+                Some(id) => {
+                    format!("offer {id} is not outstanding (answered, or withdrawn by a crossing client offer)")
+                }
+                None => "no offer is outstanding".to_owned(),
+            });
+        }
         let pending = peer.pending.take().ok_or("no offer is outstanding")?;
         peer.in_flight.clear();
+        peer.pending_sdp = None;
+        peer.offer_timer = None;
+        peer.offer_rejects = 0;
+        peer.channel |= std::mem::take(&mut peer.channel_in_flight);
+        let answered = peer.offer_id;
+        self.out.rtc_counters.offer(OfferEvent::Answered);
         peer.rtc
             .sdp_api()
             .accept_answer(pending, answer)
@@ -333,7 +344,7 @@ impl Worker {
         drive(&mut self.out, idx, now);
         self.bind_negotiated(idx, now);
         self.renegotiate(idx, now);
-        Ok(())
+        Ok(answered)
     }
 
     /// Queue a send m-line for a subscription; it is offered as soon as no offer is outstanding.
@@ -377,12 +388,19 @@ impl Worker {
         if peer.pending.is_some() || peer.queued.is_empty() {
             return;
         }
+        if peer.offers_held_until.is_some_and(|until| now < until) {
+            return; // the offer timer offers once the back-off after a rejection has passed
+        }
         // A peer belongs to the call its session is admitted to; the room tells the session
         // which call an offer is for (an offer of a call it left is dropped there). Without an
         // admission the session is leaving: nothing to offer.
         let Some(room) = self.admissions.get(peer.session).map(|a| a.room) else { return };
         let changes = std::mem::take(&mut peer.queued);
         let mut api = peer.rtc.sdp_api();
+        if !peer.channel && !peer.channel_in_flight {
+            api.add_channel("switchboard".to_owned());
+            peer.channel_in_flight = true;
+        }
         let mut added = Vec::new();
         for change in &changes {
             match change {
@@ -408,13 +426,64 @@ impl Worker {
                 peer.by_mid.insert(mid, sub);
             }
         }
-        let Some((offer, pending)) = applied else { return };
+        let Some((offer, pending)) = applied else {
+            peer.channel_in_flight = false;
+            return;
+        };
         peer.pending = Some(pending);
         peer.in_flight = changes;
-        let session = peer.session;
-        drive(&mut self.out, idx, now);
         let sdp = candidates_in_every_section(&offer.to_sdp_string());
-        self.notify(session, SessionInput::Offer { sdp, room });
+        // IDs grow across the session's calls (its peers are all on this worker), so the session
+        // can tell a late copy of a settled offer from a new one.
+        self.next_offer_id += 1;
+        peer.offer_id = self.next_offer_id;
+        peer.pending_sdp = Some(sdp.clone());
+        peer.offer_sends = 1;
+        peer.offers_held_until = None;
+        let (session, offer_id) = (peer.session, peer.offer_id);
+        arm_offer_timer(&mut self.out, idx, now + OFFER_RESEND_AFTER);
+        self.out.rtc_counters.offer(OfferEvent::Sent);
+        drive(&mut self.out, idx, now);
+        self.notify(session, SessionInput::Offer { sdp, room, offer_id });
+    }
+
+    /// The client could not apply offer `offer_id`: withdraw it (its changes wait for the next
+    /// offer) and offer again after a back-off, longer with each rejection in a row.
+    pub(super) fn reject_offer(&mut self, session: SessionId, offer_id: u64, now: Instant) -> Result<(), String> {
+        let idx = self.rtc_sessions.get(&session).and_then(|s| s.peer).ok_or("no media session")?;
+        let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
+        if peer.pending.is_none() || offer_id != peer.offer_id {
+            return Err(format!("offer {offer_id} is not outstanding"));
+        }
+        void_pending(peer);
+        let hold = offer_backoff(OFFER_REJECT_BACKOFF, peer.offer_rejects);
+        peer.offer_rejects = peer.offer_rejects.saturating_add(1);
+        peer.offers_held_until = Some(now + hold);
+        arm_offer_timer(&mut self.out, idx, now + hold);
+        self.out.rtc_counters.offer(OfferEvent::Rejected);
+        Ok(())
+    }
+
+    /// A peer's offer timer: send the outstanding offer again (it was not answered in time), or
+    /// make the offer a rejection held back.
+    pub(super) fn offer_timeout(&mut self, idx: usize, at: Instant, now: Instant) {
+        let Some(peer) = self.out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+        if peer.offer_timer != Some(at) {
+            return;
+        }
+        peer.offer_timer = None;
+        let Some(sdp) = peer.pending_sdp.clone() else {
+            peer.offers_held_until = None;
+            self.renegotiate(idx, now);
+            return;
+        };
+        let Some(room) = self.admissions.get(peer.session).map(|a| a.room) else { return };
+        let (session, offer_id) = (peer.session, peer.offer_id);
+        let wait = offer_backoff(OFFER_RESEND_AFTER, peer.offer_sends);
+        peer.offer_sends = peer.offer_sends.saturating_add(1);
+        arm_offer_timer(&mut self.out, idx, now + wait);
+        self.out.rtc_counters.offer(OfferEvent::Resent);
+        self.notify(session, SessionInput::Offer { sdp, room, offer_id });
     }
 
     /// After a negotiation: learn the send streams of newly negotiated subscriptions and start
@@ -515,6 +584,36 @@ impl Worker {
             self.remove_published_by(track, peer.session);
         }
     }
+}
+
+/// Withdraw a peer's outstanding offer, if it has one: its changes go back in front of the
+/// queued ones (a subscription's m-line gets a new mid when offered again). Whether there was one.
+fn void_pending(peer: &mut Peer) -> bool {
+    if peer.pending.take().is_none() {
+        return false;
+    }
+    peer.pending_sdp = None;
+    peer.offer_timer = None;
+    peer.channel_in_flight = false;
+    let mut again = std::mem::take(&mut peer.in_flight);
+    for change in &again {
+        if let SdpChange::Add(sub) = change
+            && let Some(b) = peer.tx.get_mut(sub)
+            && let Some(mid) = b.mid.take()
+        {
+            peer.by_mid.remove(&mid);
+        }
+    }
+    again.append(&mut peer.queued);
+    peer.queued = again;
+    true
+}
+
+/// Arm a peer's offer timer for `at` (replacing an earlier setting; its heap entry goes stale).
+fn arm_offer_timer(out: &mut Outputs, idx: usize, at: Instant) {
+    let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+    peer.offer_timer = Some(at);
+    out.timers.push(Reverse((at, Timer::Offer(idx))));
 }
 
 /// Drain a peer's output: send transmits, queue events, schedule its next timeout.
