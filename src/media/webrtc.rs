@@ -395,7 +395,14 @@ pub fn candidates_in_every_section(sdp: &str) -> String {
         for line in section.iter() {
             out.push_str(line);
             if is_media && !has && in_bundle && line.starts_with("c=") {
-                candidates.iter().for_each(|c| out.push_str(c));
+                for c in &candidates {
+                    out.push_str(c);
+                    // The SDP's last line may have no line break: the copy needs one, or it
+                    // would swallow the line after it.
+                    if !c.ends_with('\n') {
+                        out.push_str("\r\n");
+                    }
+                }
             }
         }
         section.clear();
@@ -524,6 +531,19 @@ mod tests {
         assert!(out.contains("c=IN IP4 0.0.0.0\r\na=candidate:1 1 udp 1 127.0.0.1 5 typ host\r\na=mid:1"));
         assert_eq!(candidates_in_every_section(&out), out, "idempotent");
         assert_eq!(sdp_mids(&out), sdp_mids(sdp));
+    }
+
+    /// Found by the `sdp_offer` fuzz target: a candidate on the SDP's last line, without a line
+    /// break, was copied in front of the next section's line and swallowed its `a=mid:`.
+    #[test]
+    fn a_candidate_on_the_last_line_is_copied_with_a_line_break() {
+        let sdp = "v=0\r\na=group:BUNDLE 0 1\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n\
+                   a=candidate:1 1 udp 1 127.0.0.1 5 typ host";
+        let out = candidates_in_every_section(sdp);
+        assert_eq!(sdp_mids(&out), sdp_mids(sdp), "no media line lost: {out:?}");
+        assert!(out.contains("a=candidate:1 1 udp 1 127.0.0.1 5 typ host\r\na=mid:0"));
     }
 
     #[test]
