@@ -660,3 +660,51 @@ async fn server_offers_are_resent_rejected_and_never_lose_their_bundle() {
     drop(publisher);
     ts.stop().await;
 }
+
+/// A phone's video orientation (CVO) reaches WebRTC subscribers, so its picture is shown upright
+/// (issue 10, item 17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_orientation_reaches_webrtc_subscribers() {
+    use common::webrtc::{CVO_URI, extension_value, extmap_id};
+    use webrtc::media_stream::track_local::TrackLocal as _;
+    let ts = TestServer::start(1).await;
+    let g = group();
+    let publisher = rs_publisher(&ts, &g, RsPeer::with_video_orientation().await, "video/VP8").await;
+    let pub_id = extmap_id(&publisher.answer_sdp, CVO_URI).expect("the server's answer takes CVO");
+    let video_track = publisher.tracks.iter().find(|t| t.1 == MediaKind::Video).expect("video").0;
+
+    let mut sig = ws_join(&ts, &g).await;
+    let r =
+        sig.request(ClientMessage::Subscribe { track_id: video_track, preferred_layer: None, max_height: None }).await;
+    assert!(matches!(r, ServerMessage::Subscribed { .. }), "{r:?}");
+    let Some(ServerMessage::Offer { sdp, offer_id }) =
+        sig.wait_for(Duration::from_secs(5), |m| matches!(m, ServerMessage::Offer { .. })).await
+    else {
+        panic!("an offer")
+    };
+    let sub_id = extmap_id(&sdp, CVO_URI).expect("the server offers CVO");
+    let mut subscriber = RsPeer::with_video_orientation().await;
+    let answer = subscriber.answer(sdp).await;
+    let r = sig.request(ClientMessage::Answer { sdp: answer, offer_id: Some(offer_id) }).await;
+    assert!(matches!(r, ServerMessage::Ok { .. }), "{r:?}");
+    assert!(subscriber.connected(Duration::from_secs(10)).await, "subscriber connects");
+
+    // A phone turned 90°: CVO rotation 3 on the last packet of every frame.
+    let mut vgen = SyntheticVideo::new(0x1111, &[(640, 360, 400_000)]);
+    for i in 0..60u32 {
+        for p in vgen.frame(0, i % 15 == 0, now_us()) {
+            let mut buf = bytes::BytesMut::from(&p[..]);
+            let mut packet = <rtc::rtp::Packet as rtc::shared::marshal::Unmarshal>::unmarshal(&mut buf).expect("RTP");
+            if packet.header.marker {
+                packet.header.set_extension(pub_id, bytes::Bytes::from_static(&[3])).expect("extension");
+            }
+            publisher.video.write_rtp(packet).await.expect("write");
+        }
+        tokio::time::sleep(Duration::from_millis(33)).await;
+    }
+    let got = drain(&mut subscriber, Duration::from_secs(1)).await;
+    let packets = got.get(&format!("t{video_track}")).map(Vec::as_slice).unwrap_or_default();
+    let rotated = packets.iter().filter(|p| extension_value(p, sub_id).is_some_and(|v| v.first() == Some(&3))).count();
+    assert!(packets.len() > 60, "video arrives: {} packets", packets.len());
+    assert!(rotated >= 30, "frames carry their rotation: {rotated} of {} packets", packets.len());
+}

@@ -68,6 +68,10 @@ pub struct MediaPacket {
     pub keyframe_start: bool,
     /// RFC 6464 level in -dBov, when the extension is present.
     pub audio_level: Option<u8>,
+    /// Coordination of video orientation (CVO, 3GPP TS 26.114): the rotation a WebRTC publisher
+    /// (a phone held upright) sent with this packet, 0..=3 as in the extension. Forwarded to
+    /// WebRTC subscribers so the picture is shown upright.
+    pub video_orientation: Option<u8>,
     pub received_at: Instant,
     /// The payload as a shared slice, for transports that take one (WebRTC via str0m). Made
     /// at most once per packet per worker, and only when a WebRTC subscriber needs it.
@@ -99,6 +103,7 @@ impl MediaPacket {
             vp8,
             keyframe_start,
             audio_level,
+            video_orientation: None,
             received_at: now,
             shared_payload: None,
             data,

@@ -223,6 +223,22 @@ impl RsPeer {
         Self::with_engine(media_engine).await
     }
 
+    /// A peer with the default codecs that also negotiates the video orientation (CVO) header
+    /// extension, as phone browsers do.
+    pub async fn with_video_orientation() -> RsPeer {
+        use rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability;
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs().expect("codecs");
+        media_engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: CVO_URI.to_owned() },
+                RtpCodecKind::Video,
+                None,
+            )
+            .expect("CVO");
+        Self::with_engine(media_engine).await
+    }
+
     /// A peer whose only video codec is H.264 (packetization mode 1, constrained baseline).
     pub async fn h264_only() -> RsPeer {
         use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
@@ -335,6 +351,25 @@ impl RsPeer {
             }
         }
     }
+}
+
+/// The video orientation (CVO) header extension's URI.
+pub const CVO_URI: &str = "urn:3gpp:video-orientation";
+
+/// The ID an SDP gives header extension `uri` (its `a=extmap:` line), in the first section
+/// that has one.
+pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let rest = l.strip_prefix("a=extmap:")?;
+        let (id, name) = rest.split_once(' ')?;
+        (name.trim() == uri).then(|| id.split('/').next()?.parse().ok()).flatten()
+    })
+}
+
+/// The value of header extension `id` in an RTP packet, if it carries it.
+pub fn extension_value(packet: &[u8], id: u8) -> Option<Vec<u8>> {
+    let h = switchboard::rtp::RtpHeader::parse(packet).ok()?;
+    h.extension_value(packet, id).map(<[u8]>::to_vec)
 }
 
 /// Write raw RTP bytes to a webrtc-rs track.

@@ -209,6 +209,7 @@ impl Worker {
         match MediaPacket::parse(data, codec, ext_id.or(Some(1)), now) {
             Ok(mut media) => {
                 media.shared_payload = Some(pkt.payload.clone());
+                media.video_orientation = pkt.header.ext_vals.video_orientation.map(|o| o as u8);
                 self.ingest(track, layer, media, now);
             }
             Err(_) => self.out.rtc_counters.drop(RtcDrop::RejectedInput),
@@ -684,10 +685,11 @@ pub(super) fn write_rtp(
     let mut write = RtpWrite::new(pt, seq, rw.timestamp, now, payload.clone())
         .marker(pkt.marker)
         .nackable(b.codec.kind() == MediaKind::Video);
-    if let Some(level) = pkt.audio_level {
+    if pkt.audio_level.is_some() || pkt.video_orientation.is_some() {
         let ext = ExtensionValues {
-            audio_level: Some(-(level.min(127) as i8)),
-            voice_activity: Some(level < 70),
+            audio_level: pkt.audio_level.map(|level| -(level.min(127) as i8)),
+            voice_activity: pkt.audio_level.map(|level| level < 70),
+            video_orientation: pkt.video_orientation.map(str0m::rtp::VideoOrientation::from),
             ..Default::default()
         };
         write = write.ext_vals(ext);
