@@ -325,7 +325,6 @@ impl Worker {
                 lost_packets: stats.path.lost_packets,
                 congestion_events: stats.path.congestion_events,
                 rtt: stats.path.rtt,
-                min_rtt: c.conn.rtt().min(stats.path.rtt),
             };
             let estimate = c.bwe.update(now, sample);
             let estimate = match (estimate, c.estimate_bps) {
