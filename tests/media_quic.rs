@@ -525,7 +525,7 @@ async fn a_late_joiner_learns_who_is_speaking() {
 
 /// A dropped client closes its connection: the others see it leave at once. A client that
 /// vanishes (its network goes silent) is noticed only at the server's idle timeout, and then
-/// leaves the same way.
+/// leaves the same way; meanwhile media for it stops being queued after 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_client_leaves_at_once_and_a_vanished_one_at_the_idle_timeout() {
     let idle = Duration::from_secs(8);
@@ -565,6 +565,9 @@ async fn a_dropped_client_leaves_at_once_and_a_vanished_one_at_the_idle_timeout(
         ts.metric("switchboard_quic_backlog_copies_total").await > 0.0,
         "the vanished subscriber's backlog is copied"
     );
+    // Two seconds after it was last heard, media for it is dropped instead of queued.
+    let unresponsive = "switchboard_media_drops_total{reason=\"subscriber_unresponsive\"}";
+    assert!(ts.metric(unresponsive).await > 0.0, "no more media is queued for a subscriber not heard for 2 s");
     assert!(
         common::media::wait_signal(&mut observer, Duration::from_millis(100), left).await.is_none(),
         "nothing tells the server that a vanished client is gone before the idle timeout"

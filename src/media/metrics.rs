@@ -106,9 +106,12 @@ pub enum Drop {
     /// A datagram on the QUIC port that no connection took and that started none (junk, a
     /// packet too short or malformed to parse, or one for a connection long gone).
     QuicUnroutable,
+    /// Media for a QUIC subscriber the server has heard nothing from (not even an ACK) for
+    /// `UNRESPONSIVE_AFTER`: its path is down or it vanished; its queue is not grown for it.
+    SubscriberUnresponsive,
 }
 
-const DROP_NAMES: [&str; 15] = [
+const DROP_NAMES: [&str; 16] = [
     "malformed_datagram",
     "unknown_flow",
     "not_joined",
@@ -124,6 +127,7 @@ const DROP_NAMES: [&str; 15] = [
     "inbox_full",
     "muted",
     "quic_unroutable",
+    "subscriber_unresponsive",
 ];
 
 impl MediaMetrics {

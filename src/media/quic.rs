@@ -73,6 +73,9 @@ pub struct QuicConn {
     pub closing: Option<(u32, String)>,
     /// The signaling stream was finished for `closing`; the close follows its acknowledgement.
     pub finishing: bool,
+    /// When a packet from the client last arrived (`None`: not since the connection started).
+    /// A receiving client acknowledges media within a few tens of milliseconds.
+    pub last_heard: Option<Instant>,
     /// Close as `closing` once the next signaling message (the error that says why) is queued.
     pub close_after_next_message: Option<(u32, String)>,
 }
@@ -99,6 +102,7 @@ impl QuicConn {
             closing: None,
             finishing: false,
             close_after_next_message: None,
+            last_heard: None,
         }
     }
 }

@@ -430,11 +430,22 @@ fn forward(track: &mut LocalTrack, layer: u8, pkt: &MediaPacket, now: Instant, o
 /// the idle timeout or, for a client that keeps pinging, for good.
 const BACKLOG_COPY_ABOVE: usize = 32 * 1024;
 
+/// A QUIC subscriber the server has heard nothing from for this long gets no more media until it
+/// is heard again: a receiving client acknowledges within tens of milliseconds, so its path is
+/// down or it vanished. Without this, each such connection holds a full datagram send buffer
+/// (`DATAGRAM_SEND_BUFFER`) until the idle timeout. quinn's probes still go out, and the
+/// client's acknowledgement of one (or its keep-alive) resumes the media.
+const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
+
 /// Send a subscriber's copy of `pkt` on its transport.
 fn send_rtp(out: &mut Outputs, sink: Sink, pkt: &MediaPacket, rw: &Rewrite, ssrc: u32, kind: usize, now: Instant) {
     match sink {
         Sink::Quic { conn, flow, .. } => {
             let Some(c) = out.conns.get_mut(conn).and_then(Option::as_mut) else { return };
+            if c.last_heard.is_some_and(|t| now.saturating_duration_since(t) > UNRESPONSIVE_AFTER) {
+                out.counters.drop(Drop::SubscriberUnresponsive);
+                return;
+            }
             if out.arena.capacity() - out.arena.len() < DATAGRAM_ROOM {
                 out.arena.reserve(256 * 1024);
             }

@@ -60,6 +60,7 @@ impl Worker {
         match self.endpoint.handle(now, from, None, None, data, &mut self.transmit) {
             Some(DatagramEvent::ConnectionEvent(ch, event)) => {
                 if let Some(c) = self.out.conns.get_mut(ch.0).and_then(Option::as_mut) {
+                    c.last_heard = Some(now);
                     c.conn.handle_event(event);
                     self.drive(ch.0, now);
                 }
