@@ -157,9 +157,10 @@ impl SimulcastSelector {
             self.wish.max_layer.is_none_or(|m| i <= usize::from(m))
                 && (l.height == 0 || self.wish.max_height.is_none_or(|h| l.height <= h))
         };
-        let active: Vec<usize> = (0..layers.len().min(MAX_LAYERS)).filter(|&i| layers[i].active).collect();
-        let lowest_active = *active.first()?;
-        let wished: Vec<usize> = active.iter().copied().filter(|&i| fits_wish(i, &layers[i])).collect();
+        // Runs for every subscription at every tick: no allocation, just the (at most four) layers.
+        let n = layers.len().min(MAX_LAYERS);
+        let lowest_active = (0..n).find(|&i| layers[i].active)?;
+        let wished = |i: usize| layers[i].active && fits_wish(i, &layers[i]);
         let fits_bandwidth = |i: usize| match available_bps {
             None => true,
             Some(avail) => {
@@ -172,9 +173,9 @@ impl SimulcastSelector {
                 need == 0.0 || need * headroom <= avail as f64
             }
         };
-        let chosen = wished.iter().rev().copied().find(|&i| fits_bandwidth(i));
+        let chosen = (0..n).rev().filter(|&i| wished(i)).find(|&i| fits_bandwidth(i));
         // Nothing fits: the lowest layer the subscriber would accept, else the lowest active one.
-        let chosen = chosen.or_else(|| wished.first().copied()).unwrap_or(lowest_active);
+        let chosen = chosen.or_else(|| (0..n).find(|&i| wished(i))).unwrap_or(lowest_active);
         u8::try_from(chosen).ok()
     }
 
