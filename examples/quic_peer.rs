@@ -122,15 +122,7 @@ async fn main() -> anyhow::Result<()> {
     let vtrack = client.publish(MediaKind::Video, Codec::Vp8, vec![]).await?;
     let atrack = client.publish(MediaKind::Audio, Codec::Opus, vec![]).await?;
     say(serde_json::json!({"event": "publishing", "videoTrack": vtrack.track_id, "audioTrack": atrack.track_id}));
-    let first_key = rec_video
-        .iter()
-        .position(|r| {
-            RtpHeader::parse(&r.packet)
-                .ok()
-                .and_then(|h| vp8::parse(&r.packet[h.payload.clone()]))
-                .is_some_and(|d| d.keyframe)
-        })
-        .context("a keyframe in the recording")?;
+    let first_key = first_keyframe(&rec_video).context("a keyframe in the recording")?;
     let rec_video = rec_video.split_off(first_key);
     let mut video_out = Replay::new(0x5151, 90_000);
     let mut audio_out = Replay::new(0x5252, 48_000);
@@ -235,15 +227,7 @@ impl Replay {
 /// targets read them: `rtp/` the packet, `roq/` the packet as a RoQ datagram on `flow`, and for
 /// video `vp8/` the start of the payload (the descriptor and the VP8 header).
 fn capture(dir: &std::path::Path, rec: &[Recorded], flow: u64, kind: &str) -> anyhow::Result<()> {
-    let keyframe = rec
-        .iter()
-        .position(|r| {
-            RtpHeader::parse(&r.packet)
-                .ok()
-                .and_then(|h| vp8::parse(&r.packet[h.payload.clone()]))
-                .is_some_and(|d| d.keyframe)
-        })
-        .unwrap_or(0);
+    let keyframe = first_keyframe(rec).unwrap_or(0);
     let chosen: std::collections::BTreeSet<usize> =
         (0..16).chain(keyframe..keyframe + 16).filter(|&i| i < rec.len()).collect();
     for sub in ["rtp", "roq", "vp8"] {
@@ -265,4 +249,14 @@ fn capture(dir: &std::path::Path, rec: &[Recorded], flow: u64, kind: &str) -> an
         }
     }
     Ok(())
+}
+
+/// The index of the first VP8 keyframe packet of a recording.
+fn first_keyframe(rec: &[Recorded]) -> Option<usize> {
+    rec.iter().position(|r| {
+        RtpHeader::parse(&r.packet)
+            .ok()
+            .and_then(|h| vp8::parse(&r.packet[h.payload.clone()]))
+            .is_some_and(|d| d.keyframe)
+    })
 }
