@@ -134,6 +134,13 @@ async fn create_call_add_mute_remove_terminate() {
     .await;
     assert_eq!((status, &body["operationContext"]), (202, &json!("ctx-rm")), "{body}");
     assert_eq!(disconnected(&mut carol.client).await, Some(EndReason::RemovedFromCall));
+    // The removal is accepted (202) and done; the connection's own list learns of it from the
+    // room's events, a moment later.
+    let deadline = Instant::now() + WAIT;
+    while participants(&ts, &id).await.len() > 1 {
+        assert!(Instant::now() < deadline, "carol is still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(participants(&ts, &id).await.into_iter().map(|p| p.0).collect::<Vec<_>>(), vec![bob_raw.clone()]);
     let (status, _) =
         post(&ts, &format!("{id}/participants:remove"), json!({"participantToRemove": user(&carol_raw)})).await;

@@ -8,7 +8,7 @@ use super::nack::{PacketHistory, RetransmitBudget};
 use super::packet::{Codec, MediaKind, MediaPacket};
 use super::rewriter::{MAX_FORWARD_GAP, Outcome, Rewrite, StreamRewriter};
 use super::simulcast::{
-    ANSWERED_REQUEST_INTERVAL, Decision, KEYFRAME_REQUEST_INTERVAL, LayerStatus, LayerWish, MAX_LAYERS,
+    ANSWERED_REQUEST_INTERVAL, Decision, KEYFRAME_REQUEST_INTERVAL, Ladder, LayerStatus, LayerWish, MAX_LAYERS,
     SimulcastSelector,
 };
 use super::speakers::AudioLevelMeter;
@@ -193,6 +193,15 @@ impl<S: Copy> TrackForwarder<S> {
         if let Some(sel) = self.subs.iter_mut().find(|s| s.id == id).and_then(|s| s.selector.as_mut()) {
             sel.set_wish(wish);
         }
+    }
+
+    /// What a video subscription needs to be given to receive each layer it would accept
+    /// (`None` for audio, or an unknown subscription).
+    pub fn ladder(&mut self, now: Instant, id: u64) -> Option<Ladder> {
+        let statuses = self.layer_statuses(now);
+        let count = self.layers.len();
+        let sel = self.subs.iter().find(|s| s.id == id)?.selector.as_ref()?;
+        Some(sel.ladder(&statuses[..count]))
     }
 
     /// The bandwidth a subscription may use (`None`: unconstrained).

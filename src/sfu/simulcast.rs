@@ -52,6 +52,67 @@ pub struct LayerWish {
     pub max_height: Option<u32>,
 }
 
+/// What one subscription needs to be given to receive each layer it would accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ladder {
+    /// Bandwidth needed for each acceptable layer, lowest layer first (`len` of them).
+    costs: [u64; MAX_LAYERS],
+    len: usize,
+    /// The largest frame height among those layers: a big tile is served before thumbnails.
+    pub top_height: u32,
+}
+
+impl Ladder {
+    /// A ladder with these costs, lowest layer first (at most `MAX_LAYERS`).
+    pub fn new(costs: &[u64], top_height: u32) -> Self {
+        let mut l = Ladder { top_height, ..Ladder::default() };
+        for &c in costs.iter().take(MAX_LAYERS) {
+            l.costs[l.len] = c;
+            l.len += 1;
+        }
+        l
+    }
+
+    pub fn costs(&self) -> &[u64] {
+        &self.costs[..self.len]
+    }
+}
+
+/// Share `budget` among one subscriber's video subscriptions. Each first gets what its lowest
+/// acceptable layer needs; then, in order of priority (the largest frame it accepts first, a
+/// speaker's tile before the thumbnails), each is moved up as far as what is left allows; the
+/// rest is shared evenly, so nothing a thumbnail cannot use is withheld from the others. When not
+/// even the lowest layers fit, the budget is shared evenly.
+pub fn allocate(budget: u64, ladders: &[Ladder]) -> Vec<u64> {
+    let n = ladders.len() as u64;
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut given: Vec<u64> = ladders.iter().map(|l| l.costs().first().copied().unwrap_or(0)).collect();
+    let floor: u64 = given.iter().sum();
+    if floor > budget {
+        return vec![budget / n; ladders.len()];
+    }
+    let mut left = budget - floor;
+    let mut order: Vec<usize> = (0..ladders.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(ladders[i].top_height));
+    for i in order {
+        for &cost in ladders[i].costs().iter().skip(1) {
+            let more = cost.saturating_sub(given[i]);
+            if more > left {
+                break;
+            }
+            left -= more;
+            given[i] = given[i].max(cost);
+        }
+    }
+    let each = left / n;
+    for g in &mut given {
+        *g += each;
+    }
+    given
+}
+
 /// What to do with a packet of a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -152,25 +213,47 @@ impl SimulcastSelector {
         None
     }
 
+    /// Whether the subscriber's wish admits layer `i`.
+    fn fits_wish(&self, i: usize, l: &LayerStatus) -> bool {
+        self.wish.max_layer.is_none_or(|m| i <= usize::from(m))
+            && (l.height == 0 || self.wish.max_height.is_none_or(|h| l.height <= h))
+    }
+
+    /// How much bandwidth over layer `i`'s rate it takes to choose it: less to stay on the
+    /// current layer, more to move up.
+    fn headroom(&self, i: usize) -> f64 {
+        match self.current.map(usize::from) {
+            Some(c) if c == i => 1.0 / KEEP_TOLERANCE,
+            Some(c) if c > i => 1.0,
+            _ => UPGRADE_HEADROOM,
+        }
+    }
+
+    /// The bandwidth this subscription must be given to choose each layer it would accept, lowest
+    /// first (what `choose` compares against), and its priority: the largest frame it accepts.
+    pub fn ladder(&self, layers: &[LayerStatus]) -> Ladder {
+        let mut ladder = Ladder::default();
+        for (i, l) in layers.iter().enumerate().take(MAX_LAYERS) {
+            if l.active && self.fits_wish(i, l) {
+                let cost = (l.bitrate_bps as f64 * self.headroom(i)).ceil() as u64;
+                ladder.costs[ladder.len] = cost;
+                ladder.len += 1;
+                ladder.top_height = ladder.top_height.max(l.height);
+            }
+        }
+        ladder
+    }
+
     fn choose(&self, layers: &[LayerStatus], available_bps: Option<u64>) -> Option<u8> {
-        let fits_wish = |i: usize, l: &LayerStatus| {
-            self.wish.max_layer.is_none_or(|m| i <= usize::from(m))
-                && (l.height == 0 || self.wish.max_height.is_none_or(|h| l.height <= h))
-        };
         // Runs for every subscription at every tick: no allocation, just the (at most four) layers.
         let n = layers.len().min(MAX_LAYERS);
         let lowest_active = (0..n).find(|&i| layers[i].active)?;
-        let wished = |i: usize| layers[i].active && fits_wish(i, &layers[i]);
+        let wished = |i: usize| layers[i].active && self.fits_wish(i, &layers[i]);
         let fits_bandwidth = |i: usize| match available_bps {
             None => true,
             Some(avail) => {
                 let need = layers[i].bitrate_bps as f64;
-                let headroom = match self.current.map(usize::from) {
-                    Some(c) if c == i => 1.0 / KEEP_TOLERANCE,
-                    Some(c) if c > i => 1.0,
-                    _ => UPGRADE_HEADROOM,
-                };
-                need == 0.0 || need * headroom <= avail as f64
+                need == 0.0 || need * self.headroom(i) <= avail as f64
             }
         };
         let chosen = (0..n).rev().filter(|&i| wished(i)).find(|&i| fits_bandwidth(i));
@@ -216,6 +299,73 @@ impl SimulcastSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A speaker tile that accepts every layer, and eight 180p thumbnails: with 3.5 Mbit/s, an
+    /// even split (389 kbit/s each) would hold the speaker at its lowest layer; by priority it
+    /// gets its top layer and every thumbnail still gets its one.
+    #[test]
+    fn the_speaker_tile_is_served_before_the_thumbnails() {
+        let sel = SimulcastSelector::new(LayerWish::default());
+        let speaker = sel.ladder(&layers([true; 3]));
+        let thumb =
+            SimulcastSelector::new(LayerWish { max_layer: None, max_height: Some(180) }).ladder(&layers([true; 3]));
+        assert_eq!(thumb.costs().len(), 1);
+        let mut ladders = vec![thumb; 8];
+        ladders.insert(3, speaker);
+        let shares = allocate(3_500_000, &ladders);
+        assert!(shares.iter().sum::<u64>() <= 3_500_000);
+        assert!(shares[3] >= *speaker.costs().last().expect("three layers"), "speaker: {}", shares[3]);
+        for (i, s) in shares.iter().enumerate().filter(|(i, _)| *i != 3) {
+            assert!(*s >= thumb.costs()[0], "thumbnail {i}: {s}");
+        }
+        // The selectors pick accordingly.
+        assert_eq!(sel.choose(&layers([true; 3]), Some(shares[3])), Some(2));
+        assert_eq!(sel.choose(&layers([true; 3]), Some(3_500_000 / 9)), Some(0), "what an even split gave");
+    }
+
+    #[test]
+    fn the_taller_wish_gets_the_one_upgrade_there_is_room_for() {
+        let small = Ladder::new(&[100, 400], 360);
+        let big = Ladder::new(&[100, 400], 720);
+        let shares = allocate(550, &[small, big]);
+        assert_eq!(shares, vec![100 + 25, 400 + 25], "the rest (50) is shared evenly");
+    }
+
+    #[test]
+    fn when_not_even_the_lowest_layers_fit_the_budget_is_shared_evenly() {
+        let l = Ladder::new(&[150_000, 500_000], 360);
+        assert_eq!(allocate(300_000, &[l, l, l]), vec![100_000; 3]);
+        assert_eq!(allocate(1_000, &[]), Vec::<u64>::new());
+        // A subscription with no layer known yet takes part in the even rest.
+        assert_eq!(allocate(600, &[Ladder::default(), Ladder::new(&[200], 180)]), vec![200, 400]);
+    }
+
+    proptest::proptest! {
+        /// Never more than the budget; each gets at least its lowest layer when all of those fit.
+        #[test]
+        fn allocations_stay_within_the_budget(
+            budget in 0u64..10_000_000,
+            raw in proptest::collection::vec((proptest::collection::vec(0u64..3_000_000, 0..=4), 0u32..1080), 0..10),
+        ) {
+            let ladders: Vec<Ladder> = raw
+                .iter()
+                .map(|(costs, h)| {
+                    let mut c = costs.clone();
+                    c.sort_unstable();
+                    Ladder::new(&c, *h)
+                })
+                .collect();
+            let shares = allocate(budget, &ladders);
+            proptest::prop_assert_eq!(shares.len(), ladders.len());
+            proptest::prop_assert!(shares.iter().sum::<u64>() <= budget);
+            let floor: u64 = ladders.iter().map(|l| l.costs().first().copied().unwrap_or(0)).sum();
+            if floor <= budget {
+                for (s, l) in shares.iter().zip(&ladders) {
+                    proptest::prop_assert!(*s >= l.costs().first().copied().unwrap_or(0));
+                }
+            }
+        }
+    }
 
     fn layers(active: [bool; 3]) -> [LayerStatus; 3] {
         let rates = [150_000, 500_000, 1_500_000];

@@ -16,6 +16,7 @@ use crate::rtp::{self, rtcp, varint};
 use crate::sfu::forwarder::{LayerChange, ResendPolicy};
 use crate::sfu::packet::{MediaKind, MediaPacket, write_rewritten};
 use crate::sfu::rewriter::Rewrite;
+use crate::sfu::simulcast::{Ladder, allocate};
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
 
@@ -343,22 +344,42 @@ impl Worker {
             let is_video = |t: &TrackId| self.tracks.get(t).is_some_and(|t| codec_of(t).kind() == MediaKind::Video);
             let video: Vec<_> = subscribed.iter().copied().filter(|(t, _)| is_video(t)).collect();
             let audio = subscribed.len() - video.len();
-            self.share_bandwidth(estimate, &video, audio);
+            self.share_bandwidth(estimate, &video, audio, now);
         }
     }
 
     /// Split a subscriber's estimate among its video subscriptions: what is left after its audio
-    /// and a margin for RTCP, retransmissions and padding, evenly.
-    pub(super) fn share_bandwidth(&mut self, estimate: Option<u64>, video: &[(TrackId, SubscriptionId)], audio: usize) {
+    /// and a margin for RTCP, retransmissions and padding, by wish and priority
+    /// (`sfu::simulcast::allocate`: the biggest tile first, and nothing left unused).
+    pub(super) fn share_bandwidth(
+        &mut self,
+        estimate: Option<u64>,
+        video: &[(TrackId, SubscriptionId)],
+        audio: usize,
+        now: Instant,
+    ) {
         if video.is_empty() {
             return;
         }
-        let budget = estimate
-            .map(|e| ((e as f64 * VIDEO_SHARE_OF_ESTIMATE) as u64).saturating_sub(AUDIO_RESERVE_BPS * audio as u64));
-        let share = budget.map(|b| b / video.len() as u64);
-        for (track, sub) in video {
+        let Some(budget) = estimate
+            .map(|e| ((e as f64 * VIDEO_SHARE_OF_ESTIMATE) as u64).saturating_sub(AUDIO_RESERVE_BPS * audio as u64))
+        else {
+            for (track, sub) in video {
+                if let Some(t) = self.tracks.get_mut(track) {
+                    t.forwarder.set_bandwidth(sub.0, None);
+                }
+            }
+            return;
+        };
+        let ladders: Vec<Ladder> = video
+            .iter()
+            .map(|(track, sub)| {
+                self.tracks.get_mut(track).and_then(|t| t.forwarder.ladder(now, sub.0)).unwrap_or_default()
+            })
+            .collect();
+        for ((track, sub), share) in video.iter().zip(allocate(budget, &ladders)) {
             if let Some(t) = self.tracks.get_mut(track) {
-                t.forwarder.set_bandwidth(sub.0, share);
+                t.forwarder.set_bandwidth(sub.0, Some(share));
             }
         }
     }

@@ -564,7 +564,7 @@ impl Worker {
                 tracing::debug!(worker = self.index, peer = idx, estimate = ?estimate, wanted, "WebRTC bandwidth");
             }
             drive(&mut self.out, idx, now);
-            self.share_bandwidth(estimate, &video, audio);
+            self.share_bandwidth(estimate, &video, audio, now);
         }
     }
 
