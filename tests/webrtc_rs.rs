@@ -334,6 +334,64 @@ async fn h264_is_forwarded_from_an_idr_on() {
     ts.stop().await;
 }
 
+/// H.264 goes to a browser in the payload type whose format fits what the publisher sends, not
+/// in the first H.264 one it negotiated: a subscriber that takes packetization mode 0 (single NAL
+/// units only) and mode 1 gets a mode-1 publisher's stream as mode 1 (its FU-A fragments would
+/// not be accepted as mode 0), and a mode-0 publisher's as mode 0; the QUIC client gets both in
+/// the SFU's own payload types for those formats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_goes_out_in_the_payload_type_of_the_publishers_format() {
+    let ts = TestServer::start(2).await;
+    let g = group();
+    const MODE0: &str = "packetization-mode=0;profile-level-id=42001f";
+    const MODE1: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+    let mode1 = rs_publisher(&ts, &g, RsPeer::h264(&[(102, MODE1)]).await, "video/H264").await;
+    let mode0 = rs_publisher(&ts, &g, RsPeer::h264(&[(97, MODE0)]).await, "video/H264").await;
+    let video = |p: &RsPublisher| p.tracks.iter().find(|t| t.1 == MediaKind::Video).expect("video").0;
+    let (v1, v0) = (video(&mode1), video(&mode0));
+    // The subscriber negotiates both formats; mode 0 comes first in the server's offer.
+    let (_sig, mut subscriber) =
+        rs_subscriber(&ts, &g, RsPeer::h264(&[(125, MODE0), (108, MODE1)]).await, &[v1, v0]).await;
+    let (mut quic, _) = ts.joined(&g).await;
+    let q1 = quic.subscribe(v1, None, None).await.expect("subscribe");
+    let q0 = quic.subscribe(v0, None, None).await.expect("subscribe");
+    // Single-NAL-unit packets, an IDR first: valid in either mode.
+    for i in 0..45u32 {
+        let nal: u8 = if i % 15 == 0 { 0x65 } else { 0x41 };
+        let mut payload = vec![nal];
+        payload.extend_from_slice(&i.to_be_bytes());
+        payload.resize(300, 0x11);
+        for (publisher, pt) in [(&mode1, 102), (&mode0, 97)] {
+            let rtp = switchboard::rtp::RtpBuilder {
+                payload_type: pt,
+                seq: i as u16,
+                timestamp: i * 3000,
+                ssrc: 0x1111,
+                marker: true,
+                extensions: vec![],
+            };
+            write(&publisher.video, &rtp.build(&payload)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(33)).await;
+    }
+    let got = drain(&mut subscriber, Duration::from_secs(1)).await;
+    let one = |pt: u8| std::collections::HashSet::from([pt]);
+    let pts = |track: u64| -> std::collections::HashSet<u8> {
+        got.get(&format!("t{track}")).map(|ps| ps.iter().map(|p| p[1] & 0x7f).collect()).unwrap_or_default()
+    };
+    assert_eq!(pts(v1), one(108), "the mode-1 stream in the subscriber's mode-1 payload type");
+    assert_eq!(pts(v0), one(125), "the mode-0 stream in the subscriber's mode-0 payload type");
+    let mut quic_pts: std::collections::HashMap<u64, std::collections::HashSet<u8>> = Default::default();
+    while let Some(event) = quic.next_event_timeout(Duration::from_millis(300)).await {
+        if let ClientEvent::Rtp { subscription, packet } = event {
+            quic_pts.entry(subscription).or_default().insert(packet[1] & 0x7f);
+        }
+    }
+    assert_eq!(quic_pts[&q1.subscription_id], one(108), "the SFU's payload type for 42e01f, mode 1");
+    assert_eq!(quic_pts[&q0.subscription_id], one(125), "the SFU's payload type for 42001f, mode 0");
+    ts.stop().await;
+}
+
 /// Garbage on the WebRTC media port and malformed signaling are dropped and counted; an ongoing
 /// call is not disturbed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 use super::command::SessionInput;
 use super::ids::{SessionId, SubscriptionId, TrackId};
 use crate::rooms::TrackSource;
+use crate::rtp::h264::{self, H264Format};
 use crate::sfu::packet::{Codec, MediaKind, TELEPHONE_EVENT_PT};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -58,7 +59,40 @@ pub struct TxBinding {
     /// The browser's payload type for telephone-events on this m-line (audio; `None`: it did
     /// not negotiate them, and they are not sent to it).
     pub tele_pt: Option<Pt>,
+    /// H.264: the browser's payload types on this m-line and their formats, and the last choice
+    /// made among them (for the SFU payload type the stream arrived in).
+    pub h264_pts: Vec<(Pt, H264Format)>,
+    pub h264_last: Option<(u8, Pt)>,
     pub seq: ExtendedSeq,
+}
+
+impl TxBinding {
+    pub fn new(track: TrackId, codec: Codec) -> Self {
+        TxBinding {
+            track,
+            mid: None,
+            codec,
+            ssrc: None,
+            pt: None,
+            tele_pt: None,
+            h264_pts: Vec::new(),
+            h264_last: None,
+            seq: ExtendedSeq::default(),
+        }
+    }
+
+    /// The browser's payload type for H.264 that arrived in the SFU's `sfu_pt`: the one whose
+    /// format fits the stream best (`None` before negotiation).
+    pub fn h264_pt(&mut self, sfu_pt: u8) -> Option<Pt> {
+        if let Some((seen, pt)) = self.h264_last
+            && seen == sfu_pt
+        {
+            return Some(pt);
+        }
+        let pt = h264::best_fit(self.h264_pts.iter().copied(), h264::format_of(sfu_pt))?;
+        self.h264_last = Some((sfu_pt, pt));
+        Some(pt)
+    }
 }
 
 /// What an incoming SSRC of a peer is: a layer of a published track, and (audio) which payload
@@ -68,6 +102,9 @@ pub struct RxBinding {
     pub track: TrackId,
     pub layer: u8,
     pub tele_pt: Option<Pt>,
+    /// H.264: the last payload type the browser sent on this stream, and the SFU's for its
+    /// format.
+    pub h264: Option<(Pt, u8)>,
 }
 
 /// What a published m-line of this peer carries.
@@ -238,6 +275,46 @@ impl Peer {
                 p.pt() == *pt && p.spec().codec == RtcCodec::Tele && p.spec().clock_rate == Frequency::FORTY_EIGHT_KHZ
             })
         })
+    }
+
+    /// The SFU's H.264 payload type for the H.264 this peer sends in `pt` on `ssrc` (remembered
+    /// per incoming stream: browsers keep one payload type).
+    pub fn h264_sfu_pt(&mut self, ssrc: Ssrc, pt: Pt) -> u8 {
+        if let Some(RxBinding { h264: Some((seen, sfu)), .. }) = self.rx.get(&ssrc)
+            && *seen == pt
+        {
+            return *sfu;
+        }
+        let sfu = h264::sfu_payload_type(self.h264_format(pt));
+        if let Some(b) = self.rx.get_mut(&ssrc) {
+            b.h264 = Some((pt, sfu));
+        }
+        sfu
+    }
+
+    /// The format this peer's H.264 payload type `pt` stands for.
+    fn h264_format(&self, pt: Pt) -> H264Format {
+        self.rtc
+            .codec_config()
+            .iter()
+            .find(|p| p.pt() == pt && p.spec().codec == RtcCodec::H264)
+            .map_or(h264::format_of(*pt), |p| {
+                H264Format::from_fmtp(p.spec().format.packetization_mode, p.spec().format.profile_level_id)
+            })
+    }
+
+    /// The H.264 payload types this peer negotiated on `mid`, with their formats.
+    pub fn negotiated_h264(&self, mid: Mid) -> Vec<(Pt, H264Format)> {
+        let Some(media) = self.rtc.media(mid) else { return Vec::new() };
+        media
+            .remote_pts()
+            .iter()
+            .filter_map(|pt| {
+                self.rtc.codec_config().iter().find(|p| p.pt() == *pt && p.spec().codec == RtcCodec::H264).map(|p| {
+                    (*pt, H264Format::from_fmtp(p.spec().format.packetization_mode, p.spec().format.profile_level_id))
+                })
+            })
+            .collect()
     }
 
     /// The payload type this peer negotiated for `codec` on `mid`.

@@ -241,6 +241,11 @@ impl RsPeer {
 
     /// A peer whose only video codec is H.264 (packetization mode 1, constrained baseline).
     pub async fn h264_only() -> RsPeer {
+        Self::h264(&[(102, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f")]).await
+    }
+
+    /// A peer whose video codecs are the H.264 formats `(payload type, fmtp)` given, in that order.
+    pub async fn h264(formats: &[(u8, &str)]) -> RsPeer {
         use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
         let mut media_engine = MediaEngine::default();
         let codec = |mime: &str, clock_rate, channels, fmtp: &str| RTCRtpCodec {
@@ -250,11 +255,12 @@ impl RsPeer {
             sdp_fmtp_line: fmtp.to_owned(),
             rtcp_feedback: vec![],
         };
-        let h264 =
-            codec("video/H264", 90_000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f");
-        media_engine
-            .register_codec(RTCRtpCodecParameters { rtp_codec: h264, payload_type: 102 }, RtpCodecKind::Video)
-            .expect("H.264");
+        for &(payload_type, fmtp) in formats {
+            let h264 = codec("video/H264", 90_000, 0, fmtp);
+            media_engine
+                .register_codec(RTCRtpCodecParameters { rtp_codec: h264, payload_type }, RtpCodecKind::Video)
+                .expect("H.264");
+        }
         let opus = codec("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1");
         media_engine
             .register_codec(RTCRtpCodecParameters { rtp_codec: opus, payload_type: 111 }, RtpCodecKind::Audio)

@@ -11,8 +11,8 @@ use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
 use crate::media::ids::{SessionId, SubscriptionId, TrackId};
 use crate::media::metrics::{OfferEvent, RtcDrop};
 use crate::media::webrtc::{
-    ExtendedSeq, OFFER_REJECT_BACKOFF, OFFER_RESEND_AFTER, Peer, RxBinding, SdpChange, TxBinding,
-    candidates_in_every_section, from_rtc_codec, offer_backoff, restrict_offer, sdp_mids,
+    OFFER_REJECT_BACKOFF, OFFER_RESEND_AFTER, Peer, RxBinding, SdpChange, TxBinding, candidates_in_every_section,
+    from_rtc_codec, offer_backoff, restrict_offer, sdp_mids,
 };
 use crate::rooms::TrackSource;
 use crate::rtp::stun;
@@ -160,7 +160,12 @@ impl Worker {
                 let resolved = found.and_then(|(mid, rid)| {
                     let p = peer.publish.get(&mid)?;
                     let layer = p.rids.iter().position(|r| *r == rid || (r.is_none() && rid.is_none()))?;
-                    Some(RxBinding { track: p.track, layer: layer as u8, tele_pt: peer.negotiated_tele_pt(mid) })
+                    Some(RxBinding {
+                        track: p.track,
+                        layer: layer as u8,
+                        tele_pt: peer.negotiated_tele_pt(mid),
+                        h264: None,
+                    })
                 });
                 if let Some(b) = resolved {
                     peer.rx.insert(ssrc, b);
@@ -168,7 +173,7 @@ impl Worker {
                 resolved
             }
         };
-        let Some(RxBinding { track, layer, tele_pt }) = binding else {
+        let Some(RxBinding { track, layer, tele_pt, .. }) = binding else {
             self.out.rtc_counters.drop(RtcDrop::UnboundRtp);
             return;
         };
@@ -190,7 +195,9 @@ impl Worker {
         let pt = match codec {
             Codec::Opus if Some(pkt.header.payload_type) == tele_pt => TELEPHONE_EVENT_PT,
             Codec::Opus => OPUS_PT,
-            _ => *pkt.header.payload_type & 0x7f,
+            // H.264 in the SFU's payload type for its format (packetization mode, profile).
+            Codec::H264 => peer.h264_sfu_pt(ssrc, pkt.header.payload_type),
+            Codec::Vp8 => *pkt.header.payload_type & 0x7f,
         };
         buf.put_u8((u8::from(pkt.header.marker) << 7) | pt);
         buf.put_u16(pkt.header.sequence_number);
@@ -359,10 +366,7 @@ impl Worker {
     ) -> Result<(), String> {
         let idx = self.ensure_peer(session, now).ok_or("no media session")?;
         let peer = self.out.peers[idx].as_mut().ok_or("no such peer")?;
-        peer.tx.insert(
-            subscription,
-            TxBinding { track, mid: None, codec, ssrc: None, pt: None, tele_pt: None, seq: ExtendedSeq::default() },
-        );
+        peer.tx.insert(subscription, TxBinding::new(track, codec));
         peer.queued.push(SdpChange::Add(subscription));
         self.renegotiate(idx, now);
         Ok(())
@@ -502,10 +506,13 @@ impl Worker {
             };
             let pt = peer.negotiated_pt(mid, codec);
             let tele_pt = peer.negotiated_tele_pt(mid);
+            let h264_pts = if codec == Codec::H264 { peer.negotiated_h264(mid) } else { Vec::new() };
             let ssrc = peer.rtc.direct_api().stream_tx_by_mid(mid, None).map(|tx| tx.ssrc());
             if let (Some(pt), Some(ssrc), Some(b)) = (pt, ssrc, peer.tx.get_mut(&sub)) {
                 b.pt = Some(pt);
                 b.tele_pt = tele_pt;
+                b.h264_pts = h264_pts;
+                b.h264_last = None;
                 b.ssrc = Some(ssrc);
                 ready.push((b.track, sub, *ssrc));
             }
@@ -678,6 +685,8 @@ pub(super) fn write_rtp(
             out.rtc_counters.drop(RtcDrop::NotNegotiated);
             return;
         }
+        // H.264 in the browser's payload type of the format that fits the stream.
+        (Codec::H264, _, _) => b.h264_pt(pkt.payload_type).unwrap_or(pt),
         _ => pt,
     };
     let seq = SeqNo::from(b.seq.extend(rw.seq));
