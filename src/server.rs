@@ -255,6 +255,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             webrtc_port_start: u16::try_from(config.webrtc.port_start.get()).unwrap_or(0),
             webrtc_public_ips: config.webrtc.public_ips.clone(),
             webrtc_initial_bitrate_bps: config.webrtc.initial_bitrate_kbps.get() * 1000,
+            webrtc_reconnect_grace: Duration::from_secs(config.webrtc.reconnect_grace_seconds.get()),
             command_queue: to_usize(config.media.command_queue.get()),
         },
         tls::server_config(certs, key, &[])?,

@@ -27,6 +27,10 @@ export const SIMULCAST_LAYERS = [
 
 /** How long a signaling request may wait for its answer before it fails with `Timeout`. */
 const REQUEST_TIMEOUT_MS = 15000;
+/** An ICE connection "disconnected" this long (its network went away) is restarted (default). */
+const ICE_RESTART_AFTER_MS = 4000;
+/** At most one ICE restart this often while the network stays away. */
+const ICE_RESTART_SPACING_MS = 3000;
 
 export class SwitchboardError extends Error {
   constructor(code, message) {
@@ -37,9 +41,14 @@ export class SwitchboardError extends Error {
 }
 
 export class Switchboard extends EventTarget {
-  /** @param {{url?: string, autoSubscribe?: boolean, iceServers?: RTCIceServer[]}} options */
+  /**
+   * @param {{url?: string, autoSubscribe?: boolean, iceServers?: RTCIceServer[], iceRestartAfterMs?: number}} options
+   * `iceRestartAfterMs`: how long an ICE connection may stay "disconnected" before it is
+   * restarted (default 4000; a "failed" one is restarted at once).
+   */
   constructor(options = {}) {
     super();
+    this.iceRestartAfterMs = options.iceRestartAfterMs ?? ICE_RESTART_AFTER_MS;
     this.url = options.url ?? `wss://${location.host}/signal`;
     this.autoSubscribe = options.autoSubscribe ?? false;
     this.iceServers = options.iceServers ?? [];
@@ -357,6 +366,7 @@ export class Switchboard extends EventTarget {
     if (this.inLobby) return this.resetCall();
     if (!this.inCall) return;
     for (const p of this.published.values()) this.retire(p.transceiver);
+    clearTimeout(this.iceTimer);
     this.pc?.close();
     this.pc = null;
     this.negotiating = Promise.resolve();
@@ -422,8 +432,37 @@ export class Switchboard extends EventTarget {
       this.deliver(subscriptionId, e);
     };
     pc.onconnectionstatechange = () => this.emit("connectionState", pc.connectionState);
+    pc.oniceconnectionstatechange = () => this.onIceState(pc);
     this.pc = pc;
     return pc;
+  }
+
+  /**
+   * The network went away (Wi-Fi to cellular, a tunnel): restart ICE when the connection
+   * failed, or stayed "disconnected" for ICE_RESTART_AFTER_MS. The server keeps our place for
+   * `[webrtc] reconnect_grace_seconds` after its side lost us (docs/PROTOCOL.md, "Reconnecting").
+   */
+  onIceState(pc) {
+    if (pc !== this.pc) return;
+    clearTimeout(this.iceTimer);
+    const state = pc.iceConnectionState;
+    if (state === "failed") this.restartIce(pc);
+    else if (state === "disconnected") this.iceTimer = setTimeout(() => this.restartIce(pc), this.iceRestartAfterMs);
+  }
+
+  restartIce(pc) {
+    if (pc !== this.pc || !this.inCall || !["failed", "disconnected"].includes(pc.iceConnectionState)) return;
+    const wait = (this.lastIceRestart ?? 0) + ICE_RESTART_SPACING_MS - Date.now();
+    if (wait > 0) {
+      this.iceTimer = setTimeout(() => this.restartIce(pc), wait);
+      return;
+    }
+    this.lastIceRestart = Date.now();
+    this.iceRestarts = (this.iceRestarts ?? 0) + 1;
+    this.emit("iceRestart", { count: this.iceRestarts });
+    this.enqueue(() => (pc === this.pc ? this.negotiate({ iceRestart: true }) : undefined)).catch(() => {});
+    // If this restart fails too, the state comes back to "failed" and we try again.
+    this.iceTimer = setTimeout(() => this.onIceState(pc), ICE_RESTART_AFTER_MS + ICE_RESTART_SPACING_MS);
   }
 
   deliver(subscriptionId, e) {
@@ -465,8 +504,8 @@ export class Switchboard extends EventTarget {
     await this.request({ type: "answer", sdp: this.pc.localDescription.sdp, offerId });
   }
 
-  async negotiate() {
-    const offer = await this.pc.createOffer();
+  async negotiate(options = {}) {
+    const offer = await this.pc.createOffer(options);
     await this.pc.setLocalDescription(offer);
     // What each sending line carries, when it is not the kind's default.
     const sources = {};

@@ -203,6 +203,9 @@ pub struct WebRtcSection {
     pub public_ips: Vec<std::net::IpAddr>,
     /// Starting bandwidth estimate toward a browser, kbit/s (the TWCC estimator adapts it).
     pub initial_bitrate_kbps: Bounded<50, 100_000>,
+    /// Seconds a browser whose ICE consent lapsed (no binding request for 15 s) keeps its place
+    /// and peer connection, for its checks to resume or for an ICE restart. 0: it leaves at once.
+    pub reconnect_grace_seconds: Bounded<0, 600>,
 }
 
 impl Default for WebRtcSection {
@@ -212,6 +215,7 @@ impl Default for WebRtcSection {
             port_start: Bounded::new_const(50_000),
             public_ips: Vec::new(),
             initial_bitrate_kbps: Bounded::new_const(1_000),
+            reconnect_grace_seconds: Bounded::new_const(20),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct MediaMetrics {
     pub quic_handshakes: IntCounterVec,
     /// `switchboard_webrtc_offers_total{result}`.
     pub offers: IntCounterVec,
+    /// `switchboard_webrtc_ice_events_total{event}`.
+    pub ice_events: IntCounterVec,
     /// `switchboard_worker_command_waits_total{worker}`: state changes that waited for room in a
     /// full worker queue (delayed, not dropped).
     pub command_waits: IntCounterVec,
@@ -250,6 +252,12 @@ impl MediaMetrics {
                 "Server SDP offers by what happened: sent, resent (not answered in time), answered, rejected (by the client), voided (a client offer crossed it)",
                 &["result"],
             ),
+            ice_events: counter_vec(
+                registry,
+                "webrtc_ice_events_total",
+                "Browser connectivity: lost (ICE consent lapsed, or the browser restarted ICE: the grace period starts), recovered (checks passed again within it), restarted (the client restarted ICE), expired (the grace period ran out; the browser left)",
+                &["event"],
+            ),
         }
     }
 }
@@ -263,6 +271,16 @@ pub enum OfferEvent {
     Answered,
     Rejected,
     Voided,
+}
+
+/// A browser's connectivity event (`switchboard_webrtc_ice_events_total{event}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum IceEvent {
+    Lost,
+    Recovered,
+    Restarted,
+    Expired,
 }
 
 /// What became of a new QUIC connection (`switchboard_quic_handshakes_total{result}`).
@@ -419,6 +437,7 @@ pub struct RtcCounters {
     pub traffic: TrafficCounters,
     drops: Vec<LocalIntCounter>,
     offers: [prometheus::IntCounter; 5],
+    ice: [prometheus::IntCounter; 4],
 }
 
 /// WebRTC drop reasons, label values of `switchboard_media_drops_total{reason}`.
@@ -435,10 +454,12 @@ pub enum RtcDrop {
     UnboundRtp,
     /// A subscription's m-line is not negotiated yet.
     NotNegotiated,
+    /// The browser's ICE consent lapsed: nothing reaches it until it comes back.
+    Unresponsive,
 }
 
-const RTC_DROP_NAMES: [&str; 5] =
-    ["malformed_udp", "unknown_source", "rejected_input", "unbound_rtp", "not_negotiated"];
+const RTC_DROP_NAMES: [&str; 6] =
+    ["malformed_udp", "unknown_source", "rejected_input", "unbound_rtp", "not_negotiated", "subscriber_unresponsive"];
 
 impl RtcCounters {
     pub fn new(m: &MediaMetrics) -> Self {
@@ -446,6 +467,7 @@ impl RtcCounters {
             traffic: TrafficCounters::new(m, "webrtc"),
             drops: RTC_DROP_NAMES.iter().map(|r| m.drops.with_label_values(&[r]).local()).collect(),
             offers: ["sent", "resent", "answered", "rejected", "voided"].map(|r| m.offers.with_label_values(&[r])),
+            ice: ["lost", "recovered", "restarted", "expired"].map(|e| m.ice_events.with_label_values(&[e])),
         }
     }
 
@@ -455,6 +477,10 @@ impl RtcCounters {
 
     pub fn offer(&self, event: OfferEvent) {
         self.offers[event as usize].inc();
+    }
+
+    pub fn ice(&self, event: IceEvent) {
+        self.ice[event as usize].inc();
     }
 
     pub fn flush(&mut self) {

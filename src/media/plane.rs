@@ -51,6 +51,8 @@ pub struct MediaSettings {
     /// IPs announced as ICE host candidates (empty: `webrtc_ip`).
     pub webrtc_public_ips: Vec<IpAddr>,
     pub webrtc_initial_bitrate_bps: u64,
+    /// `webrtc.reconnect_grace_seconds`.
+    pub webrtc_reconnect_grace: Duration,
     /// Capacity of each worker's command queue.
     pub command_queue: usize,
 }
@@ -150,6 +152,7 @@ impl MediaPlane {
                 cert: cert.clone(),
                 candidates: public_ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
                 initial_bitrate: str0m::bwe::Bitrate::bps(settings.webrtc_initial_bitrate_bps),
+                reconnect_grace: settings.webrtc_reconnect_grace,
             };
             let (tx, commands) = mpsc::channel(settings.command_queue.max(1));
             let reset_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &settings.quic_reset_key);

@@ -27,6 +27,8 @@ pub struct RtcSettings {
     /// Addresses announced as host candidates (the worker's port on each public IP).
     pub candidates: Vec<SocketAddr>,
     pub initial_bitrate: Bitrate,
+    /// How long a peer whose ICE consent lapsed is kept for it to come back.
+    pub reconnect_grace: Duration,
 }
 
 /// Generate the process's DTLS certificate.
@@ -162,6 +164,8 @@ pub struct Peer {
     /// Bytes sent at the last stats report, and when.
     pub last_tx: Option<(u64, Instant)>,
     pub connected: bool,
+    /// When its ICE consent lapsed, while it is kept for `RtcSettings::reconnect_grace`.
+    pub lost_at: Option<Instant>,
 }
 
 /// Losses above this make the delivered rate a cap on the estimate (GCC's loss-based part).
@@ -264,6 +268,7 @@ impl Peer {
             loss_cap: None,
             last_tx: None,
             connected: false,
+            lost_at: None,
         }
     }
 
@@ -640,6 +645,7 @@ mod loss_tests {
             cert: dtls_certificate().expect("certificate"),
             candidates: vec!["127.0.0.1:9".parse().expect("addr")],
             initial_bitrate: Bitrate::kbps(1000),
+            reconnect_grace: Duration::from_secs(20),
         };
         let (tx, _rx) = mpsc::channel(1);
         Peer::new(&settings, SessionId::next(), tx, Instant::now())

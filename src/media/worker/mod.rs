@@ -361,6 +361,7 @@ impl Worker {
                     let now = Instant::now();
                     self.on_tick(now);
                     self.expire_closing(now);
+                    self.expire_lost_peers(now);
                     self.out.compact_timers();
                 }
                 () = sleep_until(next_timer) => {}

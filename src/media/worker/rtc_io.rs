@@ -9,7 +9,7 @@
 use super::{Outputs, PendingSub, Sink, Timer, Worker};
 use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
 use crate::media::ids::{SessionId, SubscriptionId, TrackId};
-use crate::media::metrics::{OfferEvent, RtcDrop};
+use crate::media::metrics::{IceEvent, OfferEvent, RtcDrop};
 use crate::media::webrtc::{
     OFFER_REJECT_BACKOFF, OFFER_RESEND_AFTER, Peer, RxBinding, SdpChange, TxBinding, candidates_in_every_section,
     from_rtc_codec, offer_backoff, restrict_offer, sdp_mids,
@@ -104,6 +104,24 @@ impl Worker {
         self.handle_rtc_events(idx, now);
     }
 
+    /// End the peers whose ICE consent lapsed longer than the grace period ago: the session
+    /// learns that its media connection was lost, and the others see it leave.
+    pub(super) fn expire_lost_peers(&mut self, now: Instant) {
+        let grace = self.rtc_settings.reconnect_grace;
+        for idx in 0..self.out.peers.len() {
+            let Some(peer) = self.out.peers[idx].as_ref() else { continue };
+            let Some(lost) = peer.lost_at else { continue };
+            if now.saturating_duration_since(lost) < grace {
+                continue;
+            }
+            let session = peer.session;
+            tracing::info!(worker = self.index, %session, "WebRTC peer did not come back");
+            self.out.rtc_counters.ice(IceEvent::Expired);
+            self.notify(session, SessionInput::Closed { reason: "media connection lost".into() });
+            self.close_peer(idx);
+        }
+    }
+
     /// Events queued while forwarding wrote to peers.
     pub(super) fn handle_deferred_rtc_events(&mut self, now: Instant) {
         for idx in 0..self.out.peers.len() {
@@ -138,6 +156,28 @@ impl Worker {
                     tracing::trace!(worker = self.index, peer = idx, loss = ?stats.egress_loss_fraction, cap = ?peer.loss_cap.map(|c| c.0), "peer stats");
                 }
                 Event::Connected => peer.connected = true,
+                Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed) => {
+                    if let Some(lost) = peer.lost_at.take() {
+                        let session = peer.session;
+                        let after = now.saturating_duration_since(lost);
+                        tracing::info!(worker = self.index, %session, ?after, "WebRTC peer reconnected");
+                        self.out.rtc_counters.ice(IceEvent::Recovered);
+                    }
+                }
+                // A connected browser whose consent lapsed (str0m's ICE-lite agent heard no binding
+                // request for 15 s) keeps its place for the grace period: its network may come
+                // back, or it may restart ICE. `expire_lost_peers` ends it after that.
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                    if peer.connected && !self.rtc_settings.reconnect_grace.is_zero() =>
+                {
+                    if peer.lost_at.is_none() {
+                        peer.lost_at = Some(now);
+                        let session = peer.session;
+                        let grace = self.rtc_settings.reconnect_grace;
+                        tracing::info!(worker = self.index, %session, ?grace, "WebRTC peer lost ICE consent; waiting for it to come back");
+                        self.out.rtc_counters.ice(IceEvent::Lost);
+                    }
+                }
                 Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                     let session = peer.session;
                     tracing::info!(worker = self.index, %session, "WebRTC peer disconnected");
@@ -302,6 +342,23 @@ impl Worker {
             media.push(OfferedMedia { mid: mid.to_string(), codec, source, rids });
         }
         let answer = candidates_in_every_section(&answer.to_sdp_string());
+        // An ICE restart (the offer changed the client's credentials) gave the answer new ones of
+        // ours: STUN requests from a new address find this peer by the new ufrag.
+        if let Some(ufrag) = answer.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).map(str::trim)
+            && ufrag != peer.ufrag
+        {
+            self.peer_by_ufrag.remove(&peer.ufrag);
+            self.peer_by_ufrag.insert(ufrag.to_owned(), idx);
+            peer.ufrag = ufrag.to_owned();
+            self.out.rtc_counters.ice(IceEvent::Restarted);
+            tracing::info!(worker = self.index, session = %peer.session, "WebRTC peer restarted ICE");
+            // It has no path until its new checks pass (str0m's agent is back at Checking, and
+            // stays there if they never come): lost, for the grace period, as when consent lapses.
+            if peer.lost_at.is_none() && !self.rtc_settings.reconnect_grace.is_zero() {
+                peer.lost_at = Some(now);
+                self.out.rtc_counters.ice(IceEvent::Lost);
+            }
+        }
         drive(&mut self.out, idx, now);
         self.bind_negotiated(idx, now);
         self.renegotiate(idx, now);
@@ -673,6 +730,10 @@ pub(super) fn write_rtp(
     now: Instant,
 ) {
     let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
+    if peer.lost_at.is_some() {
+        out.rtc_counters.drop(RtcDrop::Unresponsive);
+        return;
+    }
     let Some(b) = peer.tx.get_mut(&subscription) else { return };
     let (Some(ssrc), Some(pt), Some(payload)) = (b.ssrc, b.pt, pkt.shared_payload.as_ref()) else {
         out.rtc_counters.drop(RtcDrop::NotNegotiated);
