@@ -168,16 +168,16 @@ impl Worker {
                 // request for 15 s) keeps its place for the grace period: its network may come
                 // back, or it may restart ICE. `expire_lost_peers` ends it after that.
                 Event::IceConnectionStateChange(IceConnectionState::Disconnected)
-                    if peer.connected && !self.rtc_settings.reconnect_grace.is_zero() =>
+                    if peer.connected && peer.lost_at.is_none() && !self.rtc_settings.reconnect_grace.is_zero() =>
                 {
-                    if peer.lost_at.is_none() {
-                        peer.lost_at = Some(now);
-                        let session = peer.session;
-                        let grace = self.rtc_settings.reconnect_grace;
-                        tracing::info!(worker = self.index, %session, ?grace, "WebRTC peer lost ICE consent; waiting for it to come back");
-                        self.out.rtc_counters.ice(IceEvent::Lost);
-                    }
+                    peer.lost_at = Some(now);
+                    let session = peer.session;
+                    let grace = self.rtc_settings.reconnect_grace;
+                    tracing::info!(worker = self.index, %session, ?grace, "WebRTC peer lost ICE consent; waiting for it to come back");
+                    self.out.rtc_counters.ice(IceEvent::Lost);
                 }
+                // Already waiting (a restart's checks lapsed too).
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) if peer.lost_at.is_some() => {}
                 Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                     let session = peer.session;
                     tracing::info!(worker = self.index, %session, "WebRTC peer disconnected");
