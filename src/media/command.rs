@@ -203,6 +203,12 @@ pub enum PeerMsg {
         track: TrackId,
         layer: u8,
     },
+    /// The origin put a browser-published track's simulcast layers in order: layer `order[i]`
+    /// is now layer `i` (`TrackForwarder::reorder_layers`).
+    ReorderLayers {
+        track: TrackId,
+        order: Vec<usize>,
+    },
     /// The sending worker has (or no longer has) subscribers of this track.
     AttachSink {
         track: TrackId,

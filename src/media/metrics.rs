@@ -18,6 +18,8 @@ pub struct MediaMetrics {
     pub handoffs: prometheus::IntCounter,
     /// `switchboard_quic_backlog_copies_total`.
     pub backlog_copies: prometheus::IntCounter,
+    /// `switchboard_simulcast_reorders_total`.
+    pub layer_reorders: prometheus::IntCounter,
     pub forwarding_latency: Histogram,
     pub sessions: IntGaugeVec,
     /// `switchboard_quic_handshakes_total{result}`.
@@ -238,6 +240,15 @@ impl MediaMetrics {
                 registry.register(Box::new(c.clone())).expect("registered once");
                 c
             },
+            layer_reorders: {
+                let c = prometheus::IntCounter::new(
+                    "simulcast_reorders_total",
+                    "Browser-published simulcast tracks whose rids were not listed lowest first, and whose layers the server put in order (by keyframe height, else bitrate)",
+                )
+                .expect("constant counter options are valid");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             forwarding_latency: latency,
             sessions,
             quic_handshakes: counter_vec(
@@ -359,6 +370,7 @@ pub struct WorkerCounters {
     pub switches_down: LocalIntCounter,
     pub handoffs: LocalIntCounter,
     pub backlog_copies: LocalIntCounter,
+    pub layer_reorders: prometheus::IntCounter,
     pub latency: LocalHistogram,
     /// `[accepted, retried, refused]`: rare enough to count straight into the registry.
     handshakes: [prometheus::IntCounter; 3],
@@ -393,6 +405,7 @@ impl WorkerCounters {
             switches_down: m.layer_switches.with_label_values(&["down"]).local(),
             handoffs: m.handoffs.local(),
             backlog_copies: m.backlog_copies.local(),
+            layer_reorders: m.layer_reorders.clone(),
             latency: m.forwarding_latency.local(),
             handshakes: ["accepted", "retried", "refused"].map(|r| m.quic_handshakes.with_label_values(&[r])),
         }

@@ -429,6 +429,29 @@ impl<S: Copy> TrackForwarder<S> {
         statuses[next].bitrate_bps
     }
 
+    /// The publisher's layers were not lowest first: layer `order[i]` becomes layer `i`. Each
+    /// layer keeps its state (source, history, rate, height); every video subscription starts
+    /// again at a keyframe of the layer its wish gives it now. Ignored unless `order` is a
+    /// permutation of the layers.
+    pub fn reorder_layers(&mut self, order: &[usize]) {
+        let n = self.layers.len();
+        let mut seen = [false; MAX_LAYERS];
+        if order.len() != n || !order.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true)) {
+            return;
+        }
+        let mut old: Vec<Option<LayerState>> = std::mem::take(&mut self.layers).into_iter().map(Some).collect();
+        self.layers = order.iter().filter_map(|&i| old[i].take()).collect();
+        let requests = self.last_request;
+        for (slot, &i) in self.last_request.iter_mut().zip(order) {
+            *slot = requests[i];
+        }
+        for sub in &mut self.subs {
+            if let Some(sel) = sub.selector.as_mut() {
+                sel.reset();
+            }
+        }
+    }
+
     /// Layer changes since the last call.
     pub fn drain_layer_changes(&mut self) -> std::vec::Drain<'_, LayerChange> {
         self.changes.drain(..)
@@ -514,6 +537,45 @@ mod tests {
             f.on_packet(now, layer as u8, &pkt, |sub, rw| got.push((sub.sink, layer as u8, rw.seq)));
         }
         got
+    }
+
+    /// A browser listed its rids highest first; once the worker has seen that, it puts them in
+    /// order. Each layer's state moves with its stream, and the subscriber restarts at a keyframe
+    /// of the layer it really asked for, with contiguous sequence numbers.
+    #[test]
+    fn reordered_layers_keep_their_state_and_restart_subscribers_at_a_keyframe() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(Codec::Vp8, &[0, 0, 0]);
+        let mut p = Publisher::new();
+        f.add_subscription(spec(1, low()));
+        // Publisher layer `l` arrives as forwarder layer `map[l]`: (forwarder layer, seq, SSRC).
+        let send = |f: &mut TrackForwarder<u64>, p: &mut Publisher, key: bool, map: [u8; 3]| {
+            let mut got = Vec::new();
+            for (l, fl) in map.into_iter().enumerate() {
+                let pkt = p.frame(t0, l, key);
+                let ssrc = pkt.ssrc;
+                f.on_packet(t0, fl, &pkt, |_, rw| got.push((fl, rw.seq, ssrc)));
+            }
+            got
+        };
+        let heights =
+            |f: &mut TrackForwarder<u64>| f.layer_statuses(t0)[..3].iter().map(|s| s.height).collect::<Vec<_>>();
+        send(&mut f, &mut p, false, [2, 1, 0]);
+        f.tick(t0, &mut Vec::new());
+        assert_eq!(send(&mut f, &mut p, true, [2, 1, 0]), vec![(0, 65_530, 3)], "layer 0 is the top stream");
+        assert_eq!(heights(&mut f), vec![720, 360, 180]);
+
+        f.reorder_layers(&[2, 1, 0]);
+        assert_eq!(heights(&mut f), vec![180, 360, 720], "each layer's state moved with its stream");
+        assert!(send(&mut f, &mut p, false, [0, 1, 2]).is_empty(), "nothing until a keyframe");
+        let mut keyframes = Vec::new();
+        f.tick(t0, &mut keyframes);
+        assert_eq!(keyframes, vec![0], "a keyframe of the new layer 0 is asked for");
+        assert_eq!(send(&mut f, &mut p, true, [0, 1, 2]), vec![(0, 65_531, 1)], "the lowest stream, contiguous");
+        // Not a permutation: nothing changes.
+        f.reorder_layers(&[0, 0, 1]);
+        f.reorder_layers(&[1, 0]);
+        assert_eq!(heights(&mut f), vec![180, 360, 720]);
     }
 
     #[test]

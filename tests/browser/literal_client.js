@@ -108,13 +108,16 @@ window.LiteralClient = class LiteralClient {
     return this.request({ type: "subscribe", trackId });
   }
 
-  /** Publish the camera (three simulcast layers, lowest first) and the microphone. */
-  publish(stream) {
+  /**
+   * Publish the camera (three simulcast layers, lowest first unless `encodings` says otherwise)
+   * and the microphone.
+   */
+  publish(stream, encodings) {
     return this.run(async () => {
       for (const track of stream.getTracks()) {
         const init = { direction: "sendonly", streams: [stream] };
         if (track.kind === "video") {
-          init.sendEncodings = [
+          init.sendEncodings = encodings ?? [
             { rid: "q", scaleResolutionDownBy: 4 },
             { rid: "h", scaleResolutionDownBy: 2 },
             { rid: "f" },
@@ -134,6 +137,15 @@ window.LiteralClient = class LiteralClient {
     const out = [];
     for (const id of this.streams.keys()) if ((await this.framesDecoded(id)) > frames) out.push(id);
     return out;
+  }
+
+  /** The inbound-rtp stats of the video arriving with stream ID `streamId` (`{}` before any). */
+  async videoStats(streamId) {
+    const track = this.streams.get(streamId)?.getVideoTracks()[0];
+    const receiver = track && this.pc.getReceivers().find((r) => r.track === track);
+    if (!receiver) return {};
+    for (const s of (await receiver.getStats()).values()) if (s.type === "inbound-rtp") return s;
+    return {};
   }
 
   /** Frames decoded of the video arriving with stream ID `streamId`. */

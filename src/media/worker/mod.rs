@@ -5,6 +5,7 @@
 //! waits on a lock or a task wake-up per subscriber.
 
 mod forwarding;
+mod layer_order;
 mod quic_io;
 mod rtc_io;
 mod sessions;
@@ -87,6 +88,8 @@ struct Origin {
     /// Workers (by index) with subscribers of this track.
     sinks: Vec<bool>,
     audio_level_ext: Option<u8>,
+    /// Browser simulcast: whether the layers are known to be lowest first yet.
+    order: layer_order::LayerOrder,
 }
 
 struct OriginLayer {
@@ -360,6 +363,7 @@ impl Worker {
                 _ = tick.tick() => {
                     let now = Instant::now();
                     self.on_tick(now);
+                    self.order_browser_layers(now);
                     self.expire_closing(now);
                     self.expire_lost_peers(now);
                     self.out.compact_timers();
@@ -591,6 +595,11 @@ impl Worker {
                     layers,
                     sinks,
                     audio_level_ext: spec.audio_level_ext,
+                    order: match spec.ingress {
+                        PublishIngress::WebRtc { .. } => layer_order::LayerOrder::default(),
+                        // A QUIC publisher lists its layers lowest first (PROTOCOL.md).
+                        PublishIngress::Quic { .. } => layer_order::LayerOrder::settled(),
+                    },
                 }),
                 webrtc_sinks,
                 pending: existing_pending,
@@ -722,6 +731,11 @@ impl Worker {
                     && t.forwarder.request_keyframe(now, layer, crate::sfu::simulcast::ANSWERED_REQUEST_INTERVAL)
                 {
                     self.send_keyframe_request(track, layer);
+                }
+            }
+            PeerMsg::ReorderLayers { track, order } => {
+                if let Some(t) = self.tracks.get_mut(&track) {
+                    t.forwarder.reorder_layers(&order);
                 }
             }
             PeerMsg::AttachSink { track, worker } => {
