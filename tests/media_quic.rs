@@ -580,3 +580,104 @@ async fn a_dropped_client_leaves_at_once_and_a_vanished_one_at_the_idle_timeout(
     assert_eq!(ts.sessions_per_worker(1).await, vec![2.0], "only the observer and the publisher are left");
     ts.stop().await;
 }
+
+/// NTP time now (RFC 3550: seconds since 1900 in 32.32 fixed point).
+fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    ((d.as_secs() + 2_208_988_800) << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+}
+
+/// A publisher whose video leaves 200 ms after it was captured (an encoder's delay) and whose
+/// audio leaves at once, and whose sender reports say so: the subscriber's sender reports map
+/// each stream's timestamps to the publisher's capture times, so a receiver that syncs by them
+/// plays a frame with the sound captured with it. (Mapped by forwarding time, as before, the
+/// video's timestamps stood for when it arrived: 200 ms late against the audio.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_reports_keep_a_publishers_audio_and_video_in_step() {
+    use switchboard::rtp::{RtpBuilder, rtcp, vp8};
+    use switchboard::sfu::packet::Codec;
+    const LAG: Duration = Duration::from_millis(200);
+    let ts = TestServer::start(2).await;
+    let g = group();
+    let (publisher, mut subscriber) = ts.pair_on_different_workers(&g).await;
+    let audio = publisher.client.publish(MediaKind::Audio, Codec::Opus, vec![]).await.expect("audio");
+    let video = publisher.client.publish(MediaKind::Video, Codec::Vp8, vec![]).await.expect("video");
+    let sa = subscriber.client.subscribe(audio.track_id, None, None).await.expect("subscribe audio");
+    let sv = subscriber.client.subscribe(video.track_id, None, None).await.expect("subscribe video");
+
+    // Each stream's RTP clock reads `base + elapsed` at the publisher's wallclock.
+    let (a0, v0) = (1_000_000u32, 7_000_000u32);
+    let rtp_at = |base: u32, rate: u128, t: Duration| base.wrapping_add((t.as_micros() * rate / 1_000_000) as u32);
+    let sending = tokio::spawn(async move {
+        let start = Instant::now();
+        let (mut tick, mut aseq, mut vseq, mut frame) = (0u32, 0u16, 0u16, 0u16);
+        while start.elapsed() < Duration::from_secs(3) {
+            let t = start.elapsed();
+            let rtp = |pt, seq, timestamp, ssrc| RtpBuilder {
+                payload_type: pt,
+                seq,
+                timestamp,
+                ssrc,
+                marker: true,
+                extensions: vec![],
+            };
+            publisher
+                .client
+                .send_rtp(&audio, 0, rtp(111, aseq, rtp_at(a0, 48_000, t), 0xA).build(&[0xF8; 60]).into())
+                .expect("audio");
+            aseq = aseq.wrapping_add(1);
+            if tick % 2 == 0 && t >= LAG {
+                // A frame captured LAG ago.
+                let mut payload = Vec::new();
+                vp8::synthetic_payload(frame, 0, true, frame % 30 == 0, (320, 180), 300, &mut payload);
+                let pkt = rtp(96, vseq, rtp_at(v0, 90_000, t - LAG), 0xB).build(&payload);
+                publisher.client.send_rtp(&video, 0, pkt.into()).expect("video");
+                vseq = vseq.wrapping_add(1);
+                frame += 1;
+            }
+            if tick % 10 == 0 {
+                // Sender reports: both clocks as they read now.
+                for (track, base, rate, ssrc) in [(&audio, a0, 48_000, 0xA), (&video, v0, 90_000, 0xB)] {
+                    let mut sr = Vec::new();
+                    rtcp::write_sr(&mut sr, ssrc, ntp_now(), rtp_at(base, rate, t), 0, 0);
+                    publisher.client.send_on_flow(track.flows[0].flow_id, &sr).expect("sender report");
+                }
+            }
+            tick += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        publisher
+    });
+    let mut last: HashMap<u64, (u32, Instant)> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_millis(3200);
+    while Instant::now() < deadline {
+        if let Some(switchboard::client::ClientEvent::Rtp { subscription, packet }) =
+            subscriber.client.next_event_timeout(Duration::from_millis(50)).await
+            && let Ok(h) = switchboard::rtp::RtpHeader::parse(&packet)
+        {
+            last.insert(subscription, (h.timestamp, Instant::now()));
+        }
+    }
+    let _publisher = sending.await.expect("publisher");
+    // Capture time by the subscriber's sender reports, in seconds on the server's NTP clock.
+    let captured = |sub: u64, rate: f64| {
+        let (ntp, rtp) = subscriber.client.last_sender_report(sub).expect("a sender report");
+        let (ts, at) = last[&sub];
+        let ntp_secs = (ntp >> 32) as f64 + (ntp & 0xffff_ffff) as f64 / 4_294_967_296.0;
+        (ntp_secs + f64::from(ts.wrapping_sub(rtp) as i32) / rate, at)
+    };
+    let (audio_at, audio_arrived) = captured(sa.subscription_id, 48_000.0);
+    let (video_at, video_arrived) = captured(sv.subscription_id, 90_000.0);
+    let arrived_apart = if audio_arrived >= video_arrived {
+        (audio_arrived - video_arrived).as_secs_f64()
+    } else {
+        -(video_arrived - audio_arrived).as_secs_f64()
+    };
+    // How much earlier than the audio the video was captured, relative to when each arrived.
+    let skew = (audio_at - video_at) - arrived_apart;
+    assert!(
+        (skew - LAG.as_secs_f64()).abs() < 0.05,
+        "video captured {skew:.3} s before the audio it arrived with (sent {LAG:?} late)"
+    );
+    ts.stop().await;
+}

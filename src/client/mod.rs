@@ -458,6 +458,12 @@ impl Client {
         (s.sender_reports, s.receiver_reports)
     }
 
+    /// The latest sender report on a subscription: (NTP time, RTP timestamp), which says what
+    /// wallclock the stream's timestamps stand for (lip sync between a participant's streams).
+    pub fn last_sender_report(&self, subscription_id: u64) -> Option<(u64, u32)> {
+        self.shared.lock().expect("client state lock").last_sender_report.get(&subscription_id).copied()
+    }
+
     /// The QUIC path's round-trip time.
     pub fn rtt(&self) -> Duration {
         self.conn.rtt()

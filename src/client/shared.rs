@@ -35,6 +35,8 @@ pub struct Shared {
     pub retransmissions_sent: u64,
     /// Sender reports received on subscriptions.
     pub sender_reports: u64,
+    /// The latest sender report on each subscription: (NTP time, RTP timestamp).
+    pub last_sender_report: HashMap<u64, (u64, u32)>,
     /// Receiver reports received on published flows.
     pub receiver_reports: u64,
 }
@@ -100,10 +102,13 @@ impl Shared {
                         _ => {}
                     }
                 }
-            } else if self.subscriptions.contains_key(&flow) {
-                let srs =
-                    rtcp::parse(&packet).flatten().filter(|p| matches!(p, rtcp::Rtcp::SenderReport { .. })).count();
-                self.sender_reports += srs as u64;
+            } else if let Some(s) = self.subscriptions.get(&flow) {
+                for p in rtcp::parse(&packet).flatten() {
+                    if let rtcp::Rtcp::SenderReport { ntp, rtp_timestamp, .. } = p {
+                        self.sender_reports += 1;
+                        self.last_sender_report.insert(s.subscription, (ntp, rtp_timestamp));
+                    }
+                }
             }
             return out;
         }

@@ -209,6 +209,12 @@ pub enum PeerMsg {
         track: TrackId,
         order: Vec<usize>,
     },
+    /// A publisher's sender report on a layer of a track the sending worker is the origin of.
+    SenderClock {
+        track: TrackId,
+        layer: u8,
+        clock: crate::sfu::forwarder::SenderClock,
+    },
     /// The sending worker has (or no longer has) subscribers of this track.
     AttachSink {
         track: TrackId,

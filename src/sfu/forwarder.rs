@@ -56,6 +56,18 @@ struct LayerState {
     last_packet_at: Option<Instant>,
     rate: RateMeter,
     height: u32,
+    /// The publisher's clock for this layer, from its latest sender report.
+    clock: Option<SenderClock>,
+}
+
+/// What a publisher's sender report says of a layer's media clock: RTP time `rtp` was its "now"
+/// when the report arrived here (`at`). Audio and video of one publisher come from one wallclock,
+/// so mapping each stream through its own reports keeps them in step (lip sync) whatever the
+/// forwarding and layer switches do to their timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderClock {
+    pub rtp: u32,
+    pub at: Instant,
 }
 
 /// One subscriber's subscription to this track on this worker.
@@ -146,6 +158,7 @@ impl<S: Copy> TrackForwarder<S> {
                 last_packet_at: None,
                 rate: RateMeter::new(Duration::from_secs(1)),
                 height: heights.get(i).copied().unwrap_or(0),
+                clock: None,
             })
             .collect();
         Self {
@@ -244,6 +257,7 @@ impl<S: Copy> TrackForwarder<S> {
         }
         if restarted {
             state.history.clear();
+            state.clock = None;
             report.restarted = true;
         }
         state.history.insert(pkt.seq, pkt.clone());
@@ -457,14 +471,43 @@ impl<S: Copy> TrackForwarder<S> {
         self.changes.drain(..)
     }
 
+    /// A sender report of the publisher on `layer`.
+    pub fn on_sender_clock(&mut self, layer: u8, clock: SenderClock) {
+        if let Some(l) = self.layers.get_mut(usize::from(layer)) {
+            l.clock = Some(clock);
+        }
+    }
+
+    /// When the publisher captured the packet of `layer` with RTP timestamp `ts`, on this
+    /// server's clock, by its latest sender report on that layer: the wallclock to report for it
+    /// downstream. `now` without a report, and never later than `now`.
+    pub fn capture_time(&self, layer: u8, ts: u32, now: Instant) -> Instant {
+        let Some(c) = self.layers.get(usize::from(layer)).and_then(|l| l.clock) else { return now };
+        let ticks = i64::from(ts.wrapping_sub(c.rtp) as i32);
+        let micros = ticks * 1_000_000 / i64::from(self.codec.clock_rate().max(1));
+        let at = if micros >= 0 {
+            c.at.checked_add(Duration::from_micros(micros.unsigned_abs()))
+        } else {
+            c.at.checked_sub(Duration::from_micros(micros.unsigned_abs()))
+        };
+        at.map_or(now, |t| t.min(now))
+    }
+
     /// Values for a sender report on `subscription`: (SSRC, RTP timestamp for `now`, packets,
-    /// octets). `None` before anything was sent.
+    /// octets). `None` before anything was sent. The timestamp follows the publisher's clock
+    /// (its sender reports on the layer being forwarded) when there is one, else the time the
+    /// last packet was forwarded.
     pub fn sender_report(&self, subscription: u64, now: Instant) -> Option<(u32, u32, u32, u32)> {
         let sub = self.subs.iter().find(|s| s.id == subscription)?;
         let (_, ts, at) = sub.rewriter.last_output()?;
-        let elapsed = now.saturating_duration_since(at);
-        let ticks = (elapsed.as_micros() * u128::from(self.codec.clock_rate()) / 1_000_000) as u32;
-        Some((sub.out_ssrc, ts.wrapping_add(ticks), sub.packets as u32, sub.octets as u32))
+        let rate = u128::from(self.codec.clock_rate());
+        let ticks_since = |at: Instant| (now.saturating_duration_since(at).as_micros() * rate / 1_000_000) as u32;
+        let clocked = sub.rewriter.ts_offset().and_then(|(layer, offset)| {
+            let c = self.layers.get(usize::from(layer))?.clock?;
+            Some(c.rtp.wrapping_add(ticks_since(c.at)).wrapping_add(offset))
+        });
+        let ts = clocked.unwrap_or_else(|| ts.wrapping_add(ticks_since(at)));
+        Some((sub.out_ssrc, ts, sub.packets as u32, sub.octets as u32))
     }
 }
 
@@ -537,6 +580,27 @@ mod tests {
             f.on_packet(now, layer as u8, &pkt, |sub, rw| got.push((sub.sink, layer as u8, rw.seq)));
         }
         got
+    }
+
+    /// The wallclock of a packet comes from its layer's sender report: earlier or later than the
+    /// report by its timestamp's distance, never in the future, and `now` without a report or
+    /// after the layer restarted (a new stream has a clock of its own).
+    #[test]
+    fn capture_time_follows_the_layers_sender_report() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(1);
+        let mut f = TrackForwarder::<u64>::new(Codec::Vp8, &[0]);
+        assert_eq!(f.capture_time(0, 5, now), now, "no report yet");
+        f.on_sender_clock(0, SenderClock { rtp: 90_000, at: t0 });
+        assert_eq!(f.capture_time(0, 90_000 - 18_000, now), t0 - Duration::from_millis(200));
+        assert_eq!(f.capture_time(0, 90_000 + 9_000, now), t0 + Duration::from_millis(100));
+        assert_eq!(f.capture_time(0, 90_000 + 900_000, now), now, "never later than now");
+        assert_eq!(f.capture_time(3, 90_000, now), now, "no such layer");
+        let mut p = Publisher::new();
+        f.on_packet(t0, 0, &p.frame(t0, 0, true), |_, _| {});
+        p.restart(0, 99, 1, 1);
+        f.on_packet(t0, 0, &p.frame(t0, 0, true), |_, _| {});
+        assert_eq!(f.capture_time(0, 90_000 - 18_000, now), now, "a restart forgets the clock");
     }
 
     /// A browser listed its rids highest first; once the worker has seen that, it puts them in

@@ -97,6 +97,11 @@ impl StreamRewriter {
         Self { clock_rate: clock_rate.max(1), initial, head: None, history: VecDeque::with_capacity(SEGMENT_HISTORY) }
     }
 
+    /// The layer being forwarded and its timestamp offset (output = source + offset).
+    pub fn ts_offset(&self) -> Option<(u8, u32)> {
+        self.head.map(|h| (h.segment.layer, h.segment.ts_offset))
+    }
+
     /// The layer being forwarded, if any.
     pub fn layer(&self) -> Option<u8> {
         self.head.map(|h| h.segment.layer)

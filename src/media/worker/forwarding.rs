@@ -13,7 +13,7 @@ use crate::media::ids::{SubscriptionId, TrackId};
 use crate::media::metrics::{Drop, kind_index};
 use crate::media::quic::{DATAGRAM_SEND_BUFFER, Flow};
 use crate::rtp::{self, rtcp, varint};
-use crate::sfu::forwarder::{LayerChange, ResendPolicy};
+use crate::sfu::forwarder::{LayerChange, ResendPolicy, SenderClock};
 use crate::sfu::packet::{MediaKind, MediaPacket, write_rewritten};
 use crate::sfu::rewriter::Rewrite;
 use crate::sfu::simulcast::{Ladder, allocate};
@@ -159,7 +159,7 @@ impl Worker {
                             let mut budget = c.retransmits;
                             let policy = ResendPolicy { now, guard, budget: &mut budget, rate_bps };
                             let answer = t.forwarder.on_nack(subscription.0, seqs, policy, |sub, pkt, rw| {
-                                send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now);
+                                send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now, now);
                             });
                             if let Some(c) = out.conns.get_mut(idx).and_then(Option::as_mut) {
                                 c.retransmits = budget;
@@ -193,12 +193,14 @@ impl Worker {
             }
             Flow::Publish { track, layer } => {
                 let Some(origin) = self.tracks.get_mut(&track).and_then(|t| t.origin.as_mut()) else { return };
+                let mut clock = None;
                 for item in rtcp::parse(packet) {
                     match item {
-                        Ok(rtcp::Rtcp::SenderReport { ntp, .. }) => {
+                        Ok(rtcp::Rtcp::SenderReport { ntp, rtp_timestamp, .. }) => {
                             if let Some(l) = origin.layers.get_mut(usize::from(layer)) {
                                 l.stats.on_sender_report(now, ntp);
                             }
+                            clock = Some(SenderClock { rtp: rtp_timestamp, at: now });
                         }
                         Ok(_) => {}
                         Err(_) => {
@@ -207,7 +209,23 @@ impl Worker {
                         }
                     }
                 }
+                if let Some(clock) = clock {
+                    self.on_sender_clock(track, layer, clock);
+                }
             }
+        }
+    }
+
+    /// A publisher's sender report on a layer of a track this worker is the origin of: for the
+    /// forwarder here and the mirrors on other workers.
+    pub(super) fn on_sender_clock(&mut self, track: TrackId, layer: u8, clock: SenderClock) {
+        let Some(t) = self.tracks.get_mut(&track) else { return };
+        t.forwarder.on_sender_clock(layer, clock);
+        let Some(origin) = t.origin.as_ref() else { return };
+        let sinks: Vec<usize> =
+            origin.sinks.iter().enumerate().filter(|&(w, s)| *s && w != self.index).map(|(w, _)| w).collect();
+        for w in sinks {
+            self.send_peer_control(w, PeerMsg::SenderClock { track, layer, clock });
         }
     }
 
@@ -428,8 +446,10 @@ fn forward(track: &mut LocalTrack, layer: u8, pkt: &MediaPacket, now: Instant, o
     } else {
         pkt
     };
+    // The wallclock a browser subscriber's sender reports map this packet to (lip sync).
+    let captured = if track.webrtc_sinks > 0 { track.forwarder.capture_time(layer, pkt.timestamp, now) } else { now };
     let report = track.forwarder.on_packet(now, layer, pkt, |sub, rw| {
-        send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now);
+        send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now, captured);
     });
     out.counters.forwarded[k].inc_by(u64::from(report.forwarded));
     if report.dropped > 0 {
@@ -459,7 +479,18 @@ const BACKLOG_COPY_ABOVE: usize = 32 * 1024;
 const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
 
 /// Send a subscriber's copy of `pkt` on its transport.
-fn send_rtp(out: &mut Outputs, sink: Sink, pkt: &MediaPacket, rw: &Rewrite, ssrc: u32, kind: usize, now: Instant) {
+/// `captured`: when the publisher captured it, on this server's clock (`TrackForwarder::capture_time`).
+#[allow(clippy::too_many_arguments)]
+fn send_rtp(
+    out: &mut Outputs,
+    sink: Sink,
+    pkt: &MediaPacket,
+    rw: &Rewrite,
+    ssrc: u32,
+    kind: usize,
+    now: Instant,
+    captured: Instant,
+) {
     match sink {
         Sink::Quic { conn, flow, .. } => {
             let Some(c) = out.conns.get_mut(conn).and_then(Option::as_mut) else { return };
@@ -496,7 +527,7 @@ fn send_rtp(out: &mut Outputs, sink: Sink, pkt: &MediaPacket, rw: &Rewrite, ssrc
             }
         }
         Sink::WebRtc { peer, subscription, .. } => {
-            super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, kind, now)
+            super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, kind, now, captured)
         }
     }
 }

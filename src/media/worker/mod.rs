@@ -733,6 +733,11 @@ impl Worker {
                     self.send_keyframe_request(track, layer);
                 }
             }
+            PeerMsg::SenderClock { track, layer, clock } => {
+                if let Some(t) = self.tracks.get_mut(&track) {
+                    t.forwarder.on_sender_clock(layer, clock);
+                }
+            }
             PeerMsg::ReorderLayers { track, order } => {
                 if let Some(t) = self.tracks.get_mut(&track) {
                     t.forwarder.reorder_layers(&order);

@@ -16,7 +16,7 @@ use crate::media::webrtc::{
 };
 use crate::rooms::TrackSource;
 use crate::rtp::stun;
-use crate::sfu::forwarder::SubscriptionSpec;
+use crate::sfu::forwarder::{SenderClock, SubscriptionSpec};
 use crate::sfu::packet::{Codec, MediaKind, MediaPacket, OPUS_PT, TELEPHONE_EVENT_PT};
 use crate::sfu::rewriter::Rewrite;
 use bytes::BufMut;
@@ -145,6 +145,17 @@ impl Worker {
                         self.tracks.get_mut(&track).and_then(|t| t.forwarder.on_picture_loss(now, subscription.0));
                     if let Some(layer) = layer {
                         self.send_keyframe_request(track, layer);
+                    }
+                }
+                Event::SenderFeedback(fb) => {
+                    // A publisher's sender report: which track and layer it is about.
+                    let found = peer.publish.get(&fb.mid).and_then(|p| {
+                        let layer = p.rids.iter().position(|r| *r == fb.rid)?;
+                        Some((p.track, layer as u8))
+                    });
+                    if let Some((track, layer)) = found {
+                        let clock = SenderClock { rtp: fb.sender_info.rtp_time.numer() as u32, at: fb.received_at };
+                        self.on_sender_clock(track, layer, clock);
                     }
                 }
                 Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
@@ -728,6 +739,7 @@ pub(super) fn write_rtp(
     rw: &Rewrite,
     kind: usize,
     now: Instant,
+    captured: Instant,
 ) {
     let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
     if peer.lost_at.is_some() {
@@ -752,7 +764,9 @@ pub(super) fn write_rtp(
     };
     let seq = SeqNo::from(b.seq.extend(rw.seq));
     let len = payload.len();
-    let mut write = RtpWrite::new(pt, seq, rw.timestamp, now, payload.clone())
+    // The wallclock str0m's sender reports map this timestamp to: the publisher's capture time,
+    // so audio and video stay in step for the browser (lip sync).
+    let mut write = RtpWrite::new(pt, seq, rw.timestamp, captured, payload.clone())
         .marker(pkt.marker)
         .nackable(b.codec.kind() == MediaKind::Video);
     if pkt.audio_level.is_some() || pkt.video_orientation.is_some() {
