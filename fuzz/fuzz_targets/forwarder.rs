@@ -1,7 +1,9 @@
 //! The forwarding core as one media worker drives it (`sfu::forwarder::TrackForwarder` with its
 //! `SimulcastSelector`s and `StreamRewriter`s): an arbitrary sequence of publisher packets on
 //! any layer (in order, lost, reordered, duplicated, restarted, or raw bytes), subscriptions
-//! coming and going, layer wishes, bandwidth shares, ticks, NACKs, picture loss and time passing.
+//! coming and going, layer wishes, bandwidth shares, ticks, NACKs, picture loss, time passing,
+//! the publisher's sender reports, and the worker reordering the layers (a browser that listed
+//! them highest first: the publisher's streams then arrive under new layer numbers).
 //! Besides never panicking, it checks what subscribers see:
 //!
 //! - **Keyframe-gated switches**: a video subscription starts, changes layer or resumes after
@@ -26,7 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use switchboard::rtp::{RtpBuilder, vp8};
-use switchboard::sfu::forwarder::{ResendPolicy, SubscriptionSpec, TrackForwarder};
+use switchboard::sfu::forwarder::{ResendPolicy, SenderClock, SubscriptionSpec, TrackForwarder};
 use switchboard::sfu::nack::RetransmitBudget;
 use switchboard::sfu::packet::{Codec, MediaKind, MediaPacket};
 use switchboard::sfu::rewriter::Rewrite;
@@ -106,6 +108,16 @@ enum Op {
     Report {
         id: u8,
     },
+    /// A sender report of the publisher on `layer`, received `back_ms` ago.
+    SenderReport {
+        layer: u8,
+        rtp: u32,
+        back_ms: u16,
+    },
+    /// The worker renumbers the layers: permutation number `perm` of them.
+    Reorder {
+        perm: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -167,6 +179,9 @@ struct Harness {
     /// When each layer's last keyframe request was let through, and whether a keyframe of the
     /// layer arrived since (the request was answered).
     requested: [(Option<Instant>, bool); 4],
+    /// The forwarder's layer number for each of the publisher's streams (they change with
+    /// `Op::Reorder`).
+    map: [u8; 4],
 }
 
 fuzz_target!(|input: Input| {
@@ -188,6 +203,7 @@ fuzz_target!(|input: Input| {
         subs: HashMap::new(),
         now: t0,
         requested: [(None, false); 4],
+        map: [0, 1, 2, 3],
     };
     for op in input.ops.into_iter().take(2000) {
         h.apply(op);
@@ -209,7 +225,8 @@ impl Harness {
             Op::Packet { layer, step, ts_step, keyframe, frame_start, size } => {
                 let layer = layer % 5; // 4 does not exist
                 let pkt = self.synthetic(layer, step, ts_step, keyframe, frame_start, size);
-                self.packet(layer, &pkt);
+                let numbered = self.map.get(usize::from(layer)).copied().unwrap_or(layer);
+                self.packet(numbered, &pkt);
             }
             Op::Raw { layer, bytes } => {
                 if let Ok(pkt) = MediaPacket::parse(Bytes::from(bytes), self.codec, Some(1), self.now) {
@@ -263,6 +280,15 @@ impl Harness {
                     self.keyframe_requested(layer, KEYFRAME_REQUEST_INTERVAL);
                 }
             }
+            Op::SenderReport { layer, rtp, back_ms } => {
+                let layer = layer % 5;
+                let at = self.now.checked_sub(Duration::from_millis(u64::from(back_ms))).unwrap_or(self.now);
+                self.f.on_sender_clock(layer, SenderClock { rtp, at });
+                for ts in [rtp, rtp.wrapping_add(90_000), rtp.wrapping_sub(90_000), rtp ^ 0x8000_0000] {
+                    assert!(self.f.capture_time(layer, ts, self.now) <= self.now, "a capture time in the future");
+                }
+            }
+            Op::Reorder { perm } => self.reorder(perm),
             Op::Report { id } => {
                 let id = u64::from(id % 8);
                 let report = self.f.sender_report(id, self.now);
@@ -478,6 +504,49 @@ impl Harness {
 
     /// A keyframe request for `layer` went upstream now: an unanswered one a second after the
     /// last, an answered one `answered` after it.
+    /// Renumber the layers with permutation number `perm` (of `layer_count()!`), as the worker
+    /// does: every stream keeps its state under its new number, and every subscription that has
+    /// sent something starts a new segment at its next packet (a keyframe, for video).
+    fn reorder(&mut self, perm: u8) {
+        let n = self.f.layer_count();
+        if n < 2 {
+            return;
+        }
+        let mut left: Vec<usize> = (0..n).collect();
+        let mut rest = usize::from(perm);
+        let mut order = Vec::with_capacity(n);
+        for k in (1..=n).rev() {
+            let f: usize = (1..k).product();
+            order.push(left.remove((rest / f) % k));
+            rest %= f;
+        }
+        self.f.reorder_layers(&order);
+        let mut new_index = [0u8; 4];
+        for (i, &o) in order.iter().enumerate() {
+            new_index[o] = i as u8;
+        }
+        for m in self.map.iter_mut().take(n) {
+            *m = new_index[usize::from(*m)];
+        }
+        let requested = self.requested;
+        for (i, &o) in order.iter().enumerate() {
+            self.requested[i] = requested[o];
+        }
+        for sub in self.subs.values_mut() {
+            for (layer, _) in sub.sent.values_mut() {
+                if let Some(&l) = new_index.get(usize::from(*layer)).filter(|_| usize::from(*layer) < n) {
+                    *layer = l;
+                }
+            }
+            if sub.head.is_some() && self.codec.kind() == MediaKind::Video {
+                sub.restart_pending = true;
+            }
+        }
+        if debug() {
+            eprintln!("  reordered {order:?}, streams now {:?}", self.map);
+        }
+    }
+
     fn keyframe_requested(&mut self, layer: u8, answered: Duration) {
         let (last, keyframe_since) = &mut self.requested[usize::from(layer)];
         if let Some(t) = *last {

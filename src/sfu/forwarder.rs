@@ -444,9 +444,10 @@ impl<S: Copy> TrackForwarder<S> {
     }
 
     /// The publisher's layers were not lowest first: layer `order[i]` becomes layer `i`. Each
-    /// layer keeps its state (source, history, rate, height); every video subscription starts
-    /// again at a keyframe of the layer its wish gives it now. Ignored unless `order` is a
-    /// permutation of the layers.
+    /// layer keeps its state (source, history, rate, height, clock), and what was forwarded keeps
+    /// naming the layer it came from (NACKs are answered from the right history); every video
+    /// subscription starts again at a keyframe of the layer its wish gives it now. Ignored
+    /// unless `order` is a permutation of the layers.
     pub fn reorder_layers(&mut self, order: &[usize]) {
         let n = self.layers.len();
         let mut seen = [false; MAX_LAYERS];
@@ -459,7 +460,12 @@ impl<S: Copy> TrackForwarder<S> {
         for (slot, &i) in self.last_request.iter_mut().zip(order) {
             *slot = requests[i];
         }
+        let mut new_index = [0u8; MAX_LAYERS];
+        for (i, &o) in order.iter().enumerate() {
+            new_index[o] = i as u8;
+        }
         for sub in &mut self.subs {
+            sub.rewriter.relabel_layers(&new_index[..n]);
             if let Some(sel) = sub.selector.as_mut() {
                 sel.reset();
             }
@@ -636,6 +642,13 @@ mod tests {
         f.tick(t0, &mut keyframes);
         assert_eq!(keyframes, vec![0], "a keyframe of the new layer 0 is asked for");
         assert_eq!(send(&mut f, &mut p, true, [0, 1, 2]), vec![(0, 65_531, 1)], "the lowest stream, contiguous");
+        // A NACK for what was sent before the reorder is answered from the top stream's history.
+        let mut budget = RetransmitBudget::default();
+        let later = t0 + Duration::from_secs(1);
+        let policy = ResendPolicy { now: later, guard: Duration::ZERO, budget: &mut budget, rate_bps: 1_000_000 };
+        let mut resent = Vec::new();
+        f.on_nack(1, [65_530].into_iter(), policy, |_, pkt, rw| resent.push((pkt.ssrc, rw.seq)));
+        assert_eq!(resent, vec![(3, 65_530)], "the packet that was sent, from its own layer");
         // Not a permutation: nothing changes.
         f.reorder_layers(&[0, 0, 1]);
         f.reorder_layers(&[1, 0]);

@@ -97,6 +97,16 @@ impl StreamRewriter {
         Self { clock_rate: clock_rate.max(1), initial, head: None, history: VecDeque::with_capacity(SEGMENT_HISTORY) }
     }
 
+    /// The track's layers were renumbered: the segments forwarded so far (the current one and
+    /// those kept for retransmissions) now name their layer by `new_index[old]`.
+    pub fn relabel_layers(&mut self, new_index: &[u8]) {
+        let relabel = |s: &mut Segment| s.layer = new_index.get(usize::from(s.layer)).copied().unwrap_or(s.layer);
+        if let Some(h) = self.head.as_mut() {
+            relabel(&mut h.segment);
+        }
+        self.history.iter_mut().for_each(relabel);
+    }
+
     /// The layer being forwarded and its timestamp offset (output = source + offset).
     pub fn ts_offset(&self) -> Option<(u8, u32)> {
         self.head.map(|h| (h.segment.layer, h.segment.ts_offset))
