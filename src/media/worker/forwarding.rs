@@ -527,7 +527,7 @@ fn send_rtp(
             }
         }
         Sink::WebRtc { peer, subscription, .. } => {
-            super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, kind, now, captured)
+            super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, now, captured)
         }
     }
 }

@@ -737,7 +737,6 @@ pub(super) fn write_rtp(
     subscription: SubscriptionId,
     pkt: &MediaPacket,
     rw: &Rewrite,
-    kind: usize,
     now: Instant,
     captured: Instant,
 ) {
@@ -747,6 +746,7 @@ pub(super) fn write_rtp(
         return;
     }
     let Some(b) = peer.tx.get_mut(&subscription) else { return };
+    let kind = crate::media::metrics::kind_index(b.codec.kind());
     let (Some(ssrc), Some(pt), Some(payload)) = (b.ssrc, b.pt, pkt.shared_payload.as_ref()) else {
         out.rtc_counters.drop(RtcDrop::NotNegotiated);
         return;

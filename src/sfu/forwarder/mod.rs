@@ -4,7 +4,15 @@
 //! to forward and with which rewrite, and hands that to the caller's `emit`, which writes the
 //! bytes wherever the transport wants them. No I/O, no clock reads, no allocation per packet.
 
-use super::nack::{PacketHistory, RetransmitBudget};
+mod layers;
+mod resend;
+#[cfg(test)]
+mod test_support;
+
+pub use layers::SenderClock;
+pub use resend::{NackAnswer, ResendPolicy};
+
+use super::nack::PacketHistory;
 use super::packet::{Codec, MediaKind, MediaPacket};
 use super::rewriter::{MAX_FORWARD_GAP, Outcome, Rewrite, StreamRewriter};
 use super::simulcast::{
@@ -17,30 +25,6 @@ use std::time::{Duration, Instant};
 
 /// A layer with no packets for this long is considered stopped.
 pub const LAYER_STALE: Duration = Duration::from_millis(500);
-/// What became of the sequence numbers of a subscriber's NACK.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct NackAnswer {
-    /// Sent again from the history.
-    pub sent: u32,
-    /// Not in the history (never received, or too old).
-    pub missed: u32,
-    /// Forwarded so recently that the NACK crossed it: not sent twice.
-    pub too_recent: u32,
-    /// Over the subscriber's retransmission budget: refused.
-    pub over_budget: u32,
-}
-
-/// How a subscriber's NACK is answered.
-#[derive(Debug)]
-pub struct ResendPolicy<'a> {
-    pub now: Instant,
-    /// Do not resend what was forwarded less than this ago (about the subscriber's round trip).
-    pub guard: Duration,
-    /// The subscriber's retransmission budget, and the rate it refills at.
-    pub budget: &'a mut RetransmitBudget,
-    pub rate_bps: u64,
-}
-
 /// Packets kept per layer for retransmissions (about 1 s of 2.5 Mbit/s video).
 const VIDEO_HISTORY: usize = 512;
 const AUDIO_HISTORY: usize = 128;
@@ -58,16 +42,6 @@ struct LayerState {
     height: u32,
     /// The publisher's clock for this layer, from its latest sender report.
     clock: Option<SenderClock>,
-}
-
-/// What a publisher's sender report says of a layer's media clock: RTP time `rtp` was its "now"
-/// when the report arrived here (`at`). Audio and video of one publisher come from one wallclock,
-/// so mapping each stream through its own reports keeps them in step (lip sync) whatever the
-/// forwarding and layer switches do to their timing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SenderClock {
-    pub rtp: u32,
-    pub at: Instant,
 }
 
 /// One subscriber's subscription to this track on this worker.
@@ -331,38 +305,6 @@ impl<S: Copy> TrackForwarder<S> {
         report
     }
 
-    /// Answer a subscriber's NACK from the history under `policy`. A packet that reached the SFU
-    /// (and was forwarded) less than `policy.guard` ago is not sent again: the NACK crossed it on
-    /// the way, and resending would only deliver it twice. What the subscriber's retransmission
-    /// budget does not cover is refused.
-    pub fn on_nack(
-        &mut self,
-        subscription: u64,
-        seqs: impl Iterator<Item = u16>,
-        policy: ResendPolicy<'_>,
-        mut emit: impl FnMut(&Subscription<S>, &MediaPacket, &Rewrite),
-    ) -> NackAnswer {
-        let ResendPolicy { now, guard, budget, rate_bps } = policy;
-        let mut answer = NackAnswer::default();
-        let Some(sub) = self.subs.iter().find(|s| s.id == subscription) else { return answer };
-        for out_seq in seqs {
-            let found = sub.rewriter.source_of(out_seq).and_then(|(segment, src)| {
-                let pkt = self.layers.get(usize::from(segment.layer))?.history.get(src)?;
-                Some((pkt, StreamRewriter::rewrite_retransmission(&segment, src, pkt.timestamp, pkt.vp8.as_ref())))
-            });
-            match found {
-                Some((pkt, _)) if now.saturating_duration_since(pkt.received_at) < guard => answer.too_recent += 1,
-                Some((pkt, _)) if !budget.take(now, rate_bps, pkt.data.len()) => answer.over_budget += 1,
-                Some((pkt, rw)) => {
-                    answer.sent += 1;
-                    emit(sub, pkt, &rw);
-                }
-                None => answer.missed += 1,
-            }
-        }
-        answer
-    }
-
     /// A subscriber lost its picture (PLI/FIR): the layer to request a keyframe for, if the
     /// per-layer throttle allows one now.
     pub fn on_picture_loss(&mut self, now: Instant, subscription: u64) -> Option<u8> {
@@ -443,217 +385,18 @@ impl<S: Copy> TrackForwarder<S> {
         statuses[next].bitrate_bps
     }
 
-    /// The publisher's layers were not lowest first: layer `order[i]` becomes layer `i`. Each
-    /// layer keeps its state (source, history, rate, height, clock), and what was forwarded keeps
-    /// naming the layer it came from (NACKs are answered from the right history); every video
-    /// subscription starts again at a keyframe of the layer its wish gives it now. Ignored
-    /// unless `order` is a permutation of the layers.
-    pub fn reorder_layers(&mut self, order: &[usize]) {
-        let n = self.layers.len();
-        let mut seen = [false; MAX_LAYERS];
-        if order.len() != n || !order.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true)) {
-            return;
-        }
-        let mut old: Vec<Option<LayerState>> = std::mem::take(&mut self.layers).into_iter().map(Some).collect();
-        self.layers = order.iter().filter_map(|&i| old[i].take()).collect();
-        let requests = self.last_request;
-        for (slot, &i) in self.last_request.iter_mut().zip(order) {
-            *slot = requests[i];
-        }
-        let mut new_index = [0u8; MAX_LAYERS];
-        for (i, &o) in order.iter().enumerate() {
-            new_index[o] = i as u8;
-        }
-        for sub in &mut self.subs {
-            sub.rewriter.relabel_layers(&new_index[..n]);
-            if let Some(sel) = sub.selector.as_mut() {
-                sel.reset();
-            }
-        }
-    }
-
     /// Layer changes since the last call.
     pub fn drain_layer_changes(&mut self) -> std::vec::Drain<'_, LayerChange> {
         self.changes.drain(..)
-    }
-
-    /// A sender report of the publisher on `layer`.
-    pub fn on_sender_clock(&mut self, layer: u8, clock: SenderClock) {
-        if let Some(l) = self.layers.get_mut(usize::from(layer)) {
-            l.clock = Some(clock);
-        }
-    }
-
-    /// When the publisher captured the packet of `layer` with RTP timestamp `ts`, on this
-    /// server's clock, by its latest sender report on that layer: the wallclock to report for it
-    /// downstream. `now` without a report, and never later than `now`.
-    pub fn capture_time(&self, layer: u8, ts: u32, now: Instant) -> Instant {
-        let Some(c) = self.layers.get(usize::from(layer)).and_then(|l| l.clock) else { return now };
-        let ticks = i64::from(ts.wrapping_sub(c.rtp) as i32);
-        let micros = ticks * 1_000_000 / i64::from(self.codec.clock_rate().max(1));
-        let at = if micros >= 0 {
-            c.at.checked_add(Duration::from_micros(micros.unsigned_abs()))
-        } else {
-            c.at.checked_sub(Duration::from_micros(micros.unsigned_abs()))
-        };
-        at.map_or(now, |t| t.min(now))
-    }
-
-    /// Values for a sender report on `subscription`: (SSRC, RTP timestamp for `now`, packets,
-    /// octets). `None` before anything was sent. The timestamp follows the publisher's clock
-    /// (its sender reports on the layer being forwarded) when there is one, else the time the
-    /// last packet was forwarded.
-    pub fn sender_report(&self, subscription: u64, now: Instant) -> Option<(u32, u32, u32, u32)> {
-        let sub = self.subs.iter().find(|s| s.id == subscription)?;
-        let (_, ts, at) = sub.rewriter.last_output()?;
-        let rate = u128::from(self.codec.clock_rate());
-        let ticks_since = |at: Instant| (now.saturating_duration_since(at).as_micros() * rate / 1_000_000) as u32;
-        let clocked = sub.rewriter.ts_offset().and_then(|(layer, offset)| {
-            let c = self.layers.get(usize::from(layer))?.clock?;
-            Some(c.rtp.wrapping_add(ticks_since(c.at)).wrapping_add(offset))
-        });
-        let ts = clocked.unwrap_or_else(|| ts.wrapping_add(ticks_since(at)));
-        Some((sub.out_ssrc, ts, sub.packets as u32, sub.octets as u32))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::test_support::*;
     use super::*;
     use crate::rtp::{RtpBuilder, vp8};
     use bytes::Bytes;
-
-    /// A synthetic 3-layer VP8 publisher: packet `i` of layer `l` has seq `base[l] + i`.
-    struct Publisher {
-        seq: [u16; 3],
-        ts: [u32; 3],
-        pic: [u16; 3],
-        ssrc: [u32; 3],
-    }
-
-    impl Publisher {
-        fn new() -> Self {
-            Self { seq: [100, 20_000, 65_000], ts: [0, 5_000, 90_000], pic: [1, 500, 32_000], ssrc: [1, 2, 3] }
-        }
-
-        /// The publisher restarts `layer`: a new SSRC (or the same), new sequence and timestamp
-        /// bases.
-        fn restart(&mut self, layer: usize, ssrc: u32, seq: u16, ts: u32) {
-            self.ssrc[layer] = ssrc;
-            self.seq[layer] = seq;
-            self.ts[layer] = ts;
-        }
-
-        /// One single-packet frame on `layer`.
-        fn frame(&mut self, now: Instant, layer: usize, key: bool) -> MediaPacket {
-            let mut payload = Vec::new();
-            vp8::synthetic_payload(self.pic[layer], 0, true, key, (320 << layer, 180 << layer), 100, &mut payload);
-            let raw = RtpBuilder {
-                payload_type: 96,
-                seq: self.seq[layer],
-                timestamp: self.ts[layer],
-                ssrc: self.ssrc[layer],
-                marker: true,
-                ..Default::default()
-            }
-            .build(&payload);
-            self.seq[layer] = self.seq[layer].wrapping_add(1);
-            self.ts[layer] = self.ts[layer].wrapping_add(3000);
-            self.pic[layer] = (self.pic[layer] + 1) & 0x7fff;
-            MediaPacket::parse(Bytes::from(raw), Codec::Vp8, None, now).expect("valid")
-        }
-    }
-
-    fn spec(id: u64, wish: LayerWish) -> SubscriptionSpec<u64> {
-        SubscriptionSpec {
-            id,
-            sink: id,
-            out_ssrc: 1000 + id as u32,
-            initial: Rewrite { seq: 65_530, timestamp: 0, picture_id: Some(0), tl0_pic_idx: Some(0) },
-            wish,
-        }
-    }
-
-    fn low() -> LayerWish {
-        LayerWish { max_layer: Some(0), max_height: None }
-    }
-
-    /// Send one frame on each layer; return what each subscription got: (sub, layer, seq).
-    fn round(f: &mut TrackForwarder<u64>, p: &mut Publisher, now: Instant, key: [bool; 3]) -> Vec<(u64, u8, u16)> {
-        let mut got = Vec::new();
-        for (layer, key) in key.into_iter().enumerate() {
-            let pkt = p.frame(now, layer, key);
-            f.on_packet(now, layer as u8, &pkt, |sub, rw| got.push((sub.sink, layer as u8, rw.seq)));
-        }
-        got
-    }
-
-    /// The wallclock of a packet comes from its layer's sender report: earlier or later than the
-    /// report by its timestamp's distance, never in the future, and `now` without a report or
-    /// after the layer restarted (a new stream has a clock of its own).
-    #[test]
-    fn capture_time_follows_the_layers_sender_report() {
-        let t0 = Instant::now();
-        let now = t0 + Duration::from_secs(1);
-        let mut f = TrackForwarder::<u64>::new(Codec::Vp8, &[0]);
-        assert_eq!(f.capture_time(0, 5, now), now, "no report yet");
-        f.on_sender_clock(0, SenderClock { rtp: 90_000, at: t0 });
-        assert_eq!(f.capture_time(0, 90_000 - 18_000, now), t0 - Duration::from_millis(200));
-        assert_eq!(f.capture_time(0, 90_000 + 9_000, now), t0 + Duration::from_millis(100));
-        assert_eq!(f.capture_time(0, 90_000 + 900_000, now), now, "never later than now");
-        assert_eq!(f.capture_time(3, 90_000, now), now, "no such layer");
-        let mut p = Publisher::new();
-        f.on_packet(t0, 0, &p.frame(t0, 0, true), |_, _| {});
-        p.restart(0, 99, 1, 1);
-        f.on_packet(t0, 0, &p.frame(t0, 0, true), |_, _| {});
-        assert_eq!(f.capture_time(0, 90_000 - 18_000, now), now, "a restart forgets the clock");
-    }
-
-    /// A browser listed its rids highest first; once the worker has seen that, it puts them in
-    /// order. Each layer's state moves with its stream, and the subscriber restarts at a keyframe
-    /// of the layer it really asked for, with contiguous sequence numbers.
-    #[test]
-    fn reordered_layers_keep_their_state_and_restart_subscribers_at_a_keyframe() {
-        let t0 = Instant::now();
-        let mut f = TrackForwarder::new(Codec::Vp8, &[0, 0, 0]);
-        let mut p = Publisher::new();
-        f.add_subscription(spec(1, low()));
-        // Publisher layer `l` arrives as forwarder layer `map[l]`: (forwarder layer, seq, SSRC).
-        let send = |f: &mut TrackForwarder<u64>, p: &mut Publisher, key: bool, map: [u8; 3]| {
-            let mut got = Vec::new();
-            for (l, fl) in map.into_iter().enumerate() {
-                let pkt = p.frame(t0, l, key);
-                let ssrc = pkt.ssrc;
-                f.on_packet(t0, fl, &pkt, |_, rw| got.push((fl, rw.seq, ssrc)));
-            }
-            got
-        };
-        let heights =
-            |f: &mut TrackForwarder<u64>| f.layer_statuses(t0)[..3].iter().map(|s| s.height).collect::<Vec<_>>();
-        send(&mut f, &mut p, false, [2, 1, 0]);
-        f.tick(t0, &mut Vec::new());
-        assert_eq!(send(&mut f, &mut p, true, [2, 1, 0]), vec![(0, 65_530, 3)], "layer 0 is the top stream");
-        assert_eq!(heights(&mut f), vec![720, 360, 180]);
-
-        f.reorder_layers(&[2, 1, 0]);
-        assert_eq!(heights(&mut f), vec![180, 360, 720], "each layer's state moved with its stream");
-        assert!(send(&mut f, &mut p, false, [0, 1, 2]).is_empty(), "nothing until a keyframe");
-        let mut keyframes = Vec::new();
-        f.tick(t0, &mut keyframes);
-        assert_eq!(keyframes, vec![0], "a keyframe of the new layer 0 is asked for");
-        assert_eq!(send(&mut f, &mut p, true, [0, 1, 2]), vec![(0, 65_531, 1)], "the lowest stream, contiguous");
-        // A NACK for what was sent before the reorder is answered from the top stream's history.
-        let mut budget = RetransmitBudget::default();
-        let later = t0 + Duration::from_secs(1);
-        let policy = ResendPolicy { now: later, guard: Duration::ZERO, budget: &mut budget, rate_bps: 1_000_000 };
-        let mut resent = Vec::new();
-        f.on_nack(1, [65_530].into_iter(), policy, |_, pkt, rw| resent.push((pkt.ssrc, rw.seq)));
-        assert_eq!(resent, vec![(3, 65_530)], "the packet that was sent, from its own layer");
-        // Not a permutation: nothing changes.
-        f.reorder_layers(&[0, 0, 1]);
-        f.reorder_layers(&[1, 0]);
-        assert_eq!(heights(&mut f), vec![180, 360, 720]);
-    }
 
     #[test]
     fn each_subscriber_gets_its_layer_from_a_keyframe_on() {
@@ -743,46 +486,6 @@ mod tests {
         let at = requested_at.expect("a keyframe of layer 1 was requested");
         assert!(Duration::from_millis(33 * (at as u64 + 1)) < Duration::from_secs(1), "within 1 s");
         assert_eq!(f.subscriptions()[0].layer(), Some(1));
-    }
-
-    #[test]
-    fn nacks_are_answered_from_history_with_the_original_rewrite() {
-        let t0 = Instant::now();
-        let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
-        let mut p = Publisher::new();
-        f.add_subscription(spec(1, low()));
-        let mut kf = Vec::new();
-        round(&mut f, &mut p, t0, [false; 3]);
-        f.tick(t0, &mut kf);
-        let mut sent = Vec::new();
-        for i in 0..10 {
-            for (_, _, seq) in round(&mut f, &mut p, t0, [i == 0, false, false]) {
-                sent.push(seq);
-            }
-        }
-        let mut again = Vec::new();
-        let nack = [sent[3], sent[7], 12_345];
-        let guard = Duration::from_millis(10);
-        let mut budget = RetransmitBudget::default();
-        fn policy(now: Instant, budget: &mut RetransmitBudget) -> ResendPolicy<'_> {
-            ResendPolicy { now, guard: Duration::from_millis(10), budget, rate_bps: 1_000_000 }
-        }
-        // A NACK that crossed the packets (they were forwarded just now) resends nothing.
-        let crossed = f.on_nack(1, nack.into_iter(), policy(t0 + Duration::from_millis(5), &mut budget), |_, _, _| {
-            panic!("nothing is resent within the guard")
-        });
-        assert_eq!(crossed, NackAnswer { sent: 0, missed: 1, too_recent: 2, over_budget: 0 });
-        let later = t0 + Duration::from_millis(50);
-        let answer =
-            f.on_nack(1, nack.into_iter(), policy(later, &mut budget), |_, pkt, rw| again.push((pkt.seq, rw.seq)));
-        assert_eq!(answer, NackAnswer { sent: 2, missed: 1, too_recent: 0, over_budget: 0 });
-        // An empty budget refuses.
-        let mut empty = RetransmitBudget::default();
-        let tiny = ResendPolicy { now: later, guard, budget: &mut empty, rate_bps: 8 };
-        let refused = f.on_nack(1, nack.into_iter(), tiny, |_, _, _| panic!("nothing fits the budget"));
-        assert_eq!(refused.over_budget, 2);
-        assert_eq!(again.iter().map(|a| a.1).collect::<Vec<_>>(), vec![sent[3], sent[7]]);
-        assert_eq!(again[0].0, 100 + 1 + 3, "source packet of layer 0");
     }
 
     #[test]
