@@ -79,10 +79,29 @@ impl WsCarrier {
         let error = ServerMessage::error(id, super::messages::ErrorCode::MessageTooLarge, message);
         let _ = self.ws.send(Message::Text(error.to_json().into())).await;
         let frame = CloseFrame { code: 1009, reason: "message too large".into() };
-        let _ = self.ws.send(Message::Close(Some(frame))).await;
+        if self.ws.send(Message::Close(Some(frame))).await.is_ok() {
+            self.await_close_reply().await;
+        }
         Incoming::Gone
     }
+
+    /// After our close frame, wait (briefly) for the client's, so the closing handshake
+    /// completes: a socket dropped before the client's reply arrives is answered with a TCP
+    /// reset, and the browser reports the close as unclean (1006 or `wasClean: false`).
+    async fn await_close_reply(&mut self) {
+        let reply = async {
+            while let Some(Ok(m)) = self.ws.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, reply).await;
+    }
 }
+
+/// How long a closing server waits for the client's close frame.
+const CLOSE_REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Carrier for WsCarrier {
     async fn next(&mut self) -> Incoming {
@@ -133,7 +152,9 @@ impl Carrier for WsCarrier {
             // 1011: the server met an unexpected condition (RFC 6455 7.4.1).
             let code: u16 = if c.code == crate::media::quic::close_code::INTERNAL_ERROR { 1011 } else { 1000 };
             let frame = CloseFrame { code, reason: c.reason.into() };
-            let _ = self.ws.send(Message::Close(Some(frame))).await;
+            if self.ws.send(Message::Close(Some(frame))).await.is_ok() {
+                self.await_close_reply().await;
+            }
         }
     }
 }
