@@ -1,6 +1,9 @@
-//! Available-bandwidth estimate for a QUIC subscriber, from the connection's own path statistics
-//! (quinn's congestion controller already paces the connection; this only decides how much media
-//! the simulcast selectors should aim for). Sans-IO: it is fed snapshots.
+//! A loss-and-delay bandwidth estimate from a transport's own counters, sans-IO: it is fed
+//! snapshots. Two carriers use it: a QUIC subscriber, from quinn's path statistics (quinn's
+//! congestion controller already paces the connection; this only decides how much media the
+//! simulcast selectors should aim for), and a WebRTC subscriber whose transport-wide congestion
+//! control feedback is missing or unusable, from its RTCP receiver reports
+//! (`media::webrtc_bwe`).
 //!
 //! The estimate starts unconstrained. Loss, congestion events or a growing queue (the smoothed RTT
 //! above the lowest seen in the last 10 s) cut it to a little below what was actually delivered;
@@ -33,7 +36,7 @@ const CLEAN_TO_UNCONSTRAINED: u32 = 50;
 const FLOOR_BPS: u64 = 100_000;
 
 #[derive(Debug, Clone, Default)]
-pub struct QuicBandwidthEstimator {
+pub struct LossBasedEstimator {
     last: Option<(Instant, PathSample)>,
     estimate: Option<u64>,
     clean: u32,
@@ -44,7 +47,7 @@ pub struct QuicBandwidthEstimator {
     queued: u32,
 }
 
-impl QuicBandwidthEstimator {
+impl LossBasedEstimator {
     /// Feed a sample; returns the current estimate (`None`: unconstrained).
     pub fn update(&mut self, now: Instant, s: PathSample) -> Option<u64> {
         let min_rtt = match self.min_rtt {
@@ -99,7 +102,7 @@ mod tests {
     #[test]
     fn a_growing_queue_cuts_the_estimate_without_loss() {
         let t0 = Instant::now();
-        let mut e = QuicBandwidthEstimator::default();
+        let mut e = LossBasedEstimator::default();
         let mut t = t0;
         let (mut bytes, mut packets) = (0, 0);
         for _ in 0..10 {
@@ -121,7 +124,7 @@ mod tests {
     #[test]
     fn the_base_rtt_follows_a_route_change_after_its_window() {
         let t0 = Instant::now();
-        let mut e = QuicBandwidthEstimator::default();
+        let mut e = LossBasedEstimator::default();
         e.update(t0, sample(0, 0, 0, 20));
         // A longer route: 120 ms from now on. Cut at first (it looks like a queue)...
         let mut t = t0 + Duration::from_millis(200);
@@ -145,7 +148,7 @@ mod tests {
     #[test]
     fn unconstrained_until_loss_then_recovers() {
         let t0 = Instant::now();
-        let mut e = QuicBandwidthEstimator::default();
+        let mut e = LossBasedEstimator::default();
         assert_eq!(e.update(t0, sample(0, 0, 0, 10)), None);
         // 1 Mbit/s delivered, clean.
         assert_eq!(e.update(t0 + Duration::from_secs(1), sample(125_000, 100, 0, 12)), None);
@@ -176,7 +179,7 @@ mod tests {
     #[test]
     fn never_below_the_floor() {
         let t0 = Instant::now();
-        let mut e = QuicBandwidthEstimator::default();
+        let mut e = LossBasedEstimator::default();
         e.update(t0, sample(0, 0, 0, 10));
         assert_eq!(e.update(t0 + Duration::from_secs(1), sample(10, 10, 5, 10)), Some(FLOOR_BPS));
     }

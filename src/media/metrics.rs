@@ -1,6 +1,7 @@
 //! Media-plane metrics. Workers count into thread-local handles and flush them about once a
 //! second, so the per-packet cost is a plain add with no shared cache line.
 
+use super::webrtc_bwe::Fallback;
 use crate::metrics::counter_vec;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -28,6 +29,8 @@ pub struct MediaMetrics {
     pub offers: IntCounterVec,
     /// `switchboard_webrtc_ice_events_total{event}`.
     pub ice_events: IntCounterVec,
+    /// `switchboard_webrtc_bwe_fallbacks_total{reason}`.
+    pub bwe_fallbacks: IntCounterVec,
     /// `switchboard_worker_command_waits_total{worker}`: state changes that waited for room in a
     /// full worker queue (delayed, not dropped).
     pub command_waits: IntCounterVec,
@@ -269,6 +272,12 @@ impl MediaMetrics {
                 "Browser connectivity: lost (ICE consent lapsed, or the browser restarted ICE: the grace period starts), recovered (checks passed again within it), restarted (the client restarted ICE), expired (the grace period ran out; the browser left)",
                 &["event"],
             ),
+            bwe_fallbacks: counter_vec(
+                registry,
+                "webrtc_bwe_fallbacks_total",
+                "Browsers whose layers are driven by their RTCP receiver reports instead of TWCC: no_twcc (none negotiated or none came), twcc_stuck (the TWCC estimate never moved while more was wanted: feedback the estimator cannot use)",
+                &["reason"],
+            ),
         }
     }
 }
@@ -451,6 +460,7 @@ pub struct RtcCounters {
     drops: Vec<LocalIntCounter>,
     offers: [prometheus::IntCounter; 5],
     ice: [prometheus::IntCounter; 4],
+    bwe_fallbacks: [prometheus::IntCounter; 2],
 }
 
 /// WebRTC drop reasons, label values of `switchboard_media_drops_total{reason}`.
@@ -481,6 +491,8 @@ impl RtcCounters {
             drops: RTC_DROP_NAMES.iter().map(|r| m.drops.with_label_values(&[r]).local()).collect(),
             offers: ["sent", "resent", "answered", "rejected", "voided"].map(|r| m.offers.with_label_values(&[r])),
             ice: ["lost", "recovered", "restarted", "expired"].map(|e| m.ice_events.with_label_values(&[e])),
+            bwe_fallbacks: [Fallback::NoTwcc, Fallback::TwccStuck]
+                .map(|f| m.bwe_fallbacks.with_label_values(&[f.label()])),
         }
     }
 
@@ -494,6 +506,14 @@ impl RtcCounters {
 
     pub fn ice(&self, event: IceEvent) {
         self.ice[event as usize].inc();
+    }
+
+    pub fn bwe_fallback(&self, why: Fallback) {
+        let i = match why {
+            Fallback::NoTwcc => 0,
+            Fallback::TwccStuck => 1,
+        };
+        self.bwe_fallbacks[i].inc();
     }
 
     pub fn flush(&mut self) {

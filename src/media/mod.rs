@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod plane;
 pub mod quic;
 pub mod webrtc;
+pub mod webrtc_bwe;
 pub mod worker;

@@ -4,7 +4,7 @@
 //! bidirectional stream as `u32` big-endian length-prefixed JSON frames; media is RoQ datagrams
 //! (flow ID varint, then an RTP or RTCP packet).
 
-use super::bwe::QuicBandwidthEstimator;
+use super::bwe::LossBasedEstimator;
 use super::command::SessionInput;
 use super::ids::{SessionId, SubscriptionId, TrackId};
 use bytes::Bytes;
@@ -60,7 +60,7 @@ pub struct QuicConn {
     /// The earliest deadline of this connection in the worker's timer heap (armed only when earlier).
     pub timeout: Option<Instant>,
     pub dirty: bool,
-    pub bwe: QuicBandwidthEstimator,
+    pub bwe: LossBasedEstimator,
     pub estimate_bps: Option<u64>,
     /// The last combined estimate toward this client (its retransmission budget follows it).
     pub last_estimate_bps: Option<u64>,
@@ -94,7 +94,7 @@ impl QuicConn {
             flows: HashMap::new(),
             timeout: None,
             dirty: false,
-            bwe: QuicBandwidthEstimator::default(),
+            bwe: LossBasedEstimator::default(),
             estimate_bps: None,
             last_estimate_bps: None,
             retransmits: crate::sfu::nack::RetransmitBudget::default(),

@@ -157,8 +157,8 @@ pub struct Peer {
     pub by_mid: HashMap<Mid, SubscriptionId>,
     /// Events seen while draining after a write, handled by the worker afterwards.
     pub events: VecDeque<Event>,
-    /// The TWCC (delay-based) estimate toward this peer.
-    pub estimate_bps: Option<u64>,
+    /// The estimate toward this peer: TWCC's, or its receiver reports' when TWCC does not work.
+    pub bwe: super::webrtc_bwe::SubscriberBwe,
     /// A loss-based cap on the estimate: what was delivered while losses were high, and when.
     pub loss_cap: Option<(u64, Instant)>,
     /// Bytes sent at the last stats report, and when.
@@ -186,10 +186,14 @@ pub fn offer_backoff(base: Duration, n: u32) -> Duration {
 }
 
 impl Peer {
-    /// The estimate to allocate with: the delay-based one, capped by recent loss.
+    /// The estimate to allocate with: the delay-based one, capped by recent loss; or, when TWCC
+    /// does not work for this peer, the one from its receiver reports.
     pub fn effective_estimate(&self, now: Instant) -> Option<u64> {
+        if self.bwe.fallback().is_some() {
+            return self.bwe.receiver_estimate();
+        }
         let cap = self.loss_cap.filter(|(_, at)| now.saturating_duration_since(*at) < LOSS_CAP_HOLD).map(|(c, _)| c);
-        match (self.estimate_bps, cap) {
+        match (self.bwe.twcc(), cap) {
             (Some(e), Some(c)) => Some(e.min(c)),
             (e, c) => e.or(c),
         }
@@ -264,7 +268,7 @@ impl Peer {
             tx: HashMap::new(),
             by_mid: HashMap::new(),
             events: VecDeque::new(),
-            estimate_bps: None,
+            bwe: super::webrtc_bwe::SubscriberBwe::new(settings.initial_bitrate.as_u64()),
             loss_cap: None,
             last_tx: None,
             connected: false,
@@ -655,7 +659,7 @@ mod loss_tests {
     fn heavy_loss_caps_the_estimate_at_what_was_delivered() {
         let t0 = Instant::now();
         let mut p = peer();
-        p.estimate_bps = Some(1_500_000);
+        p.bwe.on_twcc(1_500_000);
         p.on_peer_stats(0, Some(0.0), t0);
         // 100 kB in a second (800 kbit/s) with 50 % loss: 400 kbit/s got through.
         p.on_peer_stats(100_000, Some(0.5), t0 + Duration::from_secs(1));

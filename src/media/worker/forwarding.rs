@@ -3,6 +3,7 @@
 //! PLI/FIR, REMB) and publishers (SR); and the periodic work (layer selection, NACKs to QUIC
 //! publishers, receiver and sender reports, bandwidth shares, audio levels).
 
+use super::rtc_io::drive;
 use super::{
     AUDIO_LEVEL_INTERVAL, BWE_INTERVAL, LayerSource, LocalTrack, Outputs, REPORT_INTERVAL, Sink, Worker, codec_of,
     ntp_now,
@@ -19,12 +20,17 @@ use crate::sfu::rewriter::Rewrite;
 use crate::sfu::simulcast::{Ladder, allocate};
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
+use str0m::bwe::Bitrate;
 
 /// A subscriber NACK does not resend a packet forwarded less than its round-trip time ago (the
 /// NACK crossed it); at least this long (loopback round trips are shorter than task wake-ups)...
 const MIN_RESEND_GUARD: Duration = Duration::from_millis(10);
 /// ...and at most this long (a long round trip must not hold back a real repair).
 const MAX_RESEND_GUARD: Duration = Duration::from_millis(250);
+/// Probing goes a little beyond what the next layers need, so an upgrade's threshold is reached
+/// (and not overshot by much: the further the estimate runs ahead of what is sent, the slower
+/// it falls at a new bottleneck).
+const PROBE_MARGIN: f64 = 1.1;
 /// A subscriber may be sent again this share of its bandwidth estimate...
 const RETRANSMIT_SHARE_OF_ESTIMATE: f64 = 0.2;
 /// ...but at least this much (a low or unknown estimate still gets repairs)...
@@ -362,6 +368,50 @@ impl Worker {
             let is_video = |t: &TrackId| self.tracks.get(t).is_some_and(|t| codec_of(t).kind() == MediaKind::Video);
             let video: Vec<_> = subscribed.iter().copied().filter(|(t, _)| is_video(t)).collect();
             let audio = subscribed.len() - video.len();
+            self.share_bandwidth(estimate, &video, audio, now);
+        }
+    }
+
+    /// Share each browser's estimate (TWCC's, or its receiver reports' where TWCC does not work:
+    /// `media::webrtc_bwe`) among its video subscriptions, and tell its TWCC estimator how much
+    /// it should be able to probe for.
+    pub(super) fn update_rtc_bandwidth(&mut self) {
+        let now = Instant::now();
+        for idx in 0..self.out.peers.len() {
+            let Some(peer) = self.out.peers[idx].as_ref() else { continue };
+            let video: Vec<(TrackId, SubscriptionId)> = peer
+                .tx
+                .iter()
+                .filter(|(_, b)| b.codec.kind() == MediaKind::Video)
+                .map(|(s, b)| (b.track, *s))
+                .collect();
+            let audio = peer.tx.len() - video.len();
+            if video.is_empty() {
+                continue;
+            }
+            // Desired: what the next layer up of each subscription would take (probing one step
+            // at a time keeps probes from flooding a constrained link).
+            let mut wanted = 0;
+            for (t, sub) in &video {
+                if let Some(t) = self.tracks.get_mut(t) {
+                    wanted += t.forwarder.next_layer_bitrate(now, sub.0);
+                }
+            }
+            let Some(peer) = self.out.peers[idx].as_mut() else { continue };
+            let desired = (estimate_needed_for(wanted, audio) as f64 * PROBE_MARGIN) as u64;
+            peer.bwe.on_stats_round(now);
+            if peer.connected
+                && let Some(why) = peer.bwe.on_wanted(desired, now)
+            {
+                tracing::info!(worker = self.index, session = %peer.session, reason = why.label(), "TWCC gives no usable estimate for this browser: its receiver reports drive its layers");
+                self.out.rtc_counters.bwe_fallback(why);
+            }
+            // Probing is for TWCC: without it probes only cost the subscriber bandwidth.
+            let probe_to = if peer.bwe.fallback().is_some() { Bitrate::ZERO } else { Bitrate::bps(desired) };
+            peer.rtc.bwe().set_bitrate(Bitrate::ZERO, probe_to);
+            let estimate = peer.effective_estimate(now);
+            tracing::debug!(worker = self.index, peer = idx, estimate = ?estimate, wanted, "WebRTC bandwidth");
+            drive(&mut self.out, idx, now);
             self.share_bandwidth(estimate, &video, audio, now);
         }
     }

@@ -24,7 +24,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
-use str0m::bwe::{Bitrate, BweKind};
+use str0m::bwe::BweKind;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -32,10 +32,6 @@ use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output};
 
 const MAX_UDP: usize = 2048;
-/// Probing goes a little beyond what the next layers need, so an upgrade's threshold is reached
-/// (and not overshot by much: the further the estimate runs ahead of what is sent, the slower
-/// it falls at a new bottleneck).
-const PROBE_MARGIN: f64 = 1.1;
 
 impl Worker {
     pub(super) fn drain_rtc_socket(&mut self) {
@@ -160,7 +156,11 @@ impl Worker {
                 }
                 Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                     tracing::trace!(worker = self.index, peer = idx, estimate = estimate.as_u64(), "TWCC estimate");
-                    peer.estimate_bps = Some(estimate.as_u64());
+                    peer.bwe.on_twcc(estimate.as_u64());
+                }
+                Event::MediaEgressStats(s) => {
+                    let report = s.remote.map(|r| (*r.maximum_sequence_number, r.packets_lost));
+                    peer.bwe.on_egress_stats((s.mid, s.rid), s.bytes, report, s.rtt);
                 }
                 Event::PeerStats(stats) => {
                     peer.on_peer_stats(stats.peer_bytes_tx, stats.egress_loss_fraction, stats.timestamp);
@@ -448,6 +448,7 @@ impl Worker {
         match binding.mid {
             Some(mid) => {
                 peer.by_mid.remove(&mid);
+                peer.bwe.forget_streams(mid);
                 peer.queued.push(SdpChange::Stop(mid));
             }
             None => peer.queued.retain(|c| *c != SdpChange::Add(subscription)),
@@ -606,41 +607,6 @@ impl Worker {
             rx.request_keyframe(KeyframeRequestKind::Pli);
         }
         drive(&mut self.out, idx, Instant::now());
-    }
-
-    /// Share each peer's TWCC estimate among its video subscriptions, and tell its estimator
-    /// how much it should be able to probe for.
-    pub(super) fn update_rtc_bandwidth(&mut self) {
-        let now = Instant::now();
-        for idx in 0..self.out.peers.len() {
-            let Some(peer) = self.out.peers[idx].as_ref() else { continue };
-            let video: Vec<(TrackId, SubscriptionId)> = peer
-                .tx
-                .iter()
-                .filter(|(_, b)| b.codec.kind() == MediaKind::Video)
-                .map(|(s, b)| (b.track, *s))
-                .collect();
-            let audio = peer.tx.len() - video.len();
-            let estimate = peer.effective_estimate(now);
-            if video.is_empty() {
-                continue;
-            }
-            // Desired: what the next layer up of each subscription would take (probing one step
-            // at a time keeps probes from flooding a constrained link).
-            let mut wanted = 0;
-            for (t, sub) in &video {
-                if let Some(t) = self.tracks.get_mut(t) {
-                    wanted += t.forwarder.next_layer_bitrate(now, sub.0);
-                }
-            }
-            if let Some(peer) = self.out.peers[idx].as_mut() {
-                let desired = (super::forwarding::estimate_needed_for(wanted, audio) as f64 * PROBE_MARGIN) as u64;
-                peer.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
-                tracing::debug!(worker = self.index, peer = idx, estimate = ?estimate, wanted, "WebRTC bandwidth");
-            }
-            drive(&mut self.out, idx, now);
-            self.share_bandwidth(estimate, &video, audio, now);
-        }
     }
 
     /// Remove a peer: its subscriptions and published tracks go too.
