@@ -9,6 +9,7 @@ pub mod ids;
 pub mod metrics;
 pub mod plane;
 pub mod quic;
+pub mod rx_time;
 pub mod webrtc;
 pub mod webrtc_bwe;
 pub mod worker;

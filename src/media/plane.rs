@@ -131,6 +131,14 @@ impl MediaPlane {
             let addr = SocketAddr::new(settings.webrtc_ip, port);
             let socket = std::net::UdpSocket::bind(addr).map_err(|e| bind_err(addr, e))?;
             socket.set_nonblocking(true).map_err(|e| bind_err(addr, e))?;
+            // Bigger buffers absorb what arrives while a worker is busy fanning out, and the
+            // bursts of the fan-out itself (the kernel may cap them: `net.core.rmem_max`).
+            let sock = socket2::SockRef::from(&socket);
+            let _ = sock.set_recv_buffer_size(4 << 20);
+            let _ = sock.set_send_buffer_size(4 << 20);
+            if !super::rx_time::enable(&socket) {
+                tracing::warn!(%addr, "no kernel receive timestamps: WebRTC packets are timed when read, so a busy worker shows in publishers' congestion feedback");
+            }
             rtc_sockets.push(socket);
         }
         let webrtc_addrs: Vec<SocketAddr> = rtc_sockets

@@ -10,6 +10,7 @@ use super::{Outputs, PendingSub, Sink, Timer, Worker};
 use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
 use crate::media::ids::{SessionId, SubscriptionId, TrackId};
 use crate::media::metrics::{IceEvent, OfferEvent, RtcDrop};
+use crate::media::rx_time::{self, ReadClock};
 use crate::media::webrtc::{
     OFFER_REJECT_BACKOFF, OFFER_RESEND_AFTER, Peer, RxBinding, SdpChange, TxBinding, candidates_in_every_section,
     from_rtc_codec, offer_backoff, restrict_offer, sdp_mids,
@@ -40,11 +41,12 @@ impl Worker {
                 self.recv.reserve(256 * 1024);
             }
             self.recv.resize(MAX_UDP, 0);
-            match self.out.rtc_socket.try_recv_from(&mut self.recv[..]) {
-                Ok((n, from)) => {
+            match rx_time::recv_from(&self.out.rtc_socket, &mut self.recv[..]) {
+                Ok((n, from, kernel)) => {
                     let data = self.recv.split_to(n);
                     self.recv.clear();
-                    self.on_rtc_udp(Instant::now(), from, &data);
+                    let read = ReadClock::read();
+                    self.on_rtc_udp(read.arrival(kernel), read.read_at(), from, &data);
                 }
                 Err(e) => {
                     self.recv.clear();
@@ -57,12 +59,14 @@ impl Worker {
         }
     }
 
-    fn on_rtc_udp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    /// A datagram that arrived at `arrival` (the kernel's time: what the peer's feedback
+    /// reports, `media::rx_time`), read at `now` (what everything it causes happens at).
+    fn on_rtc_udp(&mut self, arrival: Instant, now: Instant, from: SocketAddr, data: &[u8]) {
         let Ok(receive) = Receive::new(Protocol::Udp, from, self.rtc_addr, data) else {
             self.out.rtc_counters.drop(RtcDrop::MalformedUdp);
             return;
         };
-        let input = Input::Receive(now, receive);
+        let input = Input::Receive(arrival, receive);
         let idx = match self.peer_by_addr.get(&from) {
             Some(&idx) => Some(idx),
             None => {
