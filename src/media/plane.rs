@@ -7,6 +7,7 @@ use super::metrics::RtcCounters;
 use super::metrics::{MediaMetrics, WorkerCounters};
 use super::quic;
 use super::webrtc::{RtcSettings, dtls_certificate};
+use super::worker::port::PortSetup;
 use super::worker::{Worker, WorkerSetup};
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -170,8 +171,8 @@ impl MediaPlane {
             let setup = WorkerSetup {
                 index,
                 workers: n,
-                socket,
-                rtc_socket,
+                socket: PortSetup::Bound(socket),
+                rtc_socket: PortSetup::Bound(rtc_socket),
                 rtc_settings,
                 rtc_counters: RtcCounters::new(metrics),
                 rtc_sessions_gauge: metrics.sessions.with_label_values(&["webrtc", &index.to_string()]),

@@ -376,7 +376,7 @@ impl Worker {
     /// `media::webrtc_bwe`) among its video subscriptions, and tell its TWCC estimator how much
     /// it should be able to probe for.
     pub(super) fn update_rtc_bandwidth(&mut self) {
-        let now = Instant::now();
+        let now = self.now();
         for idx in 0..self.out.peers.len() {
             let Some(peer) = self.out.peers[idx].as_ref() else { continue };
             let video: Vec<(TrackId, SubscriptionId)> = peer

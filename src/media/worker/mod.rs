@@ -5,7 +5,12 @@
 //! waits on a lock or a task wake-up per subscriber.
 
 mod forwarding;
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod harness_tests;
 mod layer_order;
+pub mod port;
 mod quic_io;
 mod rtc_io;
 mod sessions;
@@ -26,6 +31,7 @@ use crate::sfu::packet::{Codec, MediaPacket};
 use crate::sfu::rewriter::Rewrite;
 use crate::sfu::stats::ReceiveStats;
 use bytes::BytesMut;
+use port::{PortSetup, UdpPort};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -129,7 +135,7 @@ struct Outputs {
     /// QUIC connections with queued packets.
     dirty: Vec<usize>,
     peers: Vec<Option<Peer>>,
-    rtc_socket: tokio::net::UdpSocket,
+    rtc_socket: UdpPort,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// Egress arena: QUIC datagrams are split off it, so a packet costs no allocation of its own.
     arena: BytesMut,
@@ -177,8 +183,8 @@ impl Outputs {
 pub struct WorkerSetup {
     pub index: usize,
     pub workers: usize,
-    pub socket: std::net::UdpSocket,
-    pub rtc_socket: std::net::UdpSocket,
+    pub socket: PortSetup,
+    pub rtc_socket: PortSetup,
     pub rtc_settings: RtcSettings,
     pub endpoint_config: Arc<quinn_proto::EndpointConfig>,
     pub server_config: Arc<quinn_proto::ServerConfig>,
@@ -199,7 +205,7 @@ pub struct WorkerSetup {
 pub struct Worker {
     index: usize,
     workers: usize,
-    socket: tokio::net::UdpSocket,
+    socket: UdpPort,
     endpoint: quinn_proto::Endpoint,
     /// The address WebRTC packets are taken to have arrived at: the ICE candidate this worker
     /// announces. str0m drops STUN not addressed to one of its candidates, and behind NAT (or on
@@ -252,6 +258,8 @@ pub struct Worker {
     stopping: bool,
     /// The newest server SDP offer ID handed out (`Peer::offer_id`).
     next_offer_id: u64,
+    /// A test harness's virtual clock, when it drives the worker (`harness.rs`).
+    virtual_now: Option<Instant>,
 }
 
 /// A WebSocket session on this worker (its peer exists once media is negotiated).
@@ -265,8 +273,8 @@ struct RtcSession {
 impl Worker {
     /// Build the worker. Must run inside the worker's runtime (the sockets register with it).
     pub fn new(s: WorkerSetup) -> std::io::Result<Self> {
-        let socket = tokio::net::UdpSocket::from_std(s.socket)?;
-        let rtc_socket = tokio::net::UdpSocket::from_std(s.rtc_socket)?;
+        let socket = UdpPort::new(s.socket)?;
+        let rtc_socket = UdpPort::new(s.rtc_socket)?;
         let bound = rtc_socket.local_addr()?;
         let rtc_addr = candidate_for(bound, &s.rtc_settings.candidates);
         let endpoint = quinn_proto::Endpoint::new(s.endpoint_config, Some(s.server_config), true, None);
@@ -324,7 +332,13 @@ impl Worker {
             last_report: now,
             stopping: false,
             next_offer_id: 0,
+            virtual_now: None,
         })
+    }
+
+    /// The time: the clock's, or the test harness's.
+    fn now(&self) -> Instant {
+        self.virtual_now.unwrap_or_else(Instant::now)
     }
 
     /// Run until told to shut down (or the control plane goes away).

@@ -156,6 +156,7 @@ impl Worker {
     }
 
     fn on_connected(&mut self, idx: usize) {
+        let now = self.now();
         let Some(c) = self.out.conns[idx].as_mut() else { return };
         if std::mem::take(&mut c.handshaking) {
             self.handshakes -= 1;
@@ -164,7 +165,7 @@ impl Worker {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let opened = ControlEvent::SessionOpened { session, worker: self.index, remote: c.remote, inbox: rx };
         if self.control.try_send(opened).is_err() {
-            c.conn.close(Instant::now(), VarInt::from_u32(close_code::OVERLOADED), "server overloaded".into());
+            c.conn.close(now, VarInt::from_u32(close_code::OVERLOADED), "server overloaded".into());
             return;
         }
         c.session = Some(session);
@@ -188,6 +189,7 @@ impl Worker {
     }
 
     fn read_signal(&mut self, idx: usize, id: quinn_proto::StreamId) {
+        let now = self.now();
         let max = self.max_message_bytes;
         let Some(c) = self.out.conns[idx].as_mut() else { return };
         if c.signal != Some(id) {
@@ -241,7 +243,7 @@ impl Worker {
                 let _ = c.conn.recv_stream(id).stop(VarInt::from_u32(close_code::MESSAGE_TOO_LARGE));
                 c.frame_buf = Vec::new();
                 c.close_after_next_message = Some((close_code::MESSAGE_TOO_LARGE, reason.to_owned()));
-                self.closing_deadlines.push((Instant::now() + CLOSE_FLUSH_LIMIT, idx, c.handle));
+                self.closing_deadlines.push((now + CLOSE_FLUSH_LIMIT, idx, c.handle));
             }
             match &inbox {
                 Some(tx) if tx.try_send(SessionInput::Malformed { reason: e.to_string() }).is_ok() => {}
@@ -293,8 +295,9 @@ impl Worker {
     }
 
     pub(super) fn close(&mut self, idx: usize, code: u32, reason: &str) {
+        let now = self.now();
         if let Some(c) = self.out.conns[idx].as_mut() {
-            c.conn.close(Instant::now(), VarInt::from_u32(code), Bytes::copy_from_slice(reason.as_bytes()));
+            c.conn.close(now, VarInt::from_u32(code), Bytes::copy_from_slice(reason.as_bytes()));
         }
         self.end_session(idx);
         self.mark_dirty(idx);

@@ -41,7 +41,8 @@ impl Worker {
                 self.recv.reserve(256 * 1024);
             }
             self.recv.resize(MAX_UDP, 0);
-            match rx_time::recv_from(&self.out.rtc_socket, &mut self.recv[..]) {
+            let Some(socket) = self.out.rtc_socket.socket() else { return };
+            match rx_time::recv_from(socket, &mut self.recv[..]) {
                 Ok((n, from, kernel)) => {
                     let data = self.recv.split_to(n);
                     self.recv.clear();
@@ -61,7 +62,7 @@ impl Worker {
 
     /// A datagram that arrived at `arrival` (the kernel's time: what the peer's feedback
     /// reports, `media::rx_time`), read at `now` (what everything it causes happens at).
-    fn on_rtc_udp(&mut self, arrival: Instant, now: Instant, from: SocketAddr, data: &[u8]) {
+    pub(super) fn on_rtc_udp(&mut self, arrival: Instant, now: Instant, from: SocketAddr, data: &[u8]) {
         let Ok(receive) = Receive::new(Protocol::Udp, from, self.rtc_addr, data) else {
             self.out.rtc_counters.drop(RtcDrop::MalformedUdp);
             return;
@@ -610,7 +611,8 @@ impl Worker {
         if let Some(rx) = peer.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(KeyframeRequestKind::Pli);
         }
-        drive(&mut self.out, idx, Instant::now());
+        let now = self.now();
+        drive(&mut self.out, idx, now);
     }
 
     /// Remove a peer: its subscriptions and published tracks go too.

@@ -159,7 +159,7 @@ impl Worker {
     pub(super) fn remove_track(&mut self, track: TrackId) {
         self.pending_sinks.remove(&track);
         let Some(t) = self.tracks.remove(&track) else { return };
-        let now = Instant::now();
+        let now = self.now();
         for sub in t.forwarder.subscriptions() {
             match sub.sink {
                 Sink::Quic { conn, flow, .. } => {
