@@ -542,6 +542,14 @@ impl Harness {
         }
     }
 
+    /// Datagrams the worker sent from its QUIC port since the last call.
+    pub fn take_quic_output(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        match &mut self.worker.socket {
+            super::port::UdpPort::Virtual { sent, .. } => std::mem::take(sent),
+            super::port::UdpPort::Socket(_) => Vec::new(),
+        }
+    }
+
     /// The worker's WebRTC peer of a client.
     pub fn peer(&self, client: usize) -> &crate::media::webrtc::Peer {
         let session = self.clients[client].session;

@@ -170,3 +170,50 @@ fn subscribers_arriving_apart_each_get_video_quickly() {
     // Five joins over half a second: a few requests per layer, not one per packet.
     assert!(requests <= 15, "{requests} keyframe requests to the publisher");
 }
+
+/// The destination and source connection IDs of a QUIC long-header packet.
+fn long_header_cids(packet: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let dlen = *packet.get(5)? as usize;
+    let dcid = packet.get(6..6 + dlen)?.to_vec();
+    let slen = *packet.get(6 + dlen)? as usize;
+    let scid = packet.get(7 + dlen..7 + dlen + slen)?.to_vec();
+    Some((dcid, scid))
+}
+
+/// Under load (`retry_above_handshakes`), each new client gets a Retry of its own: addressed
+/// to the connection ID its Initial came from, and no larger than that Initial. quinn-proto
+/// appends its packet to the buffer it is given; a buffer left holding the previous Retry sent
+/// that one again, to the next client, with the new one behind it, and a real client could not
+/// get in through a Retry when the server was busy.
+#[test]
+fn every_retry_is_addressed_to_the_client_it_answers() {
+    let mut h = Harness::new(1, 1_000_000);
+    h.worker.retry_above_handshakes = 0;
+    let tls = crate::tls::client_config(h.quic_ca.as_bytes(), &[crate::media::quic::ALPN]).expect("client TLS");
+    let crypto =
+        std::sync::Arc::new(quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client config"));
+    for i in 0..3u8 {
+        let mut client =
+            quinn_proto::Endpoint::new(std::sync::Arc::new(quinn_proto::EndpointConfig::default()), None, false, None);
+        let config = quinn_proto::ClientConfig::new(crypto.clone());
+        let (_, mut conn) = client.connect(h.now, config, h.quic, "localhost").expect("a client connection");
+        let mut initial = Vec::new();
+        let t = conn.poll_transmit(h.now, 1, &mut initial).expect("an Initial");
+        initial.truncate(t.size);
+        let (_, client_cid) = long_header_cids(&initial).expect("a long header");
+        let from = std::net::SocketAddr::new([10, 0, 2, i + 1].into(), 5000);
+        let now = h.now;
+        h.worker.on_udp(now, from, bytes::BytesMut::from(&initial[..]));
+        let sent = h.take_quic_output();
+        assert_eq!(sent.len(), 1, "one answer");
+        let (to, retry) = &sent[0];
+        assert_eq!(*to, from);
+        assert_eq!(retry[0] & 0xf0, 0xf0, "a Retry (long header, type 3)");
+        assert_eq!(
+            long_header_cids(retry).map(|c| c.0),
+            Some(client_cid),
+            "client {i}: addressed to its connection ID"
+        );
+        assert!(retry.len() <= initial.len(), "client {i}: {} B answering {} B", retry.len(), initial.len());
+    }
+}

@@ -57,6 +57,12 @@ impl Worker {
             }
             return;
         }
+        // quinn-proto's endpoint calls (handle, refuse, retry, accept) append their packet to
+        // the buffer and report its length as the whole buffer's: it must start empty, or the
+        // datagram sent is an older packet with the new one behind it. (It was not always: a
+        // Retry went out as the previous Retry, addressed to another client, and a client could
+        // not get in through Retry when the server was busy, which is when Retry is used.)
+        self.transmit.clear();
         match self.endpoint.handle(now, from, None, None, data, &mut self.transmit) {
             Some(DatagramEvent::ConnectionEvent(ch, event)) => {
                 if let Some(c) = self.out.conns.get_mut(ch.0).and_then(Option::as_mut) {
@@ -66,6 +72,7 @@ impl Worker {
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
+                self.transmit.clear();
                 if self.stopping || self.full() {
                     self.out.counters.handshake(Handshake::Refused);
                     let t = self.endpoint.refuse(incoming, &mut self.transmit);
@@ -83,6 +90,7 @@ impl Worker {
                         // Not retriable (it already carried a token that does not validate).
                         Err(e) => {
                             self.out.counters.handshake(Handshake::Refused);
+                            self.transmit.clear();
                             let t = self.endpoint.refuse(e.into_incoming(), &mut self.transmit);
                             self.send_transmit(t.destination, t.size);
                         }
