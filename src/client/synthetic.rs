@@ -103,6 +103,16 @@ impl SyntheticVideo {
         self.layers.len()
     }
 
+    /// Start again as a restarted encoder would: every layer's sequence numbers and timestamps
+    /// jump by these offsets, and frames count from 0.
+    pub fn restart(&mut self, seq_offset: u16, ts_offset: u32) {
+        for l in &mut self.layers {
+            l.seq = l.seq.wrapping_add(seq_offset);
+            l.ts = l.ts.wrapping_add(ts_offset);
+            l.frame = 0;
+        }
+    }
+
     /// The packets of the next frame of `layer` (a keyframe is 3x larger). Advances the layer's
     /// RTP timestamp by one 30 fps frame.
     pub fn frame(&mut self, layer: usize, keyframe: bool, sent_us: u64) -> Vec<Bytes> {

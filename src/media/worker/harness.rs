@@ -78,8 +78,9 @@ struct InFlight {
 #[derive(Debug, Clone, Copy)]
 pub struct Received {
     pub at: Instant,
-    /// The RTP sequence number the SFU gave it (extended by str0m).
+    /// The RTP sequence number the SFU gave it (extended by str0m), and its timestamp.
     pub seq: u64,
+    pub timestamp: u32,
     /// What the synthetic source wrote in it: layer, frame, keyframe.
     pub marker: Option<Marker>,
 }
@@ -542,6 +543,14 @@ impl Harness {
         }
     }
 
+    /// The publisher's encoder restarts: its sequence numbers and timestamps jump (forward: the
+    /// SRTP index must not go back on the same SSRC), and every layer starts on a keyframe.
+    pub fn restart_camera(&mut self, publisher: usize, seq_offset: u16, ts_offset: u32) {
+        let cam = self.clients[publisher].camera.as_mut().expect("a publisher");
+        cam.video.restart(seq_offset, ts_offset);
+        cam.keyframe_due.iter_mut().for_each(|k| *k = true);
+    }
+
     /// Datagrams the worker sent from its QUIC port since the last call.
     pub fn take_quic_output(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
         match &mut self.worker.socket {
@@ -570,7 +579,12 @@ fn on_client_event(c: &mut Client, e: Event, now: Instant) {
                 extensions: Vec::new(),
             }
             .build(&p.payload);
-            c.received.push(Received { at: now, seq: *p.seq_no, marker: read_marker(&packet) });
+            c.received.push(Received {
+                at: now,
+                seq: *p.seq_no,
+                timestamp: p.header.timestamp,
+                marker: read_marker(&packet),
+            });
         }
         Event::KeyframeRequest(r) => {
             c.keyframe_requests.push((now, r.rid));
