@@ -2,7 +2,9 @@
 //! drive real calls through the SFU.
 
 mod acs;
+mod floor;
 mod idle;
+mod media;
 mod soak;
 mod stats;
 mod tokens;
@@ -69,6 +71,49 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Synthetic participants with audio and simulcast video over QUIC: loss, latency, and the
+    /// server's CPU per forwarded packet against the machine's bare send cost.
+    Media {
+        /// `endpoint=https://HOST:PORT/;accesskey=KEY` (`switchboard connection-string` prints it).
+        #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
+        connection_string: String,
+        #[arg(long, default_value = "data/tls/ca.pem")]
+        ca_cert: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        quic: std::net::SocketAddr,
+        /// audio-large, video-meeting or livestream (the explicit counts below override it).
+        #[arg(long, default_value = "video-meeting")]
+        scenario: String,
+        #[arg(long)]
+        rooms: Option<usize>,
+        /// Publishers per room.
+        #[arg(long)]
+        publishers: Option<usize>,
+        /// Receive-only participants per room.
+        #[arg(long)]
+        subscribers: Option<usize>,
+        /// How long media flows once everyone has joined.
+        #[arg(long, default_value = "20s", value_parser = stats::parse_duration)]
+        duration: std::time::Duration,
+        /// Participants joining per second.
+        #[arg(long, default_value_t = 20.0)]
+        join_rate: f64,
+        /// `http.metrics_token`, if the server requires one.
+        #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN")]
+        metrics_token: Option<String>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The machine's bare cost of sending a UDP packet (sendmmsg to loopback sockets).
+    Floor {
+        #[arg(long, default_value_t = 1200)]
+        size: usize,
+        #[arg(long, default_value_t = 64)]
+        sockets: usize,
+        #[arg(long, default_value_t = 200_000)]
+        packets: usize,
+    },
     /// Hold QUIC participants idle in group calls and sample the server's resident memory.
     Idle {
         /// `endpoint=https://HOST:PORT/;accesskey=KEY` (`switchboard connection-string` prints it).
@@ -115,6 +160,39 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
+        Command::Media {
+            connection_string,
+            ca_cert,
+            quic,
+            scenario,
+            rooms,
+            publishers,
+            subscribers,
+            duration,
+            join_rate,
+            metrics_token,
+            json,
+        } => {
+            let mut shape = media::Shape::scenario(&scenario)?;
+            shape.rooms = rooms.unwrap_or(shape.rooms);
+            shape.publishers = publishers.unwrap_or(shape.publishers);
+            shape.subscribers = subscribers.unwrap_or(shape.subscribers);
+            anyhow::ensure!(shape.rooms > 0 && shape.publishers > 0, "--rooms and --publishers must be positive");
+            let ca = std::fs::read(&ca_cert).with_context(|| format!("reading --ca-cert {}", ca_cert.display()))?;
+            let client = acs::AcsClient::new(&connection_string, &ca)?;
+            eprintln!("loadtest media: {scenario} {shape:?} for {duration:?} against {}", client.endpoint());
+            let args = media::MediaArgs { quic, shape, duration, join_rate, metrics_token };
+            let report = runtime.block_on(media::run(client, ca, &args))?;
+            media::print(&report);
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
+            anyhow::ensure!(report.failed_participants == 0, "{} participants failed", report.failed_participants);
+        }
+        Command::Floor { size, sockets, packets } => {
+            let us = floor::measure(size, sockets, packets).context("cannot measure the send cost here")?;
+            println!("{us:.2} µs of CPU per {size}-byte UDP packet (sendmmsg to {sockets} loopback sockets)");
+        }
         Command::Tokens { connection_string, ca_cert, identities, concurrency, duration, json } => {
             anyhow::ensure!(identities > 0 && concurrency > 0, "--identities and --concurrency must be positive");
             let ca = std::fs::read(&ca_cert).with_context(|| format!("reading --ca-cert {}", ca_cert.display()))?;

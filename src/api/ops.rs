@@ -46,6 +46,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         let alive = runtime.metrics().num_alive_tasks();
         state.metrics.runtime_tasks.set(i64::try_from(alive).unwrap_or(i64::MAX));
     }
+    if let Some(cpu) = crate::metrics::process_cpu_seconds() {
+        state.metrics.cpu_seconds.set(cpu);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 

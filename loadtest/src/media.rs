@@ -1,0 +1,422 @@
+//! `loadtest media`: synthetic participants with media against a running server, over QUIC.
+//!
+//! Rooms of publishers (Opus-sized audio at 50 packets/s with audio levels; VP8-shaped video in
+//! three simulcast layers of 150, 500 and 1500 kbit/s, a keyframe every 2 s) and subscribers.
+//! Every packet carries its send time and the SFU numbers each subscription's packets without
+//! gaps, so subscribers measure one-way latency and loss exactly (one clock: the publishers and
+//! subscribers are in this process). Server CPU seconds and forwarded packets are read from
+//! `/metrics` before and after: the server's CPU per forwarded packet, and its ratio to the
+//! machine's bare send cost (`floor`).
+
+use crate::acs::AcsClient;
+use crate::stats::Latencies;
+use anyhow::Context as _;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use switchboard::client::synthetic::{SyntheticAudio, SyntheticVideo, read_marker};
+use switchboard::client::{Client, ClientEvent, ClientOptions};
+use switchboard::sfu::packet::{Codec, MediaKind};
+use switchboard::signaling::messages::{LayerRequest, ServerMessage};
+
+/// What one run looks like.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Shape {
+    pub rooms: usize,
+    /// Per room: participants that publish (and subscribe to every other publisher).
+    pub publishers: usize,
+    /// Per room: participants that only subscribe.
+    pub subscribers: usize,
+    /// Publishers send video too (else audio only).
+    pub video: bool,
+    /// Subscribers want the first publisher's video at the top layer and the others' at the
+    /// lowest (a speaker and thumbnails); else the top layer of every video.
+    pub speaker_layout: bool,
+}
+
+impl Shape {
+    /// The named scenarios.
+    pub fn scenario(name: &str) -> anyhow::Result<Shape> {
+        Ok(match name {
+            // Many listeners, a few talkers.
+            "audio-large" => Shape { rooms: 1, publishers: 3, subscribers: 47, video: false, speaker_layout: false },
+            // N×N with a speaker layout.
+            "video-meeting" => Shape { rooms: 2, publishers: 4, subscribers: 0, video: true, speaker_layout: true },
+            // One to many.
+            "livestream" => Shape { rooms: 1, publishers: 1, subscribers: 40, video: true, speaker_layout: false },
+            other => anyhow::bail!("unknown scenario `{other}` (audio-large, video-meeting, livestream)"),
+        })
+    }
+}
+
+pub struct MediaArgs {
+    pub quic: SocketAddr,
+    pub shape: Shape,
+    pub duration: Duration,
+    /// Participants joining per second.
+    pub join_rate: f64,
+    pub metrics_token: Option<String>,
+}
+
+/// Counters shared by every participant task.
+#[derive(Default)]
+struct Shared {
+    joined: AtomicU64,
+    failed: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
+    /// Latency samples since the last progress line.
+    recent: Mutex<Latencies>,
+    stop: AtomicBool,
+}
+
+/// What a participant measured of its subscriptions.
+#[derive(Default)]
+struct Measured {
+    latencies: Latencies,
+    received: u64,
+    expected: u64,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_us() -> u64 {
+    u64::try_from(epoch().elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// One subscription's sequence numbers, extended past wrap-around.
+#[derive(Default)]
+struct SeqTrack {
+    seen: HashSet<u64>,
+    last: Option<u64>,
+}
+
+impl SeqTrack {
+    fn add(&mut self, seq: u16) {
+        let ext = match self.last {
+            None => u64::from(seq) + (1 << 16),
+            Some(last) => {
+                let base = last & !0xffff;
+                let candidates = [base.wrapping_sub(1 << 16), base, base + (1 << 16)];
+                candidates.into_iter().map(|b| b + u64::from(seq)).min_by_key(|c| c.abs_diff(last)).unwrap_or(last)
+            }
+        };
+        self.last = Some(self.last.map_or(ext, |l| l.max(ext)));
+        self.seen.insert(ext);
+    }
+
+    /// (received, expected between the first and the last received).
+    fn counts(&self) -> (u64, u64) {
+        let (Some(min), Some(max)) = (self.seen.iter().min(), self.seen.iter().max()) else { return (0, 0) };
+        (self.seen.len() as u64, max - min + 1)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn participant(
+    quic: SocketAddr,
+    ca: Vec<u8>,
+    token: String,
+    group: String,
+    publishes: bool,
+    shape: Shape,
+    seed: u32,
+    shared: Arc<Shared>,
+) -> anyhow::Result<Measured> {
+    let mut client = Client::connect(ClientOptions::new(quic, ca)).await?;
+    let joined = client.join_group(&token, &group).await?;
+    shared.joined.fetch_add(1, Ordering::Relaxed);
+    let mut pending: Vec<(u64, u64, MediaKind)> = joined
+        .participants
+        .iter()
+        .flat_map(|p| p.tracks.iter().map(move |t| (p.participant_id, t.track_id, t.kind)))
+        .collect();
+    let (audio, video) = if publishes {
+        let audio = client.publish(MediaKind::Audio, Codec::Opus, vec![LayerRequest::default()]).await?;
+        let video = if shape.video {
+            let layers = [("q", 320, 180), ("h", 640, 360), ("f", 1280, 720)]
+                .iter()
+                .map(|(rid, w, h)| LayerRequest {
+                    rid: Some((*rid).into()),
+                    width: Some(*w),
+                    height: Some(*h),
+                    max_bitrate: None,
+                })
+                .collect();
+            Some(client.publish(MediaKind::Video, Codec::Vp8, layers).await?)
+        } else {
+            None
+        };
+        (Some(audio), video)
+    } else {
+        (None, None)
+    };
+    let mut agen = SyntheticAudio::new(seed * 16 + 1);
+    let mut vgen = SyntheticVideo::three_layers(seed * 16 + 2);
+    // The first publisher of the room (the lowest participant ID publishing video) is the
+    // speaker in a speaker layout.
+    let mut speaker: Option<u64> = None;
+    let mut seqs: HashMap<u64, SeqTrack> = HashMap::new();
+    let mut measured = Measured::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut n: u64 = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        for (participant, track, kind) in pending.drain(..) {
+            let layer = match kind {
+                MediaKind::Audio => None,
+                MediaKind::Video if shape.speaker_layout => {
+                    let s = *speaker.get_or_insert(participant);
+                    Some(if participant == s { 2 } else { 0 })
+                }
+                MediaKind::Video => Some(2),
+            };
+            let sub = client.subscribe(track, layer, None).await?;
+            seqs.insert(sub.subscription_id, SeqTrack::default());
+        }
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(a) = &audio
+                    && client.send_rtp(a, 0, agen.packet(40, now_us())).is_ok()
+                {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                // 25 frames a second of each layer (every other tick), a keyframe every 2 s.
+                if let Some(v) = &video && n.is_multiple_of(2) {
+                    let keyframe = (n / 2).is_multiple_of(50);
+                    for layer in 0..3 {
+                        for p in vgen.frame(layer, keyframe, now_us()) {
+                            if client.send_rtp(v, layer, p).is_ok() {
+                                shared.sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                n += 1;
+            }
+            ev = client.next_event() => match ev {
+                Some(ClientEvent::Rtp { subscription, packet }) => {
+                    shared.received.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(h) = switchboard::rtp::RtpHeader::parse(&packet) {
+                        seqs.entry(subscription).or_default().add(h.seq);
+                    }
+                    if let Some(m) = read_marker(&packet) {
+                        let sent = Duration::from_micros(m.sent_us);
+                        let latency = epoch().elapsed().saturating_sub(sent);
+                        measured.latencies.record(latency);
+                        if let Ok(mut r) = shared.recent.lock() {
+                            r.record(latency);
+                        }
+                    }
+                }
+                Some(ClientEvent::Signal(ServerMessage::TrackPublished { track })) => {
+                    pending.push((track.participant_id, track.track_id, track.kind));
+                }
+                Some(ClientEvent::Closed { reason }) => anyhow::bail!("connection closed: {reason}"),
+                Some(_) => {}
+                None => anyhow::bail!("connection gone"),
+            },
+        }
+    }
+    for s in seqs.values() {
+        let (received, expected) = s.counts();
+        measured.received += received;
+        measured.expected += expected;
+    }
+    client.hang_up(false).await.ok();
+    Ok(measured)
+}
+
+/// The server's CPU seconds and forwarded packets, from `/metrics`.
+async fn server_counters(acs: &AcsClient, token: Option<&str>) -> anyhow::Result<(f64, f64)> {
+    let text = acs.get_text("/metrics", token).await?;
+    let mut cpu = None;
+    let mut forwarded = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(v) = value.parse::<f64>() else { continue };
+        if series == "switchboard_cpu_seconds" {
+            cpu = Some(v);
+        } else if series.starts_with("switchboard_forwarded_packets_total") {
+            forwarded += v;
+        }
+    }
+    Ok((cpu.context("the server exports no switchboard_cpu_seconds")?, forwarded))
+}
+
+/// This process's CPU seconds (user and system), from `/proc/self/stat`.
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct MediaReport {
+    pub shape: Shape,
+    pub seconds: f64,
+    pub joins: u64,
+    pub failed_participants: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub packets_expected: u64,
+    pub packets_lost: u64,
+    pub loss_ratio: f64,
+    pub latency_ms: serde_json::Value,
+    pub server_cpu_seconds: f64,
+    pub forwarded_packets: f64,
+    pub server_us_per_forwarded_packet: Option<f64>,
+    pub floor_us_per_packet: Option<f64>,
+    pub floor_ratio: Option<f64>,
+    pub loadtest_cpu_share: Option<f64>,
+}
+
+pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Result<MediaReport> {
+    let shape = args.shape.clone();
+    let shared = Arc::new(Shared::default());
+    let token = args.metrics_token.as_deref();
+    let run = std::process::id();
+    // Identities and tokens first: joining is what is paced.
+    let mut people = Vec::new();
+    for room in 0..shape.rooms {
+        for i in 0..shape.publishers + shape.subscribers {
+            let (status, body) =
+                acs.post("/identities?api-version=2023-10-01", &json!({"createTokenWithScopes": ["voip"]})).await?;
+            anyhow::ensure!(status == 201, "creating an identity: {status} {body}");
+            let t = body["accessToken"]["token"].as_str().context("a token")?.to_owned();
+            people.push((t, format!("{run:08x}-{room:04x}-4000-8000-000000000000"), i < shape.publishers));
+        }
+    }
+    let (cpu0, fwd0) = server_counters(&acs, token).await?;
+    let own0 = own_cpu_seconds();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let gap = Duration::from_secs_f64(1.0 / args.join_rate.max(0.1));
+    for (i, (t, group, publishes)) in people.into_iter().enumerate() {
+        let task = participant(args.quic, ca.clone(), t, group, publishes, shape.clone(), i as u32 + 1, shared.clone());
+        tasks.push(tokio::spawn(task));
+        tokio::time::sleep(gap).await;
+    }
+    let joined_at = Instant::now();
+    // Progress once a second until the duration is over (counted from the last join).
+    let mut last = (Instant::now(), 0u64);
+    while joined_at.elapsed() < args.duration {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let received = shared.received.load(Ordering::Relaxed);
+        let rate = (received - last.1) as f64 / last.0.elapsed().as_secs_f64();
+        last = (Instant::now(), received);
+        let p99 = shared.recent.lock().ok().and_then(|mut r| {
+            let q = r.quantile_ms(0.99);
+            *r = Latencies::default();
+            q
+        });
+        eprintln!(
+            "[{:>4.0} s] participants {} (failed {}), received {:.0} pkt/s, p99 latency {}",
+            start.elapsed().as_secs_f64(),
+            shared.joined.load(Ordering::Relaxed),
+            shared.failed.load(Ordering::Relaxed),
+            rate,
+            p99.map_or("-".into(), |v| format!("{v:.2} ms"))
+        );
+    }
+    let (cpu1, fwd1) = server_counters(&acs, token).await?;
+    let own1 = own_cpu_seconds();
+    let seconds = joined_at.elapsed().as_secs_f64();
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut all = Measured::default();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(m)) => {
+                all.latencies.merge(m.latencies);
+                all.received += m.received;
+                all.expected += m.expected;
+            }
+            Ok(Err(e)) => {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "a participant failed");
+            }
+            Err(e) => {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "a participant task panicked");
+            }
+        }
+    }
+    let forwarded = fwd1 - fwd0;
+    let server_cpu = cpu1 - cpu0;
+    let us_per_packet = (forwarded > 0.0).then(|| server_cpu * 1e6 / forwarded);
+    let floor = tokio::task::spawn_blocking(|| crate::floor::measure(1200, 64, 100_000)).await.ok().flatten();
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let own_share = match (own0, own1) {
+        (Some(a), Some(b)) => Some((b - a) / start.elapsed().as_secs_f64() / cores),
+        _ => None,
+    };
+    let lost = all.expected.saturating_sub(all.received);
+    let mut l = all.latencies;
+    Ok(MediaReport {
+        shape,
+        seconds,
+        joins: shared.joined.load(Ordering::Relaxed),
+        failed_participants: shared.failed.load(Ordering::Relaxed),
+        packets_sent: shared.sent.load(Ordering::Relaxed),
+        packets_received: all.received,
+        packets_expected: all.expected,
+        packets_lost: lost,
+        loss_ratio: if all.expected == 0 { 0.0 } else { lost as f64 / all.expected as f64 },
+        latency_ms: json!({
+            "samples": l.len(), "p50": l.quantile_ms(0.5), "p95": l.quantile_ms(0.95), "p99": l.quantile_ms(0.99),
+        }),
+        server_cpu_seconds: server_cpu,
+        forwarded_packets: forwarded,
+        server_us_per_forwarded_packet: us_per_packet,
+        floor_us_per_packet: floor,
+        floor_ratio: us_per_packet.zip(floor).map(|(a, b)| a / b),
+        loadtest_cpu_share: own_share,
+    })
+}
+
+/// The final table.
+pub fn print(r: &MediaReport) {
+    let ms = |k: &str| r.latency_ms[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.2}"));
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+    println!("participants joined      {:>12} (failed {})", r.joins, r.failed_participants);
+    println!("packets sent / received  {:>12} / {}", r.packets_sent, r.packets_received);
+    println!("packets lost             {:>12} ({:.3} %)", r.packets_lost, r.loss_ratio * 100.0);
+    println!("latency p50/p95/p99 ms   {:>12} / {} / {}", ms("p50"), ms("p95"), ms("p99"));
+    println!(
+        "forwarded by the server  {:>12.0} ({:.0}/s)",
+        r.forwarded_packets,
+        r.forwarded_packets / r.seconds.max(1e-9)
+    );
+    println!("server CPU per packet    {:>12} µs", opt(r.server_us_per_forwarded_packet, 2));
+    println!("bare send (floor)        {:>12} µs", opt(r.floor_us_per_packet, 2));
+    println!("server / floor           {:>12}", opt(r.floor_ratio, 1));
+    if let Some(share) = r.loadtest_cpu_share {
+        println!("loadtest CPU             {:>11.0} % of the machine", share * 100.0);
+        if share > 0.8 {
+            eprintln!("warning: the load tester used {:.0} % of the CPU: it may be what limits the run", share * 100.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_are_counted_across_wrap_around_and_reordering() {
+        let mut s = SeqTrack::default();
+        for seq in [65_530u16, 65_531, 65_533, 65_532, 65_535, 0, 1, 3] {
+            s.add(seq);
+        }
+        // 65530..=3 is 10 numbers; 65534 and 2 are missing.
+        assert_eq!(s.counts(), (8, 10));
+    }
+}
