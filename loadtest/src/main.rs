@@ -74,9 +74,10 @@ enum Command {
     /// Synthetic participants with audio and simulcast video over QUIC: loss, latency, and the
     /// server's CPU per forwarded packet against the machine's bare send cost.
     Media {
-        /// `endpoint=https://HOST:PORT/;accesskey=KEY` (`switchboard connection-string` prints it).
+        /// `endpoint=https://HOST:PORT/;accesskey=KEY` (`switchboard connection-string` prints
+        /// it); default: the file `data/connection-string` a server started here wrote.
         #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
-        connection_string: String,
+        connection_string: Option<String>,
         #[arg(long, default_value = "data/tls/ca.pem")]
         ca_cert: PathBuf,
         #[arg(long, default_value = "127.0.0.1:4433")]
@@ -178,6 +179,13 @@ fn main() -> anyhow::Result<()> {
             shape.publishers = publishers.unwrap_or(shape.publishers);
             shape.subscribers = subscribers.unwrap_or(shape.subscribers);
             anyhow::ensure!(shape.rooms > 0 && shape.publishers > 0, "--rooms and --publishers must be positive");
+            let connection_string = match connection_string {
+                Some(cs) => cs,
+                None => std::fs::read_to_string("data/connection-string")
+                    .context("no --connection-string, and no data/connection-string here")?
+                    .trim()
+                    .to_owned(),
+            };
             let ca = std::fs::read(&ca_cert).with_context(|| format!("reading --ca-cert {}", ca_cert.display()))?;
             let client = acs::AcsClient::new(&connection_string, &ca)?;
             eprintln!("loadtest media: {scenario} {shape:?} for {duration:?} against {}", client.endpoint());

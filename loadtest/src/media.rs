@@ -6,7 +6,8 @@
 //! gaps, so subscribers measure one-way latency and loss exactly (one clock: the publishers and
 //! subscribers are in this process). Server CPU seconds and forwarded packets are read from
 //! `/metrics` before and after: the server's CPU per forwarded packet, and its ratio to the
-//! machine's bare send cost (`floor`).
+//! machine's bare send cost (`floor`). Workers publish their packet counters once a second, so
+//! the count trails the CPU reading by up to a second: run for 20 s or more for a figure.
 
 use crate::acs::AcsClient;
 use crate::stats::Latencies;
