@@ -116,6 +116,12 @@ async fn three_participants_receive_each_other_without_loss() {
     assert!(forwarded > 1000.0, "forwarded video packets: {forwarded}");
     let handoffs = ts.metric("switchboard_worker_handoffs_total").await;
     assert!(handoffs > 100.0, "packets crossed between workers: {handoffs}");
+    // Forwarding latency is measured from the read to the send: never all zero (it was, when
+    // it was taken at the instant of reading), and well under a second on loopback.
+    let count = ts.metric("switchboard_forwarding_latency_seconds_count").await;
+    let sum = ts.metric("switchboard_forwarding_latency_seconds_sum").await;
+    assert!(count > 1000.0, "latency observed per forwarded packet: {count}");
+    assert!(sum > 0.0 && sum / count < 0.1, "mean forwarding latency {} s", sum / count);
     ts.stop().await;
 }
 

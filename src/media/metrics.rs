@@ -428,6 +428,12 @@ impl WorkerCounters {
         self.drops[reason as usize].inc();
     }
 
+    pub fn drops(&mut self, reason: Drop, n: usize) {
+        if n > 0 {
+            self.drops[reason as usize].inc_by(n as u64);
+        }
+    }
+
     /// Publish the local counts to the shared registry.
     pub fn flush(&mut self) {
         self.traffic.flush();

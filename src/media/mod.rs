@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod plane;
 pub mod quic;
 pub mod rx_time;
+pub mod send_batch;
 pub mod webrtc;
 pub mod webrtc_bwe;
 pub mod worker;

@@ -3,10 +3,10 @@
 //! PLI/FIR, REMB) and publishers (SR); and the periodic work (layer selection, NACKs to QUIC
 //! publishers, receiver and sender reports, bandwidth shares, audio levels).
 
-use super::rtc_io::drive;
+use super::rtc_io::{RtcCopy, drive};
 use super::{
-    AUDIO_LEVEL_INTERVAL, BWE_INTERVAL, LayerSource, LocalTrack, Outputs, REPORT_INTERVAL, Sink, Worker, codec_of,
-    ntp_now,
+    AUDIO_LEVEL_INTERVAL, BWE_INTERVAL, FORWARDED_PER_TURN, LayerSource, LocalTrack, Outputs, REPORT_INTERVAL, Sink,
+    Worker, codec_of, ntp_now,
 };
 use crate::media::bwe::PathSample;
 use crate::media::command::{ControlEvent, PeerMsg, SessionInput};
@@ -165,7 +165,9 @@ impl Worker {
                             let mut budget = c.retransmits;
                             let policy = ResendPolicy { now, guard, budget: &mut budget, rate_bps };
                             let answer = t.forwarder.on_nack(subscription.0, seqs, policy, |sub, pkt, rw| {
-                                send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now, now);
+                                // (A QUIC subscriber's NACK: its own copies, no WebRTC part.)
+                                let copy = RtcCopy { captured: now, vp8: None };
+                                send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now, &copy);
                             });
                             if let Some(c) = out.conns.get_mut(idx).and_then(Option::as_mut) {
                                 c.retransmits = budget;
@@ -497,16 +499,21 @@ fn forward(track: &mut LocalTrack, layer: u8, pkt: &MediaPacket, now: Instant, o
         pkt
     };
     // The wallclock a browser subscriber's sender reports map this packet to (lip sync).
-    let captured = if track.webrtc_sinks > 0 { track.forwarder.capture_time(layer, pkt.timestamp, now) } else { now };
+    // What every browser's copy shares: parsed once here, not per subscriber.
+    let copy = if track.webrtc_sinks > 0 {
+        RtcCopy::of(pkt, track.forwarder.capture_time(layer, pkt.timestamp, now))
+    } else {
+        RtcCopy { captured: now, vp8: None }
+    };
     let report = track.forwarder.on_packet(now, layer, pkt, |sub, rw| {
-        send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now, captured);
+        send_rtp(out, sub.sink, pkt, rw, sub.out_ssrc, k, now, &copy);
     });
     out.counters.forwarded[k].inc_by(u64::from(report.forwarded));
     if report.dropped > 0 {
         out.counters.drop(Drop::StalePacket);
     }
-    if report.forwarded > 0 {
-        out.counters.latency.observe(now.saturating_duration_since(pkt.received_at).as_secs_f64());
+    if report.forwarded > 0 && out.forwarded_at.len() < FORWARDED_PER_TURN {
+        out.forwarded_at.push(pkt.received_at);
     }
     out.counters.switches_up.inc_by(u64::from(report.switched_up));
     out.counters.switches_down.inc_by(u64::from(report.switched_down));
@@ -528,8 +535,7 @@ const BACKLOG_COPY_ABOVE: usize = 32 * 1024;
 /// client's acknowledgement of one (or its keep-alive) resumes the media.
 const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
 
-/// Send a subscriber's copy of `pkt` on its transport.
-/// `captured`: when the publisher captured it, on this server's clock (`TrackForwarder::capture_time`).
+/// Send a subscriber's copy of `pkt` on its transport (`copy`: what browsers' copies share).
 #[allow(clippy::too_many_arguments)]
 fn send_rtp(
     out: &mut Outputs,
@@ -539,7 +545,7 @@ fn send_rtp(
     ssrc: u32,
     kind: usize,
     now: Instant,
-    captured: Instant,
+    copy: &RtcCopy,
 ) {
     match sink {
         Sink::Quic { conn, flow, .. } => {
@@ -577,7 +583,7 @@ fn send_rtp(
             }
         }
         Sink::WebRtc { peer, subscription, .. } => {
-            super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, now, captured)
+            super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, now, copy)
         }
     }
 }

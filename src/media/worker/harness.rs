@@ -506,7 +506,7 @@ impl Harness {
     fn take_server_output(&mut self, now: Instant) {
         let sent = match &mut self.worker.out.rtc_socket {
             super::port::UdpPort::Virtual { sent, .. } => std::mem::take(sent),
-            super::port::UdpPort::Socket(_) => Vec::new(),
+            super::port::UdpPort::Socket(..) => Vec::new(),
         };
         for (to, data) in sent {
             let client = self.clients.iter().position(|c| c.addr == to);
@@ -555,7 +555,7 @@ impl Harness {
     pub fn take_quic_output(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
         match &mut self.worker.socket {
             super::port::UdpPort::Virtual { sent, .. } => std::mem::take(sent),
-            super::port::UdpPort::Socket(_) => Vec::new(),
+            super::port::UdpPort::Socket(..) => Vec::new(),
         }
     }
 

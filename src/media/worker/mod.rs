@@ -47,6 +47,9 @@ const AUDIO_LEVEL_INTERVAL: Duration = Duration::from_millis(250);
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Datagrams read from a socket before other work gets a turn.
 const RECV_BATCH: usize = 256;
+/// Forwarded packets whose latency one loop turn observes (reads are batched by `RECV_BATCH`
+/// per socket, so a turn rarely forwards more; the rest go unobserved).
+const FORWARDED_PER_TURN: usize = 4 * RECV_BATCH;
 /// Signaling bytes held for a QUIC client that does not read them, as a multiple of the largest
 /// message; beyond it the connection is closed (the client is not keeping up).
 const PENDING_SIGNAL_MESSAGES: usize = 16;
@@ -139,6 +142,9 @@ struct Outputs {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// Egress arena: QUIC datagrams are split off it, so a packet costs no allocation of its own.
     arena: BytesMut,
+    /// When each packet forwarded this loop turn was read: its forwarding latency is observed
+    /// when its copies have been sent, at the end of the turn (`flush`).
+    forwarded_at: Vec<Instant>,
     counters: WorkerCounters,
     rtc_counters: RtcCounters,
 }
@@ -295,6 +301,7 @@ impl Worker {
                 rtc_socket,
                 timers: BinaryHeap::new(),
                 arena: BytesMut::with_capacity(256 * 1024),
+                forwarded_at: Vec::with_capacity(FORWARDED_PER_TURN),
                 counters: s.counters,
                 rtc_counters: s.rtc_counters,
             },
@@ -347,8 +354,9 @@ impl Worker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let next_timer = self.out.timers.peek().map(|Reverse((t, _))| *t);
+            // Unbiased: the branch polled first is chosen at random each turn, so a socket that
+            // is always readable cannot starve the others, the tick or the control plane.
             tokio::select! {
-                biased;
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Shutdown) | None => {
                         self.shutdown().await;

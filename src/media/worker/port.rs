@@ -2,6 +2,7 @@
 //! collects and delivers over a simulated network (`harness.rs`), so the whole worker runs on a
 //! virtual clock.
 
+use crate::media::send_batch::{Flushed, SendBatch};
 use std::io;
 use std::net::SocketAddr;
 
@@ -17,19 +18,17 @@ pub enum PortSetup {
 
 #[derive(Debug)]
 pub enum UdpPort {
-    Socket(tokio::net::UdpSocket),
+    /// A socket, and the datagrams queued for it this loop turn.
+    Socket(tokio::net::UdpSocket, SendBatch),
     #[cfg(test)]
-    Virtual {
-        local: SocketAddr,
-        sent: Vec<(SocketAddr, Vec<u8>)>,
-    },
+    Virtual { local: SocketAddr, sent: Vec<(SocketAddr, Vec<u8>)> },
 }
 
 impl UdpPort {
     /// Must run inside the worker's runtime (a socket registers with it).
     pub fn new(setup: PortSetup) -> io::Result<Self> {
         match setup {
-            PortSetup::Bound(s) => Ok(UdpPort::Socket(tokio::net::UdpSocket::from_std(s)?)),
+            PortSetup::Bound(s) => Ok(UdpPort::Socket(tokio::net::UdpSocket::from_std(s)?, SendBatch::default())),
             #[cfg(test)]
             PortSetup::Virtual(local) => Ok(UdpPort::Virtual { local, sent: Vec::new() }),
         }
@@ -37,7 +36,7 @@ impl UdpPort {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
-            UdpPort::Socket(s) => s.local_addr(),
+            UdpPort::Socket(s, _) => s.local_addr(),
             #[cfg(test)]
             UdpPort::Virtual { local, .. } => Ok(*local),
         }
@@ -46,7 +45,7 @@ impl UdpPort {
     /// The socket, to read from (a virtual port is written to by the harness directly).
     pub fn socket(&self) -> Option<&tokio::net::UdpSocket> {
         match self {
-            UdpPort::Socket(s) => Some(s),
+            UdpPort::Socket(s, _) => Some(s),
             #[cfg(test)]
             UdpPort::Virtual { .. } => None,
         }
@@ -54,7 +53,7 @@ impl UdpPort {
 
     pub fn try_send_to(&mut self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         match self {
-            UdpPort::Socket(s) => s.try_send_to(buf, to),
+            UdpPort::Socket(s, _) => s.try_send_to(buf, to),
             #[cfg(test)]
             UdpPort::Virtual { sent, .. } => {
                 sent.push((to, buf.to_vec()));
@@ -63,9 +62,48 @@ impl UdpPort {
         }
     }
 
+    /// Queue a datagram, to go with the others at `send_queued` (the end of the loop turn). A
+    /// full queue is sent first; what that send did is returned.
+    pub fn queue(&mut self, buf: &[u8], to: SocketAddr) -> Flushed {
+        match self {
+            UdpPort::Socket(s, batch) => {
+                let mut done = Flushed::default();
+                if batch.push(buf, to) {
+                    return done;
+                }
+                done += batch.flush(s);
+                if !batch.push(buf, to) {
+                    // Larger than a slot: on its own.
+                    done += match s.try_send_to(buf, to) {
+                        Ok(_) => Flushed { sent: 1, ..Flushed::default() },
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Flushed { busy: 1, ..Flushed::default() },
+                        Err(e) => {
+                            tracing::debug!(error = %e, %to, "UDP send failed");
+                            Flushed { failed: 1, ..Flushed::default() }
+                        }
+                    };
+                }
+                done
+            }
+            #[cfg(test)]
+            UdpPort::Virtual { sent, .. } => {
+                sent.push((to, buf.to_vec()));
+                Flushed { sent: 1, ..Flushed::default() }
+            }
+        }
+    }
+
+    /// Send what is queued.
+    pub fn send_queued(&mut self) -> Flushed {
+        match self {
+            UdpPort::Socket(s, batch) if !batch.is_empty() => batch.flush(s),
+            _ => Flushed::default(),
+        }
+    }
+
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         match self {
-            UdpPort::Socket(s) => s.try_recv_from(buf),
+            UdpPort::Socket(s, _) => s.try_recv_from(buf),
             #[cfg(test)]
             UdpPort::Virtual { .. } => Err(io::ErrorKind::WouldBlock.into()),
         }
@@ -74,7 +112,7 @@ impl UdpPort {
     /// Wait until the socket may be read (never, for a virtual port).
     pub async fn readable(&self) -> io::Result<()> {
         match self {
-            UdpPort::Socket(s) => s.readable().await,
+            UdpPort::Socket(s, _) => s.readable().await,
             #[cfg(test)]
             UdpPort::Virtual { .. } => std::future::pending().await,
         }

@@ -396,11 +396,8 @@ impl Worker {
             loop {
                 self.transmit.clear();
                 let Some(t) = c.conn.poll_transmit(now, 1, &mut self.transmit) else { break };
-                match self.socket.try_send_to(&self.transmit[..t.size], t.destination) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.out.counters.drop(Drop::SocketBusy),
-                    Err(e) => tracing::debug!(error = %e, "UDP send failed"),
-                }
+                let done = self.socket.queue(&self.transmit[..t.size], t.destination);
+                self.out.counters.drops(Drop::SocketBusy, done.busy);
             }
             if let Some(t) = c.conn.poll_timeout()
                 && c.timeout.is_none_or(|armed| t < armed)
@@ -414,6 +411,18 @@ impl Worker {
                 }
                 self.end_session(idx);
                 self.out.conns[idx] = None;
+            }
+        }
+        let done = self.socket.send_queued();
+        self.out.counters.drops(Drop::SocketBusy, done.busy);
+        let done = self.out.rtc_socket.send_queued();
+        self.out.counters.drops(Drop::SocketBusy, done.busy);
+        if !self.out.forwarded_at.is_empty() {
+            // Read → sent, for every packet forwarded this turn (an upper bound for those whose
+            // copies went out in a full batch before the end of the turn).
+            let sent = self.now();
+            for at in self.out.forwarded_at.drain(..) {
+                self.out.counters.latency.observe(sent.saturating_duration_since(at).as_secs_f64());
             }
         }
     }

@@ -670,11 +670,8 @@ pub(super) fn drive(out: &mut Outputs, idx: usize, now: Instant) {
     loop {
         match peer.rtc.poll_output() {
             Ok(Output::Transmit(t)) => {
-                if let Err(e) = out.rtc_socket.try_send_to(&t.contents, t.destination)
-                    && e.kind() == std::io::ErrorKind::WouldBlock
-                {
-                    out.counters.drop(crate::media::metrics::Drop::SocketBusy);
-                }
+                let done = out.rtc_socket.queue(&t.contents, t.destination);
+                out.counters.drops(crate::media::metrics::Drop::SocketBusy, done.busy);
             }
             Ok(Output::Event(e)) => peer.events.push_back(e),
             Ok(Output::Timeout(t)) => {
@@ -702,6 +699,25 @@ pub(super) fn drive(out: &mut Outputs, idx: usize, now: Instant) {
     }
 }
 
+/// What every browser's copy of a packet shares, worked out once per packet.
+pub(super) struct RtcCopy {
+    /// When the publisher captured it, on this server's clock (`TrackForwarder::capture_time`):
+    /// the wallclock str0m's sender reports map it to.
+    pub captured: Instant,
+    /// Its VP8 payload descriptor, when its picture ID is rewritten (where the fields are).
+    pub vp8: Option<str0m::rtp::Vp8Descriptor>,
+}
+
+impl RtcCopy {
+    pub fn of(pkt: &MediaPacket, captured: Instant) -> Self {
+        let vp8 = match (&pkt.vp8, pkt.shared_payload.as_ref()) {
+            (Some(d), Some(payload)) if d.picture_id.is_some() => str0m::rtp::Vp8Descriptor::parse(payload).ok(),
+            _ => None,
+        };
+        Self { captured, vp8 }
+    }
+}
+
 /// Write a subscriber's copy of `pkt` to a browser.
 pub(super) fn write_rtp(
     out: &mut Outputs,
@@ -710,7 +726,7 @@ pub(super) fn write_rtp(
     pkt: &MediaPacket,
     rw: &Rewrite,
     now: Instant,
-    captured: Instant,
+    copy: &RtcCopy,
 ) {
     let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
     if peer.lost_at.is_some() {
@@ -738,7 +754,7 @@ pub(super) fn write_rtp(
     let len = payload.len();
     // The wallclock str0m's sender reports map this timestamp to: the publisher's capture time,
     // so audio and video stay in step for the browser (lip sync).
-    let mut write = RtpWrite::new(pt, seq, rw.timestamp, captured, payload.clone())
+    let mut write = RtpWrite::new(pt, seq, rw.timestamp, copy.captured, payload.clone())
         .marker(pkt.marker)
         .nackable(b.codec.kind() == MediaKind::Video);
     if pkt.audio_level.is_some() || pkt.video_orientation.is_some() {
@@ -750,12 +766,9 @@ pub(super) fn write_rtp(
         };
         write = write.ext_vals(ext);
     }
-    if let (Some(d), Some(pic)) = (&pkt.vp8, rw.picture_id)
-        && d.picture_id.is_some()
-        && let Ok(desc) = str0m::rtp::Vp8Descriptor::parse(payload)
-    {
+    if let (Some(desc), Some(pic)) = (&copy.vp8, rw.picture_id) {
         let mut patch = desc.patch().picture_id(pic);
-        if let (Some(tl0), true) = (rw.tl0_pic_idx, d.tl0_pic_idx.is_some()) {
+        if let (Some(tl0), true) = (rw.tl0_pic_idx, pkt.vp8.is_some_and(|d| d.tl0_pic_idx.is_some())) {
             patch = patch.tl0_pic_idx(tl0);
         }
         if let Ok(patch) = patch.build() {

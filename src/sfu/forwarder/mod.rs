@@ -21,7 +21,11 @@ use super::simulcast::{
 };
 use super::speakers::AudioLevelMeter;
 use super::stats::RateMeter;
+use bytes::BytesMut;
 use std::time::{Duration, Instant};
+
+/// A layer's history keeps its packets' bytes in blocks of this size of its own.
+const HISTORY_BLOCK: usize = 32 * 1024;
 
 /// A layer with no packets for this long is considered stopped.
 pub const LAYER_STALE: Duration = Duration::from_millis(500);
@@ -35,6 +39,13 @@ struct LayerState {
     /// The layer's source: its SSRC and highest sequence number, to notice a publisher restart.
     source: Option<(u32, u16)>,
     history: PacketHistory<MediaPacket>,
+    /// Where the history's copies of packet bytes live. A received packet is a slice of a
+    /// 256 KiB receive block shared with every other packet read with it; kept as is, one slow
+    /// layer's packet would keep its whole block allocated for as long as it stays in the
+    /// history (half a minute for a 180p layer), so memory grew with the worker's ingress rate.
+    /// Copied here, a block holds only this layer's packets, and memory follows the history's
+    /// length. A new block is allocated once the current one is full (every ~25 video packets).
+    history_bytes: BytesMut,
     /// A keyframe of this layer arrived since its last keyframe request (the request was answered).
     keyframe_since_request: bool,
     last_packet_at: Option<Instant>,
@@ -129,6 +140,7 @@ impl<S: Copy> TrackForwarder<S> {
                 source: None,
                 keyframe_since_request: false,
                 history: PacketHistory::new(history),
+                history_bytes: BytesMut::new(),
                 last_packet_at: None,
                 rate: RateMeter::new(Duration::from_secs(1)),
                 height: heights.get(i).copied().unwrap_or(0),
@@ -234,7 +246,13 @@ impl<S: Copy> TrackForwarder<S> {
             state.clock = None;
             report.restarted = true;
         }
-        state.history.insert(pkt.seq, pkt.clone());
+        let mut kept = pkt.clone();
+        if state.history_bytes.capacity() < pkt.data.len() {
+            state.history_bytes.reserve(HISTORY_BLOCK.max(pkt.data.len()));
+        }
+        state.history_bytes.extend_from_slice(&pkt.data);
+        kept.data = state.history_bytes.split().freeze();
+        state.history.insert(pkt.seq, kept);
         state.last_packet_at = Some(now);
         state.keyframe_since_request |= pkt.keyframe_start;
         state.rate.add(now, pkt.data.len());
@@ -397,6 +415,27 @@ mod tests {
     use super::*;
     use crate::rtp::{RtpBuilder, vp8};
     use bytes::Bytes;
+
+    #[test]
+    fn the_history_does_not_keep_the_receive_block_alive() {
+        let t0 = Instant::now();
+        let mut f: TrackForwarder<u64> = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
+        let mut p = Publisher::new();
+        // A packet read into a 256 KiB receive block, as the worker reads them.
+        let frame = p.frame(t0, 0, true);
+        let mut block = bytes::BytesMut::with_capacity(256 * 1024);
+        block.extend_from_slice(&[0; 1000]);
+        block.extend_from_slice(&frame.data);
+        let block = block.freeze();
+        let mut pkt = frame.clone();
+        pkt.data = block.slice(1000..);
+        let seq = pkt.seq;
+        f.on_packet(t0, 0, &pkt, |_, _| {});
+        let kept = f.layers[0].history.get(seq).expect("in the history");
+        assert_eq!(kept.data, frame.data, "the same bytes");
+        let inside = block.as_ptr_range();
+        assert!(!inside.contains(&kept.data.as_ptr()), "a copy of its own, not a slice pinning the receive block");
+    }
 
     #[test]
     fn each_subscriber_gets_its_layer_from_a_keyframe_on() {
