@@ -125,6 +125,9 @@ pub struct Peer {
     pub inbox: mpsc::Sender<SessionInput>,
     pub ufrag: String,
     pub timeout: Option<Instant>,
+    /// Media was written to it this loop turn: its output is drained once, at the end of the
+    /// turn (`Outputs::rtc_dirty`), not after every packet.
+    pub dirty: bool,
     /// Our outstanding offer, if any; further changes wait for its answer.
     pub pending: Option<SdpPendingOffer>,
     /// Changes for the next offer.
@@ -256,6 +259,7 @@ impl Peer {
             inbox,
             ufrag,
             timeout: None,
+            dirty: false,
             pending: None,
             queued: Vec::new(),
             in_flight: Vec::new(),

@@ -582,8 +582,6 @@ fn send_rtp(
                 Err(_) => out.counters.drop(Drop::DatagramUnsupported),
             }
         }
-        Sink::WebRtc { peer, subscription, .. } => {
-            super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, now, copy)
-        }
+        Sink::WebRtc { peer, subscription, .. } => super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, copy),
     }
 }

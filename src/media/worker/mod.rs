@@ -138,6 +138,8 @@ struct Outputs {
     /// QUIC connections with queued packets.
     dirty: Vec<usize>,
     peers: Vec<Option<Peer>>,
+    /// WebRTC peers with media written this turn, to drive at its end.
+    rtc_dirty: Vec<usize>,
     rtc_socket: UdpPort,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// Egress arena: QUIC datagrams are split off it, so a packet costs no allocation of its own.
@@ -298,6 +300,7 @@ impl Worker {
                 conns: Vec::new(),
                 dirty: Vec::new(),
                 peers: Vec::new(),
+                rtc_dirty: Vec::new(),
                 rtc_socket,
                 timers: BinaryHeap::new(),
                 arena: BytesMut::with_capacity(256 * 1024),

@@ -375,7 +375,10 @@ impl Worker {
     /// Send everything queued: media batches to peers, QUIC packets of dirty connections, and
     /// handle WebRTC events deferred while forwarding.
     pub(super) fn flush(&mut self, now: Instant) {
+        super::rtc_io::drive_written(&mut self.out, now);
         self.handle_deferred_rtc_events(now);
+        // (Handling events can write media too.)
+        super::rtc_io::drive_written(&mut self.out, now);
         self.flush_backlogs();
         for w in 0..self.outgoing.len() {
             if self.outgoing[w].is_empty() {

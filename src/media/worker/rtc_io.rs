@@ -718,14 +718,14 @@ impl RtcCopy {
     }
 }
 
-/// Write a subscriber's copy of `pkt` to a browser.
+/// Write a subscriber's copy of `pkt` to a browser (it goes out when the peer is driven at the
+/// end of the turn, `drive_written`).
 pub(super) fn write_rtp(
     out: &mut Outputs,
     idx: usize,
     subscription: SubscriptionId,
     pkt: &MediaPacket,
     rw: &Rewrite,
-    now: Instant,
     copy: &RtcCopy,
 ) {
     let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) else { return };
@@ -781,5 +781,19 @@ pub(super) fn write_rtp(
         tx.write_rtp(write);
     }
     out.rtc_counters.traffic.sent(kind, len);
-    drive(out, idx, now);
+    if !peer.dirty {
+        peer.dirty = true;
+        out.rtc_dirty.push(idx);
+    }
+}
+
+/// Drive the peers media was written to this turn (`write_rtp`): each encrypts and hands over
+/// everything it was given in one pass, instead of one `poll_output` pass per packet.
+pub(super) fn drive_written(out: &mut Outputs, now: Instant) {
+    while let Some(idx) = out.rtc_dirty.pop() {
+        if let Some(peer) = out.peers.get_mut(idx).and_then(Option::as_mut) {
+            peer.dirty = false;
+            drive(out, idx, now);
+        }
+    }
 }
