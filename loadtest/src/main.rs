@@ -8,6 +8,7 @@ mod media;
 mod soak;
 mod stats;
 mod tokens;
+mod webrtc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -71,9 +72,12 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Synthetic participants with audio and simulcast video over QUIC: loss, latency, and the
-    /// server's CPU per forwarded packet against the machine's bare send cost.
+    /// Synthetic participants with audio and simulcast video over QUIC or WebRTC: loss, latency,
+    /// and the server's CPU per forwarded packet against the machine's bare send cost.
     Media {
+        /// quic (`switchboard::client`) or webrtc (str0m peers signaled over `wss://HOST/signal`).
+        #[arg(long, value_enum, default_value = "quic")]
+        carrier: media::Carrier,
         /// `endpoint=https://HOST:PORT/;accesskey=KEY` (`switchboard connection-string` prints
         /// it); default: the file `data/connection-string` a server started here wrote.
         #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
@@ -162,6 +166,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Media {
+            carrier,
             connection_string,
             ca_cert,
             quic,
@@ -188,8 +193,11 @@ fn main() -> anyhow::Result<()> {
             };
             let ca = std::fs::read(&ca_cert).with_context(|| format!("reading --ca-cert {}", ca_cert.display()))?;
             let client = acs::AcsClient::new(&connection_string, &ca)?;
-            eprintln!("loadtest media: {scenario} {shape:?} for {duration:?} against {}", client.endpoint());
-            let args = media::MediaArgs { quic, shape, duration, join_rate, metrics_token };
+            eprintln!(
+                "loadtest media: {scenario} {shape:?} over {carrier:?} for {duration:?} against {}",
+                client.endpoint()
+            );
+            let args = media::MediaArgs { carrier, quic, shape, duration, join_rate, metrics_token };
             let report = runtime.block_on(media::run(client, ca, &args))?;
             media::print(&report);
             if let Some(path) = json {

@@ -1,4 +1,5 @@
-//! `loadtest media`: synthetic participants with media against a running server, over QUIC.
+//! `loadtest media`: synthetic participants with media against a running server, over QUIC or
+//! (`--carrier webrtc`, `crate::webrtc`) WebRTC.
 //!
 //! Rooms of publishers (Opus-sized audio at 50 packets/s with audio levels; VP8-shaped video in
 //! three simulcast layers of 150, 500 and 1500 kbit/s, a keyframe every 2 s) and subscribers.
@@ -53,7 +54,20 @@ impl Shape {
     }
 }
 
+/// How participants reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Carrier {
+    /// `switchboard::client` over QUIC (RoQ datagrams).
+    Quic,
+    /// str0m peers in RTP mode, signaled over `wss://HOST/signal` (`crate::webrtc`).
+    #[value(name = "webrtc")]
+    #[serde(rename = "webrtc")]
+    WebRtc,
+}
+
 pub struct MediaArgs {
+    pub carrier: Carrier,
     pub quic: SocketAddr,
     pub shape: Shape,
     pub duration: Duration,
@@ -62,44 +76,58 @@ pub struct MediaArgs {
     pub metrics_token: Option<String>,
 }
 
-/// Counters shared by every participant task.
+/// Counters shared by every participant task (and the WebRTC driver).
 #[derive(Default)]
-struct Shared {
-    joined: AtomicU64,
-    failed: AtomicU64,
-    sent: AtomicU64,
-    received: AtomicU64,
+pub(crate) struct Shared {
+    pub(crate) joined: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
     /// Latency samples since the last progress line.
-    recent: Mutex<Latencies>,
-    stop: AtomicBool,
+    pub(crate) recent: Mutex<Latencies>,
+    pub(crate) stop: AtomicBool,
+    /// WebRTC: the CPU time the driver thread has used, in microseconds.
+    pub(crate) driver_busy_us: AtomicU64,
 }
 
 /// What a participant measured of its subscriptions.
 #[derive(Default)]
-struct Measured {
-    latencies: Latencies,
-    received: u64,
-    expected: u64,
+pub(crate) struct Measured {
+    pub(crate) latencies: Latencies,
+    pub(crate) received: u64,
+    pub(crate) expected: u64,
 }
 
-fn epoch() -> Instant {
+impl Measured {
+    /// Count what `seqs` saw as received and expected.
+    pub(crate) fn add_counts<'a>(&mut self, seqs: impl IntoIterator<Item = &'a SeqTrack>) {
+        for s in seqs {
+            let (received, expected) = s.counts();
+            self.received += received;
+            self.expected += expected;
+        }
+    }
+}
+
+/// The clock every synthetic packet's send time is on (one per process).
+pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     u64::try_from(epoch().elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// One subscription's sequence numbers, extended past wrap-around.
 #[derive(Default)]
-struct SeqTrack {
+pub(crate) struct SeqTrack {
     seen: HashSet<u64>,
     last: Option<u64>,
 }
 
 impl SeqTrack {
-    fn add(&mut self, seq: u16) {
+    pub(crate) fn add(&mut self, seq: u16) {
         let ext = match self.last {
             None => u64::from(seq) + (1 << 16),
             Some(last) => {
@@ -112,8 +140,15 @@ impl SeqTrack {
         self.seen.insert(ext);
     }
 
+    /// The missing ranges between the first and the last received (inclusive).
+    pub(crate) fn gaps(&self) -> Vec<(u64, u64)> {
+        let mut seen: Vec<u64> = self.seen.iter().copied().collect();
+        seen.sort_unstable();
+        seen.windows(2).filter(|w| w[1] > w[0] + 1).map(|w| (w[0] + 1, w[1] - 1)).collect()
+    }
+
     /// (received, expected between the first and the last received).
-    fn counts(&self) -> (u64, u64) {
+    pub(crate) fn counts(&self) -> (u64, u64) {
         let (Some(min), Some(max)) = (self.seen.iter().min(), self.seen.iter().max()) else { return (0, 0) };
         (self.seen.len() as u64, max - min + 1)
     }
@@ -225,11 +260,7 @@ async fn participant(
             },
         }
     }
-    for s in seqs.values() {
-        let (received, expected) = s.counts();
-        measured.received += received;
-        measured.expected += expected;
-    }
+    measured.add_counts(seqs.values());
     client.hang_up(false).await.ok();
     Ok(measured)
 }
@@ -262,6 +293,7 @@ fn own_cpu_seconds() -> Option<f64> {
 
 #[derive(Debug, serde::Serialize)]
 pub struct MediaReport {
+    pub carrier: Carrier,
     pub shape: Shape,
     pub seconds: f64,
     pub joins: u64,
@@ -278,6 +310,10 @@ pub struct MediaReport {
     pub floor_us_per_packet: Option<f64>,
     pub floor_ratio: Option<f64>,
     pub loadtest_cpu_share: Option<f64>,
+    /// WebRTC: the driver thread's CPU time over the run's time (near 1: the one thread that
+    /// runs every peer limits the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webrtc_driver_busy_share: Option<f64>,
 }
 
 pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Result<MediaReport> {
@@ -299,11 +335,28 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
     let (cpu0, fwd0) = server_counters(&acs, token).await?;
     let own0 = own_cpu_seconds();
     let start = Instant::now();
+    let webrtc = match args.carrier {
+        Carrier::Quic => None,
+        Carrier::WebRtc => Some(crate::webrtc::WebRtcCarrier::start(acs.endpoint(), &ca, shared.clone())?),
+    };
     let mut tasks = Vec::new();
     let gap = Duration::from_secs_f64(1.0 / args.join_rate.max(0.1));
     for (i, (t, group, publishes)) in people.into_iter().enumerate() {
-        let task = participant(args.quic, ca.clone(), t, group, publishes, shape.clone(), i as u32 + 1, shared.clone());
-        tasks.push(tokio::spawn(task));
+        let seed = i as u32 + 1;
+        let task = match &webrtc {
+            None => tokio::spawn(participant(
+                args.quic,
+                ca.clone(),
+                t,
+                group,
+                publishes,
+                shape.clone(),
+                seed,
+                shared.clone(),
+            )),
+            Some(carrier) => tokio::spawn(carrier.participant(t, group, publishes, shape.clone(), seed)),
+        };
+        tasks.push(task);
         tokio::time::sleep(gap).await;
     }
     let joined_at = Instant::now();
@@ -350,6 +403,7 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
             }
         }
     }
+    drop(webrtc);
     let forwarded = fwd1 - fwd0;
     let server_cpu = cpu1 - cpu0;
     let us_per_packet = (forwarded > 0.0).then(|| server_cpu * 1e6 / forwarded);
@@ -359,9 +413,12 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
         (Some(a), Some(b)) => Some((b - a) / start.elapsed().as_secs_f64() / cores),
         _ => None,
     };
+    let driver_busy = (args.carrier == Carrier::WebRtc)
+        .then(|| shared.driver_busy_us.load(Ordering::Relaxed) as f64 / 1e6 / start.elapsed().as_secs_f64());
     let lost = all.expected.saturating_sub(all.received);
     let mut l = all.latencies;
     Ok(MediaReport {
+        carrier: args.carrier,
         shape,
         seconds,
         joins: shared.joined.load(Ordering::Relaxed),
@@ -380,6 +437,7 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
         floor_us_per_packet: floor,
         floor_ratio: us_per_packet.zip(floor).map(|(a, b)| a / b),
         loadtest_cpu_share: own_share,
+        webrtc_driver_busy_share: driver_busy,
     })
 }
 
@@ -405,6 +463,15 @@ pub fn print(r: &MediaReport) {
             eprintln!("warning: the load tester used {:.0} % of the CPU: it may be what limits the run", share * 100.0);
         }
     }
+    if let Some(busy) = r.webrtc_driver_busy_share {
+        println!("WebRTC driver thread     {:>11.0} % of a core", busy * 100.0);
+        if busy > 0.8 {
+            eprintln!(
+                "warning: the WebRTC driver thread used {:.0} % of a core: it may be what limits the run",
+                busy * 100.0
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -419,5 +486,7 @@ mod tests {
         }
         // 65530..=3 is 10 numbers; 65534 and 2 are missing.
         assert_eq!(s.counts(), (8, 10));
+        let gaps: Vec<u64> = s.gaps().iter().map(|&(a, b)| b - a + 1).collect();
+        assert_eq!(gaps, [1, 1], "two single missing numbers");
     }
 }
