@@ -142,7 +142,7 @@ impl MediaMetrics {
         let latency = Histogram::with_opts(
             HistogramOpts::new(
                 "forwarding_latency_seconds",
-                "Time from a media packet's arrival to its forwarding, per forwarded packet",
+                "Time from reading a media packet to sending its copies (QUIC, and WebRTC up to str0m's pacer), per forwarded packet",
             )
             .buckets(vec![0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05]),
         )
