@@ -24,8 +24,13 @@
 #
 # Environment: DURATION (20s), SCENARIO (livestream), SETTLE (3), OUT (a new /tmp/compare.*),
 # SKIP_BUILD=1 (use the binaries as they are), SWITCHBOARD_BIN / LOADTEST_BIN (default
-# target/release/{switchboard,loadtest}), SERVER_CPU (0), CLIENT_CPU (1), ONLY (switchboard or
-# janus: run one side alone).
+# $CARGO_TARGET_DIR/release/{switchboard,loadtest}, CARGO_TARGET_DIR defaulting to target/),
+# SERVER_CPU (0), CLIENT_CPU (1), ONLY (switchboard or janus: run one side alone), JANUS_ADMIN=1
+# (also read Janus's own sent-packet counters from its admin API; costs Janus CPU in the window).
+#
+# Pinning: inside the namespace the script pins itself (and so everything it starts: the load
+# tester, the samplers, the progress reader) to $CLIENT_CPU; only the servers and the floor are
+# started on $SERVER_CPU.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,8 +40,9 @@ SCENARIO="${SCENARIO:-livestream}"
 SETTLE="${SETTLE:-3}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
-SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}"
-LOADTEST_BIN="${LOADTEST_BIN:-$ROOT/target/release/loadtest}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$TARGET_DIR/release/switchboard}"
+LOADTEST_BIN="${LOADTEST_BIN:-$TARGET_DIR/release/loadtest}"
 ONLY="${ONLY:-}"
 
 die() {
@@ -65,7 +71,7 @@ if [[ "${SB_COMPARE_IN_NETNS:-}" != 1 ]]; then
 		if [[ $EUID -ne 0 ]] || ! apt-get install -y jq >/dev/null; then die "needs jq (apt-get install -y jq)"; fi
 	fi
 	if [[ "${SKIP_BUILD:-}" != 1 ]]; then
-		cargo build --release -p switchboard -p loadtest
+		cargo build --release -p switchboard -p loadtest || die "cargo build --release -p switchboard -p loadtest failed"
 	fi
 	[[ "$ONLY" == janus || -x "$SWITCHBOARD_BIN" ]] || die "no $SWITCHBOARD_BIN (build it, or set SWITCHBOARD_BIN)"
 	[[ -x "$LOADTEST_BIN" ]] || die "no $LOADTEST_BIN (build it, or set LOADTEST_BIN)"
@@ -80,7 +86,9 @@ fi
 
 # ---------------------------------------------------------------- inside the namespace
 netns_is_private || die "not in a private network namespace (run it without SB_COMPARE_IN_NETNS)"
-netns_up
+netns_up || die "cannot set up the namespace's interfaces (lo, veth jv0 with 127.0.0.2)"
+# Everything this shell starts runs on the client core unless started with taskset -c $SERVER_CPU.
+taskset -p -c "$CLIENT_CPU" $$ >/dev/null || die "cannot pin the script to core $CLIENT_CPU"
 
 OUT="${OUT:-$(mktemp -d /tmp/compare.XXXXXX)}"
 mkdir -p "$OUT"
@@ -91,6 +99,7 @@ export JANUS_CPU="$SERVER_CPU" # janus_start pins Janus there
 cleanup() {
 	local status=$?
 	stop_sampler
+	if [[ -n "${ADMIN_PID:-}" ]]; then kill "$ADMIN_PID" 2>/dev/null || true; fi
 	if [[ -n "$SB_PID" ]] && kill -0 "$SB_PID" 2>/dev/null; then
 		kill -TERM "$SB_PID" 2>/dev/null || true
 		wait "$SB_PID" 2>/dev/null || true
@@ -134,7 +143,7 @@ run_loadtest() {
 	start_sampler "$pid" "$OUT/$name.cpu"
 	t0="$(date +%s.%N)"
 	cpu0="$(proc_cpu_seconds "$pid")"
-	echo "compare.sh: $name: $(basename "$LOADTEST_BIN") $*" >&2
+	echo "compare.sh: $name: taskset -c $CLIENT_CPU $(basename "$LOADTEST_BIN") $*" >&2
 	taskset -c "$CLIENT_CPU" "$LOADTEST_BIN" "$@" --json "$OUT/$name.json" \
 		2> >(while IFS= read -r line; do
 			printf '%s %s\n' "$(date +%s.%N)" "$line" >>"$OUT/$name.progress"
@@ -150,11 +159,19 @@ run_loadtest() {
 	[[ -s "$OUT/$name.json" ]] || die "$name: the load tester wrote no $OUT/$name.json"
 }
 
-# ---- 1. the floor
+# ---- 1. the floor, on the server core: before each server's run and at the end (the figure
+# drifts with what else the machine does; the table shows the median and each reading).
 echo "compare.sh: outputs in $OUT" >&2
-taskset -c "$SERVER_CPU" "$LOADTEST_BIN" floor | tee "$OUT/floor.txt" >&2
-FLOOR="$(awk '{print $1; exit}' "$OUT/floor.txt")"
-[[ "$FLOOR" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "loadtest floor printed no figure (see $OUT/floor.txt)"
+: >"$OUT/floor.txt"
+measure_floor() {
+	local line us
+	line="$(taskset -c "$SERVER_CPU" "$LOADTEST_BIN" floor)" || die "loadtest floor failed"
+	echo "compare.sh: floor ($1): $line" >&2
+	us="$(awk '{print $1; exit}' <<<"$line")"
+	[[ "$us" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "loadtest floor printed no figure: $line"
+	echo "$us $1" >>"$OUT/floor.txt"
+}
+measure_floor start
 
 # ---- 2. Switchboard
 if [[ "$ONLY" != janus ]]; then
@@ -175,12 +192,13 @@ if [[ "$ONLY" != janus ]]; then
 		sleep 0.1
 	done
 	curl -sk -o /dev/null --max-time 1 https://127.0.0.1:8443/readyz || die "switchboard not ready within 30 s"
+	echo "compare.sh: switchboard (pid $SB_PID) $(taskset -cp "$SB_PID" | sed 's/.*: /on cores /')" >&2
 	DATA="$OUT/switchboard/data"
 	# The connection string (with the access key) goes by environment, not on the command line.
 	SWITCHBOARD_CONNECTION_STRING="$(cat "$DATA/connection-string")"
 	export SWITCHBOARD_CONNECTION_STRING
 	run_loadtest switchboard "$SB_PID" media --carrier webrtc --scenario "$SCENARIO" --duration "$DURATION" \
-		--ca-cert "$DATA/tls/ca.pem"
+		--settle "${SETTLE}s" --ca-cert "$DATA/tls/ca.pem"
 	unset SWITCHBOARD_CONNECTION_STRING
 	kill -TERM "$SB_PID"
 	wait "$SB_PID" 2>/dev/null || true
@@ -189,18 +207,50 @@ fi
 
 # ---- 3. Janus
 if [[ "$ONLY" != switchboard ]]; then
-	janus_start "$OUT/janus.log"
+	measure_floor "before janus"
+	janus_start "$OUT/janus.log" || die "Janus did not start; see $OUT/janus.log"
 	janus_check >"$OUT/janus-check.txt" || die "the Janus API check failed; see $OUT/janus-check.txt and $OUT/janus.log"
+	echo "compare.sh: janus (pid $JANUS_PID) $(taskset -cp "$JANUS_PID" | sed 's/.*: /on cores /')" >&2
+	# JANUS_ADMIN=1: Janus's own count of the RTP packets it sent (admin API, handle_info of every
+	# handle), read twice inside the steady window as a check of the subscribers' count. Off by
+	# default: each reading is ~85 requests over several seconds, Janus CPU inside the window.
+	# Not trusted yet: with 40 subscribers it said 4967 pkt/s where the subscribers counted 8243
+	# (a handle_info that fails counts 0); with 3 subscribers each handle's counters matched.
+	ADMIN_PID=
+	if [[ "${JANUS_ADMIN:-}" == 1 ]]; then
+		(
+			dur="$(sed -E 's/s$//' <<<"$DURATION")"
+			# Joins take ~2 s; the first reading after the settle, the second done before the end.
+			if [[ "$dur" =~ ^[0-9]+$ ]] && ((dur >= SETTLE + 14)); then
+				sleep "$((SETTLE + 3))"
+				a0="$(date +%s.%N)"; na="$(janus_egress_packets)"; a1="$(date +%s.%N)"
+				sleep "$((dur - SETTLE - 11))"
+				b0="$(date +%s.%N)"; nb="$(janus_egress_packets)"; b1="$(date +%s.%N)"
+				echo "$a0 $a1 $na $b0 $b1 $nb" >"$OUT/janus.admin"
+			fi
+		) 2>/dev/null &
+		ADMIN_PID=$!
+	fi
 	run_loadtest janus "$JANUS_PID" media --carrier webrtc --sfu janus --janus-url "$JANUS_URL" \
-		--scenario "$SCENARIO" --duration "$DURATION"
+		--janus-room "$JANUS_ROOM" --scenario "$SCENARIO" --duration "$DURATION" --settle "${SETTLE}s"
+	if [[ -n "$ADMIN_PID" ]]; then wait "$ADMIN_PID" 2>/dev/null || true; fi
+	ADMIN_PID=
 	janus_stop
+	if grep -qE '\[(ERR|FATAL)\]' "$OUT/janus.log"; then
+		echo "compare.sh: Janus logged errors (first ones below; all in $OUT/janus.log):" >&2
+		grep -E '\[(ERR|FATAL)\]' "$OUT/janus.log" | head -n 5 >&2
+	fi
 fi
 
-# ---- 4. the table
-python3 - "$OUT" "$FLOOR" "$SETTLE" <<'PY'
-import json, os, re, sys
+measure_floor end
 
-out, floor, settle = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+# ---- 4. the table
+python3 - "$OUT" "$SETTLE" <<'PY'
+import json, os, re, statistics, sys
+
+out, settle = sys.argv[1], float(sys.argv[2])
+floors = [(float(l.split()[0]), l.split(None, 1)[1].strip()) for l in open(os.path.join(out, "floor.txt")) if l.strip()]
+floor = statistics.median(f for f, _ in floors)
 PROGRESS = re.compile(r"^(\S+) \[\s*[\d.]+ s\] participants (\d+) \(failed (\d+)\), received (\d+) pkt/s")
 RESOLUTION = ["320x180", "640x360", "1280x720"]
 
@@ -248,9 +298,12 @@ def load(name):
             if c0 is not None and c1 is not None and packets > 0:
                 steady = {"seconds": w1 - w0, "packets": packets, "cpu": c1 - c0}
     received = r.get("packets_received", 0)
-    layers = r.get("received_video_layers")  # proposed: video packets received per layer, lowest first
+    layers = r.get("received_video_layers")  # video packets received per layer, lowest first
     resolution = r.get("subscriber_resolution")
-    if not resolution and isinstance(layers, list) and sum(layers) > 0:
+    share = r.get("subscriber_resolution_share")
+    if resolution and share is not None:
+        resolution = f"{resolution} ({100 * share:.0f} %)"
+    elif not resolution and isinstance(layers, list) and sum(layers) > 0:
         top = max(range(len(layers)), key=lambda i: layers[i])
         resolution = f"{RESOLUTION[top] if top < 3 else top} ({100 * layers[top] / sum(layers):.0f} %)"
     return {
@@ -264,12 +317,24 @@ def load(name):
         "loss": r.get("loss_ratio"),
         "p50": (r.get("latency_ms") or {}).get("p50"),
         "resolution": resolution or "-",
+        "layers": "/".join(str(n) for n in layers) if isinstance(layers, list) else None,
+        "sub_pps": r.get("subscriber_receive_pkt_per_s"),
+        "sub_kbps": r.get("subscriber_receive_kbps"),
+        "driver_busy": r.get("webrtc_driver_busy_share"),
         "metrics_us": r.get("server_us_per_forwarded_packet"),
         "metrics_rate": (r.get("forwarded_packets") or 0) / r["seconds"] if r.get("seconds") else None,
     }
 
 
 sb, ja = load("switchboard"), load("janus")
+
+admin_rate = None
+try:
+    a0, a1, na, b0, b1, nb = map(float, open(os.path.join(out, "janus.admin")).read().split())
+    if nb > na and b0 > a1:
+        admin_rate = (nb - na) / ((b0 + b1) / 2 - (a0 + a1) / 2)
+except (OSError, ValueError):
+    pass
 
 
 def us(x):
@@ -299,17 +364,23 @@ def cpu_share(x):
 rows = [
     ("server CPU per egress packet (µs)", us, "{:.2f}", True),
     ("egress packets/s (received)", rate, "{:.0f}", True),
-    ("per-subscriber receive rate (pkt/s)", per_sub, "{:.1f}", True),
-    ("subscriber video", lambda x: x and x["resolution"], "{}", False),
+    ("per-subscriber receive (pkt/s)", lambda x: x and x["sub_pps"], "{:.1f}", True),
+    ("per-subscriber receive (kbit/s)", lambda x: x and x["sub_kbps"], "{:.0f}", True),
+    ("subscriber video (share of packets)", lambda x: x and x["resolution"], "{}", False),
+    ("video packets per layer q/h/f", lambda x: x and x["layers"], "{}", False),
     ("server CPU (% of its core)", cpu_share, "{:.0f}", True),
     ("server / floor", lambda x: us(x) / floor if us(x) else None, "{:.1f}", True),
     ("loss (%)", lambda x: x and x["loss"] is not None and 100 * x["loss"], "{:.3f}", False),
     ("latency p50 (ms)", lambda x: x and x["p50"], "{:.2f}", False),
     ("participants joined (failed)", lambda x: x and f"{x['joined']} ({x['failed']})", "{}", False),
+    ("load tester's driver thread (% core)", lambda x: x and x["driver_busy"] and 100 * x["driver_busy"], "{:.0f}", False),
     ("whole run: CPU / received (µs)", whole_us, "{:.2f}", True),
+    ("per-subscriber (steady window, pkt/s)", per_sub, "{:.1f}", True),
     # The load tester's own figures from Switchboard's /metrics (its window, its counters).
     ("switchboard metrics: µs/forwarded", lambda x: x is sb and x and x["metrics_us"], "{:.2f}", False),
     ("switchboard metrics: forwarded/s", lambda x: x is sb and x and x["metrics_rate"], "{:.0f}", False),
+    # Janus's own RTP packets sent (admin API handle_info, two readings in the window).
+    ("janus admin API: sent pkt/s (JANUS_ADMIN=1)", lambda x: x is ja and x and admin_rate, "{:.0f}", False),
 ]
 
 
@@ -318,11 +389,13 @@ def fmt(f, v):
 
 
 print()
-print(f"{'':38} {'switchboard':>14} {'janus':>14} {'janus/sb':>9}")
+print(f"{'':38} {'switchboard':>14} {'janus':>14} {'sb/janus':>9}")
 for label, get, f, ratio in rows:
     a, b = get(sb), get(ja)
-    q = fmt("{:.2f}", b / a) if ratio and isinstance(a, float) and isinstance(b, float) and a else ""
+    q = fmt("{:.2f}", a / b) if ratio and isinstance(a, float) and isinstance(b, float) and b else ""
     print(f"{label:38} {fmt(f, a):>14} {fmt(f, b):>14} {q:>9}")
-print(f"{'floor: bare sendmmsg per packet (µs)':38} {floor:>14.2f}")
-print(f"\nsteady window: from {settle:.0f} s after everyone joined to the end; outputs in {out}")
+print(f"{'floor: bare sendmmsg per packet (µs)':38} {floor:>14.2f}   median of " + ", ".join(f"{f:.2f} ({w})" for f, w in floors))
+print(f"\nsteady window: from {settle:.0f} s after everyone joined to the end (CPU, egress); the")
+print("per-subscriber rates and layers are the load tester's own window (same settle); RTP payload")
+print(f"kbit/s. Outputs in {out}")
 PY

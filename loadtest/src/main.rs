@@ -21,6 +21,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SfuKind {
+    Switchboard,
+    Janus,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create identities and issue access tokens through the HMAC-signed REST API.
@@ -78,6 +84,24 @@ enum Command {
         /// quic (`switchboard::client`) or webrtc (str0m peers signaled over `wss://HOST/signal`).
         #[arg(long, value_enum, default_value = "quic")]
         carrier: media::Carrier,
+        /// The SFU under test: switchboard, or janus (its VideoRoom over the HTTP API at
+        /// --janus-url; webrtc only; no connection string, identities or /metrics).
+        #[arg(long, value_enum, default_value = "switchboard")]
+        sfu: SfuKind,
+        /// Janus's API (`janus.transport.http.jcfg`), with `--sfu janus`.
+        #[arg(long, default_value = "http://127.0.0.2:8088/janus")]
+        janus_url: String,
+        /// The VideoRoom room, with `--sfu janus`.
+        #[arg(long, default_value_t = 1234)]
+        janus_room: u64,
+        /// WebRTC: the address the peers' sockets bind to (their ICE host candidate); default the
+        /// local address that routes to the server.
+        #[arg(long)]
+        local_ip: Option<std::net::IpAddr>,
+        /// From everyone joined to the start of the steady window the per-subscriber rates and
+        /// layers are measured over.
+        #[arg(long, default_value = "3s", value_parser = stats::parse_duration)]
+        settle: std::time::Duration,
         /// `endpoint=https://HOST:PORT/;accesskey=KEY` (`switchboard connection-string` prints
         /// it); default: the file `data/connection-string` a server started here wrote.
         #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING")]
@@ -167,6 +191,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Media {
             carrier,
+            sfu,
+            janus_url,
+            janus_room,
+            local_ip,
+            settle,
             connection_string,
             ca_cert,
             quic,
@@ -184,21 +213,30 @@ fn main() -> anyhow::Result<()> {
             shape.publishers = publishers.unwrap_or(shape.publishers);
             shape.subscribers = subscribers.unwrap_or(shape.subscribers);
             anyhow::ensure!(shape.rooms > 0 && shape.publishers > 0, "--rooms and --publishers must be positive");
-            let connection_string = match connection_string {
-                Some(cs) => cs,
-                None => std::fs::read_to_string("data/connection-string")
-                    .context("no --connection-string, and no data/connection-string here")?
-                    .trim()
-                    .to_owned(),
+            let (server, target) = match sfu {
+                SfuKind::Switchboard => {
+                    let connection_string = match connection_string {
+                        Some(cs) => cs,
+                        None => std::fs::read_to_string("data/connection-string")
+                            .context("no --connection-string, and no data/connection-string here")?
+                            .trim()
+                            .to_owned(),
+                    };
+                    let ca =
+                        std::fs::read(&ca_cert).with_context(|| format!("reading --ca-cert {}", ca_cert.display()))?;
+                    let acs = acs::AcsClient::new(&connection_string, &ca)?;
+                    let target = acs.endpoint().to_owned();
+                    (media::Server::Switchboard { acs, ca, metrics_token }, target)
+                }
+                SfuKind::Janus => {
+                    anyhow::ensure!(carrier == media::Carrier::WebRtc, "--sfu janus needs --carrier webrtc");
+                    let target = format!("Janus {janus_url} room {janus_room}");
+                    (media::Server::Janus { url: janus_url, room: janus_room }, target)
+                }
             };
-            let ca = std::fs::read(&ca_cert).with_context(|| format!("reading --ca-cert {}", ca_cert.display()))?;
-            let client = acs::AcsClient::new(&connection_string, &ca)?;
-            eprintln!(
-                "loadtest media: {scenario} {shape:?} over {carrier:?} for {duration:?} against {}",
-                client.endpoint()
-            );
-            let args = media::MediaArgs { carrier, quic, shape, duration, join_rate, metrics_token };
-            let report = runtime.block_on(media::run(client, ca, &args))?;
+            eprintln!("loadtest media: {scenario} {shape:?} over {carrier:?} for {duration:?} against {target}");
+            let args = media::MediaArgs { carrier, quic, shape, duration, join_rate, settle, local_ip };
+            let report = runtime.block_on(media::run(server, &args))?;
             media::print(&report);
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use switchboard::client::synthetic::{SyntheticAudio, SyntheticVideo, read_marker};
+use switchboard::client::synthetic::{SyntheticAudio, SyntheticVideo, VP8_PT, read_marker};
 use switchboard::client::{Client, ClientEvent, ClientOptions};
 use switchboard::sfu::packet::{Codec, MediaKind};
 use switchboard::signaling::messages::{LayerRequest, ServerMessage};
@@ -66,6 +66,16 @@ pub enum Carrier {
     WebRtc,
 }
 
+/// The server under test.
+pub enum Server {
+    /// Switchboard: identities and tokens from its REST API, its CPU and forwarded packets from
+    /// `/metrics`.
+    Switchboard { acs: AcsClient, ca: Vec<u8>, metrics_token: Option<String> },
+    /// Janus's VideoRoom (`--sfu janus`, WebRTC only): no identities, no server counters (the
+    /// caller measures its CPU, as `compare.sh` does).
+    Janus { url: String, room: u64 },
+}
+
 pub struct MediaArgs {
     pub carrier: Carrier,
     pub quic: SocketAddr,
@@ -73,7 +83,10 @@ pub struct MediaArgs {
     pub duration: Duration,
     /// Participants joining per second.
     pub join_rate: f64,
-    pub metrics_token: Option<String>,
+    /// From everyone joined to the steady window's start.
+    pub settle: Duration,
+    /// WebRTC: the address peers bind to (default: the one routing to the server).
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 /// Counters shared by every participant task (and the WebRTC driver).
@@ -88,6 +101,8 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// WebRTC: the CPU time the driver thread has used, in microseconds.
     pub(crate) driver_busy_us: AtomicU64,
+    /// The steady window is open: receivers count what they get into `Measured::window`.
+    pub(crate) window: AtomicBool,
 }
 
 /// What a participant measured of its subscriptions.
@@ -96,9 +111,57 @@ pub(crate) struct Measured {
     pub(crate) latencies: Latencies,
     pub(crate) received: u64,
     pub(crate) expected: u64,
+    /// Received while the steady window was open.
+    pub(crate) window: Window,
+}
+
+/// What receivers got in the steady window.
+#[derive(Default, Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Window {
+    pub(crate) packets: u64,
+    /// RTP payload bytes.
+    pub(crate) payload_bytes: u64,
+    /// Video packets per synthetic simulcast layer (from the payload's marker), lowest first.
+    pub(crate) video_layers: [u64; 3],
+}
+
+/// The synthetic layers' resolutions, lowest first (as the QUIC publishers declare them).
+pub(crate) const LAYER_RESOLUTIONS: [&str; 3] = ["320x180", "640x360", "1280x720"];
+
+impl Window {
+    fn add(&mut self, other: &Window) {
+        self.packets += other.packets;
+        self.payload_bytes += other.payload_bytes;
+        for (a, b) in self.video_layers.iter_mut().zip(other.video_layers) {
+            *a += b;
+        }
+    }
+
+    /// The layer most video packets were of, and its share of them.
+    pub(crate) fn dominant_layer(&self) -> Option<(usize, f64)> {
+        let total: u64 = self.video_layers.iter().sum();
+        let (layer, n) = self.video_layers.iter().enumerate().max_by_key(|(_, n)| **n)?;
+        (total > 0).then(|| (layer, *n as f64 / total as f64))
+    }
 }
 
 impl Measured {
+    /// Count a received packet into the window: its payload size and, for video, its layer.
+    pub(crate) fn count_in_window(&mut self, payload_len: usize, video_layer: Option<u8>) {
+        self.window.packets += 1;
+        self.window.payload_bytes += payload_len as u64;
+        if let Some(n) = video_layer.and_then(|l| self.window.video_layers.get_mut(usize::from(l))) {
+            *n += 1;
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: Measured) {
+        self.latencies.merge(other.latencies);
+        self.received += other.received;
+        self.expected += other.expected;
+        self.window.add(&other.window);
+    }
+
     /// Count what `seqs` saw as received and expected.
     pub(crate) fn add_counts<'a>(&mut self, seqs: impl IntoIterator<Item = &'a SeqTrack>) {
         for s in seqs {
@@ -239,10 +302,15 @@ async fn participant(
             ev = client.next_event() => match ev {
                 Some(ClientEvent::Rtp { subscription, packet }) => {
                     shared.received.fetch_add(1, Ordering::Relaxed);
+                    let marker = read_marker(&packet);
                     if let Ok(h) = switchboard::rtp::RtpHeader::parse(&packet) {
                         seqs.entry(subscription).or_default().add(h.seq);
+                        if shared.window.load(Ordering::Relaxed) {
+                            let layer = if h.payload_type == VP8_PT { marker.as_ref().map(|m| m.layer) } else { None };
+                            measured.count_in_window(h.payload.len(), layer);
+                        }
                     }
-                    if let Some(m) = read_marker(&packet) {
+                    if let Some(m) = marker {
                         let sent = Duration::from_micros(m.sent_us);
                         let latency = epoch().elapsed().saturating_sub(sent);
                         measured.latencies.record(latency);
@@ -265,7 +333,7 @@ async fn participant(
     Ok(measured)
 }
 
-/// The server's CPU seconds and forwarded packets, from `/metrics`.
+/// The server's CPU seconds and forwarded packets, from `/metrics` (Switchboard).
 async fn server_counters(acs: &AcsClient, token: Option<&str>) -> anyhow::Result<(f64, f64)> {
     let text = acs.get_text("/metrics", token).await?;
     let mut cpu = None;
@@ -294,6 +362,8 @@ fn own_cpu_seconds() -> Option<f64> {
 #[derive(Debug, serde::Serialize)]
 pub struct MediaReport {
     pub carrier: Carrier,
+    /// `switchboard` or `janus`.
+    pub sfu: &'static str,
     pub shape: Shape,
     pub seconds: f64,
     pub joins: u64,
@@ -304,8 +374,22 @@ pub struct MediaReport {
     pub packets_lost: u64,
     pub loss_ratio: f64,
     pub latency_ms: serde_json::Value,
-    pub server_cpu_seconds: f64,
-    pub forwarded_packets: f64,
+    /// The steady window (from `settle` after everyone joined to the end): its length, and the
+    /// participants expected to receive media (subscribers; publishers too when several).
+    pub window_seconds: f64,
+    pub receivers: u64,
+    /// Mean per receiver over the window: packets/s and RTP payload kbit/s received.
+    pub subscriber_receive_pkt_per_s: f64,
+    pub subscriber_receive_kbps: f64,
+    /// Video packets received in the window per synthetic layer, lowest first (320x180,
+    /// 640x360, 1280x720), from the marker each synthetic payload carries.
+    pub received_video_layers: [u64; 3],
+    /// The resolution of the layer most video packets were of, and that layer's share.
+    pub subscriber_resolution: Option<String>,
+    pub subscriber_resolution_share: Option<f64>,
+    /// Switchboard's counters from `/metrics` (none for Janus).
+    pub server_cpu_seconds: Option<f64>,
+    pub forwarded_packets: Option<f64>,
     pub server_us_per_forwarded_packet: Option<f64>,
     pub floor_us_per_packet: Option<f64>,
     pub floor_ratio: Option<f64>,
@@ -316,28 +400,51 @@ pub struct MediaReport {
     pub webrtc_driver_busy_share: Option<f64>,
 }
 
-pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Result<MediaReport> {
+pub async fn run(server: Server, args: &MediaArgs) -> anyhow::Result<MediaReport> {
     let shape = args.shape.clone();
     let shared = Arc::new(Shared::default());
-    let token = args.metrics_token.as_deref();
     let run = std::process::id();
+    let total = shape.rooms * (shape.publishers + shape.subscribers);
     // Identities and tokens first: joining is what is paced.
     let mut people = Vec::new();
     for room in 0..shape.rooms {
         for i in 0..shape.publishers + shape.subscribers {
-            let (status, body) =
-                acs.post("/identities?api-version=2023-10-01", &json!({"createTokenWithScopes": ["voip"]})).await?;
-            anyhow::ensure!(status == 201, "creating an identity: {status} {body}");
-            let t = body["accessToken"]["token"].as_str().context("a token")?.to_owned();
-            people.push((t, format!("{run:08x}-{room:04x}-4000-8000-000000000000"), i < shape.publishers));
+            let token = match &server {
+                Server::Switchboard { acs, .. } => {
+                    let (status, body) = acs
+                        .post("/identities?api-version=2023-10-01", &json!({"createTokenWithScopes": ["voip"]}))
+                        .await?;
+                    anyhow::ensure!(status == 201, "creating an identity: {status} {body}");
+                    body["accessToken"]["token"].as_str().context("a token")?.to_owned()
+                }
+                Server::Janus { .. } => String::new(),
+            };
+            people.push((token, format!("{run:08x}-{room:04x}-4000-8000-000000000000"), i < shape.publishers));
         }
     }
-    let (cpu0, fwd0) = server_counters(&acs, token).await?;
+    let counters0 = match &server {
+        Server::Switchboard { acs, metrics_token, .. } => Some(server_counters(acs, metrics_token.as_deref()).await?),
+        Server::Janus { .. } => None,
+    };
     let own0 = own_cpu_seconds();
     let start = Instant::now();
-    let webrtc = match args.carrier {
-        Carrier::Quic => None,
-        Carrier::WebRtc => Some(crate::webrtc::WebRtcCarrier::start(acs.endpoint(), &ca, shared.clone())?),
+    let webrtc = match (args.carrier, &server) {
+        (Carrier::Quic, Server::Switchboard { .. }) => None,
+        (Carrier::Quic, Server::Janus { .. }) => anyhow::bail!("--sfu janus needs --carrier webrtc"),
+        (Carrier::WebRtc, Server::Switchboard { acs, ca, .. }) => {
+            let sfu = crate::webrtc::Sfu::Switchboard { endpoint: acs.endpoint().to_owned(), ca: Arc::new(ca.clone()) };
+            Some(crate::webrtc::WebRtcCarrier::start(sfu, args.local_ip, shared.clone())?)
+        }
+        (Carrier::WebRtc, Server::Janus { url, room }) => {
+            anyhow::ensure!(shape.rooms == 1, "--sfu janus runs one room (--janus-room), not {}", shape.rooms);
+            let http = reqwest::Client::builder().pool_max_idle_per_host(4 * total.max(1)).build()?;
+            let sfu = crate::webrtc::Sfu::Janus { url: url.clone(), room: *room, http };
+            Some(crate::webrtc::WebRtcCarrier::start(sfu, args.local_ip, shared.clone())?)
+        }
+    };
+    let ca = match &server {
+        Server::Switchboard { ca, .. } => ca.clone(),
+        Server::Janus { .. } => Vec::new(),
     };
     let mut tasks = Vec::new();
     let gap = Duration::from_secs_f64(1.0 / args.join_rate.max(0.1));
@@ -360,10 +467,23 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
         tokio::time::sleep(gap).await;
     }
     let joined_at = Instant::now();
+    // The steady window opens `settle` after everyone has joined (or after the last join was
+    // started, if some never join).
+    let mut all_joined: Option<Instant> = None;
+    let mut window_from: Option<Instant> = None;
     // Progress once a second until the duration is over (counted from the last join).
     let mut last = (Instant::now(), 0u64);
     while joined_at.elapsed() < args.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let joined = shared.joined.load(Ordering::Relaxed);
+        if all_joined.is_none() && joined >= total as u64 {
+            all_joined = Some(Instant::now());
+        }
+        let settled_from = all_joined.unwrap_or(joined_at);
+        if window_from.is_none() && settled_from.elapsed() >= args.settle {
+            shared.window.store(true, Ordering::Relaxed);
+            window_from = Some(Instant::now());
+        }
         let received = shared.received.load(Ordering::Relaxed);
         let rate = (received - last.1) as f64 / last.0.elapsed().as_secs_f64();
         last = (Instant::now(), received);
@@ -375,27 +495,30 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
         eprintln!(
             "[{:>4.0} s] participants {} (failed {}), received {:.0} pkt/s, p99 latency {}",
             start.elapsed().as_secs_f64(),
-            shared.joined.load(Ordering::Relaxed),
+            joined,
             shared.failed.load(Ordering::Relaxed),
             rate,
             p99.map_or("-".into(), |v| format!("{v:.2} ms"))
         );
     }
-    let (cpu1, fwd1) = server_counters(&acs, token).await?;
+    shared.window.store(false, Ordering::Relaxed);
+    let window_seconds = window_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let counters1 = match &server {
+        Server::Switchboard { acs, metrics_token, .. } => Some(server_counters(acs, metrics_token.as_deref()).await?),
+        Server::Janus { .. } => None,
+    };
     let own1 = own_cpu_seconds();
     let seconds = joined_at.elapsed().as_secs_f64();
     shared.stop.store(true, Ordering::Relaxed);
     let mut all = Measured::default();
     for t in tasks {
         match t.await {
-            Ok(Ok(m)) => {
-                all.latencies.merge(m.latencies);
-                all.received += m.received;
-                all.expected += m.expected;
-            }
+            Ok(Ok(m)) => all.merge(m),
             Ok(Err(e)) => {
-                shared.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "a participant failed");
+                // The first few reasons go to stderr whatever the log filter: a failed run says why.
+                if shared.failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                    eprintln!("a participant failed: {e:#}");
+                }
             }
             Err(e) => {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -404,9 +527,14 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
         }
     }
     drop(webrtc);
-    let forwarded = fwd1 - fwd0;
-    let server_cpu = cpu1 - cpu0;
-    let us_per_packet = (forwarded > 0.0).then(|| server_cpu * 1e6 / forwarded);
+    let (server_cpu, forwarded) = match (counters0, counters1) {
+        (Some((cpu0, fwd0)), Some((cpu1, fwd1))) => (Some(cpu1 - cpu0), Some(fwd1 - fwd0)),
+        _ => (None, None),
+    };
+    let us_per_packet = match (server_cpu, forwarded) {
+        (Some(cpu), Some(fwd)) if fwd > 0.0 => Some(cpu * 1e6 / fwd),
+        _ => None,
+    };
     let floor = tokio::task::spawn_blocking(|| crate::floor::measure(1200, 64, 100_000)).await.ok().flatten();
     let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let own_share = match (own0, own1) {
@@ -416,9 +544,19 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
     let driver_busy = (args.carrier == Carrier::WebRtc)
         .then(|| shared.driver_busy_us.load(Ordering::Relaxed) as f64 / 1e6 / start.elapsed().as_secs_f64());
     let lost = all.expected.saturating_sub(all.received);
+    let receivers = (shape.rooms * shape.subscribers
+        + if shape.publishers > 1 { shape.rooms * shape.publishers } else { 0 }) as u64;
+    let per_receiver = |x: u64| {
+        if receivers == 0 || window_seconds <= 0.0 { 0.0 } else { x as f64 / receivers as f64 / window_seconds }
+    };
+    let dominant = all.window.dominant_layer();
     let mut l = all.latencies;
     Ok(MediaReport {
         carrier: args.carrier,
+        sfu: match server {
+            Server::Switchboard { .. } => "switchboard",
+            Server::Janus { .. } => "janus",
+        },
         shape,
         seconds,
         joins: shared.joined.load(Ordering::Relaxed),
@@ -431,6 +569,13 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &MediaArgs) -> anyhow::Resul
         latency_ms: json!({
             "samples": l.len(), "p50": l.quantile_ms(0.5), "p95": l.quantile_ms(0.95), "p99": l.quantile_ms(0.99),
         }),
+        window_seconds,
+        receivers,
+        subscriber_receive_pkt_per_s: per_receiver(all.window.packets),
+        subscriber_receive_kbps: per_receiver(all.window.payload_bytes) * 8.0 / 1000.0,
+        received_video_layers: all.window.video_layers,
+        subscriber_resolution: dominant.map(|(layer, _)| LAYER_RESOLUTIONS[layer].to_owned()),
+        subscriber_resolution_share: dominant.map(|(_, share)| share),
         server_cpu_seconds: server_cpu,
         forwarded_packets: forwarded,
         server_us_per_forwarded_packet: us_per_packet,
@@ -450,10 +595,18 @@ pub fn print(r: &MediaReport) {
     println!("packets lost             {:>12} ({:.3} %)", r.packets_lost, r.loss_ratio * 100.0);
     println!("latency p50/p95/p99 ms   {:>12} / {} / {}", ms("p50"), ms("p95"), ms("p99"));
     println!(
-        "forwarded by the server  {:>12.0} ({:.0}/s)",
-        r.forwarded_packets,
-        r.forwarded_packets / r.seconds.max(1e-9)
+        "per receiver (window)    {:>12.1} pkt/s, {:.0} kbit/s over {:.1} s; video {}",
+        r.subscriber_receive_pkt_per_s,
+        r.subscriber_receive_kbps,
+        r.window_seconds,
+        match (&r.subscriber_resolution, r.subscriber_resolution_share) {
+            (Some(res), Some(share)) => format!("{res} ({:.0} % of video packets)", share * 100.0),
+            _ => "-".to_owned(),
+        }
     );
+    if let Some(forwarded) = r.forwarded_packets {
+        println!("forwarded by the server  {:>12.0} ({:.0}/s)", forwarded, forwarded / r.seconds.max(1e-9));
+    }
     println!("server CPU per packet    {:>12} µs", opt(r.server_us_per_forwarded_packet, 2));
     println!("bare send (floor)        {:>12} µs", opt(r.floor_us_per_packet, 2));
     println!("server / floor           {:>12}", opt(r.floor_ratio, 1));
@@ -477,6 +630,24 @@ pub fn print(r: &MediaReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_counts_payload_and_video_layers() {
+        let mut m = Measured::default();
+        m.count_in_window(100, None);
+        m.count_in_window(1000, Some(2));
+        m.count_in_window(1000, Some(2));
+        m.count_in_window(200, Some(0));
+        m.count_in_window(50, Some(255));
+        assert_eq!(m.window, Window { packets: 5, payload_bytes: 2350, video_layers: [1, 0, 2] });
+        let mut other = Measured::default();
+        other.count_in_window(10, Some(1));
+        m.merge(other);
+        assert_eq!(m.window.video_layers, [1, 1, 2]);
+        let (layer, share) = m.window.dominant_layer().expect("video");
+        assert_eq!((LAYER_RESOLUTIONS[layer], share), ("1280x720", 0.5));
+        assert_eq!(Window::default().dominant_layer(), None);
+    }
 
     #[test]
     fn sequence_numbers_are_counted_across_wrap_around_and_reordering() {

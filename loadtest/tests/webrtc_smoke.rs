@@ -56,7 +56,7 @@ fn a_short_webrtc_livestream_loses_nothing_and_measures_everything() {
         .args(["media", "--carrier", "webrtc", "--connection-string", &connection_string, "--ca-cert"])
         .arg(&ca)
         .args(["--scenario", "livestream", "--subscribers", &SUBSCRIBERS.to_string()])
-        .args(["--duration", "4s", "--json"])
+        .args(["--duration", "4s", "--settle", "1s", "--json"])
         .arg(&json)
         .output()
         .expect("loadtest runs");
@@ -76,6 +76,15 @@ fn a_short_webrtc_livestream_loses_nothing_and_measures_everything() {
     assert_eq!(report["packets_lost"], 0, "no loss on loopback at this load: {report}");
     assert!(report["latency_ms"]["samples"].as_u64().is_some_and(|n| n > 500), "{report}");
     assert!(report["latency_ms"]["p99"].as_f64().is_some_and(|ms| ms > 0.0), "{report}");
+    assert_eq!(report["sfu"], "switchboard");
+    // The steady window: every subscriber gets audio and video, and the video's layer is known.
+    assert!(report["window_seconds"].as_f64().is_some_and(|s| s > 0.5), "{report}");
+    assert!(report["subscriber_receive_pkt_per_s"].as_f64().is_some_and(|r| r > 50.0), "{report}");
+    assert!(report["subscriber_receive_kbps"].as_f64().is_some_and(|r| r > 0.0), "{report}");
+    let layers: u64 =
+        report["received_video_layers"].as_array().expect("layers").iter().filter_map(|n| n.as_u64()).sum();
+    assert!(layers > 0, "{report}");
+    assert!(report["subscriber_resolution"].is_string(), "{report}");
     let us = report["server_us_per_forwarded_packet"].as_f64().expect("CPU per packet");
     assert!(us > 0.0 && us < 5_000.0, "{us} µs of server CPU per forwarded packet");
 }

@@ -8,7 +8,7 @@
 //! port), and the server tells its WebRTC clients apart by their address, so peers sharing one
 //! socket could neither be told apart by the server nor, once connected, by `Rtc::accepts`.
 
-use super::peer::Peer;
+use super::peer::{Peer, RidOrder};
 use crate::media::{Measured, Shared};
 use anyhow::Context as _;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -64,8 +64,9 @@ pub struct DriverHandle {
 }
 
 impl DriverHandle {
-    /// Start the driver thread; peers' sockets bind to `local_ip`.
-    pub fn start(local_ip: IpAddr, shared: Arc<Shared>) -> anyhow::Result<DriverHandle> {
+    /// Start the driver thread; peers' sockets bind to `local_ip`, publishers offer their
+    /// simulcast rids in order `rids`.
+    pub fn start(local_ip: IpAddr, rids: RidOrder, shared: Arc<Shared>) -> anyhow::Result<DriverHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (commands, rx) = mpsc::channel();
@@ -73,7 +74,7 @@ impl DriverHandle {
             .dtls_provider
             .generate_certificate()
             .context("str0m cannot make a DTLS certificate")?;
-        let driver = Driver { poll, commands: rx, peers: HashMap::new(), next_peer: 1, local_ip, cert, shared };
+        let driver = Driver { poll, commands: rx, peers: HashMap::new(), next_peer: 1, local_ip, rids, cert, shared };
         std::thread::Builder::new().name("webrtc-driver".into()).spawn(move || driver.run())?;
         Ok(DriverHandle { commands, waker })
     }
@@ -110,6 +111,7 @@ struct Driver {
     peers: HashMap<usize, Peer>,
     next_peer: usize,
     local_ip: IpAddr,
+    rids: RidOrder,
     /// Every peer's DTLS certificate.
     cert: DtlsCert,
     shared: Arc<Shared>,
@@ -207,7 +209,7 @@ impl Driver {
     }
 
     fn add(&mut self, publish: Option<bool>, seed: u32) -> anyhow::Result<(PeerId, Option<String>)> {
-        let (mut peer, offer) = Peer::new(self.local_ip, &self.cert, publish, seed)?;
+        let (mut peer, offer) = Peer::new(self.local_ip, &self.cert, publish, self.rids, seed)?;
         let id = self.next_peer;
         self.next_peer += 1;
         self.poll.registry().register(peer.socket(), Token(id), Interest::READABLE)?;

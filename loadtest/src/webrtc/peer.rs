@@ -20,8 +20,18 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use switchboard::client::synthetic::{Marker, OPUS_PT, SyntheticAudio, SyntheticVideo, VP8_PT, read_marker};
 use switchboard::rtp::{RtpBuilder, RtpHeader};
 
-/// Simulcast rids, lowest first (as the browser SDK offers them).
+/// Simulcast rids, lowest first (as the browser SDK offers them); a layer's index here is its
+/// synthetic layer number.
 const RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// The order a publisher offers its rids in (`a=simulcast:send ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RidOrder {
+    /// `q;h;f`, as the browser SDK offers them (Switchboard).
+    LowestFirst,
+    /// `f;h;q`: Janus takes the first rid as the highest layer.
+    HighestFirst,
+}
 /// The audio level the synthetic talkers send, in -dBov.
 const AUDIO_LEVEL_DBOV: u8 = 40;
 /// A video keyframe every this many frames (2 s at 25 frames a second), as `media.rs` sends.
@@ -109,6 +119,7 @@ impl Peer {
         local_ip: std::net::IpAddr,
         cert: &DtlsCert,
         publish: Option<bool>,
+        rids: RidOrder,
         seed: u32,
     ) -> anyhow::Result<(Peer, Option<String>)> {
         let socket = mio::net::UdpSocket::bind(SocketAddr::new(local_ip, 0)).context("binding a peer socket")?;
@@ -132,7 +143,11 @@ impl Peer {
                 let audio_mid = api.add_media(Str0mKind::Audio, Direction::SendOnly, Some(stream.clone()), None, None);
                 let video_mid = video.then(|| {
                     let mut simulcast = Simulcast::new();
-                    for rid in RIDS {
+                    let mut order = RIDS;
+                    if rids == RidOrder::HighestFirst {
+                        order.reverse();
+                    }
+                    for rid in order {
                         simulcast.add_send_layer(SimulcastLayer::new(rid));
                     }
                     api.add_media(Str0mKind::Video, Direction::SendOnly, Some(stream), None, Some(simulcast))
@@ -343,6 +358,10 @@ impl Peer {
         }
         .build(&packet.payload);
         let marker = read_marker(&rebuilt);
+        if shared.window.load(Ordering::Relaxed) {
+            let layer = if video { marker.map(|m| m.layer) } else { None };
+            self.measured.count_in_window(packet.payload.len(), layer);
+        }
         if let Some(marker) = marker {
             let latency = epoch().elapsed().saturating_sub(Duration::from_micros(marker.sent_us));
             self.measured.latencies.record(latency);
@@ -417,6 +436,21 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Switchboard gets the rids lowest first (as the browser SDK offers them), Janus highest
+    /// first (it takes the first rid as its top layer).
+    #[test]
+    fn publishers_offer_their_rids_in_the_order_asked() {
+        let cert = str0m::crypto::from_feature_flags().dtls_provider.generate_certificate().expect("a certificate");
+        let ip = std::net::Ipv4Addr::LOCALHOST.into();
+        for (order, line) in
+            [(RidOrder::LowestFirst, "a=simulcast:send q;h;f"), (RidOrder::HighestFirst, "a=simulcast:send f;h;q")]
+        {
+            let (_, offer) = Peer::new(ip, &cert, Some(true), order, 1).expect("a peer");
+            let offer = offer.expect("a publisher's offer");
+            assert!(offer.contains(line), "{order:?}: no `{line}` in\n{offer}");
+        }
+    }
 
     #[test]
     fn sequence_numbers_extend_across_wrap_around() {

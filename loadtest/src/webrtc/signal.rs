@@ -1,8 +1,7 @@
 //! Signaling with an SFU, behind [`SfuSignaling`]: the WebRTC carrier only needs a publisher's
 //! offer answered, to ask for tracks, and to answer the SFU's offers. [`SwitchboardSignaling`]
 //! speaks Switchboard's protocol (`docs/PROTOCOL.md`, "WebRTC (WebSocket carrier)") over
-//! `wss://HOST/signal`; another SFU (e.g. Janus' VideoRoom over its HTTP API) is another
-//! implementation of the same trait.
+//! `wss://HOST/signal`; `janus.rs` speaks Janus's VideoRoom over its HTTP API.
 
 use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -28,13 +27,25 @@ pub struct RemoteTrack {
     pub kind: MediaKind,
 }
 
+/// Which of a participant's PeerConnections an SFU offer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pc {
+    /// The participant's one PeerConnection (Switchboard: publishing and subscriptions).
+    Main,
+    /// The subscriptions' own PeerConnection, for an SFU that keeps them apart from the
+    /// published media (Janus: a subscriber handle). A participant that does not publish uses
+    /// its main one.
+    Subscriptions,
+}
+
 /// What the SFU says that the participant must act on.
 #[derive(Debug)]
 pub enum SfuEvent {
-    /// A track was published in the room by someone else.
-    TrackPublished(RemoteTrack),
-    /// The SFU offers media (its subscriptions changed): apply it and [`SfuSignaling::answer`].
-    Offer { offer_id: u64, sdp: String },
+    /// Tracks were published in the room by someone else (one participant's, or one).
+    TracksPublished(Vec<RemoteTrack>),
+    /// The SFU offers media (its subscriptions changed): apply it on `pc` and
+    /// [`SfuSignaling::answer`].
+    Offer { offer_id: u64, sdp: String, pc: Pc },
 }
 
 /// One participant's signaling with an SFU. The SDP itself is made and applied by the caller's
@@ -44,13 +55,9 @@ pub trait SfuSignaling: Send {
     fn join(&mut self) -> impl Future<Output = anyhow::Result<Vec<RemoteTrack>>> + Send;
     /// Send the publisher's offer; returns the SFU's answer.
     fn publish(&mut self, offer_sdp: String) -> impl Future<Output = anyhow::Result<String>> + Send;
-    /// Ask for a track (the media comes with a later [`SfuEvent::Offer`]). `preferred_layer`: the
-    /// simulcast layer wanted, 0 the lowest; `None` the best the bandwidth allows.
-    fn subscribe(
-        &mut self,
-        track: &RemoteTrack,
-        preferred_layer: Option<u8>,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Ask for tracks (the media comes with a later [`SfuEvent::Offer`]), each with its preferred
+    /// layer: the simulcast layer wanted, 0 the lowest; `None` the best the bandwidth allows.
+    fn subscribe(&mut self, tracks: &[(RemoteTrack, Option<u8>)]) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// The next event; an error when the session is over.
     fn next_event(&mut self) -> impl Future<Output = anyhow::Result<SfuEvent>> + Send;
     /// Answer the SFU's offer `offer_id`.
@@ -184,12 +191,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> SfuSignaling for SwitchboardSigna
         }
     }
 
-    async fn subscribe(&mut self, track: &RemoteTrack, preferred_layer: Option<u8>) -> anyhow::Result<()> {
-        let subscribe = ClientMessage::Subscribe { track_id: track.track_id, preferred_layer, max_height: None };
-        match self.request(subscribe).await? {
-            ServerMessage::Subscribed { .. } => Ok(()),
-            other => anyhow::bail!("expected `subscribed`, got {other:?}"),
+    async fn subscribe(&mut self, tracks: &[(RemoteTrack, Option<u8>)]) -> anyhow::Result<()> {
+        for (track, preferred_layer) in tracks {
+            let subscribe = ClientMessage::Subscribe {
+                track_id: track.track_id,
+                preferred_layer: *preferred_layer,
+                max_height: None,
+            };
+            match self.request(subscribe).await.with_context(|| format!("subscribing to {track:?}"))? {
+                ServerMessage::Subscribed { .. } => {}
+                other => anyhow::bail!("expected `subscribed`, got {other:?}"),
+            }
         }
+        Ok(())
     }
 
     async fn next_event(&mut self) -> anyhow::Result<SfuEvent> {
@@ -200,17 +214,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> SfuSignaling for SwitchboardSigna
             };
             match m {
                 ServerMessage::TrackPublished { track } if !self.own(track.participant_id) => {
-                    return Ok(SfuEvent::TrackPublished(RemoteTrack {
+                    return Ok(SfuEvent::TracksPublished(vec![RemoteTrack {
                         track_id: track.track_id,
                         participant_id: track.participant_id,
                         kind: track.kind,
-                    }));
+                    }]));
                 }
                 ServerMessage::Offer { offer_id, sdp } => {
                     if self.answered_offer.is_some_and(|answered| offer_id <= answered) {
                         continue;
                     }
-                    return Ok(SfuEvent::Offer { offer_id, sdp });
+                    return Ok(SfuEvent::Offer { offer_id, sdp, pc: Pc::Main });
                 }
                 ServerMessage::CallStateChanged { state: CallState::Disconnected, code, reason } => {
                     anyhow::bail!("disconnected: {code:?} {}", reason.unwrap_or_default());
@@ -316,11 +330,13 @@ mod tests {
             assert_eq!(existing, vec![RemoteTrack { track_id: 10, participant_id: 2, kind: MediaKind::Video }]);
             assert_eq!(sfu.publish("client offer".into()).await.expect("answered"), "server answer");
             match sfu.next_event().await.expect("an event") {
-                SfuEvent::Offer { offer_id: 2, sdp } => sfu.answer(2, format!("answer to {sdp}")).await.expect("ok"),
+                SfuEvent::Offer { offer_id: 2, sdp, pc: Pc::Main } => {
+                    sfu.answer(2, format!("answer to {sdp}")).await.expect("ok")
+                }
                 other => panic!("expected offer 2, got {other:?}"),
             }
             match sfu.next_event().await.expect("an event") {
-                SfuEvent::TrackPublished(t) => assert_eq!((t.track_id, t.participant_id), (12, 3)),
+                SfuEvent::TracksPublished(t) => assert_eq!((t[0].track_id, t[0].participant_id), (12, 3)),
                 other => panic!("expected track 12, got {other:?}"),
             }
         };
