@@ -35,6 +35,9 @@ impl Worker {
                 Ok((n, from)) => {
                     let data = self.recv.split_to(n);
                     self.recv.clear();
+                    // (QUIC copies wait for the end of the turn: sending them after each
+                    // datagram cost 20 % more CPU per packet at 1 → 40 and did not lower the
+                    // latency the subscribers saw; BENCHMARKS.md.)
                     self.on_udp(now, from, data);
                 }
                 Err(e) => {
@@ -373,12 +376,11 @@ impl Worker {
     }
 
     /// Send everything queued: media batches to peers, QUIC packets of dirty connections, and
-    /// handle WebRTC events deferred while forwarding.
+    /// handle WebRTC events deferred while forwarding (which can write media too: it goes out in
+    /// `send_forwarded`).
     pub(super) fn flush(&mut self, now: Instant) {
         super::rtc_io::drive_written(&mut self.out, now);
         self.handle_deferred_rtc_events(now);
-        // (Handling events can write media too.)
-        super::rtc_io::drive_written(&mut self.out, now);
         self.flush_backlogs();
         for w in 0..self.outgoing.len() {
             if self.outgoing[w].is_empty() {
@@ -392,6 +394,16 @@ impl Worker {
                 }
             }
         }
+        self.send_forwarded(now);
+    }
+
+    /// Send the copies of what was forwarded: browsers' packets (`drive_written`), QUIC packets
+    /// of dirty connections, then both queues; and observe each forwarded packet's latency,
+    /// read → sent. Called at the end of every loop turn, and after each WebRTC datagram read
+    /// that forwarded something: a video frame arrives as a burst of packets, and its first
+    /// packet's copies should not wait for the whole burst's fan-out.
+    pub(super) fn send_forwarded(&mut self, now: Instant) {
+        super::rtc_io::drive_written(&mut self.out, now);
         let dirty = std::mem::take(&mut self.out.dirty);
         for idx in dirty {
             let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
@@ -421,8 +433,7 @@ impl Worker {
         let done = self.out.rtc_socket.send_queued();
         self.out.counters.drops(Drop::SocketBusy, done.busy);
         if !self.out.forwarded_at.is_empty() {
-            // Read → sent, for every packet forwarded this turn (an upper bound for those whose
-            // copies went out in a full batch before the end of the turn).
+            // (An upper bound for copies that went out earlier, in a full batch.)
             let sent = self.now();
             for at in self.out.forwarded_at.drain(..) {
                 self.out.counters.latency.observe(sent.saturating_duration_since(at).as_secs_f64());

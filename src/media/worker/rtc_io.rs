@@ -48,6 +48,9 @@ impl Worker {
                     self.recv.clear();
                     let read = ReadClock::read();
                     self.on_rtc_udp(read.arrival(kernel), read.read_at(), from, &data);
+                    if !self.out.forwarded_at.is_empty() {
+                        self.send_forwarded(read.read_at());
+                    }
                 }
                 Err(e) => {
                     self.recv.clear();
