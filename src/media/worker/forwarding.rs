@@ -3,7 +3,8 @@
 //! PLI/FIR, REMB) and publishers (SR); and the periodic work (layer selection, NACKs to QUIC
 //! publishers, receiver and sender reports, bandwidth shares, audio levels).
 
-use super::rtc_io::{RtcCopy, drive};
+use super::rtc_egress::RtcCopy;
+use super::rtc_io::drive;
 use super::{
     AUDIO_LEVEL_INTERVAL, BWE_INTERVAL, FORWARDED_PER_TURN, LayerSource, LocalTrack, Outputs, REPORT_INTERVAL, Sink,
     Worker, codec_of, ntp_now,
@@ -582,6 +583,6 @@ fn send_rtp(
                 Err(_) => out.counters.drop(Drop::DatagramUnsupported),
             }
         }
-        Sink::WebRtc { peer, subscription, .. } => super::rtc_io::write_rtp(out, peer, subscription, pkt, rw, copy),
+        Sink::WebRtc { peer, subscription, .. } => super::rtc_egress::write_rtp(out, peer, subscription, pkt, rw, copy),
     }
 }

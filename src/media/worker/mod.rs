@@ -12,6 +12,7 @@ mod harness_tests;
 mod layer_order;
 pub mod port;
 mod quic_io;
+mod rtc_egress;
 mod rtc_io;
 mod sessions;
 mod tracks;

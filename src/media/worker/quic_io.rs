@@ -379,7 +379,7 @@ impl Worker {
     /// handle WebRTC events deferred while forwarding (which can write media too: it goes out in
     /// `send_forwarded`).
     pub(super) fn flush(&mut self, now: Instant) {
-        super::rtc_io::drive_written(&mut self.out, now);
+        super::rtc_egress::drive_written(&mut self.out, now);
         self.handle_deferred_rtc_events(now);
         self.flush_backlogs();
         for w in 0..self.outgoing.len() {
@@ -403,7 +403,7 @@ impl Worker {
     /// that forwarded something: a video frame arrives as a burst of packets, and its first
     /// packet's copies should not wait for the whole burst's fan-out.
     pub(super) fn send_forwarded(&mut self, now: Instant) {
-        super::rtc_io::drive_written(&mut self.out, now);
+        super::rtc_egress::drive_written(&mut self.out, now);
         let dirty = std::mem::take(&mut self.out.dirty);
         for idx in dirty {
             let Some(c) = self.out.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
