@@ -3,65 +3,36 @@
 //! Everyone joins and connects, nothing is lost, latency is recorded, and the server's CPU per
 //! forwarded packet is above zero and below a generous bound (a debug build on a busy machine).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 
 const SUBSCRIBERS: u64 = 4;
 
-/// `switchboard serve` as a child process, with its data in `dir`: (child, connection string, CA
-/// path). As in `media_smoke.rs`; the WebRTC sockets listen on, and announce, 127.0.0.1
-/// (`[webrtc] listen_ip`, with no `public_ips`).
-fn start_server(dir: &Path) -> (Child, String, PathBuf) {
-    // The workspace builds the server next to this package's binary.
-    let bin = Path::new(env!("CARGO_BIN_EXE_loadtest")).with_file_name("switchboard");
-    assert!(bin.exists(), "{} is missing: cargo build --bin switchboard", bin.display());
-    let mut child = Command::new(bin)
-        .arg("serve")
-        .current_dir(dir)
-        .env("SWITCHBOARD__SERVER__DATA_DIR", dir.join("data"))
-        .env("SWITCHBOARD__HTTP__LISTEN", "127.0.0.1:0")
-        .env("SWITCHBOARD__QUIC__LISTEN", "127.0.0.1:0")
-        .env("SWITCHBOARD__WEBRTC__LISTEN_IP", "127.0.0.1")
-        .env("SWITCHBOARD__WEBRTC__PORT_START", "0")
-        // Start the bandwidth estimate toward each subscriber above the video's rate, so the
-        // estimator's first seconds (from the default 1 Mbit/s) do not switch layers down and up
-        // in a run this short. With the default, about one such run in ten on a busy 2-core
-        // machine had one subscription miss 4-6 frames of the top layer, and the sequence
-        // numbers were already missing on the wire: the server skipped them, not this client.
-        .env("SWITCHBOARD__WEBRTC__INITIAL_BITRATE_KBPS", "10000")
-        .env("SWITCHBOARD__SERVER__SHUTDOWN_GRACE_SECONDS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("switchboard ready"))
-        .expect("the server's ready line");
-    let ca = line.split("(trust ").nth(1).and_then(|r| r.split(';').next()).expect("the CA path");
-    let connection_string = std::fs::read_to_string(dir.join("data/connection-string")).expect("connection string");
-    (child, connection_string.trim().to_owned(), dir.join(ca))
-}
+/// The WebRTC sockets listen on, and announce, 127.0.0.1 (`[webrtc] listen_ip`, with no
+/// `public_ips`). The bandwidth estimate toward each subscriber starts above the video's rate, so
+/// the estimator's first seconds (from the default 1 Mbit/s) do not switch layers down and up in a
+/// run this short. With the default, about one such run in ten on a busy 2-core machine had one
+/// subscription miss 4-6 frames of the top layer, and the sequence numbers were already missing
+/// on the wire: the server skipped them, not this client.
+const SERVER_ENV: &[(&str, &str)] =
+    &[("SWITCHBOARD__WEBRTC__LISTEN_IP", "127.0.0.1"), ("SWITCHBOARD__WEBRTC__INITIAL_BITRATE_KBPS", "10000")];
 
 #[test]
 fn a_short_webrtc_livestream_loses_nothing_and_measures_everything() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut server, connection_string, ca) = start_server(dir.path());
+    let server = common::start_server(dir.path(), SERVER_ENV);
+    let (connection_string, ca) = (&server.connection_string, &server.ca);
     let json = dir.path().join("out.json");
     let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["media", "--carrier", "webrtc", "--connection-string", &connection_string, "--ca-cert"])
-        .arg(&ca)
+        .args(["media", "--carrier", "webrtc", "--connection-string", connection_string, "--ca-cert"])
+        .arg(ca)
         .args(["--scenario", "livestream", "--subscribers", &SUBSCRIBERS.to_string()])
         .args(["--duration", "4s", "--settle", "1s", "--json"])
         .arg(&json)
         .output()
         .expect("loadtest runs");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "loadtest failed:\n{stdout}\n{stderr}");
