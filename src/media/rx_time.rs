@@ -10,9 +10,9 @@
 //! link, and a Chromium publisher under load could cut its rate and drop its top layer. With the
 //! kernel's timestamps the feedback describes the network only.
 //!
-//! Elsewhere (or if the option is refused) a datagram is stamped when it is read.
+//! The timestamps are read with the datagrams (`recv_batch`). Elsewhere (or if the option is
+//! refused) a datagram is stamped when it is read.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A kernel timestamp further than this from the time of reading is not believed (the wall
@@ -55,22 +55,10 @@ impl ReadClock {
     }
 }
 
-/// Receive one datagram: its length, its source, and the kernel's timestamp if it gave one.
-/// `WouldBlock` when there is none (and tokio's readiness is cleared).
-pub fn recv_from(
-    socket: &tokio::net::UdpSocket,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
-    imp::recv_from(socket, buf)
-}
-
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::mem::{size_of, zeroed};
-    use std::net::SocketAddr;
+    use std::mem::size_of;
     use std::os::fd::AsRawFd;
-    use std::time::{Duration, SystemTime};
-    use tokio::io::Interest;
 
     pub fn enable(socket: &std::net::UdpSocket) -> bool {
         let on: libc::c_int = 1;
@@ -86,72 +74,12 @@ mod imp {
         };
         r == 0
     }
-
-    /// Room for one `SCM_TIMESTAMPNS` control message (a `timespec`), with slack.
-    const CONTROL_LEN: usize = 64;
-
-    pub fn recv_from(
-        socket: &tokio::net::UdpSocket,
-        buf: &mut [u8],
-    ) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
-        socket.try_io(Interest::READABLE, || {
-            // SAFETY: every pointer in `msg` points at a live local of the length given, for
-            // the duration of the call; `recvmsg` writes at most those lengths. The control
-            // buffer is u64-aligned, as `cmsghdr` needs.
-            unsafe {
-                let mut addr = socket2::SockAddrStorage::zeroed();
-                let mut control = [0u64; CONTROL_LEN / 8];
-                let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-                let mut msg: libc::msghdr = zeroed();
-                msg.msg_name = (addr.view_as::<libc::sockaddr_storage>() as *mut libc::sockaddr_storage).cast();
-                msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                msg.msg_iov = &raw mut iov;
-                msg.msg_iovlen = 1;
-                msg.msg_control = control.as_mut_ptr().cast();
-                msg.msg_controllen = CONTROL_LEN as _;
-                let n = libc::recvmsg(socket.as_raw_fd(), &raw mut msg, 0);
-                if n < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let from = socket2::SockAddr::new(addr, msg.msg_namelen)
-                    .as_socket()
-                    .ok_or_else(|| std::io::Error::other("datagram from a non-IP address"))?;
-                let mut stamp = None;
-                let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-                while !cmsg.is_null() {
-                    if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
-                        let ts = libc::CMSG_DATA(cmsg).cast::<libc::timespec>().read_unaligned();
-                        stamp = wall_time(ts.tv_sec, ts.tv_nsec);
-                    }
-                    cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
-                }
-                Ok((n as usize, from, stamp))
-            }
-        })
-    }
-
-    fn wall_time(secs: libc::time_t, nanos: libc::c_long) -> Option<SystemTime> {
-        let secs = u64::try_from(secs).ok()?;
-        let nanos = u32::try_from(nanos).ok().filter(|n| *n < 1_000_000_000)?;
-        SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
-    }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-    use std::net::SocketAddr;
-    use std::time::SystemTime;
-
     pub fn enable(_socket: &std::net::UdpSocket) -> bool {
         false
-    }
-
-    pub fn recv_from(
-        socket: &tokio::net::UdpSocket,
-        buf: &mut [u8],
-    ) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
-        let (n, from) = socket.try_recv_from(buf)?;
-        Ok((n, from, None))
     }
 }
 
@@ -186,11 +114,13 @@ mod tests {
         // Read it well after it arrived.
         tokio::time::sleep(Duration::from_millis(50)).await;
         socket.readable().await.expect("readable");
-        let mut buf = [0u8; 64];
-        let (n, from, kernel) = recv_from(&socket, &mut buf).expect("a datagram");
+        let mut batch = crate::media::recv_batch::RecvBatch::new();
+        assert_eq!(batch.recv(&socket).expect("a datagram"), 1);
         let clock = ReadClock::read();
-        assert_eq!(&buf[..n], b"first");
-        assert_eq!(from, sender.local_addr().expect("addr"));
+        let (data, got) = batch.get(0);
+        let kernel = got.kernel;
+        assert_eq!(data, b"first");
+        assert_eq!(got.from, sender.local_addr().expect("addr"));
         if cfg!(target_os = "linux") {
             assert!(stamped, "SO_TIMESTAMPNS is available on Linux");
             let at = clock.arrival(kernel);
@@ -202,9 +132,6 @@ mod tests {
             );
             assert!(clock.now - at >= Duration::from_millis(50));
         }
-        assert!(
-            matches!(recv_from(&socket, &mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-            "nothing more"
-        );
+        assert!(matches!(batch.recv(&socket), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "nothing more");
     }
 }

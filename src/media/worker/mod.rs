@@ -24,6 +24,7 @@ use super::command::{
 use super::ids::{RoomId, SessionId, SubscriptionId, TrackId};
 use super::metrics::{QueuePeak, RtcCounters, StateGauges, WorkerCounters};
 use super::quic::{Flow, QuicConn, close_code};
+use super::recv_batch::RecvBatch;
 use super::webrtc::{Peer, RtcSettings};
 use crate::rooms::TrackSource;
 use crate::sfu::forwarder::{SubscriptionSpec, TrackForwarder};
@@ -255,8 +256,11 @@ pub struct Worker {
     retry_above_handshakes: usize,
     /// Connections closing after a flush, with the instant they are closed regardless.
     closing_deadlines: Vec<(Instant, usize, quinn_proto::ConnectionHandle)>,
-    /// Ingress arena for received UDP datagrams.
+    /// Ingress arena for received QUIC datagrams (quinn-proto takes each as its own `BytesMut`).
     recv: BytesMut,
+    /// The datagrams of one read (`recvmmsg`), of the QUIC socket and of the WebRTC socket.
+    recv_batch: RecvBatch,
+    rtc_recv_batch: RecvBatch,
     transmit: Vec<u8>,
     rtcp: Vec<u8>,
     rtcp_ssrc: u32,
@@ -334,6 +338,8 @@ impl Worker {
             closing_deadlines: Vec::new(),
             retry_above_handshakes: s.retry_above_handshakes,
             recv: BytesMut::with_capacity(256 * 1024),
+            recv_batch: RecvBatch::new(),
+            rtc_recv_batch: RecvBatch::new(),
             transmit: Vec::with_capacity(2048),
             rtcp: Vec::with_capacity(1500),
             rtcp_ssrc: u32::from_be_bytes(ssrc),

@@ -2,6 +2,7 @@
 //! collects and delivers over a simulated network (`harness.rs`), so the whole worker runs on a
 //! virtual clock.
 
+use crate::media::recv_batch::RecvBatch;
 use crate::media::send_batch::{Flushed, SendBatch};
 use std::io;
 use std::net::SocketAddr;
@@ -101,9 +102,11 @@ impl UdpPort {
         }
     }
 
-    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    /// Read what the socket has into `batch` (one `recvmmsg`): how many datagrams.
+    /// `WouldBlock` when there is nothing (always, for a virtual port: the harness delivers).
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         match self {
-            UdpPort::Socket(s, _) => s.try_recv_from(buf),
+            UdpPort::Socket(s, _) => batch.recv(s),
             #[cfg(test)]
             UdpPort::Virtual { .. } => Err(io::ErrorKind::WouldBlock.into()),
         }

@@ -7,6 +7,7 @@ use crate::media::command::{ControlEvent, PeerMsg, SessionInput};
 use crate::media::ids::SessionId;
 use crate::media::metrics::{Drop, Handshake};
 use crate::media::quic::{QuicConn, close_code, take_frames};
+use crate::media::recv_batch::RecvBatch;
 use bytes::{Bytes, BytesMut};
 use quinn_proto::{DatagramEvent, Dir, Event, StreamEvent, VarInt};
 use std::cmp::Reverse;
@@ -23,25 +24,31 @@ const CLOSE_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1)
 
 impl Worker {
     pub(super) fn drain_socket(&mut self) {
-        let now = Instant::now();
-        for _ in 0..RECV_BATCH {
-            // `recv` is an arena: each datagram is split off its front, so reads allocate only
-            // when the arena is used up.
-            if self.recv.capacity() < MAX_UDP {
-                self.recv.reserve(256 * 1024);
-            }
-            self.recv.resize(MAX_UDP, 0);
-            match self.socket.try_recv_from(&mut self.recv[..]) {
-                Ok((n, from)) => {
-                    let data = self.recv.split_to(n);
-                    self.recv.clear();
-                    // (QUIC copies wait for the end of the turn: sending them after each
-                    // datagram cost 20 % more CPU per packet at 1 → 40 and did not lower the
-                    // latency the subscribers saw; BENCHMARKS.md.)
-                    self.on_udp(now, from, data);
+        // (Lent out of `self` while its datagrams are handled, which needs all of `self`.)
+        let mut batch = std::mem::replace(&mut self.recv_batch, RecvBatch::empty());
+        let mut read = 0;
+        while read < RECV_BATCH {
+            match self.socket.recv_batch(&mut batch) {
+                Ok(0) => break,
+                Ok(n) => {
+                    read += n;
+                    let now = Instant::now();
+                    for k in 0..n {
+                        let (data, got) = batch.get(k);
+                        // `recv` is an arena: each datagram is copied to its end and split off,
+                        // so this allocates only when the arena is used up.
+                        if self.recv.capacity() < MAX_UDP {
+                            self.recv.reserve(256 * 1024);
+                        }
+                        self.recv.extend_from_slice(data);
+                        let data = self.recv.split();
+                        // (QUIC copies wait for the end of the turn: sending them after each
+                        // datagram cost 20 % more CPU per packet at 1 → 40 and did not lower the
+                        // latency the subscribers saw; BENCHMARKS.md.)
+                        self.on_udp(now, got.from, data);
+                    }
                 }
                 Err(e) => {
-                    self.recv.clear();
                     if e.kind() != std::io::ErrorKind::WouldBlock {
                         tracing::debug!(worker = self.index, error = %e, "UDP receive failed");
                     }

@@ -10,7 +10,8 @@ use super::{Outputs, PendingSub, Sink, Timer, Worker};
 use crate::media::command::{OfferAccepted, OfferedMedia, SessionInput};
 use crate::media::ids::{SessionId, SubscriptionId, TrackId};
 use crate::media::metrics::{IceEvent, OfferEvent, RtcDrop};
-use crate::media::rx_time::{self, ReadClock};
+use crate::media::recv_batch::RecvBatch;
+use crate::media::rx_time::ReadClock;
 use crate::media::webrtc::{
     OFFER_REJECT_BACKOFF, OFFER_RESEND_AFTER, Peer, RxBinding, SdpChange, TxBinding, candidates_in_every_section,
     from_rtc_codec, offer_backoff, restrict_offer, sdp_mids,
@@ -30,28 +31,29 @@ use str0m::media::{Direction, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 
-const MAX_UDP: usize = 2048;
-
 impl Worker {
     pub(super) fn drain_rtc_socket(&mut self) {
-        for _ in 0..super::RECV_BATCH {
-            if self.recv.capacity() < MAX_UDP {
-                self.recv.reserve(256 * 1024);
-            }
-            self.recv.resize(MAX_UDP, 0);
-            let Some(socket) = self.out.rtc_socket.socket() else { return };
-            match rx_time::recv_from(socket, &mut self.recv[..]) {
-                Ok((n, from, kernel)) => {
-                    let data = self.recv.split_to(n);
-                    self.recv.clear();
-                    let read = ReadClock::read();
-                    self.on_rtc_udp(read.arrival(kernel), read.read_at(), from, &data);
-                    if !self.out.forwarded_at.is_empty() {
-                        self.send_forwarded(read.read_at());
+        // (Lent out of `self` while its datagrams are handled, which needs all of `self`.)
+        let mut batch = std::mem::replace(&mut self.rtc_recv_batch, RecvBatch::empty());
+        let mut read = 0;
+        while read < super::RECV_BATCH {
+            match self.out.rtc_socket.recv_batch(&mut batch) {
+                Ok(0) => break,
+                Ok(n) => {
+                    read += n;
+                    let clock = ReadClock::read();
+                    for k in 0..n {
+                        let (data, got) = batch.get(k);
+                        // What a datagram causes happens when it is handled, not when its batch
+                        // was read (a batch's fan-out takes a while).
+                        let now = if k == 0 { clock.read_at() } else { Instant::now() };
+                        self.on_rtc_udp(clock.arrival(got.kernel), now, got.from, data);
+                        if !self.out.forwarded_at.is_empty() {
+                            self.send_forwarded(now);
+                        }
                     }
                 }
                 Err(e) => {
-                    self.recv.clear();
                     if e.kind() != std::io::ErrorKind::WouldBlock {
                         tracing::debug!(worker = self.index, error = %e, "WebRTC UDP receive failed");
                     }
@@ -59,6 +61,7 @@ impl Worker {
                 }
             }
         }
+        self.rtc_recv_batch = batch;
     }
 
     /// A datagram that arrived at `arrival` (the kernel's time: what the peer's feedback
