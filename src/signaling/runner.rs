@@ -44,19 +44,20 @@ pub async fn run_session<C: Carrier>(ctx: Arc<SignalingContext>, mut handler: Se
     if let Err(payload) = ran {
         ctx.panics.with_label_values(&["session"]).inc();
         tracing::error!(panic = crate::panics::message(payload.as_ref()), "a signaling session panicked; ending it");
-        let cleanup = crate::panics::catch_unwind(handler.leave(EndReason::ConnectionLost)).await;
+        let cleanup = crate::panics::catch_unwind(Box::pin(handler.leave(EndReason::ConnectionLost))).await;
         if cleanup.is_err() {
             tracing::error!(
                 "leaving the call after a panic panicked too; the participant may linger until the room empties"
             );
         }
-        carrier
-            .close(Some(CloseRequest { code: close_code::INTERNAL_ERROR, reason: "internal error".to_owned() }))
-            .await;
+        Box::pin(
+            carrier.close(Some(CloseRequest { code: close_code::INTERNAL_ERROR, reason: "internal error".to_owned() })),
+        )
+        .await;
         return;
     }
-    handler.leave(EndReason::ConnectionLost).await;
-    carrier.close(if gone { None } else { handler.take_close() }).await;
+    Box::pin(handler.leave(EndReason::ConnectionLost)).await;
+    Box::pin(carrier.close(if gone { None } else { handler.take_close() })).await;
 }
 
 async fn next_room_event(events: &mut Option<MemberEvents>) -> Option<Arc<RoomEvent>> {
@@ -90,6 +91,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// The session's loop, until the client goes away (`gone`) or the server asks to close.
+///
+/// What the loop awaits in answer to an input (joining a call, leaving it) is boxed: a session
+/// spends its life waiting in `select!`, and an unboxed handler future would make every idle
+/// session's task as large as the largest of them (about 2.4 KB of the 33 KB an idle QUIC
+/// participant cost; BENCHMARKS.md).
 async fn run_until_closed<C: Carrier>(
     ctx: &SignalingContext,
     handler: &mut SessionHandler,
@@ -109,7 +115,7 @@ async fn run_until_closed<C: Carrier>(
                     if crate::panics::injected("session") && bytes.as_ref() == br#"{"type":"debugPanic"}"# {
                         panic!("injected by SWITCHBOARD_DEBUG_PANIC=session");
                     }
-                    handler.on_frame(&bytes).await;
+                    Box::pin(handler.on_frame(&bytes)).await;
                 }
                 // A worker may report a switch it made just before this session left the call:
                 // the client has been told the call ended, so a subscription it no longer has
@@ -125,27 +131,27 @@ async fn run_until_closed<C: Carrier>(
                     handler.send(ServerMessage::error(None, ErrorCode::MessageTooLarge, reason));
                 }
                 Incoming::Worker(SessionInput::Closed { .. }) => {
-                    handler.end_session(EndReason::ConnectionLost, close_code::NORMAL).await;
+                    Box::pin(handler.end_session(EndReason::ConnectionLost, close_code::NORMAL)).await;
                 }
                 Incoming::Gone => *gone = true,
             },
-            Some(event) = next_room_event(&mut handler.room_events) => handler.on_room_event(event).await,
+            Some(event) = next_room_event(&mut handler.room_events) => Box::pin(handler.on_room_event(event)).await,
             () = cancelled(overflow) => {
-                handler.end_session(EndReason::NotKeepingUp, close_code::NOT_KEEPING_UP).await;
+                Box::pin(handler.end_session(EndReason::NotKeepingUp, close_code::NOT_KEEPING_UP)).await;
             }
             Some(notice) = handler.notices.recv() => handler.on_notice(notice),
             () = status_changed(handler.registration.as_mut().map(|r| &mut r.device.status)) => {
-                handler.check_revocation().await;
+                Box::pin(handler.check_revocation()).await;
             }
             () = sleep_until(expiry) => {
-                handler.end_session(EndReason::TokenExpired, close_code::TOKEN_EXPIRED).await;
+                Box::pin(handler.end_session(EndReason::TokenExpired, close_code::TOKEN_EXPIRED)).await;
             }
-            () = sleep_until(lobby_deadline) => handler.lobby_timed_out().await,
+            () = sleep_until(lobby_deadline) => Box::pin(handler.lobby_timed_out()).await,
             () = sleep_until(register_deadline) => {
-                handler.end_session(EndReason::RegisterTimeout, close_code::NOT_REGISTERED).await;
+                Box::pin(handler.end_session(EndReason::RegisterTimeout, close_code::NOT_REGISTERED)).await;
             }
             () = ctx.shutdown.cancelled() => {
-                handler.end_session(EndReason::ServerShutdown, close_code::SERVER_SHUTDOWN).await;
+                Box::pin(handler.end_session(EndReason::ServerShutdown, close_code::SERVER_SHUTDOWN)).await;
             }
         }
         while !*gone && let Some(msg) = handler.next_outgoing() {

@@ -177,7 +177,12 @@ impl SessionHandler {
 
     /// The next message for the client.
     pub fn next_outgoing(&mut self) -> Option<ServerMessage> {
-        self.out.pop_front()
+        let msg = self.out.pop_front();
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            // An idle session keeps no queue (a few messages' worth is 640 bytes).
+            self.out = VecDeque::new();
+        }
+        msg
     }
 
     /// Whether the session must end (and how).

@@ -135,7 +135,8 @@ pub struct Harness {
     waiting: Vec<InFlight>,
     next_read: Instant,
     _commands: mpsc::Sender<Command>,
-    _control: mpsc::Receiver<crate::media::command::ControlEvent>,
+    /// What the worker tells the control plane (QUIC sessions opened, with their inboxes).
+    pub(super) control: mpsc::Receiver<crate::media::command::ControlEvent>,
 }
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
@@ -201,7 +202,7 @@ impl Harness {
             waiting: Vec::new(),
             next_read: start,
             _commands: commands_tx,
-            _control: control_rx,
+            control: control_rx,
         }
     }
 

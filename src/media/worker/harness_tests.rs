@@ -275,3 +275,106 @@ fn the_big_tile_gets_the_bandwidth_the_thumbnails_do_not_need() {
         assert_eq!(last(t), Some(0), "a thumbnail");
     }
 }
+
+/// A QUIC client of the worker, driven by hand: quinn-proto's own endpoint and connection.
+struct QuicClient {
+    endpoint: quinn_proto::Endpoint,
+    conn: quinn_proto::Connection,
+    addr: std::net::SocketAddr,
+}
+
+impl QuicClient {
+    fn connect(h: &Harness, addr: std::net::SocketAddr) -> QuicClient {
+        let tls = crate::tls::client_config(h.quic_ca.as_bytes(), &[crate::media::quic::ALPN]).expect("client TLS");
+        let crypto = std::sync::Arc::new(
+            quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client config"),
+        );
+        let mut endpoint =
+            quinn_proto::Endpoint::new(std::sync::Arc::new(quinn_proto::EndpointConfig::default()), None, false, None);
+        let config = quinn_proto::ClientConfig::new(crypto);
+        let (_, conn) = endpoint.connect(h.now, config, h.quic, "localhost").expect("a client connection");
+        QuicClient { endpoint, conn, addr }
+    }
+
+    /// One millisecond of both sides: the client's datagrams to the worker, the worker's back.
+    fn step(&mut self, h: &mut Harness) {
+        h.now += Duration::from_millis(1);
+        let now = h.now;
+        h.worker.virtual_now = Some(now);
+        if self.conn.poll_timeout().is_some_and(|t| t <= now) {
+            self.conn.handle_timeout(now);
+        }
+        let mut buf = Vec::new();
+        while let Some(t) = self.conn.poll_transmit(now, 1, &mut buf) {
+            h.worker.on_udp(now, self.addr, bytes::BytesMut::from(&buf[..t.size]));
+            buf.clear();
+        }
+        h.worker.fire_timers(now);
+        h.worker.flush(now);
+        for (to, data) in h.take_quic_output() {
+            assert_eq!(to, self.addr);
+            let mut response = Vec::new();
+            if let Some(quinn_proto::DatagramEvent::ConnectionEvent(_, event)) =
+                self.endpoint.handle(now, h.quic, None, None, bytes::BytesMut::from(&data[..]), &mut response)
+            {
+                self.conn.handle_event(event);
+            }
+        }
+        while let Some(e) = self.conn.poll_endpoint_events() {
+            // (The connection's handle is the first the endpoint gave out.)
+            if let Some(e) = self.endpoint.handle_event(quinn_proto::ConnectionHandle(0), e) {
+                self.conn.handle_event(e);
+            }
+        }
+        while self.conn.poll().is_some() {}
+    }
+}
+
+/// Issue 9 (memory per idle participant): once a signaling exchange is over, the connection
+/// keeps neither the bytes it read nor the ones it wrote. Both buffers used to keep the
+/// capacity of the largest message (the join and its answer: about 1.4 KB per participant).
+#[test]
+fn an_idle_quic_connection_keeps_no_signaling_buffers() {
+    let mut h = Harness::new(3, 1_000_000);
+    let mut client = QuicClient::connect(&h, "10.0.3.1:5000".parse().expect("literal address"));
+    for _ in 0..200 {
+        client.step(&mut h);
+        if !client.conn.is_handshaking() {
+            break;
+        }
+    }
+    assert!(!client.conn.is_handshaking() && !client.conn.is_closed(), "connected");
+    let stream = client.conn.streams().open(quinn_proto::Dir::Bi).expect("a signaling stream");
+    let request = crate::media::quic::frame(&[b'x'; 3000]);
+    client.conn.send_stream(stream).write(&request).expect("the request is written");
+    let mut inbox = None;
+    for _ in 0..50 {
+        client.step(&mut h);
+        if let Ok(crate::media::command::ControlEvent::SessionOpened { session, inbox: rx, .. }) = h.control.try_recv()
+        {
+            inbox = Some((session, rx));
+        }
+    }
+    let (session, mut inbox) = inbox.expect("the session was opened");
+    match inbox.try_recv() {
+        Ok(crate::media::command::SessionInput::Frame(f)) => assert_eq!(f.len(), 3000, "the whole request"),
+        other => panic!("the request frame, not {other:?}"),
+    }
+    let reply = crate::media::quic::frame(&[b'y'; 5000]);
+    h.worker.on_command(crate::media::command::Command::SendSignal { session, frame: reply }, h.now);
+    let mut received = 0;
+    for _ in 0..100 {
+        client.step(&mut h);
+        if let Ok(mut chunks) = client.conn.recv_stream(stream).read(true) {
+            while let Ok(Some(chunk)) = chunks.next(usize::MAX) {
+                received += chunk.bytes.len();
+            }
+            let _ = chunks.finalize();
+        }
+    }
+    assert_eq!(received, 5004, "the whole reply arrived");
+    let idx = *h.worker.sessions.get(&session).expect("the session's connection");
+    let c = h.worker.out.conns[idx].as_ref().expect("a live connection");
+    assert_eq!(c.frame_buf.capacity(), 0, "no read buffer kept");
+    assert_eq!(c.pending_out.capacity(), 0, "no write buffer kept");
+}
