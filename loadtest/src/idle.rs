@@ -23,6 +23,8 @@ pub struct IdleArgs {
     /// Also send a signaling `ping` this often (as a client that keeps its session alive at the
     /// application level would); `None`: QUIC keepalives only.
     pub ping_every: Option<Duration>,
+    /// Local addresses to send from, one per client in turn (empty: the unspecified address).
+    pub local_ips: Vec<std::net::IpAddr>,
 }
 
 /// One RSS sample, seconds after the hold began.
@@ -79,6 +81,7 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &IdleArgs) -> anyhow::Result
     for i in 0..args.participants {
         let (acs, ca, semaphore) = (acs.clone(), ca.clone(), semaphore.clone());
         let register_only = args.register_only;
+        let local_ip = (!args.local_ips.is_empty()).then(|| args.local_ips[i % args.local_ips.len()]);
         let (quic, group) = (args.quic, format!("{run_id:08x}-0000-4000-8000-{:012x}", i / args.per_room.max(1)));
         joins.spawn(async move {
             let _permit = semaphore.acquire_owned().await.context("semaphore")?;
@@ -86,7 +89,9 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &IdleArgs) -> anyhow::Result
                 acs.post("/identities?api-version=2023-10-01", &json!({"createTokenWithScopes": ["voip"]})).await?;
             anyhow::ensure!(status == 201, "creating an identity: {status} {body}");
             let token = body["accessToken"]["token"].as_str().context("a token")?.to_owned();
-            let client = Client::connect(ClientOptions::new(quic, ca)).await?;
+            let mut options = ClientOptions::new(quic, ca);
+            options.local_ip = local_ip;
+            let client = Client::connect(options).await?;
             if register_only {
                 client.register(&token, None).await?;
             } else {

@@ -178,6 +178,11 @@ enum Command {
         /// Also send a signaling ping this often (e.g. 5s); default: QUIC keepalives only.
         #[arg(long, value_parser = stats::parse_duration)]
         ping_every: Option<std::time::Duration>,
+        /// Local addresses the clients send from, taken in turn (comma-separated, e.g.
+        /// 127.0.0.2,127.0.0.3): one address has fewer UDP ports than 100,000 clients need.
+        /// Default: the unspecified address.
+        #[arg(long, value_delimiter = ',')]
+        local_ip: Vec<std::net::IpAddr>,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -321,6 +326,7 @@ fn main() -> anyhow::Result<()> {
             metrics_token,
             register_only,
             ping_every,
+            local_ip,
             json,
         } => {
             anyhow::ensure!(participants > 0 && per_room > 0, "--participants and --per-room must be positive");
@@ -336,6 +342,7 @@ fn main() -> anyhow::Result<()> {
                 metrics_token,
                 register_only,
                 ping_every,
+                local_ips: local_ip,
             };
             let report = runtime.block_on(idle::run(client, ca, &args))?;
             let mib = |b: u64| b as f64 / 1_048_576.0;

@@ -53,11 +53,21 @@ pub struct ClientOptions {
     pub ca_pem: Vec<u8>,
     /// How long to wait for a response to a request.
     pub request_timeout: Duration,
+    /// The local address to send from (any port). `None`: the unspecified address, so the
+    /// system picks by route. A load tester holding more clients than one address has ports
+    /// spreads them over several loopback addresses with this.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl ClientOptions {
     pub fn new(server: SocketAddr, ca_pem: Vec<u8>) -> Self {
-        Self { server, server_name: "localhost".into(), ca_pem, request_timeout: Duration::from_secs(10) }
+        Self {
+            server,
+            server_name: "localhost".into(),
+            ca_pem,
+            request_timeout: Duration::from_secs(10),
+            local_ip: None,
+        }
     }
 }
 
@@ -147,9 +157,11 @@ impl Client {
         let mut transport = crate::media::quic::transport_config(Duration::from_secs(30));
         transport.keep_alive_interval(Some(Duration::from_secs(5)));
         config.transport_config(Arc::new(transport));
-        let bind: SocketAddr = if opts.server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-            .parse()
-            .expect("constant socket addresses parse");
+        let bind = match opts.local_ip {
+            Some(ip) => SocketAddr::new(ip, 0),
+            None if opts.server.is_ipv4() => SocketAddr::from(([0, 0, 0, 0], 0)),
+            None => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        };
         let udp = std::net::UdpSocket::bind(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
         let runtime = Arc::new(quinn::TokioRuntime);
         let wrapped =
