@@ -69,6 +69,33 @@ pub fn slope(points: &[(f64, f64)]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
+/// How often a participant's join is tried before the run fails.
+const JOIN_ATTEMPTS: u64 = 3;
+
+/// One participant: an identity, a QUIC connection, then a call joined (or a device registered).
+async fn join_one(
+    acs: &AcsClient,
+    ca: &[u8],
+    quic: std::net::SocketAddr,
+    local_ip: Option<std::net::IpAddr>,
+    register_only: bool,
+    group: &str,
+) -> anyhow::Result<Client> {
+    let (status, body) =
+        acs.post("/identities?api-version=2023-10-01", &json!({"createTokenWithScopes": ["voip"]})).await?;
+    anyhow::ensure!(status == 201, "creating an identity: {status} {body}");
+    let token = body["accessToken"]["token"].as_str().context("a token")?.to_owned();
+    let mut options = ClientOptions::new(quic, ca.to_vec());
+    options.local_ip = local_ip;
+    let client = Client::connect(options).await?;
+    if register_only {
+        client.register(&token, None).await?;
+    } else {
+        client.join_group(&token, group).await?;
+    }
+    Ok(client)
+}
+
 pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &IdleArgs) -> anyhow::Result<IdleReport> {
     let token = args.metrics_token.as_deref();
     let before_join = rss(&acs, token).await?;
@@ -85,19 +112,20 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &IdleArgs) -> anyhow::Result
         let (quic, group) = (args.quic, format!("{run_id:08x}-0000-4000-8000-{:012x}", i / args.per_room.max(1)));
         joins.spawn(async move {
             let _permit = semaphore.acquire_owned().await.context("semaphore")?;
-            let (status, body) =
-                acs.post("/identities?api-version=2023-10-01", &json!({"createTokenWithScopes": ["voip"]})).await?;
-            anyhow::ensure!(status == 201, "creating an identity: {status} {body}");
-            let token = body["accessToken"]["token"].as_str().context("a token")?.to_owned();
-            let mut options = ClientOptions::new(quic, ca);
-            options.local_ip = local_ip;
-            let client = Client::connect(options).await?;
-            if register_only {
-                client.register(&token, None).await?;
-            } else {
-                client.join_group(&token, &group).await?;
+            // A join that fails (the server too busy to answer the identity request in time,
+            // once, at 80,000 joined) is tried again rather than ending the whole run.
+            let mut attempt = 1;
+            loop {
+                match join_one(&acs, &ca, quic, local_ip, register_only, &group).await {
+                    Ok(client) => return anyhow::Ok(client),
+                    Err(e) if attempt < JOIN_ATTEMPTS => {
+                        eprintln!("participant {i}: join attempt {attempt} failed ({e:#}); trying again");
+                        tokio::time::sleep(Duration::from_secs(attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e.context(format!("participant {i}: {JOIN_ATTEMPTS} join attempts failed"))),
+                }
             }
-            anyhow::Ok(client)
         });
     }
     let mut clients = Vec::with_capacity(args.participants);
