@@ -25,6 +25,8 @@ pub struct IdleArgs {
     pub ping_every: Option<Duration>,
     /// Local addresses to send from, one per client in turn (empty: the unspecified address).
     pub local_ips: Vec<std::net::IpAddr>,
+    /// Each client's QUIC keepalive interval.
+    pub keep_alive: Duration,
 }
 
 /// One RSS sample, seconds after the hold began.
@@ -78,6 +80,7 @@ async fn join_one(
     ca: &[u8],
     quic: std::net::SocketAddr,
     local_ip: Option<std::net::IpAddr>,
+    keep_alive: Duration,
     register_only: bool,
     group: &str,
 ) -> anyhow::Result<Client> {
@@ -87,6 +90,7 @@ async fn join_one(
     let token = body["accessToken"]["token"].as_str().context("a token")?.to_owned();
     let mut options = ClientOptions::new(quic, ca.to_vec());
     options.local_ip = local_ip;
+    options.keep_alive = keep_alive;
     let client = Client::connect(options).await?;
     if register_only {
         client.register(&token, None).await?;
@@ -107,7 +111,7 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &IdleArgs) -> anyhow::Result
     let mut joins = tokio::task::JoinSet::new();
     for i in 0..args.participants {
         let (acs, ca, semaphore) = (acs.clone(), ca.clone(), semaphore.clone());
-        let register_only = args.register_only;
+        let (register_only, keep_alive) = (args.register_only, args.keep_alive);
         let local_ip = (!args.local_ips.is_empty()).then(|| args.local_ips[i % args.local_ips.len()]);
         let (quic, group) = (args.quic, format!("{run_id:08x}-0000-4000-8000-{:012x}", i / args.per_room.max(1)));
         joins.spawn(async move {
@@ -116,7 +120,7 @@ pub async fn run(acs: AcsClient, ca: Vec<u8>, args: &IdleArgs) -> anyhow::Result
             // once, at 80,000 joined) is tried again rather than ending the whole run.
             let mut attempt = 1;
             loop {
-                match join_one(&acs, &ca, quic, local_ip, register_only, &group).await {
+                match join_one(&acs, &ca, quic, local_ip, keep_alive, register_only, &group).await {
                     Ok(client) => return anyhow::Ok(client),
                     Err(e) if attempt < JOIN_ATTEMPTS => {
                         eprintln!("participant {i}: join attempt {attempt} failed ({e:#}); trying again");

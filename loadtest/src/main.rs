@@ -183,6 +183,11 @@ enum Command {
         /// Default: the unspecified address.
         #[arg(long, value_delimiter = ',')]
         local_ip: Vec<std::net::IpAddr>,
+        /// How often each client sends a QUIC keepalive (under the server's
+        /// `quic.idle_timeout_seconds`). Longer intervals let one machine hold more clients:
+        /// the keepalives, not the idle connections, are what the load tester spends CPU on.
+        #[arg(long, default_value = "5s", value_parser = stats::parse_duration)]
+        keepalive: std::time::Duration,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -327,6 +332,7 @@ fn main() -> anyhow::Result<()> {
             register_only,
             ping_every,
             local_ip,
+            keepalive,
             json,
         } => {
             anyhow::ensure!(participants > 0 && per_room > 0, "--participants and --per-room must be positive");
@@ -343,6 +349,7 @@ fn main() -> anyhow::Result<()> {
                 register_only,
                 ping_every,
                 local_ips: local_ip,
+                keep_alive: keepalive,
             };
             let report = runtime.block_on(idle::run(client, ca, &args))?;
             let mib = |b: u64| b as f64 / 1_048_576.0;

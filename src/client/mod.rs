@@ -57,6 +57,9 @@ pub struct ClientOptions {
     /// system picks by route. A load tester holding more clients than one address has ports
     /// spreads them over several loopback addresses with this.
     pub local_ip: Option<std::net::IpAddr>,
+    /// How often the connection sends a QUIC keepalive while it has nothing else to send; it
+    /// must stay well under the server's `quic.idle_timeout_seconds` (30 s by default).
+    pub keep_alive: Duration,
 }
 
 impl ClientOptions {
@@ -67,6 +70,7 @@ impl ClientOptions {
             ca_pem,
             request_timeout: Duration::from_secs(10),
             local_ip: None,
+            keep_alive: Duration::from_secs(5),
         }
     }
 }
@@ -155,7 +159,7 @@ impl Client {
             quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = crate::media::quic::transport_config(Duration::from_secs(30));
-        transport.keep_alive_interval(Some(Duration::from_secs(5)));
+        transport.keep_alive_interval(Some(opts.keep_alive));
         config.transport_config(Arc::new(transport));
         let bind = match opts.local_ip {
             Some(ip) => SocketAddr::new(ip, 0),
