@@ -7,11 +7,12 @@
 //! it once; every device of that identity sees the change, and nobody else wakes up.
 
 use crate::identity::{IdentityDirectory, IdentityEvent, IdentityId};
+use crate::lean_queue;
 use crate::media::ids::SessionId;
 use crate::rooms::EndReason;
 use dashmap::DashMap;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 /// Notices queued for one device before it counts as unreachable.
@@ -62,7 +63,7 @@ pub enum DeviceNotice {
 #[derive(Debug, Clone)]
 pub struct Device {
     pub session: SessionId,
-    pub notices: mpsc::Sender<DeviceNotice>,
+    pub notices: lean_queue::Sender<DeviceNotice>,
 }
 
 struct IdentityDevices {
@@ -214,8 +215,8 @@ pub async fn run_revocation_fanout(
 mod tests {
     use super::*;
 
-    fn device() -> (Device, mpsc::Receiver<DeviceNotice>) {
-        let (tx, rx) = mpsc::channel(NOTICE_QUEUE);
+    fn device() -> (Device, lean_queue::Receiver<DeviceNotice>) {
+        let (tx, rx) = lean_queue::channel(NOTICE_QUEUE);
         (Device { session: SessionId::next(), notices: tx }, rx)
     }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod devices;
 pub mod https;
 pub mod identity;
+pub mod lean_queue;
 pub mod media;
 pub mod meeting_directory;
 pub mod meeting_policy;

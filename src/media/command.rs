@@ -3,13 +3,14 @@
 
 use super::admission::Refusal;
 use super::ids::{RoomId, SessionId, SubscriptionId, TrackId};
+use crate::lean_queue;
 use crate::rooms::{Capabilities, TrackSource};
 use crate::sfu::packet::{Codec, MediaPacket};
 use crate::sfu::simulcast::LayerWish;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Control plane → worker. Commands that change state (admissions, bindings, subscriptions,
 /// tracks) are sent with `WorkerHandle::send`, which waits for room in a full queue instead of
@@ -77,7 +78,7 @@ pub enum Command {
     /// together) or stopping.
     WebRtcOpen {
         session: SessionId,
-        inbox: mpsc::Sender<SessionInput>,
+        inbox: lean_queue::Sender<SessionInput>,
         reply: oneshot::Sender<bool>,
     },
     /// The client's SDP offer; the reply carries the answer and the media it offers to send.
@@ -252,7 +253,7 @@ pub enum SessionInput {
 #[derive(Debug)]
 pub enum ControlEvent {
     /// A QUIC client connected; its signaling frames will arrive on `inbox`.
-    SessionOpened { session: SessionId, worker: usize, remote: SocketAddr, inbox: mpsc::Receiver<SessionInput> },
+    SessionOpened { session: SessionId, worker: usize, remote: SocketAddr, inbox: lean_queue::Receiver<SessionInput> },
     /// Smoothed loudness of audio tracks published on the worker.
     AudioLevels(Vec<(RoomId, TrackId, f32)>),
 }

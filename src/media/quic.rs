@@ -7,13 +7,13 @@
 use super::bwe::LossBasedEstimator;
 use super::command::SessionInput;
 use super::ids::{SessionId, SubscriptionId, TrackId};
+use crate::lean_queue;
 use bytes::Bytes;
 use quinn_proto::{ConnectionHandle, StreamId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// The ALPN protocol of Switchboard's QUIC transport.
 pub const ALPN: &[u8] = b"switchboard/1";
@@ -55,7 +55,7 @@ pub struct QuicConn {
     pub frame_buf: Vec<u8>,
     /// Signaling bytes waiting for stream flow control.
     pub pending_out: Vec<u8>,
-    pub inbox: Option<mpsc::Sender<SessionInput>>,
+    pub inbox: Option<lean_queue::Sender<SessionInput>>,
     pub flows: HashMap<u64, Flow>,
     /// The earliest deadline of this connection in the worker's timer heap (armed only when earlier).
     pub timeout: Option<Instant>,

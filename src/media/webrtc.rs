@@ -4,6 +4,7 @@
 
 use super::command::SessionInput;
 use super::ids::{SessionId, SubscriptionId, TrackId};
+use crate::lean_queue;
 use crate::rooms::TrackSource;
 use crate::rtp::h264::{self, H264Format};
 use crate::sfu::packet::{Codec, MediaKind, TELEPHONE_EVENT_PT};
@@ -17,7 +18,6 @@ use str0m::format::{Codec as RtcCodec, FormatParams};
 use str0m::media::{Frequency, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, Event, IceCreds, Rtc, RtcConfig};
-use tokio::sync::mpsc;
 
 /// Settings shared by every peer of a worker.
 #[derive(Clone)]
@@ -122,7 +122,7 @@ pub struct PublishBinding {
 pub struct Peer {
     pub rtc: Rtc,
     pub session: SessionId,
-    pub inbox: mpsc::Sender<SessionInput>,
+    pub inbox: lean_queue::Sender<SessionInput>,
     pub ufrag: String,
     pub timeout: Option<Instant>,
     /// Media was written to it this loop turn: its output is drained once, at the end of the
@@ -222,7 +222,12 @@ impl Peer {
 }
 
 impl Peer {
-    pub fn new(settings: &RtcSettings, session: SessionId, inbox: mpsc::Sender<SessionInput>, now: Instant) -> Self {
+    pub fn new(
+        settings: &RtcSettings,
+        session: SessionId,
+        inbox: lean_queue::Sender<SessionInput>,
+        now: Instant,
+    ) -> Self {
         let ufrag = random_token(8);
         let creds = IceCreds { ufrag: ufrag.clone(), pass: random_token(24) };
         let mut config = RtcConfig::new()
@@ -659,7 +664,7 @@ mod loss_tests {
             initial_bitrate: Bitrate::kbps(1000),
             reconnect_grace: Duration::from_secs(20),
         };
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = lean_queue::channel(1);
         Peer::new(&settings, SessionId::next(), tx, Instant::now())
     }
 

@@ -5,11 +5,11 @@
 
 use super::role::{Role, TrackSource};
 use crate::identity::IdentityId;
+use crate::lean_queue;
 use crate::media::ids::{ParticipantId, TrackId};
 use crate::sfu::packet::{Codec, MediaKind};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// One layer of a published track, as its publisher described it.
@@ -220,7 +220,7 @@ impl RoomEvent {
 /// with a wrong view of the room.
 #[derive(Debug, Clone)]
 pub struct MemberSink {
-    tx: mpsc::Sender<Arc<RoomEvent>>,
+    tx: lean_queue::Sender<Arc<RoomEvent>>,
     overflowed: CancellationToken,
 }
 
@@ -230,15 +230,15 @@ pub const MEMBER_QUEUE: usize = 512;
 impl MemberSink {
     /// A sink and the receiving end its session reads.
     pub fn channel() -> (MemberSink, MemberEvents) {
-        let (tx, rx) = mpsc::channel(MEMBER_QUEUE);
+        let (tx, rx) = lean_queue::channel(MEMBER_QUEUE);
         let overflowed = CancellationToken::new();
         (MemberSink { tx, overflowed: overflowed.clone() }, MemberEvents { rx, overflowed })
     }
 
     pub(super) fn deliver(&self, event: &Arc<RoomEvent>) {
         match self.tx.try_send(event.clone()) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Ok(()) | Err(lean_queue::TrySendError::Closed(_)) => {}
+            Err(lean_queue::TrySendError::Full(_)) => {
                 if !event.is_droppable() {
                     self.overflowed.cancel();
                 }
@@ -250,7 +250,7 @@ impl MemberSink {
 /// The receiving end of a member's events.
 #[derive(Debug)]
 pub struct MemberEvents {
-    pub rx: mpsc::Receiver<Arc<RoomEvent>>,
+    pub rx: lean_queue::Receiver<Arc<RoomEvent>>,
     /// Cancelled when the member missed an event it needed.
     pub overflowed: CancellationToken,
 }

@@ -40,7 +40,7 @@ pub async fn run_control(ctx: Arc<SignalingContext>, mut events: mpsc::Receiver<
 
 /// Signaling over a QUIC connection, relayed by the worker that owns it.
 struct QuicCarrier {
-    inbox: mpsc::Receiver<SessionInput>,
+    inbox: crate::lean_queue::Receiver<SessionInput>,
     worker: WorkerHandle,
     session: SessionId,
 }

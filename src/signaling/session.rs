@@ -16,6 +16,7 @@ use crate::auth::{Action, Scopes, TokenError, VerifiedToken};
 use crate::calls::ControlError;
 use crate::devices::{Device, DeviceNotice, NOTICE_QUEUE, Registration};
 use crate::identity::IdentityId;
+use crate::lean_queue;
 use crate::media::ids::{ParticipantId, SessionId, SubscriptionId, TrackId};
 use crate::media::plane::WorkerGone;
 use crate::room_directory::{AcsRoomId, RoomAdmissionError};
@@ -24,7 +25,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// Longest display name accepted (characters).
@@ -124,8 +124,8 @@ pub struct SessionHandler {
     pub(super) next_flow: u64,
     bucket: TokenBucket,
     /// Device notices (incoming calls) for this session; the sender is in the device registry.
-    pub(super) notices: mpsc::Receiver<DeviceNotice>,
-    notices_tx: mpsc::Sender<DeviceNotice>,
+    pub(super) notices: lean_queue::Receiver<DeviceNotice>,
+    notices_tx: lean_queue::Sender<DeviceNotice>,
     /// The current room's events.
     pub(super) room_events: Option<MemberEvents>,
     close: Option<CloseRequest>,
@@ -144,7 +144,7 @@ impl SessionHandler {
         transport: Transport,
     ) -> Self {
         let bucket = TokenBucket::new(ctx.messages_per_second, Instant::now());
-        let (notices_tx, notices) = mpsc::channel(NOTICE_QUEUE);
+        let (notices_tx, notices) = lean_queue::channel(NOTICE_QUEUE);
         Self {
             ctx,
             session,

@@ -5,13 +5,13 @@ use super::context::SignalingContext;
 use super::messages::ServerMessage;
 use super::runner::{Carrier, Incoming, run_session};
 use super::session::{CloseRequest, SessionHandler, Transport};
+use crate::lean_queue;
 use crate::media::command::{Command, SessionInput};
 use crate::media::ids::SessionId;
 use crate::media::plane::WorkerHandle;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Worker events queued for one session.
 const INBOX: usize = 128;
@@ -19,7 +19,7 @@ const INBOX: usize = 128;
 /// Serve one WebSocket until it closes.
 pub async fn run_ws_session(ctx: Arc<SignalingContext>, mut ws: WebSocket, remote: SocketAddr) {
     let session = SessionId::next();
-    let (inbox_tx, inbox) = mpsc::channel(INBOX);
+    let (inbox_tx, inbox) = lean_queue::channel(INBOX);
     // The next worker in turn, or the first after it with room: WebSocket sessions count against
     // `max_sessions_per_worker` like QUIC ones.
     let first = ctx.next_worker();
@@ -60,7 +60,7 @@ pub async fn run_ws_session(ctx: Arc<SignalingContext>, mut ws: WebSocket, remot
 
 struct WsCarrier {
     ws: WebSocket,
-    inbox: mpsc::Receiver<SessionInput>,
+    inbox: lean_queue::Receiver<SessionInput>,
     worker: WorkerHandle,
     session: SessionId,
     messages: prometheus::IntCounterVec,

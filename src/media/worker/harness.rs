@@ -90,7 +90,7 @@ pub struct Client {
     pub rtc: Rtc,
     pub addr: SocketAddr,
     pub session: SessionId,
-    inbox: mpsc::Receiver<SessionInput>,
+    inbox: crate::lean_queue::Receiver<SessionInput>,
     up: Path,
     down: Path,
     timeout: Instant,
@@ -222,7 +222,7 @@ impl Harness {
     /// A new browser session in the room, on links `up` (to the server) and `down`.
     fn open(&mut self, rtc: Rtc, addr: SocketAddr, up: Link, down: Link) -> usize {
         let session = SessionId::next();
-        let (inbox_tx, inbox) = mpsc::channel(256);
+        let (inbox_tx, inbox) = crate::lean_queue::channel(256);
         let (reply, mut answer) = oneshot::channel();
         self.command(Command::WebRtcOpen { session, inbox: inbox_tx, reply });
         assert_eq!(answer.try_recv(), Ok(true), "the worker takes the session");

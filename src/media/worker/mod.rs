@@ -280,7 +280,7 @@ pub struct Worker {
 
 /// A WebSocket session on this worker (its peer exists once media is negotiated).
 struct RtcSession {
-    inbox: mpsc::Sender<SessionInput>,
+    inbox: crate::lean_queue::Sender<SessionInput>,
     peer: Option<usize>,
     /// Messages that must reach the session (offers) but found its inbox full.
     backlog: VecDeque<SessionInput>,

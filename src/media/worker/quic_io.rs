@@ -2,6 +2,7 @@
 //! stream, and flushing queued transmits.
 
 use super::{RECV_BATCH, Worker};
+use crate::lean_queue;
 use crate::media::cid;
 use crate::media::command::{ControlEvent, PeerMsg, SessionInput};
 use crate::media::ids::SessionId;
@@ -13,7 +14,6 @@ use quinn_proto::{DatagramEvent, Dir, Event, StreamEvent, VarInt};
 use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::time::Instant;
-use tokio::sync::mpsc;
 
 /// Largest UDP datagram read.
 const MAX_UDP: usize = 2048;
@@ -181,7 +181,7 @@ impl Worker {
             self.handshakes -= 1;
         }
         let session = SessionId::next();
-        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let (tx, rx) = lean_queue::channel(INBOX_CAPACITY);
         let opened = ControlEvent::SessionOpened { session, worker: self.index, remote: c.remote, inbox: rx };
         if self.control.try_send(opened).is_err() {
             c.conn.close(now, VarInt::from_u32(close_code::OVERLOADED), "server overloaded".into());
