@@ -69,6 +69,11 @@ impl Shared {
             .insert(flow, SubscriptionFlow { subscription, ssrc, loss: LossDetector::new(), drop_next: 0 });
     }
 
+    /// Whether anything is subscribed to (there is nothing to NACK otherwise).
+    pub fn has_subscriptions(&self) -> bool {
+        !self.subscriptions.is_empty()
+    }
+
     pub fn forget_track(&mut self, track: u64) {
         self.publish.retain(|_, f| f.track != track);
     }
