@@ -48,6 +48,12 @@ pub struct LossBasedEstimator {
 }
 
 impl LossBasedEstimator {
+    /// Stop sampling for a while (the connection has nothing to share an estimate among): the
+    /// next sample starts a fresh interval instead of averaging over the pause.
+    pub fn pause(&mut self) {
+        self.last = None;
+    }
+
     /// Feed a sample; returns the current estimate (`None`: unconstrained).
     pub fn update(&mut self, now: Instant, s: PathSample) -> Option<u64> {
         let min_rtt = match self.min_rtt {
@@ -119,6 +125,23 @@ mod tests {
         (bytes, packets) = (bytes + 25_000, packets + 20);
         let cut = e.update(t, sample(bytes, packets, 0, 150));
         assert_eq!(cut, Some(850_000), "85 % of the 1 Mbit/s delivered");
+    }
+
+    /// Losses from before a pause (a connection that subscribed to nothing for a while) do not
+    /// count against the first interval after it.
+    #[test]
+    fn a_pause_starts_a_fresh_interval() {
+        let t0 = Instant::now();
+        let mut paused = LossBasedEstimator::default();
+        let mut unpaused = LossBasedEstimator::default();
+        for e in [&mut paused, &mut unpaused] {
+            e.update(t0, sample(0, 0, 0, 20));
+        }
+        paused.pause();
+        // A minute later: 1,000 packets sent meanwhile, 100 of them lost (10 %).
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(paused.update(later, sample(1_250_000, 1_000, 100, 20)), None, "nothing to compare with yet");
+        assert!(unpaused.update(later, sample(1_250_000, 1_000, 100, 20)).is_some(), "without the pause it cuts");
     }
 
     #[test]
