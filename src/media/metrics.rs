@@ -21,6 +21,8 @@ pub struct MediaMetrics {
     pub backlog_copies: prometheus::IntCounter,
     /// `switchboard_simulcast_reorders_total`.
     pub layer_reorders: prometheus::IntCounter,
+    /// `switchboard_webrtc_bwe_probes_total`.
+    pub bwe_probes: prometheus::IntCounter,
     pub forwarding_latency: Histogram,
     pub sessions: IntGaugeVec,
     /// `switchboard_quic_handshakes_total{result}`.
@@ -252,6 +254,15 @@ impl MediaMetrics {
                 registry.register(Box::new(c.clone())).expect("registered once");
                 c
             },
+            bwe_probes: {
+                let c = prometheus::IntCounter::new(
+                    "webrtc_bwe_probes_total",
+                    "Probes the server had a browser's TWCC estimator send because its estimate stayed short of the layers the browser's subscriptions want (every 2 s, backing off to 5 s, while short)",
+                )
+                .expect("constant counter options are valid");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             forwarding_latency: latency,
             sessions,
             quic_handshakes: counter_vec(
@@ -467,6 +478,7 @@ pub struct RtcCounters {
     offers: [prometheus::IntCounter; 5],
     ice: [prometheus::IntCounter; 4],
     bwe_fallbacks: [prometheus::IntCounter; 2],
+    pub bwe_probes: prometheus::IntCounter,
 }
 
 /// WebRTC drop reasons, label values of `switchboard_media_drops_total{reason}`.
@@ -499,6 +511,7 @@ impl RtcCounters {
             ice: ["lost", "recovered", "restarted", "expired"].map(|e| m.ice_events.with_label_values(&[e])),
             bwe_fallbacks: [Fallback::NoTwcc, Fallback::TwccStuck]
                 .map(|f| m.bwe_fallbacks.with_label_values(&[f.label()])),
+            bwe_probes: m.bwe_probes.clone(),
         }
     }
 

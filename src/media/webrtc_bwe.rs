@@ -29,6 +29,29 @@ use str0m::media::{Mid, Rid};
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 /// A move smaller than this (a share of the initial estimate) is not a move.
 const MOVE_TOLERANCE: f64 = 0.05;
+/// While the TWCC estimate is short of what the server wants, it has the estimator probe toward
+/// it this long after it fell short, then each time this interval times `PROBE_BACKOFF` later, up
+/// to `PROBE_INTERVAL_MAX` (libwebrtc's own application-limited probes come every 5 s). The
+/// estimator alone would not: held to a lower layer, the server sends too much of the estimate
+/// to count as application-limited, and its increase is capped near what is sent, so a link that
+/// recovers would not be found for the 15 s its stagnation probe waits, or longer.
+const PROBE_INTERVAL_FIRST: Duration = Duration::from_secs(2);
+const PROBE_BACKOFF: f64 = 1.5;
+const PROBE_INTERVAL_MAX: Duration = Duration::from_secs(5);
+/// How long each probe pads the subscriber's stream, and up to what share of its estimate. The
+/// estimator lets its estimate grow to at most 1.5 times what is acknowledged, so media and
+/// padding at 90 % of it lift that cap; the 10 % left spare keeps a probe of a link that is full
+/// from filling its queue at once.
+const PROBE_PADDING: Duration = Duration::from_millis(500);
+const PROBE_PADDING_SHARE: f64 = 0.9;
+/// A probe that raised the estimate by this factor is followed by the next this soon.
+const PROBE_SUCCESS: f64 = 1.1;
+const PROBE_AFTER_SUCCESS: Duration = Duration::from_secs(1);
+/// No probe while the transport feedback shows loss (more than `PROBE_LOSS_FRACTION` of a stats
+/// round's packets), or did so in the last `PROBE_AFTER_LOSS`: on a lossy path the estimate is
+/// held by its losses, which probing adds to, not by a want of evidence.
+const PROBE_AFTER_LOSS: Duration = Duration::from_secs(3);
+const PROBE_LOSS_FRACTION: f32 = 0.02;
 
 /// Why a subscriber's estimate comes from its receiver reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +96,12 @@ pub struct SubscriberBwe {
     totals: PathSample,
     rr_changed: bool,
     rr_estimate: Option<u64>,
+    /// While short of what is wanted: when to probe next, and the interval after that.
+    next_probe: Option<(Instant, Duration)>,
+    /// Until when the current probe pads, and the estimate it started from.
+    padding_until: Option<(Instant, u64)>,
+    /// When the transport feedback last showed loss.
+    last_loss: Option<Instant>,
 }
 
 impl SubscriberBwe {
@@ -88,6 +117,9 @@ impl SubscriberBwe {
             totals: PathSample::default(),
             rr_changed: false,
             rr_estimate: None,
+            next_probe: None,
+            padding_until: None,
+            last_loss: None,
         }
     }
 
@@ -144,6 +176,13 @@ impl SubscriberBwe {
         self.streams.retain(|(m, _), _| *m != mid);
     }
 
+    /// The share of packets the transport feedback of the last stats round showed lost.
+    pub fn on_transport_loss(&mut self, fraction: Option<f32>, now: Instant) {
+        if fraction.is_some_and(|f| f > PROBE_LOSS_FRACTION) {
+            self.last_loss = Some(now);
+        }
+    }
+
     /// A round of stats has been taken in: a new receiver report updates the estimate.
     pub fn on_stats_round(&mut self, now: Instant) {
         if std::mem::take(&mut self.rr_changed) {
@@ -172,6 +211,44 @@ impl SubscriberBwe {
         Some(why)
     }
 
+    /// Whether the TWCC estimator should probe toward `desired_bps` now: the estimate has been
+    /// short of it for a while (the schedule at `PROBE_INTERVAL_FIRST`). `desired_bps` is what
+    /// the layers above the subscriptions bandwidth holds back would take (0: none is held
+    /// back). Never without a TWCC estimate in use.
+    pub fn probe_due(&mut self, desired_bps: u64, now: Instant) -> bool {
+        let short = self.twcc().is_some_and(|estimate| desired_bps > estimate);
+        if !short {
+            self.next_probe = None;
+            self.padding_until = None;
+            return false;
+        }
+        let (at, interval) = *self.next_probe.get_or_insert((now + PROBE_INTERVAL_FIRST, PROBE_INTERVAL_FIRST));
+        let lossy = self.last_loss.is_some_and(|t| now.saturating_duration_since(t) < PROBE_AFTER_LOSS);
+        if now < at || lossy {
+            return false;
+        }
+        let next = interval.mul_f64(PROBE_BACKOFF).min(PROBE_INTERVAL_MAX);
+        self.next_probe = Some((now + next, next));
+        self.padding_until = self.twcc.map(|estimate| (now + PROBE_PADDING, estimate));
+        true
+    }
+
+    /// What a probe pads the subscriber's stream up to now (media and padding together; 0: no
+    /// probe). A probe stops early when the estimate falls below where it started (the path is
+    /// full).
+    pub fn padding_to(&mut self, now: Instant) -> u64 {
+        let (Some((until, from)), Some(estimate)) = (self.padding_until, self.twcc()) else { return 0 };
+        if now >= until || estimate < from {
+            self.padding_until = None;
+            // One that raised the estimate is followed up soon, from the first interval again.
+            if estimate as f64 > from as f64 * PROBE_SUCCESS && self.next_probe.is_some() {
+                self.next_probe = Some((now + PROBE_AFTER_SUCCESS, PROBE_INTERVAL_FIRST));
+            }
+            return 0;
+        }
+        (estimate as f64 * PROBE_PADDING_SHARE) as u64
+    }
+
     /// The receiver-report estimate (`None`: unconstrained), once fallen back to.
     pub fn receiver_estimate(&self) -> Option<u64> {
         self.rr_estimate
@@ -184,6 +261,70 @@ mod tests {
 
     fn mid() -> (Mid, Option<Rid>) {
         (Mid::from("v"), None)
+    }
+
+    #[test]
+    fn probes_come_while_short_of_what_is_wanted_backing_off_to_the_interval_cap() {
+        let t0 = Instant::now();
+        let mut b = SubscriberBwe::new(1_000_000);
+        assert!(!b.probe_due(2_000_000, t0), "no TWCC estimate yet");
+        b.on_twcc(800_000);
+        let mut probes = Vec::new();
+        for ms in (0..20_000).step_by(100) {
+            if b.probe_due(2_000_000, t0 + Duration::from_millis(ms)) {
+                probes.push(ms);
+            }
+        }
+        assert_eq!(probes, [2_000, 5_000, 9_500, 14_500, 19_500]);
+        // The last probe pads for half a second, at 90 % of the estimate, and stops early when
+        // the estimate falls.
+        let last = t0 + Duration::from_millis(19_500);
+        assert_eq!(b.padding_to(last + Duration::from_millis(400)), 720_000);
+        assert_eq!(b.padding_to(last + Duration::from_millis(500)), 0);
+        assert!(b.probe_due(2_000_000, last + Duration::from_secs(5)));
+        b.on_twcc(700_000);
+        assert_eq!(b.padding_to(last + Duration::from_millis(5_100)), 0, "the estimate fell");
+        b.on_twcc(800_000);
+        assert_eq!(b.padding_to(last + Duration::from_millis(5_200)), 0, "stopped for good");
+        // A probe that raises the estimate is followed up a second after it ends.
+        let t2 = last + Duration::from_secs(10);
+        assert!(b.probe_due(2_000_000, t2));
+        b.on_twcc(1_000_000);
+        assert_eq!(b.padding_to(t2 + Duration::from_millis(500)), 0);
+        assert!(!b.probe_due(2_000_000, t2 + Duration::from_millis(1_400)));
+        assert!(b.probe_due(2_000_000, t2 + Duration::from_millis(1_500)));
+        // Enough: none, and the schedule starts over when it falls short again.
+        let t1 = t0 + Duration::from_secs(20);
+        assert!(!b.probe_due(700_000, t1));
+        assert!(!b.probe_due(2_000_000, t1 + Duration::from_millis(100)));
+        assert!(!b.probe_due(2_000_000, t1 + Duration::from_millis(2_000)));
+        assert!(b.probe_due(2_000_000, t1 + Duration::from_millis(2_100)));
+        assert!(!b.probe_due(2_000_000, t1 + Duration::from_millis(2_200)));
+    }
+
+    #[test]
+    fn no_probes_while_the_receiver_reports_show_loss() {
+        let t0 = Instant::now();
+        let mut b = SubscriberBwe::new(1_000_000);
+        b.on_twcc(800_000);
+        b.on_transport_loss(Some(0.01), t0);
+        assert!(!b.probe_due(2_000_000, t0));
+        // Loss a second later holds the probe due at 2 s off until 3 s after it.
+        b.on_transport_loss(Some(0.05), t0 + Duration::from_secs(1));
+        b.on_transport_loss(Some(0.0), t0 + Duration::from_secs(2));
+        assert!(!b.probe_due(2_000_000, t0 + Duration::from_millis(2_500)));
+        assert!(!b.probe_due(2_000_000, t0 + Duration::from_millis(3_900)));
+        assert!(b.probe_due(2_000_000, t0 + Duration::from_millis(4_000)));
+    }
+
+    #[test]
+    fn no_probes_once_receiver_reports_drive_the_estimate() {
+        let t0 = Instant::now();
+        let mut b = SubscriberBwe::new(1_000_000);
+        b.on_twcc(1_000_000);
+        b.on_wanted(2_000_000, t0);
+        assert!(b.on_wanted(2_000_000, t0 + STUCK_AFTER).is_some());
+        assert!(!b.probe_due(2_000_000, t0 + STUCK_AFTER * 2));
     }
 
     #[test]

@@ -165,6 +165,12 @@ impl SimulcastSelector {
         self.wish
     }
 
+    /// Whether bandwidth, not the wish, holds the target below the layer wanted (as of the last
+    /// `update_target`).
+    pub fn limited_by_bandwidth(&self) -> bool {
+        self.limited_by_bandwidth
+    }
+
     pub fn set_wish(&mut self, wish: LayerWish) {
         self.wish = wish;
     }

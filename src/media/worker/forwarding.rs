@@ -401,9 +401,11 @@ impl Worker {
             // Desired: what the next layer up of each subscription would take (probing one step
             // at a time keeps probes from flooding a constrained link).
             let mut wanted = 0;
+            let mut held_back = false;
             for (t, sub) in &video {
                 if let Some(t) = self.tracks.get_mut(t) {
                     wanted += t.forwarder.next_layer_bitrate(now, sub.0);
+                    held_back |= t.forwarder.subscriptions().iter().any(|s| s.id == sub.0 && s.limited_by_bandwidth());
                 }
             }
             let Some(peer) = self.out.peers[idx].as_mut() else { continue };
@@ -417,7 +419,20 @@ impl Worker {
             }
             // Probing is for TWCC: without it probes only cost the subscriber bandwidth.
             let probe_to = if peer.bwe.fallback().is_some() { Bitrate::ZERO } else { Bitrate::bps(desired) };
-            peer.rtc.bwe().set_bitrate(Bitrate::ZERO, probe_to);
+            if peer.connected && peer.bwe.probe_due(if held_back { desired } else { 0 }, now) {
+                // A probe: str0m's estimator probes when what is wanted grows (an allocation
+                // probe, a burst at up to twice its estimate), so want half for one turn of its
+                // timers, then all of it again; and for a while media and padding fill most of
+                // the estimate (`SubscriberBwe::padding_to`), since its estimate may grow only
+                // to 1.5 times what is acknowledged.
+                tracing::debug!(worker = self.index, peer = idx, desired, "probing toward the next layers up");
+                peer.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired / 2));
+                drive(&mut self.out, idx, now);
+                self.out.rtc_counters.bwe_probes.inc();
+            }
+            let Some(peer) = self.out.peers[idx].as_mut() else { continue };
+            let pad_to = Bitrate::bps(peer.bwe.padding_to(now));
+            peer.rtc.bwe().set_bitrate(pad_to, probe_to);
             let estimate = peer.effective_estimate(now);
             tracing::debug!(worker = self.index, peer = idx, estimate = ?estimate, wanted, "WebRTC bandwidth");
             drive(&mut self.out, idx, now);

@@ -356,6 +356,12 @@ impl Harness {
         self.command(Command::SetWish { track, subscription, wish });
     }
 
+    /// Change the server-to-client link of `client` from now on (a bottleneck that appears or
+    /// lifts); what is already on its way keeps its arrival time.
+    pub fn set_down_link(&mut self, client: usize, link: Link) {
+        self.clients[client].down.link = link;
+    }
+
     /// Run the call for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;

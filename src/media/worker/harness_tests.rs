@@ -276,6 +276,68 @@ fn the_big_tile_gets_the_bandwidth_the_thumbnails_do_not_need() {
     }
 }
 
+/// The layer `sub` was last told it receives, for its only subscription.
+fn current_layer(h: &Harness, sub: usize) -> Option<u8> {
+    h.clients[sub].layers.last().map(|l| l.2)
+}
+
+/// A TWCC subscriber behind a bottleneck that lifts again gets the top layer back. Held to the
+/// middle layer, the server sends ~70 % of the estimate: not little enough for the estimator's
+/// application-limited probing, and its increase is capped near what is sent, so the estimate
+/// alone stays under the top layer for good. The server probes toward what it wants while a
+/// subscriber is short of it, so the estimate finds the freed capacity.
+#[test]
+fn a_subscriber_whose_bottleneck_lifts_gets_the_top_layer_back() {
+    for seed in [17, 18, 19] {
+        let mut h = Harness::new(seed, 1_000_000);
+        let publisher = h.add_publisher(Link::default(), Link::default());
+        let sub = h.add_subscriber(true, Link::default(), Link::default());
+        h.run_for(SECOND);
+        let track = h.track_of(publisher);
+        h.subscribe(sub, track, LayerWish::default());
+        h.run_for(8 * SECOND);
+        assert_eq!(
+            current_layer(&h, sub),
+            Some(2),
+            "seed {seed}: top layer before the cap: {:?}",
+            h.clients[sub].layers
+        );
+        // 1 Mbit/s: the middle layer (500 kbit/s) fits, the top one (1.5 Mbit/s) does not.
+        let cap = Link { rate_bps: Some(1_000_000), queue: Duration::from_millis(200), ..Link::default() };
+        h.set_down_link(sub, cap);
+        h.run_for(15 * SECOND);
+        assert!(
+            matches!(current_layer(&h, sub), Some(0 | 1)),
+            "seed {seed}: below the top layer under the cap: {:?}",
+            h.clients[sub].layers
+        );
+        // The probes cost little: of what was sent in the last 10 s under the cap, little is lost.
+        let recent: Vec<Received> =
+            in_order(&h.clients[sub].received).into_iter().filter(|r| r.at >= h.now - 10 * SECOND).collect();
+        let lost = missing(&recent);
+        assert!(
+            recent.len() > 200 && lost * 50 < recent.len() as u64,
+            "seed {seed}: {lost} of {} lost under the cap",
+            recent.len()
+        );
+        h.set_down_link(sub, Link::default());
+        let lifted = h.now;
+        let mut back = None;
+        while h.now < lifted + 20 * SECOND {
+            h.run_for(Duration::from_millis(100));
+            if current_layer(&h, sub) == Some(2) {
+                back = Some(h.now - lifted);
+                break;
+            }
+        }
+        let back = back.unwrap_or_else(|| {
+            panic!("seed {seed}: still below the top layer 20 s after the cap lifted: {:?}", h.clients[sub].layers)
+        });
+        assert!(back <= 10 * SECOND, "seed {seed}: back on the top layer only after {back:?}");
+        assert!(h.worker.out.rtc_counters.bwe_probes.get() >= 2, "seed {seed}: the server probed");
+    }
+}
+
 /// A QUIC client of the worker, driven by hand: quinn-proto's own endpoint and connection.
 struct QuicClient {
     endpoint: quinn_proto::Endpoint,

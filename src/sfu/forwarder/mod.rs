@@ -82,6 +82,11 @@ impl<S> Subscription<S> {
     pub fn target_layer(&self) -> Option<u8> {
         self.selector.as_ref().and_then(SimulcastSelector::target)
     }
+
+    /// Whether bandwidth holds this subscription below the layer its wish admits.
+    pub fn limited_by_bandwidth(&self) -> bool {
+        self.selector.as_ref().is_some_and(SimulcastSelector::limited_by_bandwidth)
+    }
 }
 
 /// What to create a subscription with.
