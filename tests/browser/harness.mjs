@@ -302,22 +302,51 @@ export async function startSampler(page) {
     window.sampler = setInterval(async () => {
       const report = await sub.receiver.getStats();
       for (const s of report.values()) {
-        if (s.type === "inbound-rtp") window.samples.push({ t: performance.now(), decoded: s.framesDecoded ?? 0, width: s.frameWidth ?? 0 });
+        if (s.type === "inbound-rtp") {
+          window.samples.push({
+            t: performance.now(),
+            decoded: s.framesDecoded ?? 0,
+            width: s.frameWidth ?? 0,
+            layer: sub.layer,
+            // What arrived and what was asked for: the story of a freeze.
+            received: s.framesReceived ?? 0,
+            packets: s.packetsReceived ?? 0,
+            lost: s.packetsLost ?? 0,
+            keyframes: s.keyFramesDecoded ?? 0,
+            plis: s.pliCount ?? 0,
+            nacks: s.nackCount ?? 0,
+          });
+        }
       }
     }, 50);
   });
 }
 
-/** The samples so far, and the longest time frames stopped being decoded (ms). */
+/**
+ * The samples so far, the longest time frames stopped being decoded (ms), and the samples from
+ * a little before that freeze to its end (`freeze`), for a failure message.
+ */
 export async function samples(page) {
   const s = await page.evaluate(() => window.samples);
   let longest = 0;
   let lastChange = s.length ? s[0].t : 0;
+  let lastChangeAt = 0;
+  let span = [0, 0];
   for (let i = 1; i < s.length; i++) {
-    if (s[i].decoded > s[i - 1].decoded) lastChange = s[i].t;
-    longest = Math.max(longest, s[i].t - lastChange);
+    if (s[i].decoded > s[i - 1].decoded) {
+      lastChange = s[i].t;
+      lastChangeAt = i;
+    }
+    if (s[i].t - lastChange > longest) {
+      longest = s[i].t - lastChange;
+      span = [lastChangeAt, i];
+    }
   }
-  return { samples: s, longestFreezeMs: longest };
+  const t0 = s.length ? s[0].t : 0;
+  const freeze = s
+    .slice(Math.max(0, span[0] - 4), span[1] + 2)
+    .map((x) => `${Math.round(x.t - t0)}ms L${x.layer} w${x.width} dec${x.decoded} rcv${x.received} pkt${x.packets} lost${x.lost} kf${x.keyframes} pli${x.plis} nack${x.nacks}`);
+  return { samples: s, longestFreezeMs: longest, freeze };
 }
 
 /** Click a layer button ("auto", "low", "medium", "high") on the first remote tile. */
