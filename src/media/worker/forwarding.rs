@@ -404,8 +404,9 @@ impl Worker {
             let mut held_back = false;
             for (t, sub) in &video {
                 if let Some(t) = self.tracks.get_mut(t) {
-                    wanted += t.forwarder.next_layer_bitrate(now, sub.0);
-                    held_back |= t.forwarder.subscriptions().iter().any(|s| s.id == sub.0 && s.limited_by_bandwidth());
+                    let (next, held) = t.forwarder.next_layer_bitrate(now, sub.0);
+                    wanted += next;
+                    held_back |= held;
                 }
             }
             let Some(peer) = self.out.peers[idx].as_mut() else { continue };
