@@ -119,6 +119,13 @@ pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str])
     c
 }
 
+/// Create and register a counter (names are constants, as for `counter_vec`).
+pub fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+    let c = prometheus::IntCounter::new(name, help).expect("metric names are valid constants");
+    registry.register(Box::new(c.clone())).expect("each metric name is registered once");
+    c
+}
+
 /// CPU time this process has used, user and system.
 pub fn process_cpu_seconds() -> Option<f64> {
     // SAFETY: getrusage writes one rusage into the zeroed value it is given.

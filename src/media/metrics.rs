@@ -2,7 +2,7 @@
 //! second, so the per-packet cost is a plain add with no shared cache line.
 
 use super::webrtc_bwe::Fallback;
-use crate::metrics::counter_vec;
+use crate::metrics::{counter, counter_vec};
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
@@ -227,42 +227,26 @@ impl MediaMetrics {
                 &["direction"],
             ),
             layer_switches: counter_vec(registry, "layer_switches_total", "Simulcast layer switches", &["direction"]),
-            handoffs: {
-                let c = prometheus::IntCounter::new(
-                    "worker_handoffs_total",
-                    "Media packets handed from the publisher's worker to a subscriber's worker",
-                )
-                .expect("constant counter options are valid");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
-            backlog_copies: {
-                let c = prometheus::IntCounter::new(
-                    "quic_backlog_copies_total",
-                    "Datagrams copied (instead of sliced from the egress arena) for QUIC connections with a send backlog (congested, or a client that stopped acknowledging)",
-                )
-                .expect("constant counter options are valid");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
-            layer_reorders: {
-                let c = prometheus::IntCounter::new(
-                    "simulcast_reorders_total",
-                    "Browser-published simulcast tracks whose rids were not listed lowest first, and whose layers the server put in order (by keyframe height, else bitrate)",
-                )
-                .expect("constant counter options are valid");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
-            bwe_probes: {
-                let c = prometheus::IntCounter::new(
-                    "webrtc_bwe_probes_total",
-                    "Probes the server had a browser's TWCC estimator send because its estimate stayed short of the layers the browser's subscriptions want (every 2 s, backing off to 5 s, while short)",
-                )
-                .expect("constant counter options are valid");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
+            handoffs: counter(
+                registry,
+                "worker_handoffs_total",
+                "Media packets handed from the publisher's worker to a subscriber's worker",
+            ),
+            backlog_copies: counter(
+                registry,
+                "quic_backlog_copies_total",
+                "Datagrams copied (instead of sliced from the egress arena) for QUIC connections with a send backlog (congested, or a client that stopped acknowledging)",
+            ),
+            layer_reorders: counter(
+                registry,
+                "simulcast_reorders_total",
+                "Browser-published simulcast tracks whose rids were not listed lowest first, and whose layers the server put in order (by keyframe height, else bitrate)",
+            ),
+            bwe_probes: counter(
+                registry,
+                "webrtc_bwe_probes_total",
+                "Probes the server had a browser's TWCC estimator send because its estimate stayed short of the layers the browser's subscriptions want (every 2 s, backing off to 5 s, while short)",
+            ),
             forwarding_latency: latency,
             sessions,
             quic_handshakes: counter_vec(
