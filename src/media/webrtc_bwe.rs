@@ -19,7 +19,7 @@
 //! when they do.
 
 use super::bwe::{LossBasedEstimator, PathSample};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use str0m::media::{Mid, Rid};
 
@@ -52,6 +52,12 @@ const PROBE_AFTER_SUCCESS: Duration = Duration::from_secs(1);
 /// held by its losses, which probing adds to, not by a want of evidence.
 const PROBE_AFTER_LOSS: Duration = Duration::from_secs(3);
 const PROBE_LOSS_FRACTION: f32 = 0.02;
+
+/// str0m's estimate events carry the average of its estimates over the last 3 s, so when a probe
+/// finds room the event lags it by up to that long (and the layers with it). Its latest estimate,
+/// in its stats every 200 ms, is taken instead when it has been at least that high for this long:
+/// down moves still follow the average.
+const RAW_SUSTAINED: Duration = Duration::from_secs(1);
 
 /// Why a subscriber's estimate comes from its receiver reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +93,10 @@ pub struct SubscriberBwe {
     initial_bps: u64,
     twcc: Option<u64>,
     twcc_moved: bool,
+    /// str0m's latest estimates from its stats (`RAW_SUSTAINED` of them and one before), and
+    /// the lowest of them once they span that long.
+    raw: VecDeque<(Instant, u64)>,
+    raw_floor: Option<u64>,
     /// Since when the server has wanted more than the TWCC estimate (or there was none).
     starved_since: Option<Instant>,
     fallback: Option<Fallback>,
@@ -110,6 +120,8 @@ impl SubscriberBwe {
             initial_bps,
             twcc: None,
             twcc_moved: false,
+            raw: VecDeque::new(),
+            raw_floor: None,
             starved_since: None,
             fallback: None,
             rr: LossBasedEstimator::default(),
@@ -132,9 +144,24 @@ impl SubscriberBwe {
         }
     }
 
-    /// The TWCC estimate, while it is the one in use.
+    /// str0m's latest (unaveraged) estimate, from its stats.
+    pub fn on_raw_twcc(&mut self, estimate_bps: Option<u64>, now: Instant) {
+        let Some(e) = estimate_bps else { return };
+        self.raw.push_back((now, e));
+        while self.raw.get(1).is_some_and(|(at, _)| now.saturating_duration_since(*at) >= RAW_SUSTAINED) {
+            self.raw.pop_front();
+        }
+        let spans = self.raw.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) >= RAW_SUSTAINED);
+        self.raw_floor = if spans { self.raw.iter().map(|(_, e)| *e).min() } else { None };
+    }
+
+    /// The TWCC estimate, while it is the one in use: str0m's average, or its latest estimates
+    /// where they have been higher for `RAW_SUSTAINED`.
     pub fn twcc(&self) -> Option<u64> {
-        if self.fallback.is_some() { None } else { self.twcc }
+        if self.fallback.is_some() {
+            return None;
+        }
+        self.twcc.map(|e| e.max(self.raw_floor.unwrap_or(0)))
     }
 
     pub fn fallback(&self) -> Option<Fallback> {
@@ -229,7 +256,7 @@ impl SubscriberBwe {
         }
         let next = interval.mul_f64(PROBE_BACKOFF).min(PROBE_INTERVAL_MAX);
         self.next_probe = Some((now + next, next));
-        self.padding_until = self.twcc.map(|estimate| (now + PROBE_PADDING, estimate));
+        self.padding_until = self.twcc().map(|estimate| (now + PROBE_PADDING, estimate));
         true
     }
 
@@ -325,6 +352,33 @@ mod tests {
         b.on_wanted(2_000_000, t0);
         assert!(b.on_wanted(2_000_000, t0 + STUCK_AFTER).is_some());
         assert!(!b.probe_due(2_000_000, t0 + STUCK_AFTER * 2));
+    }
+
+    #[test]
+    fn the_latest_estimate_is_used_once_it_has_held_above_the_average_for_a_second() {
+        let t0 = Instant::now();
+        let mut b = SubscriberBwe::new(1_000_000);
+        b.on_twcc(400_000);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // A probe found 900 kbit/s; the average lags.
+        for ms in (0..=800).step_by(200) {
+            b.on_raw_twcc(Some(900_000), at(ms));
+        }
+        assert_eq!(b.twcc(), Some(400_000), "not yet a second");
+        b.on_raw_twcc(Some(950_000), at(1_000));
+        assert_eq!(b.twcc(), Some(900_000), "the lowest of the last second");
+        // A dip counts for the second after it; the average still applies below.
+        b.on_raw_twcc(Some(300_000), at(1_200));
+        assert_eq!(b.twcc(), Some(400_000));
+        for ms in (1_400..=2_200).step_by(200) {
+            b.on_raw_twcc(Some(950_000), at(ms));
+            assert_eq!(b.twcc(), Some(400_000), "the dip is within the last second at {ms} ms");
+        }
+        b.on_raw_twcc(Some(950_000), at(2_400));
+        assert_eq!(b.twcc(), Some(950_000));
+        // Not used once fallen back to receiver reports.
+        b.fallback = Some(Fallback::TwccStuck);
+        assert_eq!(b.twcc(), None);
     }
 
     #[test]

@@ -174,7 +174,8 @@ impl Worker {
                 Event::PeerStats(stats) => {
                     peer.on_peer_stats(stats.peer_bytes_tx, stats.egress_loss_fraction, stats.timestamp);
                     peer.bwe.on_transport_loss(stats.egress_loss_fraction, now);
-                    tracing::trace!(worker = self.index, peer = idx, loss = ?stats.egress_loss_fraction, cap = ?peer.loss_cap.map(|c| c.0), "peer stats");
+                    peer.bwe.on_raw_twcc(stats.bwe_tx.map(|b| b.as_u64()), now);
+                    tracing::trace!(worker = self.index, peer = idx, loss = ?stats.egress_loss_fraction, raw = ?stats.bwe_tx.map(|b| b.as_u64()), cap = ?peer.loss_cap.map(|c| c.0), "peer stats");
                 }
                 Event::Connected => peer.connected = true,
                 Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed) => {
