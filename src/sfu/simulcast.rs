@@ -250,6 +250,11 @@ impl SimulcastSelector {
         ladder
     }
 
+    /// The layer the wish alone would choose.
+    pub fn wished(&self, layers: &[LayerStatus]) -> Option<u8> {
+        self.choose(layers, None)
+    }
+
     fn choose(&self, layers: &[LayerStatus], available_bps: Option<u64>) -> Option<u8> {
         // Runs for every subscription at every tick: no allocation, just the (at most four) layers.
         let n = layers.len().min(MAX_LAYERS);

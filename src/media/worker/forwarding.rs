@@ -398,15 +398,13 @@ impl Worker {
             if video.is_empty() {
                 continue;
             }
-            // Desired: what the next layer up of each subscription would take (probing one step
-            // at a time keeps probes from flooding a constrained link).
-            let mut wanted = 0;
-            let mut held_back = false;
+            // Desired: what the layers the subscriptions want would take (`ProbeWant`).
+            let (mut wanted, mut held_back) = (0, false);
             for (t, sub) in &video {
                 if let Some(t) = self.tracks.get_mut(t) {
-                    let (next, held) = t.forwarder.next_layer_bitrate(now, sub.0);
-                    wanted += next;
-                    held_back |= held;
+                    let want = t.forwarder.probe_want(now, sub.0);
+                    wanted += want.next_layer_bps;
+                    held_back |= want.held_back;
                 }
             }
             let Some(peer) = self.out.peers[idx].as_mut() else { continue };
@@ -426,7 +424,7 @@ impl Worker {
                 // timers, then all of it again; and for a while media and padding fill most of
                 // the estimate (`SubscriberBwe::padding_to`), since its estimate may grow only
                 // to 1.5 times what is acknowledged.
-                tracing::debug!(worker = self.index, peer = idx, desired, "probing toward the next layers up");
+                tracing::debug!(worker = self.index, peer = idx, desired, "probing toward the layers wanted");
                 peer.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired / 2));
                 drive(&mut self.out, idx, now);
                 self.out.rtc_counters.bwe_probes.inc();
@@ -435,7 +433,7 @@ impl Worker {
             let pad_to = Bitrate::bps(peer.bwe.padding_to(now));
             peer.rtc.bwe().set_bitrate(pad_to, probe_to);
             let estimate = peer.effective_estimate(now);
-            tracing::debug!(worker = self.index, peer = idx, estimate = ?estimate, wanted, "WebRTC bandwidth");
+            tracing::debug!(worker = self.index, peer = idx, estimate = ?estimate, wanted, desired, "WebRTC bandwidth");
             drive(&mut self.out, idx, now);
             self.share_bandwidth(estimate, &video, audio, now);
         }

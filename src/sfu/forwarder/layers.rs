@@ -1,9 +1,10 @@
 //! What the forwarder learns about a track's layers from outside the packets: the publisher's
 //! sender reports (its media clock, for lip sync downstream) and the worker's renumbering of a
-//! browser's simulcast layers that were not listed lowest first.
+//! browser's simulcast layers that were not listed lowest first; and what a subscriber's
+//! bandwidth estimator should be asked for, from its subscription's layers.
 
-use super::{LayerState, TrackForwarder};
-use crate::sfu::simulcast::MAX_LAYERS;
+use super::{LayerState, Subscription, TrackForwarder};
+use crate::sfu::simulcast::{MAX_LAYERS, SimulcastSelector};
 use std::time::{Duration, Instant};
 
 /// What a publisher's sender report says of a layer's media clock: RTP time `rtp` was its "now"
@@ -16,7 +17,40 @@ pub struct SenderClock {
     pub at: Instant,
 }
 
+/// What one subscription asks of its subscriber's bandwidth estimator (`TrackForwarder::probe_want`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeWant {
+    /// The bitrate of the layer it wants when bandwidth holds it back, else of the layer above
+    /// the one it receives (of its current layer on the top active layer; of the highest layer
+    /// before it receives any).
+    pub next_layer_bps: u64,
+    /// Bandwidth, not its wish, holds it below the layer it wants.
+    pub held_back: bool,
+}
+
 impl<S: Copy> TrackForwarder<S> {
+    /// What `subscription` asks of its subscriber's bandwidth estimator now.
+    pub fn probe_want(&mut self, now: Instant, subscription: u64) -> ProbeWant {
+        let statuses = self.layer_statuses(now);
+        let count = self.layers.len();
+        let sub = self.subs.iter().find(|s| s.id == subscription);
+        let selector = sub.and_then(|s| s.selector.as_ref());
+        let held_back = selector.is_some_and(SimulcastSelector::limited_by_bandwidth);
+        let layer = sub.and_then(Subscription::layer);
+        // Held back: toward the layer it wants, in one step (the estimator caps each probe at
+        // twice its estimate anyway); otherwise one layer up, or its own on the top one.
+        let wished = selector.and_then(|sel| sel.wished(&statuses[..count])).map(usize::from);
+        let next_layer_bps = match (layer.map(usize::from), wished) {
+            (None, _) => statuses[..count].iter().map(|l| l.bitrate_bps).max().unwrap_or(0),
+            (Some(current), Some(w)) if held_back && w > current => statuses[w].bitrate_bps,
+            (Some(current), _) => {
+                let next = (current + 1..count).find(|&i| statuses[i].active).unwrap_or(current);
+                statuses[next].bitrate_bps
+            }
+        };
+        ProbeWant { next_layer_bps, held_back }
+    }
+
     /// The publisher's layers were not lowest first: layer `order[i]` becomes layer `i`. Each
     /// layer keeps its state (source, history, rate, height, clock), and what was forwarded keeps
     /// naming the layer it came from (NACKs are answered from the right history); every video

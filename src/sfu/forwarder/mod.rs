@@ -9,7 +9,7 @@ mod resend;
 #[cfg(test)]
 mod test_support;
 
-pub use layers::SenderClock;
+pub use layers::{ProbeWant, SenderClock};
 pub use resend::{NackAnswer, ResendPolicy};
 
 use super::nack::PacketHistory;
@@ -390,21 +390,6 @@ impl<S: Copy> TrackForwarder<S> {
         }
     }
 
-    /// The bitrate of the layer above the one a subscription receives (or of its current layer
-    /// when it is on the top active layer): what its bandwidth estimator should probe for; and
-    /// whether bandwidth, not its wish, holds it below the layer it wants.
-    pub fn next_layer_bitrate(&mut self, now: Instant, subscription: u64) -> (u64, bool) {
-        let statuses = self.layer_statuses(now);
-        let count = self.layers.len();
-        let sub = self.subs.iter().find(|s| s.id == subscription);
-        let held_back = sub.and_then(|s| s.selector.as_ref()).is_some_and(SimulcastSelector::limited_by_bandwidth);
-        let Some(current) = sub.and_then(Subscription::layer).map(usize::from) else {
-            return (statuses[..count].iter().map(|l| l.bitrate_bps).max().unwrap_or(0), held_back);
-        };
-        let next = (current + 1..count).find(|&i| statuses[i].active).unwrap_or(current);
-        (statuses[next].bitrate_bps, held_back)
-    }
-
     /// Layer changes since the last call.
     pub fn drain_layer_changes(&mut self) -> std::vec::Drain<'_, LayerChange> {
         self.changes.drain(..)
@@ -570,9 +555,9 @@ mod tests {
         assert_eq!(f.subscriptions()[0].layer(), Some(0));
         let rates = f.layer_statuses(now);
         assert!(rates[1].bitrate_bps > 0);
-        assert_eq!(f.next_layer_bitrate(now, 1).0, rates[1].bitrate_bps, "probe for the middle layer");
+        assert_eq!(f.probe_want(now, 1).next_layer_bps, rates[1].bitrate_bps, "probe for the middle layer");
         assert_eq!(
-            f.next_layer_bitrate(now, 99).0,
+            f.probe_want(now, 99).next_layer_bps,
             rates.iter().map(|l| l.bitrate_bps).max().unwrap_or(0),
             "unknown: the top"
         );
