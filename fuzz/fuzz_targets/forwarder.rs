@@ -294,7 +294,8 @@ impl Harness {
                 let report = self.f.sender_report(id, self.now);
                 let sub = self.subs.get(&id);
                 assert_eq!(report.is_some(), sub.is_some_and(|s| s.head.is_some()), "a report once something was sent");
-                let _ = self.f.next_layer_bitrate(self.now, id);
+                let want = self.f.probe_want(self.now, id);
+                assert!(sub.is_some() || !want.held_back, "only a subscription is held back");
                 let _ = self.f.layer_statuses(self.now);
             }
         }

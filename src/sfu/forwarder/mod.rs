@@ -540,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn next_layer_bitrate_is_one_step_up() {
+    fn a_subscription_not_held_back_probes_one_layer_up() {
         let t0 = Instant::now();
         let mut f = TrackForwarder::new(Codec::Vp8, &[180, 360, 720]);
         let mut p = Publisher::new();
