@@ -27,6 +27,8 @@ pub struct MediaMetrics {
     pub sessions: IntGaugeVec,
     /// `switchboard_quic_handshakes_total{result}`.
     pub quic_handshakes: IntCounterVec,
+    /// `switchboard_quic_tls_sessions`: QUIC connections holding rustls state (in their handshake).
+    pub quic_tls_sessions: prometheus::IntGauge,
     /// `switchboard_webrtc_offers_total{result}`.
     pub offers: IntCounterVec,
     /// `switchboard_webrtc_ice_events_total{event}`.
@@ -255,6 +257,15 @@ impl MediaMetrics {
                 "New QUIC connections by result: accepted, retried (asked to validate its address first, under load), refused (worker full or stopping, or an invalid Retry token)",
                 &["result"],
             ),
+            quic_tls_sessions: {
+                let g = prometheus::IntGauge::new(
+                    "quic_tls_sessions",
+                    "QUIC connections holding TLS handshake state: those in their handshake (a connection drops it once the handshake is over)",
+                )
+                .expect("metric names are valid constants");
+                registry.register(Box::new(g.clone())).expect("each metric name is registered once");
+                g
+            },
             offers: counter_vec(
                 registry,
                 "webrtc_offers_total",

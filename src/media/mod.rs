@@ -9,6 +9,7 @@ pub mod ids;
 pub mod metrics;
 pub mod plane;
 pub mod quic;
+pub mod quic_tls;
 pub mod recv_batch;
 pub mod rx_time;
 pub mod send_batch;

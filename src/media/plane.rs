@@ -26,6 +26,8 @@ pub enum MediaError {
     Bind { addr: SocketAddr, reason: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    QuicTls(#[from] super::quic_tls::QuicTlsError),
     #[error("cannot start media worker thread: {0}")]
     Thread(String),
     #[error("cannot generate the DTLS certificate")]
@@ -120,7 +122,8 @@ impl MediaPlane {
         let sockets =
             quic::bind_worker_sockets(settings.quic_listen, n).map_err(|e| bind_err(settings.quic_listen, e))?;
         let quic_addr = sockets[0].local_addr().map_err(|e| bind_err(settings.quic_listen, e))?;
-        let server_config = Arc::new(quic::server_config(tls, settings.idle_timeout)?);
+        let server_config =
+            Arc::new(quic::server_config(tls, settings.idle_timeout, metrics.quic_tls_sessions.clone())?);
         let cert = dtls_certificate().ok_or(MediaError::DtlsCertificate)?;
         let mut rtc_sockets = Vec::with_capacity(n);
         for i in 0..n {

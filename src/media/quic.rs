@@ -138,15 +138,16 @@ pub fn frame(json: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Server-side QUIC configuration.
+/// Server-side QUIC configuration. `tls_held` counts the connections holding TLS handshake
+/// state (`switchboard_quic_tls_sessions`; see `quic_tls`).
 pub fn server_config(
     mut tls: rustls::ServerConfig,
     idle_timeout: Duration,
-) -> Result<quinn_proto::ServerConfig, crate::tls::TlsError> {
+    tls_held: prometheus::IntGauge,
+) -> Result<quinn_proto::ServerConfig, super::quic_tls::QuicTlsError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.max_early_data_size = 0;
-    let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| crate::tls::TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+    let crypto = super::quic_tls::ServerCrypto::new(tls, tls_held)?;
     let mut config = quinn_proto::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config(idle_timeout)));
     Ok(config)

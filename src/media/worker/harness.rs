@@ -129,6 +129,8 @@ pub struct Harness {
     /// The QUIC port's address, and the CA its certificate is signed by.
     pub quic: SocketAddr,
     pub quic_ca: String,
+    /// QUIC connections holding TLS handshake state (`switchboard_quic_tls_sessions`).
+    pub tls_held: prometheus::IntGauge,
     /// A busy worker: it gets to its socket only this often, and datagrams wait for it there
     /// (`None`: at once).
     pub read_every: Option<Duration>,
@@ -154,7 +156,9 @@ impl Harness {
         let certs = rustls_pemfile::certs(&mut tls.chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>().expect("PEM");
         let key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes()).expect("PEM").expect("a key");
         let tls = crate::tls::server_config(certs, key, &[]).expect("TLS config");
-        let server_config = crate::media::quic::server_config(tls, Duration::from_secs(30)).expect("QUIC config");
+        let tls_held = metrics.quic_tls_sessions.clone();
+        let server_config =
+            crate::media::quic::server_config(tls, Duration::from_secs(30), tls_held.clone()).expect("QUIC config");
         let (commands_tx, commands) = mpsc::channel(64);
         let (peer_tx, peer_rx) = mpsc::channel(64);
         let (control, control_rx) = mpsc::channel(64);
@@ -198,6 +202,7 @@ impl Harness {
             room: RoomId(1),
             quic,
             quic_ca,
+            tls_held,
             read_every: None,
             waiting: Vec::new(),
             next_read: start,

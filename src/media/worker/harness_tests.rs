@@ -362,6 +362,32 @@ impl QuicClient {
         QuicClient { endpoint, conn, addr }
     }
 
+    /// Step until the handshake is over.
+    fn finish_handshake(&mut self, h: &mut Harness) {
+        for _ in 0..200 {
+            self.step(h);
+            if !self.conn.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!self.conn.is_handshaking() && !self.conn.is_closed(), "connected");
+    }
+
+    /// Step `steps` milliseconds; the bytes `stream` received meanwhile.
+    fn read_signal(&mut self, h: &mut Harness, stream: quinn_proto::StreamId, steps: usize) -> usize {
+        let mut received = 0;
+        for _ in 0..steps {
+            self.step(h);
+            if let Ok(mut chunks) = self.conn.recv_stream(stream).read(true) {
+                while let Ok(Some(chunk)) = chunks.next(usize::MAX) {
+                    received += chunk.bytes.len();
+                }
+                let _ = chunks.finalize();
+            }
+        }
+        received
+    }
+
     /// One millisecond of both sides: the client's datagrams to the worker, the worker's back.
     fn step(&mut self, h: &mut Harness) {
         h.now += Duration::from_millis(1);
@@ -403,13 +429,7 @@ impl QuicClient {
 fn an_idle_quic_connection_keeps_no_signaling_buffers() {
     let mut h = Harness::new(3, 1_000_000);
     let mut client = QuicClient::connect(&h, "10.0.3.1:5000".parse().expect("literal address"));
-    for _ in 0..200 {
-        client.step(&mut h);
-        if !client.conn.is_handshaking() {
-            break;
-        }
-    }
-    assert!(!client.conn.is_handshaking() && !client.conn.is_closed(), "connected");
+    client.finish_handshake(&mut h);
     let stream = client.conn.streams().open(quinn_proto::Dir::Bi).expect("a signaling stream");
     let request = crate::media::quic::frame(&[b'x'; 3000]);
     client.conn.send_stream(stream).write(&request).expect("the request is written");
@@ -428,19 +448,56 @@ fn an_idle_quic_connection_keeps_no_signaling_buffers() {
     }
     let reply = crate::media::quic::frame(&[b'y'; 5000]);
     h.worker.on_command(crate::media::command::Command::SendSignal { session, frame: reply }, h.now);
-    let mut received = 0;
-    for _ in 0..100 {
-        client.step(&mut h);
-        if let Ok(mut chunks) = client.conn.recv_stream(stream).read(true) {
-            while let Ok(Some(chunk)) = chunks.next(usize::MAX) {
-                received += chunk.bytes.len();
-            }
-            let _ = chunks.finalize();
-        }
-    }
-    assert_eq!(received, 5004, "the whole reply arrived");
+    assert_eq!(client.read_signal(&mut h, stream, 100), 5004, "the whole reply arrived");
     let idx = *h.worker.sessions.get(&session).expect("the session's connection");
     let c = h.worker.out.conns[idx].as_ref().expect("a live connection");
     assert_eq!(c.frame_buf.capacity(), 0, "no read buffer kept");
     assert_eq!(c.pending_out.capacity(), 0, "no write buffer kept");
+}
+
+/// Issue 9 (memory per idle participant): a QUIC connection holds rustls's state only while it
+/// handshakes (about 5.5 KB with the next key generation's precomputed keys, of 24 KiB per idle
+/// participant). After it, key updates from either side (whose keys are then derived from the
+/// secrets the session kept, when first used) still carry signaling both ways.
+#[test]
+fn a_quic_connection_drops_its_tls_state_after_the_handshake_and_still_updates_keys() {
+    use crate::media::command::{Command, ControlEvent, SessionInput};
+    let mut h = Harness::new(4, 1_000_000);
+    let mut client = QuicClient::connect(&h, "10.0.3.2:5000".parse().expect("literal address"));
+    client.step(&mut h);
+    assert_eq!(h.tls_held.get(), 1, "a handshake in progress holds its TLS state");
+    client.finish_handshake(&mut h);
+    let stream = client.conn.streams().open(quinn_proto::Dir::Bi).expect("a signaling stream");
+    client.conn.send_stream(stream).write(&crate::media::quic::frame(b"hello")).expect("written");
+    let mut opened = None;
+    for _ in 0..50 {
+        client.step(&mut h);
+        if let Ok(ControlEvent::SessionOpened { session, inbox, .. }) = h.control.try_recv() {
+            opened = Some((session, inbox));
+        }
+    }
+    let (session, mut inbox) = opened.expect("the session was opened");
+    assert!(matches!(inbox.try_recv(), Ok(SessionInput::Frame(f)) if &f[..] == b"hello"), "the first frame");
+    assert_eq!(h.tls_held.get(), 0, "the TLS state is dropped once the handshake is over");
+
+    for round in 0..4u8 {
+        // The client updates its keys in even rounds, the server in odd ones; the keys of the
+        // previous phase are kept for three PTOs after an update, and no update starts before.
+        if round % 2 == 0 {
+            client.conn.force_key_update();
+        } else {
+            let idx = *h.worker.sessions.get(&session).expect("the session's connection");
+            h.worker.out.conns[idx].as_mut().expect("a live connection").conn.force_key_update();
+        }
+        let request = crate::media::quic::frame(&[round; 700]);
+        client.conn.send_stream(stream).write(&request).expect("written");
+        let reply = crate::media::quic::frame(&[round; 900]);
+        h.worker.on_command(Command::SendSignal { session, frame: reply }, h.now);
+        assert_eq!(client.read_signal(&mut h, stream, 500), 904, "round {round}: the reply arrived");
+        match inbox.try_recv() {
+            Ok(SessionInput::Frame(f)) => assert_eq!(&f[..], &[round; 700][..], "round {round}: the request"),
+            other => panic!("round {round}: the request frame, not {other:?}"),
+        }
+    }
+    assert!(!client.conn.is_closed(), "still connected: {:?}", client.conn.poll());
 }
